@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv with the pinned CPU torch first, then the project.
+# Every pip call after torch gets `-c constraints.txt` so nothing pulls a CUDA build of torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q torch==2.13.0
+python -m pip install -q -c constraints.txt -e ".[test]"
