@@ -6,13 +6,11 @@ import argparse
 import importlib
 import sys
 
+from recommender.errors import UserError
+
 # Each module defines register(subparsers); a subcommand's parser sets `func(args) -> int`.
 COMMAND_MODULES: tuple[str, ...] = (
 )
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:  # one line, no traceback
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"recommender {args.command}: error: {msg}", file=sys.stderr)
         return 2
