@@ -1,0 +1,50 @@
+"""Strategies by name, as the CLI and the experiments write them."""
+
+from __future__ import annotations
+
+from recommender.errors import UserError
+from recommender.evaluation.strategies import (ColumnRanking, Hybrid, Learned, MeanNormalisedPerformance, Oracle,
+                                               RandomPick, Strategy)
+
+AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
+HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
+        "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm:NAME")
+
+
+def _agnostic(name: str) -> Strategy:
+    """A task-agnostic ranking by name."""
+    if name == "mean-perf":
+        return MeanNormalisedPerformance()
+    if name in AGNOSTIC:
+        return ColumnRanking(AGNOSTIC[name])
+    raise UserError(f"unknown task-agnostic strategy {name!r}; choose mean-perf, {', '.join(AGNOSTIC)}")
+
+
+def _learned(spec: str) -> Learned:
+    """`lr`, `fm`, `lr+logme`: a learned recommender and the scores it may use."""
+    kind, *scores = spec.split("+")
+    if kind not in ("lr", "fm"):
+        raise UserError(f"unknown learned recommender {kind!r}; choose lr or fm")
+    return Learned(kind, tuple(scores))
+
+
+def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10)) -> Strategy:
+    """The strategy a name stands for (see HELP)."""
+    head, _, rest = spec.partition(":")
+    if spec == "oracle":
+        return Oracle()
+    if spec == "random":
+        return RandomPick()
+    if head == "score" and rest:
+        return ColumnRanking(f"score_{rest}")
+    if head == "hybrid" and rest.count(":") == 1:
+        agnostic, score = rest.split(":")
+        return Hybrid(_agnostic(agnostic), ColumnRanking(f"score_{score}"), budgets)
+    if head == "learned-hybrid" and rest.count(":") == 1:
+        kind, score = rest.split(":")
+        return Hybrid(_learned(kind), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
+    if head in ("lr", "fm") or head.startswith(("lr+", "fm+")):
+        return _learned(spec)
+    if not rest:
+        return _agnostic(spec)
+    raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")

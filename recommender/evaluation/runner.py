@@ -1,0 +1,96 @@
+"""Run strategies over the folds of a split and collect every per-dataset number, prediction and issue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from tqdm.auto import tqdm
+
+from recommender.evaluation.checks import MIN_MODELS, issues_frame, rankable
+from recommender.evaluation.measures import budget_measures, rank_correlations, summarize
+from recommender.evaluation.splits import Fold
+from recommender.evaluation.strategies import Strategy, without_truth
+
+RESULT_COLUMNS = ["fold", "repeat", "dataset", "strategy", "measure", "budget", "value"]
+
+
+@dataclass
+class Evaluation:
+    """Every number of one evaluation: long-format results, per-model predictions and what was set aside."""
+
+    results: pd.DataFrame
+    predictions: pd.DataFrame
+    issues: pd.DataFrame
+
+    def summary(self) -> pd.DataFrame:
+        """Mean over (fold, dataset) units per strategy, measure and budget, with std and a bootstrap 95% CI."""
+        rows = []
+        keys = ["strategy", "measure", "budget"]
+        for key, part in self.results.groupby(keys, dropna=False, sort=False):
+            rows.append(dict(zip(keys, key)) | summarize(part["value"], part["repeat"]))
+        return pd.DataFrame(rows, columns=keys + ["mean", "std", "ci_low", "ci_high", "n"])
+
+
+def _dataset_rows(name: str, pref: np.ndarray, truth: np.ndarray, strategy: Strategy,
+                  budget_prefs: Mapping[int, np.ndarray]) -> tuple[list[tuple], list[dict]]:
+    """(strategy, measure, budget, value) rows for one dataset, and issues about missing predictions."""
+    rows, issues = [], []
+    known = np.isfinite(pref)
+    if strategy.ranks and known.sum() >= MIN_MODELS:
+        corr = rank_correlations(pref[known], truth[known])
+        if np.isnan(corr["weighted_tau"]):
+            issues.append({"issue": "constant prediction", "detail": f"{name}: correlations undefined, not averaged"})
+        else:
+            rows += [(name, m, pd.NA, v) for m, v in corr.items()]
+    if not known.all():
+        issues.append({"issue": "missing prediction",
+                       "detail": f"{name}: {int((~known).sum())} of {known.size} models unranked (picked last)"})
+    for budget, bpref in budget_prefs.items():
+        rows += [(name, m, budget, v) for m, v in budget_measures(bpref, truth, budget).items() if not np.isnan(v)]
+    return rows, issues
+
+
+def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets: Sequence[int] = (1, 2, 3, 5, 10),
+             progress: bool = False, issues: pd.DataFrame | None = None) -> Evaluation:
+    """Fit each strategy on each fold's training pairs and measure its ranking of each test dataset.
+
+    Strategies see the test pairs without `performance` (only the oracle is shown it). Datasets that cannot be
+    ranked, strategies with no prediction on a dataset, and missing predictions go to `issues`."""
+    results, predictions, notes = [], [], [] if issues is None else issues.to_dict("records")
+    for fold in tqdm(folds, desc="folds", unit="fold", disable=not progress):
+        datasets, unrankable = rankable(fold.test)
+        notes += unrankable.to_dict("records")
+        test = fold.test.loc[fold.test["dataset"].isin(datasets)]
+        if test.empty:
+            continue
+        hidden = without_truth(test)
+        for name, proto in strategies.items():
+            est = clone(proto).fit(fold.train)
+            shown = test if est.needs_truth else hidden
+            if est.budget_dependent:
+                by_budget = {b: est.predict(shown, b) for b in budgets}
+                pref = by_budget[max(budgets)]  # what the scatter plots show for a budget-dependent pick
+            else:
+                pref = est.predict(shown)
+                by_budget = dict.fromkeys(budgets, pref)
+            for dataset, part in test.groupby("dataset", sort=True):
+                at = test.index.get_indexer(part.index)
+                truth = part["performance"].to_numpy(dtype=float)
+                if est.ranks and not np.isfinite(pref[at]).any():
+                    notes.append({"dataset": dataset, "model": None, "issue": "no prediction",
+                                  "detail": f"{name}: no model ranked on this dataset, not evaluated"})
+                    continue
+                rows, found = _dataset_rows(name, pref[at], truth, est, {b: p[at] for b, p in by_budget.items()})
+                results += [(fold.name, fold.repeat, dataset, *row) for row in rows]
+                notes += [{"dataset": dataset, "model": None} | f for f in found]
+                predictions.append(pd.DataFrame({"fold": fold.name, "dataset": dataset, "model": part["model"].to_numpy(),
+                                                 "strategy": name, "prediction": pref[at], "performance": truth}))
+    return Evaluation(
+        results=pd.DataFrame(results, columns=RESULT_COLUMNS).astype({"budget": "Int64"}),
+        predictions=pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(),
+        issues=issues_frame(notes).drop_duplicates(ignore_index=True),
+    )

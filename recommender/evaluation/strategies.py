@@ -1,0 +1,187 @@
+"""Search strategies (SPEC §6), each a scikit-learn-style estimator on pair tables.
+
+`fit(train)` sees only the training pairs (with `performance`); `predict(test, budget=None)` sees the test pairs
+without `performance` and returns one number per row, higher = fine-tune first (NaN = no opinion, ranked last).
+Strategies whose pick depends on the budget set `budget_dependent`; those that are no ranking set `ranks = False`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, clone
+
+from recommender.errors import UserError
+from recommender.evaluation.measures import budget_measures
+from recommender.evaluation.splits import loo_folds, unseen_model_folds
+
+TRUTH = ["performance", "selected_by"]
+
+
+def without_truth(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pair table without the columns that hold the answer."""
+    return pairs.drop(columns=[c for c in TRUTH if c in pairs.columns])
+
+
+class Strategy(BaseEstimator):
+    """Base of the search strategies: a model ranking fitted on training pairs."""
+
+    ranks = True
+    budget_dependent = False
+    needs_truth = False
+
+    def fit(self, train: pd.DataFrame) -> "Strategy":
+        """Learn from the training pairs (default: nothing to learn)."""
+        return self
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """One preference per test row, higher = fine-tune first."""
+        raise NotImplementedError
+
+
+class Oracle(Strategy):
+    """Ranks by the true performance: regret 0, the table's upper bound (the only strategy shown the truth)."""
+
+    needs_truth = True
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """The true performance itself."""
+        return test["performance"].to_numpy(dtype=float)
+
+
+class RandomPick(Strategy):
+    """Picks B models uniformly at random: all tied, so the measures are the exact expectation over subsets."""
+
+    ranks = False
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """A constant: every subset of B models is equally likely."""
+        return np.zeros(len(test))
+
+
+class ColumnRanking(Strategy):
+    """Ranks by one column of the pair table: `imagenet_top1`, `params_m` (task-agnostic) or `score_<name>` (task-aware)."""
+
+    def __init__(self, column: str = "imagenet_top1"):
+        self.column = column
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """The column's values (NaN where unknown)."""
+        if self.column not in test.columns:
+            raise UserError(f"column {self.column!r} is not in the pair table")
+        return pd.to_numeric(test[self.column], errors="coerce").to_numpy(dtype=float)
+
+
+class MeanNormalisedPerformance(Strategy):
+    """Task-agnostic: each model's mean z-scored performance over the training datasets it was fine-tuned on."""
+
+    def fit(self, train: pd.DataFrame) -> "MeanNormalisedPerformance":
+        """Z-score performance within each training dataset and average per model."""
+        grouped = train.groupby("dataset")["performance"]
+        z = (train["performance"] - grouped.transform("mean")) / grouped.transform("std", ddof=0)
+        self.model_means_ = z.replace([np.inf, -np.inf], np.nan).groupby(train["model"]).mean()
+        return self
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """The model's mean over the training history (NaN for a model never seen)."""
+        return test["model"].map(self.model_means_).to_numpy(dtype=float)
+
+
+class Learned(Strategy):
+    """A learned recommender (LR or FM from `recommender.models`) on features d,m or d,m,S (SPEC §3)."""
+
+    def __init__(self, kind: str = "lr", scores: tuple[str, ...] = (), params: dict | None = None):
+        self.kind = kind
+        self.scores = scores
+        self.params = params
+
+    def _features(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The pair columns this feature set may use: all but the other scores and the answer."""
+        keep = {f"score_{name}" for name in self.scores}
+        missing = keep - set(pairs.columns)
+        if missing:
+            raise UserError(f"learned strategy needs column(s) {sorted(missing)} in the pair table")
+        drop = [c for c in pairs.columns if c.startswith("score_") and c not in keep]
+        return without_truth(pairs.drop(columns=drop))
+
+    def fit(self, train: pd.DataFrame) -> "Learned":
+        """Fit the recommender on the training pairs only."""
+        from recommender.models import make_recommender  # imported late: the package is optional for the rest
+
+        self.estimator_ = make_recommender(self.kind, **(self.params or {}))
+        self.estimator_.fit(self._features(train), train["performance"].to_numpy(dtype=float))
+        return self
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """The recommender's predicted (normalised) performance."""
+        return np.asarray(self.estimator_.predict(self._features(test)), dtype=float)
+
+
+def _inner_folds(train: pd.DataFrame, max_folds: int):
+    """Folds inside the training pairs alone, to choose a hyper-parameter without the evaluation fold."""
+    if train["dataset"].nunique() >= 2:
+        folds = list(loo_folds(train))
+    else:
+        folds = list(unseen_model_folds(train, seeds=range(max_folds)))
+    return folds[:max_folds] if len(folds) <= max_folds else [folds[i] for i in
+                                                              np.linspace(0, len(folds) - 1, max_folds).astype(int)]
+
+
+def hybrid_preference(agnostic: np.ndarray, aware: np.ndarray, a: int) -> np.ndarray:
+    """Preference that picks the top-a models by `agnostic` first, then the rest by `aware` (NaN last in both)."""
+    order = np.argsort(-np.nan_to_num(agnostic, nan=-np.inf), kind="stable")
+    first = np.zeros(agnostic.size, dtype=bool)
+    first[order[:a]] = True
+    # ranks in (0, 1] keep ties of the task-aware score tied; the +2 puts the agnostic picks ahead of all.
+    fill = rankdata(np.nan_to_num(aware, nan=-np.inf)) / aware.size
+    return 2.0 * first + fill
+
+
+class Hybrid(Strategy):
+    """"Which Model to Transfer?": top-a of a task-agnostic ranking, then the best task-aware models up to B.
+
+    a is chosen per budget on folds inside the training pairs (leave-one-dataset-out, or unseen-model on a
+    single training dataset), minimising the mean relative regret there."""
+
+    ranks = False
+    budget_dependent = True
+
+    def __init__(self, agnostic: Strategy | None = None, aware: Strategy | None = None,
+                 budgets: tuple[int, ...] = (1, 2, 3, 5, 10), max_inner_folds: int = 8):
+        self.agnostic = agnostic
+        self.aware = aware
+        self.budgets = budgets
+        self.max_inner_folds = max_inner_folds
+
+    def _choose_splits(self, train: pd.DataFrame) -> dict[int, int]:
+        """The a of each budget with the lowest mean relative regret over inner folds."""
+        losses = {b: np.zeros(b + 1) for b in self.budgets}
+        for fold in _inner_folds(train, self.max_inner_folds):
+            agn = clone(self.agnostic).fit(fold.train)
+            awa = clone(self.aware).fit(fold.train)
+            features = without_truth(fold.test)
+            for _, part in features.groupby("dataset"):
+                truth = fold.test.loc[part.index, "performance"].to_numpy(dtype=float)
+                if truth.size < 2 or truth.max() <= 0:
+                    continue
+                pa, pw = agn.predict(part), awa.predict(part)
+                for b in self.budgets:
+                    for a in range(b + 1):
+                        pref = hybrid_preference(pa, pw, a)
+                        losses[b][a] += budget_measures(pref, truth, b)["relative_regret"]
+        return {b: int(np.argmin(loss)) for b, loss in losses.items()}
+
+    def fit(self, train: pd.DataFrame) -> "Hybrid":
+        """Choose a per budget on inner folds, then fit both rankings on all training pairs."""
+        if self.agnostic is None or self.aware is None:
+            raise UserError("hybrid needs a task-agnostic and a task-aware strategy")
+        self.split_ = self._choose_splits(train)
+        self.agnostic_ = clone(self.agnostic).fit(train)
+        self.aware_ = clone(self.aware).fit(train)
+        return self
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """The hybrid preference for this budget (its a chosen at fit time)."""
+        if budget not in self.split_:
+            raise UserError(f"hybrid was fitted for budgets {sorted(self.split_)}, not {budget}")
+        return hybrid_preference(self.agnostic_.predict(test), self.aware_.predict(test), self.split_[budget])
