@@ -1,0 +1,156 @@
+"""Pair encoder: turns pair-table rows into the feature vector z of SPEC §3."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from recommender.errors import UserError
+
+MISSING = "<missing>"  # category standing for a missing categorical value
+
+
+@dataclass(frozen=True)
+class Block:
+    """Pair-table columns that one feature-set token adds: one-hot categoricals and log-scaled scalars."""
+
+    categorical: tuple[str, ...] = ()
+    scalar: tuple[str, ...] = ()
+
+
+BLOCKS: dict[str, Block] = {
+    "d_id": Block(categorical=("dataset",)),
+    "d_side": Block(categorical=("group", "modality"), scalar=("examples", "classes")),
+    "m_id": Block(categorical=("model",)),
+    "m_side": Block(
+        categorical=("family", "pretrain_dataset"),
+        scalar=("params_m", "gmacs", "input_size", "imagenet_top1"),
+    ),
+}
+ALIASES: dict[str, tuple[str, ...]] = {"d": ("d_id", "d_side"), "m": ("m_id", "m_side")}
+
+
+def parse_features(features: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split a feature-set name like ``"d,m,logme"`` into (block names, score column names)."""
+    tokens = [t.strip() for t in str(features).split(",") if t.strip()]
+    if not tokens:
+        raise UserError(f"empty feature set {features!r}: use e.g. 'd,m' or 'd,m,logme'")
+    blocks: list[str] = []
+    scores: list[str] = []
+    for token in tokens:
+        parts = ALIASES.get(token, (token,) if token in BLOCKS else ())
+        if parts:
+            blocks.extend(p for p in parts if p not in blocks)
+            continue
+        column = token if token.startswith("score_") else f"score_{token}"
+        if column not in scores:
+            scores.append(column)
+    return tuple(blocks), tuple(scores)
+
+
+def _check_columns(X: pd.DataFrame, columns: list[str]) -> None:
+    """Raise a one-line error naming the first pair-table column the feature set needs but X lacks."""
+    if not isinstance(X, pd.DataFrame):
+        raise UserError(f"pairs must be a pandas DataFrame, got {type(X).__name__}")
+    missing = [c for c in columns if c not in X.columns]
+    if missing:
+        raise UserError(f"pair table lacks column(s) {', '.join(missing)} needed by the feature set")
+
+
+def normalise_scores(X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Z-score each score column within each dataset (SPEC §1: scores compare models on one dataset only)."""
+    out = pd.DataFrame(index=X.index)
+    groups = X["dataset"].astype(str)
+    for col in columns:
+        values = pd.to_numeric(X[col], errors="raise").astype(float)
+        if np.isinf(values).any():
+            raise UserError(f"column {col} holds an infinite value")
+        by = values.groupby(groups)
+        std = by.transform("std", ddof=0)
+        z = (values - by.transform("mean")) / std
+        # a dataset with one scored model (or all equal) carries no ranking signal: centre it at 0
+        out[col] = z.where(std > 0, 0.0).where(values.notna())
+    return out
+
+
+def _log_scale() -> FunctionTransformer:
+    """log1p, so sizes spanning orders of magnitude become comparable (zeros stay finite)."""
+    return FunctionTransformer(np.log1p, feature_names_out="one-to-one")
+
+
+def _impute_with_indicator() -> SimpleImputer:
+    """Missing values become 0 (the training mean after scaling) plus a 0/1 indicator column."""
+    return SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True, keep_empty_features=True)
+
+
+class PairEncoder(TransformerMixin, BaseEstimator):
+    """Encodes (model, dataset) pairs as SPEC §3 vectors; fit on training rows only.
+
+    Categoricals are one-hot with an all-zero block for values never seen in fit (cold start);
+    scalars are log1p-scaled, standardised, and get missing indicators; score columns are z-scored
+    within each dataset of the frame being encoded.
+    """
+
+    def __init__(self, features: str = "d,m"):
+        self.features = features
+
+    def _columns(self) -> tuple[list[str], list[str], tuple[str, ...]]:
+        """Categorical columns, scalar columns and score columns of the feature set."""
+        blocks, scores = parse_features(self.features)
+        categorical = [c for b in blocks for c in BLOCKS[b].categorical]
+        scalar = [c for b in blocks for c in BLOCKS[b].scalar]
+        return categorical, scalar, scores
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Validated frame with categoricals as strings, scalars as floats and scores normalised."""
+        categorical, scalar, scores = self._columns()
+        _check_columns(X, categorical + scalar + list(scores) + (["dataset"] if scores else []))
+        frame = pd.DataFrame(index=X.index)
+        for col in categorical:
+            frame[col] = X[col].astype(object).where(X[col].notna(), MISSING).astype(str).to_numpy(dtype=object)
+        for col in scalar:
+            values = pd.to_numeric(X[col], errors="coerce").astype(float)
+            bad = X[col].notna() & values.isna()
+            if bad.any():
+                raise UserError(f"column {col} holds a non-numeric value {X[col][bad].iloc[0]!r}")
+            if np.isinf(values).any() or (values < 0).any():
+                raise UserError(f"column {col} must hold finite non-negative values (it is log-scaled)")
+            frame[col] = values
+        if scores:
+            frame = frame.join(normalise_scores(X, scores))
+        return frame
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> PairEncoder:
+        """Learn vocabularies and scalers from the training pairs."""
+        categorical, scalar, scores = self._columns()
+        frame = self._prepare(X)
+        if len(frame) == 0:
+            raise UserError("cannot fit the encoder on an empty pair table")
+        self.transformer_ = ColumnTransformer(
+            [
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+                ("scalar", make_pipeline(_log_scale(), StandardScaler(), _impute_with_indicator()), scalar),
+                ("score", _impute_with_indicator(), list(scores)),
+            ],
+            sparse_threshold=0.0,
+            verbose_feature_names_out=True,
+        ).fit(frame)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The encoded design matrix, float64 of shape (n_pairs, n_features)."""
+        check_is_fitted(self, "transformer_")
+        return np.asarray(self.transformer_.transform(self._prepare(X)), dtype=np.float64)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Names of the encoded columns, e.g. ``onehot__model_vit-base``."""
+        check_is_fitted(self, "transformer_")
+        return self.transformer_.get_feature_names_out()

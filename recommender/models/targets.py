@@ -1,0 +1,46 @@
+"""Training targets: performance normalised within each dataset, and the ranking measure used in tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import weightedtau
+
+from recommender.errors import UserError
+
+TARGETS = ("zscore", "raw")
+
+
+def check_target(y: object, n_rows: int) -> np.ndarray:
+    """The performance vector as finite float64, or a one-line error."""
+    values = np.asarray(y, dtype=np.float64).reshape(-1)
+    if values.shape[0] != n_rows:
+        raise UserError(f"performance has {values.shape[0]} values for {n_rows} pairs")
+    if not np.isfinite(values).all():
+        raise UserError("performance holds NaN or infinite values")
+    return values
+
+
+def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") -> np.ndarray:
+    """Performance z-scored within each dataset (``"zscore"``) or left as is (``"raw"``)."""
+    if how == "raw":
+        return np.asarray(y, dtype=np.float64)
+    if how != "zscore":
+        raise UserError(f"unknown target {how!r}: use one of {', '.join(TARGETS)}")
+    values = pd.Series(np.asarray(y, dtype=np.float64), index=datasets.index)
+    by = values.groupby(datasets.astype(str).to_numpy())
+    std = by.transform("std", ddof=0)
+    # a dataset where every model scores the same (or with one model) teaches no ranking: target 0
+    return ((values - by.transform("mean")) / std).where(std > 0, 0.0).to_numpy()
+
+
+def mean_weighted_tau(pred: np.ndarray, y: np.ndarray, datasets: pd.Series) -> float:
+    """scipy's weighted Kendall tau (defaults) per dataset, averaged; NaN where no dataset is rankable."""
+    frame = pd.DataFrame({"pred": pred, "y": y, "dataset": datasets.astype(str).to_numpy()})
+    taus = [
+        weightedtau(g["pred"].to_numpy(), g["y"].to_numpy()).statistic
+        for _, g in frame.groupby("dataset")
+        if len(g) > 1
+    ]
+    taus = [t for t in taus if np.isfinite(t)]
+    return float(np.mean(taus)) if taus else float("nan")
