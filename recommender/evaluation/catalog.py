@@ -25,7 +25,7 @@ def _learned(spec: str) -> Learned:
     kind, *scores = spec.split("+")
     if kind not in ("lr", "fm"):
         raise UserError(f"unknown learned recommender {kind!r}; choose lr or fm")
-    return Learned(kind, tuple(scores))
+    return Learned(kind, ",".join(["d", "m", *scores]))
 
 
 def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10)) -> Strategy:

@@ -88,33 +88,24 @@ class MeanNormalisedPerformance(Strategy):
 
 
 class Learned(Strategy):
-    """A learned recommender (LR or FM from `recommender.models`) on features d,m or d,m,S (SPEC §3)."""
+    """A learned recommender (LR or FM from `recommender.models`) on a feature set such as "d,m" or "d,m,logme"."""
 
-    def __init__(self, kind: str = "lr", scores: tuple[str, ...] = (), params: dict | None = None):
+    def __init__(self, kind: str = "lr", features: str = "d,m", params: dict | None = None):
         self.kind = kind
-        self.scores = scores
+        self.features = features
         self.params = params
-
-    def _features(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """The pair columns this feature set may use: all but the other scores and the answer."""
-        keep = {f"score_{name}" for name in self.scores}
-        missing = keep - set(pairs.columns)
-        if missing:
-            raise UserError(f"learned strategy needs column(s) {sorted(missing)} in the pair table")
-        drop = [c for c in pairs.columns if c.startswith("score_") and c not in keep]
-        return without_truth(pairs.drop(columns=drop))
 
     def fit(self, train: pd.DataFrame) -> "Learned":
         """Fit the recommender on the training pairs only."""
-        from recommender.models import make_recommender  # imported late: the package is optional for the rest
+        from recommender.models import make_recommender  # imported late: the non-learned strategies do without it
 
-        self.estimator_ = make_recommender(self.kind, **(self.params or {}))
-        self.estimator_.fit(self._features(train), train["performance"].to_numpy(dtype=float))
+        self.estimator_ = make_recommender(self.kind, self.features, **(self.params or {}))
+        self.estimator_.fit(without_truth(train), train["performance"].to_numpy(dtype=float))
         return self
 
     def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
         """The recommender's predicted (normalised) performance."""
-        return np.asarray(self.estimator_.predict(self._features(test)), dtype=float)
+        return np.asarray(self.estimator_.predict(without_truth(test)), dtype=float)
 
 
 def _inner_folds(train: pd.DataFrame, max_folds: int):

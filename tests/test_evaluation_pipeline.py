@@ -1,0 +1,128 @@
+"""Splits, strategies, robustness and the no-leakage guarantee on small hand-built pair tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.errors import UserError
+from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
+from recommender.evaluation.strategies import Hybrid, Learned, MeanNormalisedPerformance, hybrid_preference
+
+
+def pair_table(n_datasets: int = 5, n_models: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Pairs whose performance = model quality + dataset offset + noise; score_good tracks it, score_bad is noise."""
+    rng = np.random.default_rng(seed)
+    quality = np.linspace(0.0, 0.3, n_models)
+    rows = []
+    for d in range(n_datasets):
+        for m in range(n_models):
+            perf = 0.5 + 0.1 * d / n_datasets + quality[m] + rng.normal(0, 0.02)
+            rows.append({
+                "model": f"m{m}", "dataset": f"d{d}", "performance": perf, "selected_by": "val",
+                "family": ["a", "b"][m % 2], "pretrain_dataset": "in1k", "params_m": 10.0 + m,
+                "gmacs": 1.0 + m, "input_size": 224.0, "imagenet_top1": 70 + 10 * quality[m] + rng.normal(0, 0.5),
+                "examples": 800.0, "classes": 10.0 + d, "modality": "image", "group": ["x", "y"][d % 2],
+                "score_good": perf + rng.normal(0, 0.01), "score_bad": rng.normal(),
+            })
+    return pd.DataFrame(rows)
+
+
+def test_loo_and_unseen_dataset_folds_hold_out_whole_datasets():
+    """LOO trains on every other dataset; unseen-dataset trains on the sources only and tests known models."""
+    pairs = pair_table()
+    folds = make_folds(pairs, "loo")
+    assert [f.name for f in folds] == [f"d{i}" for i in range(5)]
+    for f in folds:
+        assert set(f.test["dataset"]) == {f.name} and f.name not in set(f.train["dataset"])
+        assert len(f.train) + len(f.test) == len(pairs)
+    (fold,) = make_folds(pairs.query("not (dataset == 'd3' and model == 'm9')"), "unseen-dataset", sources=["d0", "d1"])
+    assert set(fold.train["dataset"]) == {"d0", "d1"} and set(fold.test["dataset"]) == {"d2", "d3", "d4"}
+    with pytest.raises(UserError, match="unknown"):
+        make_folds(pairs, "unseen-dataset", sources=["nope"])
+
+
+def test_unseen_model_folds_hold_out_a_fifth_of_the_models():
+    """Each (dataset, seed) fold tests 20% of that dataset's models, never seen in its training pairs."""
+    folds = make_folds(pair_table(n_models=10), "unseen-model", seeds=(0, 1))
+    assert len(folds) == 10
+    for f in folds:
+        assert f.train["dataset"].nunique() == 1 and len(f.test) == 2
+        assert not set(f.test["model"]) & set(f.train["model"])
+    assert set(folds[0].test["model"]) != set(folds[1].test["model"])  # seeds differ
+
+
+def test_oracle_random_and_rankings_on_loo():
+    """Oracle has tau 1 and regret 0; a score tracking performance beats noise; random regret is the exact mean."""
+    pairs = pair_table()
+    names = ["oracle", "random", "score:good", "score:bad", "mean-perf", "imagenet"]
+    ev = evaluate(make_folds(pairs, "loo"), {n: make_strategy(n) for n in names}, budgets=(1, 3))
+    s = ev.summary().set_index(["strategy", "measure", "budget"])["mean"]
+    assert s[("oracle", "weighted_tau", pd.NA)] == pytest.approx(1.0)
+    assert s[("oracle", "regret", 1)] == 0.0
+    assert s[("score:good", "weighted_tau", pd.NA)] > 0.7 > s[("score:bad", "weighted_tau", pd.NA)]
+    assert s[("mean-perf", "regret", 1)] < s[("random", "regret", 1)]
+    # random regret at B=1 is best minus the mean performance, per dataset.
+    by_d = pairs.groupby("dataset")["performance"]
+    assert s[("random", "regret", 1)] == pytest.approx((by_d.max() - by_d.mean()).mean(), abs=1e-12)
+    assert ("random", "weighted_tau", pd.NA) not in s.index  # random is no ranking: no correlation is reported
+
+
+def test_mean_normalised_performance_is_mean_z_score():
+    """The task-agnostic baseline is the per-model mean of within-dataset z-scores (ddof 0)."""
+    train = pair_table(n_datasets=3)
+    z = train.groupby("dataset")["performance"].transform(lambda v: (v - v.mean()) / v.std(ddof=0))
+    expected = z.groupby(train["model"]).mean()
+    got = MeanNormalisedPerformance().fit(train).predict(pd.DataFrame({"model": ["m3", "m7", "new"]}))
+    np.testing.assert_allclose(got[:2], expected[["m3", "m7"]], atol=1e-12)
+    assert np.isnan(got[2])  # a model never seen has no history: no opinion, reported, not guessed
+
+
+def test_hybrid_preference_and_chosen_split():
+    """Top-a agnostic models come first, then task-aware order; a is chosen on training folds only."""
+    pref = hybrid_preference(np.array([3.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 3.0, 2.0]), a=1)
+    assert list(np.argsort(-pref)) == [0, 2, 3, 1]
+    hybrid = Hybrid(make_strategy("imagenet"), make_strategy("score:good"), budgets=(1, 3)).fit(pair_table())
+    # score_good is almost the truth, so the training folds should choose to spend the whole budget on it.
+    assert hybrid.split_ == {1: 0, 3: 0}
+
+
+def test_robustness_cases_are_reported_not_averaged():
+    """Too few models, constant performance, missing scores and broken runs all land in issues."""
+    pairs = pair_table(n_datasets=4)
+    pairs = pairs[~((pairs["dataset"] == "d0") & (pairs["model"] > "m1"))]  # d0 keeps 2 models
+    pairs.loc[pairs["dataset"] == "d1", "performance"] = 0.7  # constant
+    pairs.loc[(pairs["dataset"] == "d2") & (pairs["model"] == "m4"), "performance"] = 0.0  # broken run
+    pairs.loc[(pairs["dataset"] == "d3") & (pairs["model"] == "m2"), "score_good"] = np.nan
+    clean, issues = check_pairs(pairs)
+    ev = evaluate(make_folds(clean, "loo"), {"s": make_strategy("score:good")}, budgets=(1,), issues=issues)
+    found = set(zip(ev.issues["dataset"], ev.issues["issue"]))
+    assert {("d0", "too few models"), ("d1", "constant performance"), ("d2", "broken run"),
+            ("d3", "missing prediction")} <= found
+    assert set(ev.results["dataset"]) == {"d2", "d3"} and ev.results["value"].notna().all()
+    assert "m4" not in set(ev.predictions.query("dataset == 'd2'")["model"])
+    with pytest.raises(UserError, match="twice"):
+        check_pairs(pd.concat([pairs, pairs.head(1)]))
+
+
+def _predictions(pairs, split, strategies, **kw):
+    """Predictions of the strategies, sorted for comparison."""
+    ev = evaluate(make_folds(pairs, split, **kw), strategies, budgets=(1, 3))
+    return ev.predictions.sort_values(["fold", "strategy", "dataset", "model"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("split, kw", [("loo", {}), ("unseen-model", {"seeds": (0,)})])
+def test_poisoning_the_held_out_fold_changes_no_prediction(split, kw):
+    """No leakage: scrambling the held-out pairs' performance leaves every non-oracle prediction unchanged."""
+    pairs = pair_table(n_models=15)
+    strategies = {n: make_strategy(n, (1, 3)) for n in ["mean-perf", "score:good", "hybrid:mean-perf:good", "lr+good"]}
+    strategies["fm"] = Learned("fm", params={"epochs": 20})  # few epochs: any fit at all would show a leak
+    fold = make_folds(pairs, split, **kw)[2]
+    poisoned = pairs.copy()
+    held = poisoned.index.isin(fold.test.index)
+    poisoned.loc[held, "performance"] = np.random.default_rng(1).uniform(0.1, 0.9, held.sum())
+    before = _predictions(pairs, split, strategies, **kw).query("fold == @fold.name")
+    after = _predictions(poisoned, split, strategies, **kw).query("fold == @fold.name")
+    # mean-perf has no opinion on models never seen (unseen-model); every other strategy predicted each test pair.
+    assert before.groupby("strategy").size().reindex(["score:good", "lr+good", "fm"]).eq(len(fold.test)).all()
+    np.testing.assert_array_equal(before["prediction"], after["prediction"])
+    assert not np.array_equal(before["performance"], after["performance"])  # the poison did land
