@@ -1,0 +1,45 @@
+"""`recommender score`: transferability scores of one feature matrix, from files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from recommender.arrays import load_array
+from recommender.scores.logme import TASKS
+from recommender.scores.registry import SCORES, score_all
+
+
+def _names(text: str | None) -> list[str] | None:
+    """The comma-separated score names, or None for every applicable score."""
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the arrays, compute the scores and print them as a table or JSON."""
+    features = load_array(args.features)
+    labels = load_array(args.labels)
+    probs = load_array(args.source_probs) if args.source_probs else None
+    table = score_all(features, labels, names=_names(args.metrics), task=args.task, source_probs=probs)
+    if args.json:
+        print(json.dumps(table.to_dict(orient="records"), indent=1))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `score` subcommand."""
+    parser = subparsers.add_parser(
+        "score", help="transferability scores of features for a target task",
+        description="Compute transferability scores (larger = transfers better) of a feature matrix. "
+                    "Files: .npy, .npz (FILE.npz:KEY picks an array), .csv, .parquet.")
+    parser.add_argument("--features", required=True, help="features F, shape (n, D)")
+    parser.add_argument("--labels", required=True, help="class labels (n,) or regression targets (n,) / (n, T)")
+    parser.add_argument("--metrics", help=f"comma-separated subset of: {','.join(SCORES)} (default: all that apply)")
+    parser.add_argument("--task", choices=TASKS, default="classification")
+    parser.add_argument("--source-probs", help="source model probabilities (n, source classes), for leep and nce")
+    parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    parser.set_defaults(func=run)

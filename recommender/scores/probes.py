@@ -1,0 +1,55 @@
+"""Task-aware proxies of "Which Model to Transfer?": leave-one-out kNN accuracy and a cross-validated linear probe."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from recommender.errors import UserError
+from recommender.scores.inputs import check_classes, check_features, check_targets
+
+SEED = 0
+
+
+def _vote(neighbour_codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Majority label of each row of neighbours (nearest first); a tie goes to the tied label seen nearest."""
+    rows = np.arange(len(neighbour_codes))
+    counts = np.zeros((len(neighbour_codes), n_classes), dtype=np.int64)
+    np.add.at(counts, (rows[:, None], neighbour_codes), 1)
+    tied = counts == counts.max(axis=1, keepdims=True)
+    first = tied[rows[:, None], neighbour_codes].argmax(axis=1)  # first neighbour whose label is among the top
+    return neighbour_codes[rows, first]
+
+
+def knn_accuracy(F: np.ndarray, y: np.ndarray, k: int = 1) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy (Euclidean, fraction in [0, 1]) of F for class labels y."""
+    F = check_features(F)
+    codes, n_classes = check_classes(y, len(F))
+    if not 1 <= k < len(F):
+        raise UserError(f"k must be between 1 and n - 1 = {len(F) - 1}, got {k}")
+    # kneighbors() without a query excludes each point from its own neighbours, even among duplicates.
+    _, index = NearestNeighbors(n_neighbors=k).fit(F).kneighbors()
+    return float(np.mean(_vote(codes[index], n_classes) == codes))
+
+
+def linear_probe_accuracy(F: np.ndarray, y: np.ndarray, folds: int = 5, task: str = "classification") -> float:
+    """Cross-validated linear probe on standardised F: logistic-regression accuracy, or ridge R^2 for regression."""
+    F = check_features(F)
+    if folds < 2:
+        raise UserError(f"folds must be at least 2, got {folds}")
+    if task == "regression":
+        Y = check_targets(y, len(F))
+        split = KFold(folds, shuffle=True, random_state=SEED)
+        model = make_pipeline(StandardScaler(), Ridge())
+        return float(cross_val_score(model, F, Y, cv=split, scoring="r2").mean())
+    codes, _ = check_classes(y, len(F))
+    smallest = int(np.bincount(codes).min())
+    if smallest < folds:
+        raise UserError(f"the smallest class has {smallest} examples: fewer than folds = {folds}")
+    split = StratifiedKFold(folds, shuffle=True, random_state=SEED)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return float(cross_val_score(model, F, codes, cv=split, scoring="accuracy").mean())

@@ -1,0 +1,77 @@
+"""A checked feature matrix whose Gram product and eigendecompositions are computed once and shared by scores."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import scipy.linalg
+
+from recommender.scores.inputs import check_features
+
+
+def _eigh(gram: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of a PSD matrix; round-off eigenvalues are set to exact zeros."""
+    values, vectors = scipy.linalg.eigh(gram, driver="evd", check_finite=False)
+    # Same cut as numpy.linalg.matrix_rank: below it an eigenvalue is indistinguishable from zero.
+    tol = max(values[-1], 0.0) * scale * np.finfo(np.float64).eps
+    values = np.where(values > tol, values, 0.0)
+    return values, vectors
+
+
+class FeatureMatrix:
+    """Features F (n, D) in float64 with the products scores share, each computed on first use.
+
+    Where n < D ("wide") every product lives on the n x n side (F F'), otherwise on the D x D side (F'F).
+    """
+
+    def __init__(self, F: np.ndarray) -> None:
+        """Check F (finite, 2-D, n >= 2) and keep it as float64."""
+        self.F = check_features(F)
+        self.n, self.dim = self.F.shape
+        self._class_sums: dict[bytes, np.ndarray] = {}
+
+    @property
+    def wide(self) -> bool:
+        """Whether n < D, so the n x n side is the small one."""
+        return self.n < self.dim
+
+    @cached_property
+    def gram(self) -> np.ndarray:
+        """F'F (D x D), or F F' (n x n) when n < D."""
+        F = self.F
+        return F @ F.T if self.wide else F.T @ F
+
+    @cached_property
+    def spectrum(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues and eigenvectors of `gram` (the nonzero eigenvalues are those of both F'F and F F')."""
+        return _eigh(self.gram, max(self.n, self.dim))
+
+    @cached_property
+    def mean(self) -> np.ndarray:
+        """Column means of F (D,)."""
+        return self.F.mean(axis=0)
+
+    @cached_property
+    def centered_gram(self) -> np.ndarray:
+        """Fc'Fc, or Fc Fc' when n < D, for Fc = F minus its column means, derived from `gram` in O(side^2)."""
+        if self.wide:
+            k = self.gram
+            row = k.mean(axis=1)
+            return k - row[:, None] - row[None, :] + row.mean()
+        return self.gram - self.n * np.outer(self.mean, self.mean)
+
+    @cached_property
+    def centered_spectrum(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues and eigenvectors of `centered_gram`."""
+        return _eigh(self.centered_gram, max(self.n, self.dim))
+
+    def class_sums(self, codes: np.ndarray, n_classes: int) -> np.ndarray:
+        """Per-class sums of F, shape (C, D), cached per label vector."""
+        key = codes.tobytes()
+        if key not in self._class_sums:
+            # Every class is present (codes come from np.unique), so the sorted blocks are non-empty.
+            order = np.argsort(codes, kind="stable")
+            starts = np.searchsorted(codes[order], np.arange(n_classes))
+            self._class_sums[key] = np.add.reduceat(self.F[order], starts, axis=0)
+        return self._class_sums[key]
