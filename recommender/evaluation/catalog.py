@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from recommender.errors import UserError
 from recommender.evaluation.strategies import (ColumnRanking, Hybrid, Learned, MeanNormalisedPerformance, Oracle,
                                                RandomPick, Strategy)
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
-        "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm:NAME")
+        "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME")
 
 
 def _agnostic(name: str) -> Strategy:
@@ -20,16 +23,16 @@ def _agnostic(name: str) -> Strategy:
     raise UserError(f"unknown task-agnostic strategy {name!r}; choose mean-perf, {', '.join(AGNOSTIC)}")
 
 
-def _learned(spec: str) -> Learned:
-    """`lr`, `fm`, `lr+logme`: a learned recommender and the scores it may use."""
+def _learned(spec: str, tune_trials: int) -> Learned:
+    """`lr`, `fm`, `lr+logme`: a learned recommender on d,m plus the named scores."""
     kind, *scores = spec.split("+")
     if kind not in ("lr", "fm"):
         raise UserError(f"unknown learned recommender {kind!r}; choose lr or fm")
-    return Learned(kind, ",".join(["d", "m", *scores]))
+    return Learned(kind, ",".join(["d", "m", *scores]), tune_trials=tune_trials)
 
 
-def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10)) -> Strategy:
-    """The strategy a name stands for (see HELP)."""
+def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_trials: int = 0) -> Strategy:
+    """The strategy a name stands for (see HELP); learned ones are tuned with `tune_trials` Optuna trials."""
     head, _, rest = spec.partition(":")
     if spec == "oracle":
         return Oracle()
@@ -41,10 +44,20 @@ def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10)) -> Str
         agnostic, score = rest.split(":")
         return Hybrid(_agnostic(agnostic), ColumnRanking(f"score_{score}"), budgets)
     if head == "learned-hybrid" and rest.count(":") == 1:
-        kind, score = rest.split(":")
-        return Hybrid(_learned(kind), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
-    if head in ("lr", "fm") or head.startswith(("lr+", "fm+")):
-        return _learned(spec)
+        learned, score = rest.split(":")
+        # few inner folds: each refits the learned ranking
+        return Hybrid(_learned(learned, tune_trials), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
+    if not rest and re.fullmatch(r"(lr|fm)(\+\w+)*", spec):
+        return _learned(spec, tune_trials)
     if not rest:
         return _agnostic(spec)
     raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")
+
+
+def scores_needed(specs: Iterable[str]) -> list[str]:
+    """The stored score names that the named strategies read (to ask the store for them)."""
+    names = []
+    for spec in specs:
+        found = re.findall(r"(?:^score:|:)(\w+)$", spec) + re.findall(r"\+(\w+)", spec)
+        names += [n for n in found if n not in names]
+    return names

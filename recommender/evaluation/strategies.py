@@ -88,19 +88,26 @@ class MeanNormalisedPerformance(Strategy):
 
 
 class Learned(Strategy):
-    """A learned recommender (LR or FM from `recommender.models`) on a feature set such as "d,m" or "d,m,logme"."""
+    """A learned recommender (LR or FM from `recommender.models`) on a feature set such as "d,m" or "d,m,logme".
 
-    def __init__(self, kind: str = "lr", features: str = "d,m", params: dict | None = None):
+    With `tune_trials` > 0, Optuna tunes its hyper-parameters on inner splits of the training pairs alone."""
+
+    def __init__(self, kind: str = "lr", features: str = "d,m", params: dict | None = None, tune_trials: int = 0):
         self.kind = kind
         self.features = features
         self.params = params
+        self.tune_trials = tune_trials
 
     def fit(self, train: pd.DataFrame) -> "Learned":
-        """Fit the recommender on the training pairs only."""
-        from recommender.models import make_recommender  # imported late: the non-learned strategies do without it
+        """Fit (and optionally tune) the recommender on the training pairs only."""
+        from recommender.models import make_recommender, tune  # late: the non-learned strategies do without them
 
-        self.estimator_ = make_recommender(self.kind, self.features, **(self.params or {}))
-        self.estimator_.fit(without_truth(train), train["performance"].to_numpy(dtype=float))
+        X, y = without_truth(train), train["performance"].to_numpy(dtype=float)
+        params = {"features": self.features, **(self.params or {})}
+        if self.tune_trials > 0:
+            params = tune(self.kind, X, y, n_trials=self.tune_trials, **params)
+        self.params_ = params
+        self.estimator_ = make_recommender(self.kind, **params).fit(X, y)
         return self
 
     def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""`recommender evaluate`: run search strategies over a split of the training history and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from recommender.errors import UserError
+from recommender.evaluation.catalog import HELP, make_strategy, scores_needed
+from recommender.evaluation.checks import check_pairs
+from recommender.evaluation.report import write_report
+from recommender.evaluation.runner import evaluate
+from recommender.evaluation.splits import SPLITS, make_folds
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """`1,3,5` as a tuple of positive ints."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"budgets must be >= 1, got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def load_pairs(args: argparse.Namespace, scores: list[str]) -> pd.DataFrame:
+    """The pair table: from --pairs (CSV or Parquet) or from the store for --protocol."""
+    if args.pairs:
+        path = Path(args.pairs)
+        if not path.is_file():
+            raise UserError(f"no pair table at {path}")
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if not args.protocol:
+        raise UserError("give --protocol (a store protocol such as vtab1k) or --pairs FILE")
+    from recommender.history import open_store
+
+    return open_store(args.db).pair_table(args.protocol, args.modality, scores, select=args.select)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the strategies on the split and write the report to --out."""
+    strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
+    pairs, issues = check_pairs(load_pairs(args, scores_needed(args.strategies)), drop_broken=not args.keep_broken)
+    folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds))
+    if not folds:
+        raise UserError(f"split {args.split} gives no fold on this pair table")
+    progress = getattr(args, "verbose", False) or sys.stderr.isatty()  # `recommender --verbose`
+    ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues)
+    if ev.results.empty:
+        raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
+    context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
+               "modality": args.modality or "all", "hyper-parameters selected by": args.select,
+               "folds": len(folds), "datasets": pairs["dataset"].nunique(), "models": pairs["model"].nunique(),
+               "broken runs": "kept (flagged)" if args.keep_broken else "dropped (listed under issues)"}
+    if args.split == "unseen-dataset":
+        context["sources"] = ", ".join(args.sources)
+    report = write_report(ev, args.out, f"Evaluation: {args.split}", context)
+    print(f"wrote {report} ({len(ev.results)} numbers, {len(ev.issues)} issues)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `evaluate` subcommand."""
+    p = subparsers.add_parser("evaluate", help="evaluate search strategies on the training history",
+                              description=__doc__)
+    p.add_argument("--split", choices=SPLITS, required=True)
+    p.add_argument("--strategies", type=_names, default=_names("oracle,random,mean-perf"), help=HELP)
+    p.add_argument("--budgets", type=_ints, default=(1, 2, 3, 5, 10), help="budgets B, e.g. 1,3,5")
+    p.add_argument("--protocol", help="store protocol, e.g. vtab1k, parc, full-finetune")
+    p.add_argument("--modality", help="only datasets of this modality (image, text)")
+    p.add_argument("--select", choices=("val", "test"), default="val",
+                   help="which value picks the best hyper-parameters of a pair")
+    p.add_argument("--pairs", help="a pair table file (CSV/Parquet) instead of the store")
+    p.add_argument("--db", help="store URL (default: $RECOMMENDER_DB or the local SQLite file)")
+    p.add_argument("--sources", type=_names, default=[], help="source datasets of the unseen-dataset split")
+    p.add_argument("--seeds", type=int, default=5, help="repeats of the unseen-model split")
+    p.add_argument("--tune-trials", type=int, default=0, help="Optuna trials per fold for learned strategies")
+    p.add_argument("--keep-broken", action="store_true", help="keep near-zero broken runs (flagged) instead of dropping")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)

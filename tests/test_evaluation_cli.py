@@ -1,0 +1,52 @@
+"""`recommender evaluate` end to end on a pair-table file: report, CSVs, plots, one-line errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.cli import main
+from test_evaluation_pipeline import pair_table
+
+
+@pytest.fixture()
+def pairs_file(tmp_path):
+    """A small pair table written as CSV, with one broken run."""
+    pairs = pair_table()
+    pairs.loc[0, "performance"] = 0.0
+    path = tmp_path / "pairs.csv"
+    pairs.to_csv(path, index=False)
+    return path, pairs
+
+
+def test_evaluate_writes_report_csv_and_plots(pairs_file, tmp_path, capsys):
+    """The report holds every strategy; results.csv has random's exact regret; PNGs are real images."""
+    path, pairs = pairs_file
+    out = tmp_path / "out"
+    code = main(["evaluate", "--split", "loo", "--pairs", str(path), "--strategies",
+                 "oracle,random,score:good,hybrid:imagenet:good", "--budgets", "1,3", "--out", str(out)])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert all(name in report for name in ("| oracle |", "| random |", "| score:good |", "| hybrid:imagenet:good |"))
+    assert "broken run" in report  # the 0.0 run is listed, not averaged in
+    results = pd.read_csv(out / "results.csv")
+    random1 = results.query("strategy == 'random' and measure == 'regret' and budget == 1").set_index("dataset")["value"]
+    kept = pairs.iloc[1:].groupby("dataset")["performance"]
+    np.testing.assert_allclose(random1.sort_index(), (kept.max() - kept.mean()).sort_index(), atol=1e-12)
+    pngs = [out / "regret_vs_budget.png", *sorted((out / "scatter").glob("*.png"))]
+    assert len(pngs) == 1 + pairs["dataset"].nunique()
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert {"mean", "std", "ci_low", "ci_high"} <= set(pd.read_csv(out / "summary.csv").columns)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--strategies", "nonsense"], "unknown task-agnostic strategy"),
+    (["--strategies", "score:missing"], "score_missing"),
+    (["--split", "unseen-dataset", "--sources", "zz"], "unknown: ['zz']"),
+])
+def test_bad_input_is_one_line_and_exit_2(pairs_file, tmp_path, capsys, extra, message):
+    """Unknown strategies, absent score columns and unknown sources: exit 2 and one line naming the problem."""
+    path, _ = pairs_file
+    args = ["evaluate", "--split", "loo", "--pairs", str(path), "--out", str(tmp_path / "o"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
