@@ -10,6 +10,7 @@ from recommender.errors import UserError
 
 # Each module defines register(subparsers); a subcommand's parser sets `func(args) -> int`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "recommender.history.cli",
     "recommender.scores.cli",
     "recommender.evaluation.cli",
 )

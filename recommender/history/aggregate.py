@@ -1,0 +1,54 @@
+"""From jobs to pair performance (SPEC §2): best over hyper-parameters, and each protocol's training-set size."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from recommender.errors import UserError
+
+PAIR = ["model", "dataset"]
+
+
+def best_over_hparams(jobs: pd.DataFrame, select: str = "val") -> pd.DataFrame:
+    """Performance per (model, dataset): the test value of the job that is best on validation, where logged.
+
+    `select="val"`: among a pair's jobs that logged a validation value, take those with the highest one and
+    average their test values (several settings often tie on a 200-example validation split); a pair with no
+    validation value falls back to its best test value and says so in `selected_by`. `select="test"`: the best
+    test value, as SHiFT reports.
+    """
+    if select not in ("val", "test"):
+        raise UserError(f"select must be 'val' or 'test', not {select!r}")
+    columns = [*PAIR, "performance", "selected_by"]
+    if jobs.empty:
+        return pd.DataFrame(columns=columns)
+    jobs = jobs[[*PAIR, "test_value", "val_value"]]
+    by_test = jobs.groupby(PAIR, sort=True)["test_value"].max().rename("performance").reset_index()
+    by_test["selected_by"] = "test"
+    if select == "test":
+        return by_test[columns]
+    best_val = jobs.groupby(PAIR)["val_value"].transform("max")
+    chosen = jobs[jobs["val_value"].notna() & (jobs["val_value"] == best_val)]
+    by_val = chosen.groupby(PAIR, sort=True)["test_value"].mean().rename("performance").reset_index()
+    by_val["selected_by"] = "val"
+    fallback = by_test.merge(by_val[PAIR], on=PAIR, how="left", indicator=True)
+    fallback = fallback[fallback["_merge"] == "left_only"].drop(columns="_merge")
+    return pd.concat([by_val, fallback], ignore_index=True).sort_values(PAIR, ignore_index=True)[columns]
+
+
+def train_size(protocol: str, full: pd.Series) -> pd.Series:
+    """Training examples under a protocol: 800 for VTAB-1k, the slice of the full train split for SHiFT rows."""
+    if protocol == "vtab1k":
+        return pd.Series(800.0, index=full.index)
+    match = re.fullmatch(r"shift:(.*):\d+ep", protocol)
+    if match is None:
+        return full.astype(float)
+    train_slice = match.group(1)
+    if re.fullmatch(r":\d+", train_slice):
+        return pd.Series(float(train_slice[1:]), index=full.index)
+    if re.fullmatch(r":\d+(\.\d+)?%", train_slice):
+        return np.floor(full.astype(float) * float(train_slice[1:-1]) / 100)
+    return full.astype(float)

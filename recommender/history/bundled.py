@@ -1,0 +1,75 @@
+"""The real public histories shipped in `history/` (see history/SOURCES.md) and how `history init` loads them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from recommender.history.ingest import build_batch, read_table
+from recommender.history.store import Store
+
+HISTORY_DIR = Path(__file__).resolve().parents[2] / "history"
+SCORE_NAMES = {"logme": "logme", "regularized_hscore": "hscore_reg"}
+
+
+def _hf_models(frame: pd.DataFrame) -> pd.DataFrame:
+    """SHiFT's HF models: the upstream accuracy is a fraction; the contract's `imagenet_top1` is in %."""
+    reported = pd.to_numeric(frame["reported_accuracy_on_pretrain_dataset"], errors="coerce") * 100
+    top1 = pd.to_numeric(frame["imagenet_top1"], errors="coerce")
+    return frame.assign(imagenet_top1=top1.fillna(reported))
+
+
+def _scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """Score names of the TransferGraph records in this project's spelling."""
+    return frame.assign(metric=frame["metric"].map(SCORE_NAMES).fillna(frame["metric"]))
+
+
+@dataclass(frozen=True)
+class BundledFile:
+    """One shipped file and how it maps onto the store."""
+
+    name: str
+    kind: str
+    preset: str = "long"
+    mapping: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+# Feature tables first, so the jobs' own feature columns (modality, pre-training data) only fill gaps.
+BUNDLED = (
+    BundledFile("datasets.csv.gz", "datasets", mapping={"num_classes": "classes", "num_train_full": "examples"}),
+    BundledFile("models_hf.csv.gz", "models", mapping={"img_size": "input_size", "param_count": "params_m"},
+                prepare=_hf_models),
+    BundledFile("models_timm.csv.gz", "models", mapping={"img_size": "input_size", "param_count": "params_m"}),
+    BundledFile("models_parc.csv.gz", "models"),
+    BundledFile("history_shift_vision.csv.gz", "jobs", "shift"),
+    BundledFile("history_shift_text.csv.gz", "jobs", "shift"),
+    BundledFile("history_parc.csv.gz", "jobs", "parc", constants={"modality": "image"}),
+    BundledFile("history_small_zoos_sfda_emms.csv.gz", "jobs",
+                constants={"protocol": "full-finetune", "modality": "image"}),
+    BundledFile("history_timm_imagenet_variants.csv.gz", "jobs",
+                mapping={c: f"hp.{c}" for c in ("img_size", "crop_pct", "interpolation")},
+                constants={"protocol": "imagenet-eval", "modality": "image"}),
+    BundledFile("scores_logme_hscore.csv.gz", "scores", mapping={"metric": "score", "runtime_s": "seconds"},
+                prepare=_scores),
+)
+
+
+def load_bundled(store: Store, directory: Path = HISTORY_DIR) -> pd.DataFrame:
+    """Ingest every bundled file (each all or nothing; again adds nothing); one row per file with counts, seconds."""
+    rows = []
+    for spec in BUNDLED:
+        start = time.perf_counter()
+        frame = read_table(directory / spec.name)
+        if spec.prepare is not None:
+            frame = spec.prepare(frame)
+        batch = build_batch(frame, spec.name, spec.kind, spec.preset, spec.mapping, spec.constants)
+        added = store.write(batch)
+        rows.append({"file": spec.name, "rows": len(frame), "added": added.get(spec.kind, 0),
+                     "seconds": time.perf_counter() - start})
+    return pd.DataFrame(rows)

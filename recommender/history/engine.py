@@ -1,0 +1,75 @@
+"""Connecting to the store's database: the default URL, SQLite settings for safe concurrent writers, retries."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+
+ENV_VAR = "RECOMMENDER_DB"
+T = TypeVar("T")
+
+
+def default_path() -> Path:
+    """The default SQLite file: $XDG_DATA_HOME/recommender/history.db (~/.local/share/... when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "recommender" / "history.db"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The store URL: the argument, else $RECOMMENDER_DB, else the default SQLite file; a bare path means SQLite."""
+    url = url or os.environ.get(ENV_VAR) or str(default_path())
+    return url if "://" in url else f"sqlite:///{Path(url).expanduser().resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # let the events below issue BEGIN themselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the write lock at BEGIN, so two ingests never both read, then both write.
+        immediate = conn.get_execution_options().get("write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the store's write lock until commit (SQLite: BEGIN IMMEDIATE; PostgreSQL: advisory)."""
+    with engine.connect().execution_options(write=True) as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))  # an arbitrary id for "history writes"
+        yield conn
+
+
+def retry_locked(action: Callable[[], T], attempts: int = 8) -> T:
+    """Run `action`, retrying with back-off while the database reports a lock (busy SQLite, serialisation)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,59 @@
+"""Export the store to long-format files (which `history ingest` reads back unchanged) and summarise it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, text_or_none
+from recommender.history.store import Store
+
+JOB_COLUMNS = ["model", "dataset", "protocol", "metric", "value", "val_value", "seconds", "source", "run",
+               "ingested_at"]
+
+
+def _expand(frame: pd.DataFrame, column: str, prefix: str) -> pd.DataFrame:
+    """Replace a JSON text column by one text column per key (`prefix` + key), blank where a row lacks it."""
+    parsed = pd.DataFrame([json.loads(v) for v in frame[column]], index=frame.index)
+    parsed = parsed.map(text_or_none).astype(object).add_prefix(prefix)  # text: one type per column for Parquet
+    return pd.concat([frame.drop(columns=column), parsed.reindex(sorted(parsed.columns), axis=1)], axis=1)
+
+
+def tables(store: Store) -> dict[str, pd.DataFrame]:
+    """Every table of the store in the long format of `ingest`, by kind."""
+    jobs = store.jobs().rename(columns={"test_value": "value"})
+    jobs = _expand(_expand(jobs[[*JOB_COLUMNS, "hparams", "extra"]], "hparams", HP_PREFIX), "extra", EXTRA_PREFIX)
+    return {"jobs": jobs,
+            "models": _expand(store.model_features(), "extra", EXTRA_PREFIX),
+            "datasets": _expand(store.dataset_features(), "extra", EXTRA_PREFIX),
+            "scores": store.scores()}
+
+
+def export(store: Store, folder: str | Path, to: str = "csv") -> list[Path]:
+    """Write jobs, models, datasets and scores as `<kind>.csv` or `<kind>.parquet`; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, frame in tables(store).items():
+        path = folder / f"{kind}.{to}"
+        if to == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def stats(store: Store) -> dict[str, pd.DataFrame]:
+    """Counts per table, per protocol (jobs, models, datasets, pairs) and per dataset."""
+    counts = pd.DataFrame(list(store.counts().items()), columns=["table", "rows"])
+    jobs = store.jobs()[["protocol", "dataset", "model"]]
+    pairs = jobs.drop_duplicates()
+    per_protocol = jobs.groupby("protocol").agg(jobs=("model", "size"), models=("model", "nunique"),
+                                                datasets=("dataset", "nunique"))
+    per_protocol["pairs"] = pairs.groupby("protocol").size()
+    per_dataset = jobs.groupby("dataset").agg(jobs=("model", "size"), models=("model", "nunique"),
+                                              protocols=("protocol", "nunique"))
+    return {"tables": counts, "per protocol": per_protocol.reset_index(), "per dataset": per_dataset.reset_index()}

@@ -1,0 +1,136 @@
+"""Presets: turn the tables real logs come in into our long format (see `records`), one function per format.
+
+Each preset takes the raw table (with a `_row` column) and returns long-format tables by kind; columns it
+does not know are kept as extra. `long` is our own format and needs no conversion.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+
+import pandas as pd
+
+from recommender.errors import UserError
+from recommender.history.records import HP_PREFIX, ROW
+
+Tables = dict[str, pd.DataFrame]
+
+SHIFT_HPARAMS = ["lr", "epochs", "batch_size", "train_split", "val_split", "test_split", "train_slice",
+                 "val_slice", "test_slice"]
+SHIFT_ALIASES = {"model_identifier": "model", "train_dataset_name": "dataset", "val_accuracy": "val_value",
+                 "elapsed_time": "seconds", "elapsed_time_s": "seconds"}
+PARC_ALIASES = {"Architecture": "arch", "Source Dataset": "pretrain_dataset", "Target Dataset": "dataset",
+                "Oracle": "value"}
+PARC_MISSING = -1.0  # the PARC oracle tables write -1 where a fine-tuning run has no result
+
+
+def shift_protocol(train_slice: object, epochs: object) -> str:
+    """SHiFT's protocol name: `vtab1k` for the `:800`, 25-epoch runs, else `shift:<train_slice>:<epochs>ep`."""
+    slice_text = "unsliced" if pd.isna(train_slice) else str(train_slice)
+    epochs_text = "?" if pd.isna(epochs) else f"{float(epochs):g}"
+    return "vtab1k" if (slice_text, epochs_text) == (":800", "25") else f"shift:{slice_text}:{epochs_text}ep"
+
+
+def _feature_tables(jobs: pd.DataFrame, model_cols: list[str], dataset_cols: list[str]) -> Tables:
+    """Model / dataset feature rows carried by a jobs table (only the columns it has)."""
+    tables = {}
+    for kind, id_col, cols in (("models", "model", model_cols), ("datasets", "dataset", dataset_cols)):
+        present = [c for c in cols if c in jobs]
+        if present:
+            tables[kind] = jobs[[ROW, id_col, *present, *(["source"] if "source" in jobs else [])]]
+    return tables
+
+
+def long(frame: pd.DataFrame, kind: str) -> Tables:
+    """Our long format: jobs may also carry model and dataset features, which go to their tables."""
+    if kind != "jobs":
+        return {kind: frame}
+    return {"jobs": frame, **_feature_tables(frame, ["family", "pretrain_dataset", "input_size", "params_m",
+                                                     "gmacs", "imagenet_top1"],
+                                             ["examples", "classes", "modality", "group"])}
+
+
+def shift(frame: pd.DataFrame, kind: str) -> Tables:
+    """SHiFT fine-tuning records (`ftrecords.csv`, or its long excerpt): test accuracy, val accuracy, settings."""
+    frame = frame.rename(columns=SHIFT_ALIASES)
+    if "value" not in frame and "test_accuracy" in frame:
+        frame = frame.rename(columns={"test_accuracy": "value"}).assign(metric="test_accuracy")
+    if "configs" in frame:  # the original file keeps the learning rate in a Python dict literal
+        configs = pd.DataFrame([_literal_dict(c) for c in frame.pop("configs")], index=frame.index)
+        frame = frame.join(configs[[c for c in configs if c not in frame]])
+    frame = frame.assign(protocol=[shift_protocol(s, e) for s, e in
+                                   zip(frame.get("train_slice", pd.Series(index=frame.index)),
+                                       frame.get("epochs", pd.Series(index=frame.index)))])
+    frame = frame.rename(columns={c: HP_PREFIX + c for c in SHIFT_HPARAMS if c in frame})
+    frame = frame.drop(columns=[c for c in ("Unnamed: 0", "hash") if c in frame])
+    return {"jobs": frame, **_feature_tables(frame, [], ["modality"])}
+
+
+def _literal_dict(text: object) -> dict:
+    """A Python dict literal such as "{'lr': 0.1}" (blank gives {})."""
+    if pd.isna(text) or not str(text).strip():
+        return {}
+    try:
+        value = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError):
+        raise UserError(f"configs cell is not a Python dict literal: {text!r}") from None
+    return value if isinstance(value, dict) else {}
+
+
+def parc(frame: pd.DataFrame, kind: str) -> Tables:
+    """The PARC oracle table (`oracles/all.csv`: architecture, source dataset, target, accuracy); -1 is skipped."""
+    frame = frame.rename(columns=PARC_ALIASES)
+    if "model" not in frame:
+        frame = frame.assign(model=frame["arch"].astype(str) + "|" + frame["pretrain_dataset"].astype(str))
+    frame = frame.assign(metric=frame.get("metric", "oracle_finetune_accuracy"), protocol="parc")
+    frame = frame[pd.to_numeric(frame["value"], errors="coerce") != PARC_MISSING]
+    frame = frame.rename(columns={"arch": "family"})
+    return {"jobs": frame, **_feature_tables(frame, ["family", "pretrain_dataset"], ["modality"])}
+
+
+def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_columns: list[str],
+                 seconds: pd.Series | None) -> Tables:
+    """Experiment-tracker runs (one row per run) to one job per logged test metric."""
+    fields = ("model", "dataset", "protocol")  # these travel as params / config in a tracker
+    names = {c: c[len(hp_prefix):] for c in frame if c.startswith(hp_prefix)}
+    base = frame.rename(columns={c: n if n in fields else HP_PREFIX + n for c, n in names.items()})
+    run_id = next((c for c in id_columns if c in base), None)
+    if run_id is not None:
+        base = base.rename(columns={run_id: "run"})
+    if seconds is not None:
+        base = base.assign(seconds=seconds)
+    tests = [c for c in base if re.fullmatch(re.escape(metric_prefix) + r"test[_/.].+", c)]
+    if not tests:
+        raise UserError(f"no test metric column ({metric_prefix}test_<name>) in the runs export")
+    jobs = []  # other logged metrics stay with each job as extra
+    for column in tests:
+        name = column[len(metric_prefix):]
+        val_column = metric_prefix + re.sub(r"^test", "val", name)
+        job = base.rename(columns={column: "value", val_column: "val_value"}).assign(metric=name)
+        jobs.append(job)
+    return {"jobs": pd.concat(jobs, ignore_index=True)}
+
+
+def mlflow(frame: pd.DataFrame, kind: str) -> Tables:
+    """`mlflow.search_runs()` output: `params.*` (text) are settings, `metrics.test_*` / `metrics.val_*` values."""
+    seconds = None
+    if {"start_time", "end_time"} <= set(frame.columns):
+        start, end = (pd.to_datetime(frame[c], utc=True, errors="coerce") for c in ("start_time", "end_time"))
+        seconds = (end - start).dt.total_seconds()
+        frame = frame.drop(columns=["start_time", "end_time"])
+    frame = frame.rename(columns={"tags.model": "params.model", "tags.dataset": "params.dataset"})
+    return _runs_export(frame, "params.", "metrics.", ["run_id"], seconds)
+
+
+def wandb(frame: pd.DataFrame, kind: str) -> Tables:
+    """A Weights & Biases runs export, flattened: `config.*` settings, `summary.test_*` / `summary.val_*` values."""
+    seconds = frame.pop("summary._runtime") if "summary._runtime" in frame else None
+    return _runs_export(frame, "config.", "summary.", ["id", "run_id", "name"], seconds)
+
+
+PRESETS: dict[str, Callable[[pd.DataFrame, str], Tables]] = {
+    "long": long, "shift": shift, "parc": parc, "mlflow": mlflow, "wandb": wandb,
+}
+JOBS_ONLY = {"shift", "parc", "mlflow", "wandb"}
