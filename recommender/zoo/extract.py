@@ -1,0 +1,50 @@
+"""Batched feature extraction with a progress bar, through the feature cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recommender.errors import UserError
+from recommender.zoo.cache import FeatureCache
+from recommender.zoo.datasets import Dataset
+from recommender.zoo.providers import Provider
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """A feature matrix with the seconds its extraction took (0 when it came from the cache)."""
+
+    features: np.ndarray
+    seconds: float
+    cached: bool
+
+
+def _source(provider: Provider) -> str:
+    """Where the provider's weights come from (part of the cache key)."""
+    return ";".join(str(getattr(provider, a)) for a in ("path", "onnx_file", "vectors_file", "package", "weights") if getattr(provider, a, ""))
+
+
+def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, batch_size: int = 32, progress: bool = True) -> Extracted:
+    """Pooled features (n x D) of every example of ds, read from or written to the cache."""
+    if provider.modality != ds.modality:
+        raise UserError(f"model {provider.name} takes {provider.modality} but dataset {ds.name} holds {ds.modality}")
+    key = FeatureCache.key(provider.name, _source(provider), provider.preprocessing, ds.fingerprint())
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return Extracted(hit, 0.0, True)
+    start = time.perf_counter()
+    parts = [
+        provider.features(ds.items[i : i + batch_size])
+        for i in tqdm(range(0, len(ds), batch_size), desc=f"{provider.name} on {ds.name}", unit="batch", disable=not progress, leave=False)
+    ]
+    features = np.concatenate(parts).astype(np.float32)
+    if not np.isfinite(features).all():
+        raise UserError(f"model {provider.name} gave NaN or infinite features on {ds.name}")
+    seconds = time.perf_counter() - start
+    if cache is not None:
+        meta = {"model": provider.name, "dataset": ds.name, "n": len(ds), "dim": features.shape[1], "preprocessing": provider.preprocessing, "seconds": seconds}
+        cache.put(key, features, meta)
+    return Extracted(features, seconds, False)

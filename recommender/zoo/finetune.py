@@ -1,0 +1,128 @@
+"""Fine-tune a zoo model on a dataset with PyTorch Lightning: a small learning-rate grid, early stopping, one job per run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import DataLoader
+
+from recommender.zoo.datasets import Dataset
+from recommender.zoo.providers import Provider
+from recommender.zoo.rank import dataset_row
+
+PROTOCOL = "full-finetune"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Stratified train / validation / test indices of a dataset."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_dataset(ds: Dataset, val: float = 0.2, test: float = 0.2, seed: int = 0) -> Split:
+    """A seeded stratified train/val/test split."""
+    idx = np.arange(len(ds))
+    rest, te = train_test_split(idx, test_size=test, stratify=ds.y, random_state=seed)
+    tr, va = train_test_split(rest, test_size=val / (1 - test), stratify=ds.y[rest], random_state=seed)
+    return Split(np.sort(tr), np.sort(va), np.sort(te))
+
+
+class Classifier(L.LightningModule):
+    """A provider's encoder with a fresh linear head, trained end to end with AdamW and cross-entropy."""
+
+    def __init__(self, provider: Provider, n_classes: int, dim: int, lr: float, weight_decay: float = 0.01):
+        super().__init__()
+        self.provider, self.lr, self.weight_decay = provider, lr, weight_decay
+        self.encoder = provider.encoder()
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.encoder(**inputs))
+
+    def _step(self, batch: tuple, stage: str) -> torch.Tensor:
+        inputs, y = batch
+        logits = self(inputs)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.log(f"{stage}_loss", loss, prog_bar=False, batch_size=len(y))
+        self.log(f"{stage}_acc", (logits.argmax(1) == y).float().mean(), prog_bar=stage == "val", batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def _loader(provider: Provider, ds: Dataset, idx: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    """Batches of (prepared inputs, labels); the provider prepares raw examples per batch."""
+    items = [ds.items[i] for i in idx] if ds.modality == "text" else ds.items[idx]
+
+    def collate(rows: list[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        batch = [items[r] for r in rows] if ds.modality == "text" else items[rows]
+        return provider.prepare(batch), torch.as_tensor(ds.y[idx][rows], dtype=torch.long)
+
+    return DataLoader(list(range(len(idx))), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_epochs: int = 5, patience: int = 2,
+                  batch_size: int = 32, seed: int = 0) -> dict:
+    """One fine-tuning run (fresh pre-trained weights) with early stopping on validation accuracy; returns the job."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    provider._encoder = None  # every run starts from the pre-trained weights
+    dim = provider.features(ds.items[:2]).shape[1]
+    model = Classifier(provider, len(ds.classes), dim, lr)
+    stop = L.pytorch.callbacks.EarlyStopping("val_acc", mode="max", patience=patience)
+    best = L.pytorch.callbacks.ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=1, save_weights_only=True)
+    trainer = L.Trainer(max_epochs=max_epochs, callbacks=[stop, best], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", deterministic=True, default_root_dir=_scratch())
+    start = time.perf_counter()
+    trainer.fit(model, _loader(provider, ds, split.train, batch_size, True, seed), _loader(provider, ds, split.val, batch_size, False, seed))
+    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(state)
+    test = trainer.test(model, _loader(provider, ds, split.test, batch_size, False, seed), verbose=False)[0]
+    provider._encoder = None  # do not leave fine-tuned weights behind for feature extraction
+    return {"model": provider.name, "dataset": ds.name, "protocol": PROTOCOL, "metric": "accuracy",
+            "value": 100 * test["test_acc"], "val_value": 100 * float(best.best_model_score),
+            "seconds": time.perf_counter() - start, "source": "recommender finetune",
+            "hp.lr": lr, "hp.batch_size": batch_size, "hp.max_epochs": max_epochs, "hp.epochs_run": trainer.current_epoch,
+            "hp.train_examples": len(split.train), "hp.seed": seed}
+
+
+def _scratch() -> str:
+    """A temporary folder for Lightning's checkpoints."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="recommender-finetune-")
+
+
+def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5, patience: int = 2,
+             batch_size: int = 32, seed: int = 0) -> pd.DataFrame:
+    """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %)."""
+    if not provider.trainable:
+        provider.encoder()  # raises the clear "cannot be fine-tuned" error
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    split = split_dataset(ds, seed=seed)
+    jobs = [finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed) for lr in lrs]
+    side = {**provider.facts.as_row(), **dataset_row(ds)}
+    side.pop("dataset")
+    return pd.DataFrame(jobs).assign(**side)

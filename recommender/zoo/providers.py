@@ -1,0 +1,246 @@
+"""Model providers: one interface that turns a batch of examples into pooled feature vectors.
+
+A torch provider exposes its encoder (`encoder()` and `prepare(items)`), which serves both feature extraction
+and fine-tuning; providers backed by other runtimes (ONNX, spaCy) override `features` and cannot be fine-tuned.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from recommender.errors import UserError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the offline zoo must never try the hub
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Pair-table model features (docs/contracts.md): family, pre-training data, size, upstream accuracy."""
+
+    family: str | None = None
+    pretrain_dataset: str | None = None
+    params_m: float | None = None
+    gmacs: float | None = None
+    input_size: float | None = None
+    imagenet_top1: float | None = None
+
+    def as_row(self) -> dict:
+        """The facts as pair-table columns (None becomes NaN)."""
+        return {k: (np.nan if v is None else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Provider(ABC):
+    """A pre-trained model that maps examples of one modality to pooled features."""
+
+    name: str
+    modality: str
+    facts: ModelFacts = field(default_factory=ModelFacts)
+
+    @property
+    def preprocessing(self) -> str:
+        """A string naming everything that changes the features besides the weights (part of the cache key)."""
+        return ""
+
+    @property
+    def trainable(self) -> bool:
+        """Whether `encoder()` gives a torch module that can be fine-tuned."""
+        return True
+
+    def encoder(self) -> nn.Module:
+        """The torch module mapping `prepare(items)` to pooled features (B x D); loaded once."""
+        if getattr(self, "_encoder", None) is None:
+            self._encoder = self._build_encoder()
+        return self._encoder
+
+    def _build_encoder(self) -> nn.Module:
+        raise UserError(f"model {self.name} runs outside torch and cannot be fine-tuned; pick a torch model")
+
+    @abstractmethod
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
+        """Turn raw examples into the encoder's keyword inputs."""
+
+    def features(self, items: list | np.ndarray) -> np.ndarray:
+        """Pooled features (B x D, float32) of a batch of raw examples, without gradients."""
+        enc = self.encoder().eval()
+        with torch.inference_mode():
+            return enc(**self.prepare(items)).float().numpy()
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token vectors (B x T x D) over the positions where mask (B x T) is 1."""
+    m = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class _MeanPooledTransformer(nn.Module):
+    """A Hugging Face encoder followed by attention-masked mean pooling (the sentence-transformers recipe)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return masked_mean(out, attention_mask)
+
+
+@dataclass
+class TransformersProvider(Provider):
+    """A sentence-transformers or Hugging Face text encoder (folder or hub name), mean-pooled."""
+
+    path: str = ""
+    max_length: int = 128
+
+    @property
+    def preprocessing(self) -> str:
+        return f"tok:max{self.max_length};pool:mean"
+
+    def tokenizer(self):
+        """The model's tokenizer, loaded once."""
+        if getattr(self, "_tokenizer", None) is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+        return self._tokenizer
+
+    def _build_encoder(self) -> nn.Module:
+        from transformers import AutoModel
+
+        return _MeanPooledTransformer(AutoModel.from_pretrained(self.path))
+
+    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+@dataclass
+class OnnxTextProvider(TransformersProvider):
+    """A BERT-style text encoder exported to ONNX (run by onnxruntime), with a tokenizer from `path`."""
+
+    onnx_file: str = ""
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    def _build_encoder(self) -> nn.Module:
+        return Provider._build_encoder(self)
+
+    def session(self):
+        """The onnxruntime session, loaded once."""
+        if getattr(self, "_session", None) is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = torch.get_num_threads()
+            self._session = ort.InferenceSession(self.onnx_file, opts, providers=["CPUExecutionProvider"])
+            # the token embeddings are the rank-3 output (batch x tokens x dim)
+            self._token_output = next(o.name for o in self._session.get_outputs() if len(o.shape) == 3)
+        return self._session
+
+    def features(self, items: list) -> np.ndarray:
+        inputs = {k: v.numpy().astype(np.int64) for k, v in self.prepare(items).items()}
+        tokens = self.session().run([self._token_output], inputs)[0]
+        pooled = masked_mean(torch.from_numpy(tokens), torch.from_numpy(inputs["attention_mask"]))
+        return pooled.float().numpy()
+
+
+class _BagOfVectors(nn.Module):
+    """Mean of word vectors over a text's known tokens (an EmbeddingBag, so it can be fine-tuned)."""
+
+    def __init__(self, vectors: np.ndarray):
+        super().__init__()
+        self.bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(vectors, dtype=np.float32)), freeze=False, mode="mean")
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.bag(ids, offsets)
+
+
+@dataclass
+class WordVectorProvider(Provider):
+    """A word-vector table (vectors .npy + vocabulary), pooled by the mean over lower-cased word tokens."""
+
+    vectors_file: str = ""
+    vocab_file: str = ""
+
+    @property
+    def preprocessing(self) -> str:
+        return "tok:lower-words;pool:mean;unknown:zero"
+
+    def vocab(self) -> dict[str, int]:
+        """Word -> row of the vector table (row 0 of the bag is reserved for texts without a known word)."""
+        if getattr(self, "_vocab", None) is None:
+            import pandas as pd
+
+            words = pd.read_parquet(self.vocab_file).iloc[:, 0].astype(str)
+            self._vocab = {w: i + 1 for i, w in enumerate(words)}
+        return self._vocab
+
+    def _build_encoder(self) -> nn.Module:
+        table = np.load(self.vectors_file, mmap_mode="r")
+        return _BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
+
+    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+        import re
+
+        vocab, ids, offsets = self.vocab(), [], []
+        for text in items:
+            offsets.append(len(ids))
+            row = [vocab[w] for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower()) if w in vocab]
+            ids.extend(row or [0])  # an all-unknown text pools to the zero vector
+        return {"ids": torch.tensor(ids, dtype=torch.long), "offsets": torch.tensor(offsets, dtype=torch.long)}
+
+
+@dataclass
+class SpacyProvider(Provider):
+    """A spaCy pipeline's token vectors (doc.tensor from tok2vec), mean-pooled over the tokens."""
+
+    package: str = ""
+    max_chars: int = 2000
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    @property
+    def preprocessing(self) -> str:
+        return f"chars:{self.max_chars};pool:mean"
+
+    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+        raise UserError(f"model {self.name} is a spaCy pipeline: it has no torch inputs")
+
+    def nlp(self):
+        """The loaded pipeline (only tok2vec is run), loaded once."""
+        if getattr(self, "_nlp", None) is None:
+            import importlib
+
+            import spacy
+
+            try:
+                self._nlp = importlib.import_module(self.package).load()
+            except ModuleNotFoundError:
+                self._nlp = spacy.load(self.package)
+            self._nlp.select_pipes(enable=["tok2vec"])
+        return self._nlp
+
+    def features(self, items: list) -> np.ndarray:
+        docs = self.nlp().pipe(t[: self.max_chars] for t in items)
+        dim = self.nlp().get_pipe("tok2vec").model.get_dim("nO")
+        return np.stack([d.tensor.mean(0) if len(d) else np.zeros(dim) for d in docs]).astype(np.float32)
+
+
+def load_checked_state(module: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state dict into module, refusing any missing or unexpected key."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise UserError(f"weights {path}: missing keys {result.missing_keys[:5]}, unexpected keys {result.unexpected_keys[:5]}")
+    return module

@@ -1,0 +1,65 @@
+"""Rank candidate models for a dataset: extract features, compute transferability scores, predict with a recommender."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from recommender.errors import UserError
+from recommender.zoo.cache import FeatureCache
+from recommender.zoo.datasets import Dataset
+from recommender.zoo.extract import extract
+from recommender.zoo.providers import Provider
+
+DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
+
+
+def dataset_row(ds: Dataset, group: str | None = None) -> dict:
+    """Pair-table dataset features of ds (docs/contracts.md)."""
+    return {"dataset": ds.name, "examples": float(len(ds)), "classes": float(len(ds.classes)), "modality": ds.modality, "group": group or math.nan}
+
+
+def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES, cache: FeatureCache | None = None, progress: bool = True) -> pd.DataFrame:
+    """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step."""
+    from recommender.scores import score_all
+
+    rows = []
+    for p in providers:
+        got = extract(p, ds, cache=cache, progress=progress)
+        table = score_all(got.features, ds.y, names=list(scores), task="classification").set_index("score")
+        row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
+        row |= {f"score_{s}": float(table.at[s, "value"]) for s in scores}
+        row |= {"seconds_extract": got.seconds, "cached": got.cached}
+        row |= {f"seconds_{s}": float(table.at[s, "seconds"]) for s in scores}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.DataFrame:
+    """Fill missing model facts from the store's model features (indexed by model id)."""
+    out = pairs.set_index("model")
+    known = store_models.reindex(out.index)
+    for col in known.columns.intersection(out.columns):
+        out[col] = out[col].where(out[col].notna(), known[col])
+    return out.reset_index()
+
+
+def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: object | None = None) -> pd.DataFrame:
+    """Order the pool by the recommender's predicted performance when given, else by the first score."""
+    out = pairs.copy()
+    if recommender is not None:
+        start = time.perf_counter()
+        out["predicted"] = np.asarray(recommender.predict(out), dtype=float)
+        out["seconds_predict"] = time.perf_counter() - start
+        key = "predicted"
+    else:
+        key = f"score_{scores[0]}"
+    if out[key].isna().all():
+        raise UserError(f"cannot rank: {key} is missing for every model")
+    out = out.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out

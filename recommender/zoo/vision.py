@@ -1,0 +1,53 @@
+"""Torch vision providers: images resized to the model's input size, pooled by the network's own head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recommender.zoo.providers import Provider, load_checked_state
+
+
+def to_tensor(images: np.ndarray, size: int, mean: float, std: float) -> torch.Tensor:
+    """uint8 images (B x H x W, grey, or B x H x W x 3) -> normalised float B x 3 x size x size (bilinear)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float()
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return (x - mean) / std
+
+
+class _PooledEfficientNet(nn.Module):
+    """EfficientNet-Lite up to its global average pooling (1280-d), classifier dropped."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixels).mean(dim=(2, 3))
+
+
+@dataclass
+class EfficientNetLiteProvider(Provider):
+    """ImageNet EfficientNet-Lite0..4 from the `efficientnet-lite-pytorch` code and a weights file."""
+
+    arch: str = "efficientnet-lite0"
+    weights: str = ""
+    image_size: int = 224
+
+    @property
+    def preprocessing(self) -> str:
+        return f"resize:{self.image_size}bilinear-aa;norm:127/128;grey->rgb"
+
+    def _build_encoder(self) -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return _PooledEfficientNet(load_checked_state(EfficientNet.from_name(self.arch), self.weights))
+
+    def prepare(self, items: np.ndarray) -> dict[str, torch.Tensor]:
+        # the TF-Lite training pipeline scales pixels by (x - 127) / 128
+        return {"pixels": to_tensor(np.asarray(items), self.image_size, 127.0, 128.0)}

