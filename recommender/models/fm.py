@@ -103,6 +103,17 @@ def dataset_batches(
 
 
 @contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with n intra-op threads, then restore (spinning threads slow small matrices on a busy box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def quiet_lightning(verbose: bool) -> Iterator[None]:
     """Silence Lightning's info logs and hints unless verbose."""
     if verbose:
@@ -140,6 +151,7 @@ class FMRecommender(PairRecommender):
         batch_datasets: int | None = None,
         init_std: float = 0.01,
         seed: int = 0,
+        n_threads: int = 1,
         verbose: bool = False,
     ):
         self.features = features
@@ -152,14 +164,15 @@ class FMRecommender(PairRecommender):
         self.batch_datasets = batch_datasets
         self.init_std = init_std
         self.seed = seed
+        self.n_threads = n_threads
         self.verbose = verbose
 
     def _check_params(self) -> None:
         """One-line errors for hyper-parameters outside their domain."""
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
-        if int(self.k) < 1 or int(self.epochs) < 1:
-            raise UserError(f"k and epochs must be >= 1, got k={self.k}, epochs={self.epochs}")
+        if min(int(self.k), int(self.epochs), int(self.n_threads)) < 1:
+            raise UserError(f"k, epochs and n_threads must be >= 1, got {self.k}, {self.epochs}, {self.n_threads}")
         if self.batch_datasets is not None and int(self.batch_datasets) < 1:
             raise UserError(f"batch_datasets must be >= 1 or None, got {self.batch_datasets}")
         rates = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay, "init_std": self.init_std}
@@ -171,7 +184,7 @@ class FMRecommender(PairRecommender):
         """Train the FM with Lightning on CPU, seeded so that a refit gives the same weights."""
         self._check_params()
         batches = dataset_batches(Z, t, datasets, self.batch_datasets)
-        with torch.random.fork_rng(devices=[]), quiet_lightning(self.verbose):
+        with torch.random.fork_rng(devices=[]), torch_threads(int(self.n_threads)), quiet_lightning(self.verbose):
             torch.manual_seed(self.seed)
             fm = FactorizationMachine(Z.shape[1], int(self.k), self.init_std)
             task = FMTask(fm, self.learning_rate, self.weight_decay, self.loss)
@@ -192,5 +205,5 @@ class FMRecommender(PairRecommender):
 
     def _predict_encoded(self, Z: np.ndarray) -> np.ndarray:
         """FM scores as float64."""
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(int(self.n_threads)):
             return self.module_(torch.as_tensor(Z, dtype=torch.float32)).double().numpy()
