@@ -58,28 +58,36 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
         raise UserError("features are all zero: LogME is undefined")
     n, dim = fm.n, fm.dim
     z2, outside = _projections(fm, Y, FtY)
+    # Beyond this ratio a/b the prior swamps every eigen-direction (b s / a < eps): the evidence has reached its
+    # limit a -> inf, where a column with no linear signal has its maximum.
+    flat_ratio = s[-1] / np.finfo(np.float64).eps
     s = s[:, None]
     a = np.ones(Y.shape[1])
     b = np.ones(Y.shape[1])
+    flat = np.zeros(Y.shape[1], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for iteration in range(1, MAX_ITER + 1):
             g, mm, residual = _terms(a, b, s, z2, outside)
             a_new, b_new = g / mm, (n - g) / residual
-            change = np.abs(a_new / b_new - a / b) / (a / b)
-            a, b = a_new, b_new
+            flat |= (mm == 0) | (a_new / b_new > flat_ratio)
+            change = np.where(flat, 0.0, np.abs(a_new / b_new - a / b) / (a / b))
+            a, b = np.where(flat, a, a_new), np.where(flat, b, b_new)
             if not np.isfinite(change).all() or change.max() < TOLERANCE:
                 break
         else:
             warnings.warn(f"LogME stopped after {MAX_ITER} iterations before reaching relative change {TOLERANCE}",
                           RuntimeWarning, stacklevel=2)
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            raise UserError("LogME diverged: a target column is orthogonal to the features or fitted exactly")
+            raise UserError("LogME diverged: a target column is fitted exactly by the features")
         _, mm, residual = _terms(a, b, s, z2, outside)
         # All D eigenvalues count: the D - r zeros beyond the small side add (D - r) log a to log|A|.
         log_det = np.log(a + b * s).sum(axis=0) + (dim - s.shape[0]) * np.log(a)
         evidence = (dim / 2 * np.log(a) + n / 2 * np.log(b) - n / 2 * np.log(2 * np.pi)
                     - b / 2 * residual - a / 2 * mm - log_det / 2)
-    return EvidenceFit(evidence / n, a, b, iteration)
+    # At a = inf: m = 0, b = n / ||y||^2, and the a-terms cancel.
+    norms = z2.sum(axis=0) + outside
+    limit = n / 2 * (np.log(n / norms) - np.log(2 * np.pi) - 1)
+    return EvidenceFit(np.where(flat, limit, evidence) / n, np.where(flat, np.inf, a), b, iteration)
 
 
 def logme_from(fm: FeatureMatrix, y: np.ndarray, task: str = "classification") -> float:
