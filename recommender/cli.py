@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.history.cli",
     "recommender.scores.cli",
     "recommender.evaluation.cli",
+    "recommender.zoo.cli",
 )
 
 

@@ -1,0 +1,126 @@
+"""`recommender rank` and `recommender finetune`: the user's path from a dataset and a zoo to a choice, and back into the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from recommender.errors import UserError
+from recommender.zoo.cache import FeatureCache
+from recommender.zoo.datasets import load_dataset, subsample
+from recommender.zoo.rank import DEFAULT_SCORES, rank_pool, score_pool, with_store_facts
+from recommender.zoo.zoos import ZOOS, get_provider, resolve_models
+
+
+def _csv_list(text: str) -> list[str]:
+    """Split a comma-separated argument."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    """Split a comma-separated list of numbers."""
+    try:
+        return [float(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by both commands: the dataset, its subsample and the seed."""
+    p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, .npz file or image folder")
+    p.add_argument("--n", type=int, default=None, help="stratified subsample of N examples (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training")
+    p.add_argument("--store", default=None, help="history store URL (default: $RECOMMENDER_DB or the default SQLite file)")
+
+
+def _log_to_store(frame: pd.DataFrame, kind: str, url: str | None, label: str) -> dict[str, int]:
+    """Write jobs or scores (long format) into the history store."""
+    from recommender.history import open_store
+    from recommender.history.ingest import build_batch
+
+    return open_store(url).write(build_batch(frame, label, kind=kind, source=label))
+
+
+def scores_long(ranked: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
+    """The ranked table's scores in the store's long format (model, dataset, score, value, seconds)."""
+    rows = [{"model": r["model"], "dataset": r["dataset"], "score": s, "value": r[f"score_{s}"], "seconds": r[f"seconds_{s}"]}
+            for _, r in ranked.iterrows() for s in scores]
+    return pd.DataFrame(rows)
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    """Extract features, score every model, predict with the recommender, print the top-k."""
+    ds = subsample(load_dataset(args.data), args.n, args.seed)
+    providers = resolve_models(args.zoo, _csv_list(args.models) if args.models else None)
+    scores = _csv_list(args.scores)
+    cache = None if args.no_cache else FeatureCache(args.cache)
+    progress = not args.json and (args.verbose or sys.stderr.isatty())
+    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress)
+    recommender = None
+    if args.recommender:
+        from recommender.models.factory import load_recommender
+
+        recommender = load_recommender(args.recommender)
+        from recommender.history import open_store
+
+        pairs = with_store_facts(pairs, open_store(args.store).model_features().set_index("model"))
+    ranked = rank_pool(pairs, scores, recommender)
+    if args.log_scores:
+        _log_to_store(scores_long(ranked, scores), "scores", args.store, "recommender rank")
+    top = ranked.head(args.top_k)
+    if args.csv:
+        ranked.to_csv(args.csv, index=False)
+    if args.json:
+        print(json.dumps(json.loads(top.to_json(orient="records")), indent=1))
+    else:
+        cols = ["rank", "model", *(["predicted"] if recommender is not None else []), *[f"score_{s}" for s in scores],
+                "seconds_extract", *[f"seconds_{s}" for s in scores], *(["seconds_predict"] if recommender is not None else [])]
+        print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; top {len(top)} of {len(ranked)} models")
+        print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune one model over a learning-rate grid and log each run as a job."""
+    from recommender.zoo.finetune import finetune
+
+    ds = subsample(load_dataset(args.data), args.n, args.seed)
+    jobs = finetune(get_provider(args.model), ds, lrs=args.lrs, max_epochs=args.epochs, patience=args.patience,
+                    batch_size=args.batch_size, seed=args.seed)
+    if not args.no_log:
+        added = _log_to_store(jobs, "jobs", args.store, "recommender finetune")
+        print(f"logged {added.get('jobs', 0)} job(s) into the store", file=sys.stderr)
+    cols = ["model", "dataset", "hp.lr", "hp.epochs_run", "val_value", "value", "seconds"]
+    print(jobs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `rank` and `finetune` to the CLI."""
+    zoos = ", ".join(ZOOS)
+    p = subparsers.add_parser("rank", help="rank candidate models for a dataset (features, scores, learned recommender)")
+    _add_data_args(p)
+    p.add_argument("--zoo", default=None, help=f"named model zoo ({zoos})")
+    p.add_argument("--models", default=None, help="comma-separated models: zoo names, model folders, .onnx files or hub names")
+    p.add_argument("--scores", default=",".join(DEFAULT_SCORES), help="comma-separated score names (the first ranks when no recommender is given)")
+    p.add_argument("--recommender", default=None, help="folder of a trained recommender (recommender.models save)")
+    p.add_argument("--top-k", type=int, default=5, help="how many models to print")
+    p.add_argument("--json", action="store_true", help="print the top-k as JSON")
+    p.add_argument("--csv", default=None, help="write the full ranked table to this CSV file")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: $RECOMMENDER_CACHE/features or ~/.cache/recommender/features)")
+    p.add_argument("--no-cache", action="store_true", help="recompute features")
+    p.add_argument("--log-scores", action="store_true", help="also write the computed scores into the store")
+    p.set_defaults(func=run_rank)
+
+    f = subparsers.add_parser("finetune", help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs")
+    _add_data_args(f)
+    f.add_argument("--model", required=True, help="zoo model name, model folder or hub name (a torch model)")
+    f.add_argument("--lrs", type=_floats, default=[1e-4, 1e-3], help="comma-separated learning rates (default 1e-4,1e-3)")
+    f.add_argument("--epochs", type=int, default=5, help="maximum epochs per run")
+    f.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (validation accuracy)")
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--no-log", action="store_true", help="do not write the jobs into the store")
+    f.set_defaults(func=run_finetune)
