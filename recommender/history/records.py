@@ -121,15 +121,15 @@ def _run_column(frame: pd.DataFrame, rows: pd.DataFrame, key: tuple[str, ...]) -
     return ordinal if given is None else given.fillna(ordinal)
 
 
-def _duplicates(rows: pd.DataFrame, key: tuple[str, ...], values: list[str], batch: Batch) -> None:
-    """A key repeated within the input is a problem when the values differ (and harmless when equal)."""
+def _duplicates(rows: pd.DataFrame, key: tuple[str, ...], values: list[str], batch: Batch) -> pd.DataFrame:
+    """Rows with repeats of a key dropped; a repeat with different values is a problem (equal ones are harmless)."""
     repeated = rows[rows.duplicated(list(key), keep=False)]
     for _, group in repeated.groupby(list(key), sort=False):
         first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
             if not same_values(first[values], other[values]):
                 batch.problem(other[ROW], "key", f"duplicate key with a different value (also row {first[ROW]})")
-    rows.drop(index=repeated.index[repeated.duplicated(list(key))], inplace=True)
+    return rows.drop(index=repeated.index[repeated.duplicated(list(key))])
 
 
 def same_values(a: pd.Series, b: pd.Series) -> bool:
@@ -174,8 +174,7 @@ def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     out["ingested_at"] = frame["ingested_at"].fillna(now_utc()) if "ingested_at" in frame else now_utc()
     valid = out.dropna(subset=["model", "dataset", "metric", "protocol", "source"])
     valid = valid.assign(run=_run_column(frame.loc[valid.index], valid, JOB_KEY[:-1]))
-    _duplicates(valid, JOB_KEY, ["test_value", "val_value", "seconds"], batch)
-    return valid
+    return _duplicates(valid, JOB_KEY, ["test_value", "val_value", "seconds"], batch)
 
 
 def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -189,8 +188,7 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     out["ingested_at"] = frame["ingested_at"].fillna(now_utc()) if "ingested_at" in frame else now_utc()
     valid = out.dropna(subset=["model", "dataset", "score", "source"])
     valid = valid.assign(run=_run_column(frame.loc[valid.index], valid, SCORE_KEY[:-1]))
-    _duplicates(valid, SCORE_KEY, ["value", "seconds"], batch)
-    return valid
+    return _duplicates(valid, SCORE_KEY, ["value", "seconds"], batch)
 
 
 def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
