@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from recommender.errors import UserError
-from recommender.history.records import HP_PREFIX, ROW
+from recommender.history.records import HP_PREFIX, ROW, text_or_none
 
 Tables = dict[str, pd.DataFrame]
 
@@ -34,12 +34,16 @@ def shift_protocol(train_slice: object, epochs: object) -> str:
 
 
 def _feature_tables(jobs: pd.DataFrame, model_cols: list[str], dataset_cols: list[str]) -> Tables:
-    """Model / dataset feature rows carried by a jobs table (only the columns it has)."""
+    """Model / dataset feature rows carried by a jobs table (only the columns it has).
+
+    Rows without an id are left out here: the job itself reports the missing id.
+    """
     tables = {}
     for kind, id_col, cols in (("models", "model", model_cols), ("datasets", "dataset", dataset_cols)):
         present = [c for c in cols if c in jobs]
-        if present:
-            tables[kind] = jobs[[ROW, id_col, *present, *(["source"] if "source" in jobs else [])]]
+        if present and id_col in jobs:
+            with_id = jobs[jobs[id_col].map(text_or_none).notna()]
+            tables[kind] = with_id[[ROW, id_col, *present, *(["source"] if "source" in jobs else [])]]
     return tables
 
 

@@ -1,0 +1,227 @@
+"""Ingest: presets on real excerpts, all-or-nothing rejection, idempotence, the CLI and the export round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recommender.cli import main
+from recommender.errors import UserError
+from recommender.history import IngestError, open_store
+from recommender.history.bundled import BUNDLED, HISTORY_DIR
+from recommender.history.export import export, tables
+from recommender.history.ingest import build_batch, ingest_file, read_table
+
+DATA = Path(__file__).parent / "data" / "history"
+
+
+@pytest.fixture()
+def store(tmp_path: Path):
+    """A fresh SQLite store in a temporary folder."""
+    return open_store(str(tmp_path / "history.db"))
+
+
+def snapshot(store) -> dict[str, pd.DataFrame]:
+    """Every table of the store, to compare before and after a rejected ingest."""
+    return tables(store)
+
+
+def assert_same_store(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    """Two snapshots hold the same rows (order aside)."""
+    for kind in a:
+        left = a[kind].sort_values(list(a[kind].columns), ignore_index=True)
+        right = b[kind][a[kind].columns].sort_values(list(a[kind].columns), ignore_index=True)
+        pd.testing.assert_frame_equal(left, right, check_dtype=False)
+
+
+def test_shift_ftrecords_preset(store) -> None:
+    """The original SHiFT layout: configs dict literal, elapsed time, val accuracy, VTAB-1k protocol."""
+    assert ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift") == {"jobs": 7}
+    jobs = store.jobs().set_index(["model", "dataset", "test_value"])
+    job = jobs.loc[("facebook/deit-tiny-patch16-224", "dmlab", 0.22147120535373688)]
+    assert job["protocol"] == "vtab1k" and job["metric"] == "test_accuracy"
+    assert job["val_value"] == 0.22499999403953552 and job["seconds"] == 103.6915274169296
+    assert json.loads(job["hparams"]) == {"lr": 0.1, "epochs": 25, "batch_size": 64, "train_split": "train",
+                                          "val_split": "train", "test_split": "test", "train_slice": ":800",
+                                          "val_slice": "800:1000", "test_slice": ":100%"}
+    assert json.loads(job["extra"])["framework_version"] == "4.19.2"
+    pairs = store.pair_table("vtab1k").set_index(["model", "dataset"])
+    assert pairs.loc[("facebook/deit-tiny-patch16-224", "oxford_flowers102"), "performance"] == 0.6651095151901245
+
+
+def test_parc_oracle_preset(store) -> None:
+    """The original PARC layout: -1 rows (no result) skipped, model = architecture|source, family = architecture."""
+    assert ingest_file(store, DATA / "parc_oracles.csv", preset="parc")["jobs"] == 6
+    table = store.pair_table("parc").set_index(["model", "dataset"])
+    row = table.loc[("resnet50|pirl_imagenet", "oxford_pets")]
+    assert row["performance"] == 86.09975470155355 and row["family"] == "resnet50"
+    assert row["pretrain_dataset"] == "pirl_imagenet" and row["selected_by"] == "test"
+    assert "resnet101|simclr_imagenet" not in table.index.get_level_values("model")
+
+
+def test_mlflow_runs_preset(store) -> None:
+    """search_runs layout: params as text become numbers, duration from start/end, run_id kept as the run."""
+    ingest_file(store, DATA / "mlflow_runs.csv", preset="mlflow", mapping={"tags.source": "source"},
+                constants={"protocol": "vtab1k"})
+    runs = pd.read_csv(DATA / "mlflow_runs.csv")
+    jobs = store.jobs().set_index("run").loc[runs["run_id"]]
+    assert (jobs["test_value"].to_numpy() == runs["metrics.test_accuracy"].to_numpy()).all()
+    assert (jobs["val_value"].to_numpy() == runs["metrics.val_accuracy"].to_numpy()).all()
+    shift = pd.read_csv(HISTORY_DIR / "history_shift_vision.csv.gz")
+    logged = runs.merge(shift, left_on=["params.model", "params.dataset", "metrics.test_accuracy", "params.lr"],
+                        right_on=["model", "dataset", "value", "lr"], how="left")
+    assert len(logged) == len(runs)
+    # the export's time stamps keep nanoseconds, so durations match the logged seconds to 1e-6 s
+    assert jobs["seconds"].to_numpy() == pytest.approx(logged["elapsed_time_s"].to_numpy(), abs=1e-6)
+    assert json.loads(jobs["hparams"].iloc[0]) == {"batch_size": 64, "epochs": 25, "lr": 0.01, "train_slice": ":800"}
+    assert set(jobs["source"]) == {"DS3Lab/shift/data/ftrecords.csv@1db7f15d5fe4"}
+
+
+def test_wandb_runs_preset_with_column_map(store) -> None:
+    """A flattened W&B export whose model and task columns are mapped by the user; runtime becomes seconds."""
+    ingest_file(store, DATA / "wandb_runs.csv", preset="wandb",
+                mapping={"config.model_name": "model", "config.task": "dataset"}, constants={"protocol": "vtab1k"})
+    runs = pd.read_csv(DATA / "wandb_runs.csv")
+    jobs = store.jobs().set_index("run").loc[runs["id"]]
+    assert jobs["model"].tolist() == runs["config.model_name"].tolist()
+    assert (jobs["seconds"].to_numpy() == runs["summary._runtime"].to_numpy()).all()
+    assert json.loads(jobs["extra"].iloc[0])["summary._step"] == 25
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_long_format_in_each_file_type(store, tmp_path: Path, suffix: str) -> None:
+    """Our long format read from CSV, Parquet and JSON Lines gives the same jobs and model features."""
+    frame = pd.read_csv(DATA / "small_zoos_long.csv")
+    path = tmp_path / f"zoo{suffix}"
+    {".csv": frame.to_csv, ".parquet": frame.to_parquet, ".jsonl": lambda p, **k: frame.to_json(
+        p, orient="records", lines=True)}[suffix](path, index=False)
+    assert ingest_file(store, path, constants={"protocol": "full-finetune"}) == {"models": 4, "jobs": 8}
+    table = store.pair_table("full-finetune").set_index(["model", "dataset"])
+    expected = frame.set_index(["model", "dataset"])["value"]
+    assert table["performance"].loc[expected.index].tolist() == expected.tolist()
+    assert table.loc[("resnet50", "dtd"), "pretrain_dataset"] == "imagenet-1k (supervised)"
+
+
+def test_same_file_twice_adds_nothing(store) -> None:
+    """Idempotent ingest: the second time every natural key is already stored with the same values."""
+    ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
+    before = snapshot(store)
+    added = ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
+    assert added["jobs"] == 0 and set(added.values()) == {0}
+    assert store.counts()["jobs"] == 7
+    assert_same_store(before, snapshot(store))
+
+
+def bad_zoo_file(tmp_path: Path) -> Path:
+    """The zoo excerpt with five problems: blank model, text value, inf value, missing dataset, negative seconds."""
+    frame = pd.read_csv(DATA / "small_zoos_long.csv", dtype=str)
+    frame["seconds"] = "10"
+    frame.loc[1, "model"] = ""
+    frame.loc[2, "value"] = "eighty"
+    frame.loc[3, "value"] = "inf"
+    frame.loc[4, "dataset"] = None
+    frame.loc[5, "seconds"] = "-3"
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_invalid_rows_reject_the_whole_file(store, tmp_path: Path) -> None:
+    """One line per problem (file, row, column, reason); the good rows of the file are not stored either."""
+    ingest_file(store, DATA / "parc_oracles.csv", preset="parc")
+    before = snapshot(store)
+    path = bad_zoo_file(tmp_path)
+    with pytest.raises(IngestError) as caught:
+        ingest_file(store, path, constants={"protocol": "full-finetune"})
+    assert caught.value.problems == [
+        f"{path}: row 2: model: missing model",
+        f"{path}: row 5: dataset: missing dataset",
+        f"{path}: row 3: value: not a number: 'eighty'",
+        f"{path}: row 4: value: not finite: 'inf'",
+        f"{path}: row 6: seconds: negative duration",
+    ]
+    assert_same_store(before, snapshot(store))
+
+
+def test_conflicting_reingest_is_reported_not_overwritten(store, tmp_path: Path) -> None:
+    """The same job with a changed accuracy: rejected, naming the stored value; nothing changes."""
+    ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
+    before = snapshot(store)
+    frame = pd.read_csv(DATA / "shift_ftrecords.csv", dtype=str)
+    frame.loc[0, "test_accuracy"] = "0.5"
+    changed = tmp_path / "changed.csv"
+    frame.to_csv(changed, index=False)
+    with pytest.raises(IngestError) as caught:
+        ingest_file(store, changed, preset="shift", source="shift_ftrecords.csv")
+    assert caught.value.problems == [f"{changed}: row 1: key: job already stored with a different value "
+                                     "(test_value=0.22147120535373688, val_value=0.22499999403953552, "
+                                     "seconds=103.6915274169296)"]
+    assert_same_store(before, snapshot(store))
+
+
+def test_duplicate_key_within_a_file(store, tmp_path: Path) -> None:
+    """Two rows with the same explicit run id and settings but different values: both named, nothing stored."""
+    frame = pd.read_csv(DATA / "small_zoos_long.csv").head(2).assign(protocol="full-finetune", run="r1")
+    frame = pd.concat([frame, frame.head(1).assign(value=1.0)], ignore_index=True)
+    path = tmp_path / "dup.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(IngestError, match=r"row 3: key: duplicate key with a different value \(also row 1\)"):
+        ingest_file(store, path)
+    assert store.counts() == {"jobs": 0, "models": 0, "datasets": 0, "scores": 0}
+
+
+def test_conflicting_model_feature(store, tmp_path: Path) -> None:
+    """A model stored with one pre-training dataset cannot silently get another."""
+    ingest_file(store, DATA / "small_zoos_long.csv", constants={"protocol": "full-finetune"})
+    models = pd.DataFrame({"model": ["resnet50"], "pretrain_dataset": ["instagram-1b"]})
+    path = tmp_path / "models.csv"
+    models.to_csv(path, index=False)
+    with pytest.raises(IngestError, match="pretrain_dataset: model 'resnet50' is stored with "
+                                          "'imagenet-1k \\(supervised\\)', not 'instagram-1b'"):
+        ingest_file(store, path, kind="models")
+
+
+def test_unknown_kind_format_and_missing_protocol(store, tmp_path: Path) -> None:
+    """Wrong options are one clear error each; a jobs file without protocol names every row."""
+    with pytest.raises(UserError, match="unknown kind 'runs'"):
+        ingest_file(store, DATA / "small_zoos_long.csv", kind="runs")
+    with pytest.raises(UserError, match="unknown format 'comet'"):
+        ingest_file(store, DATA / "small_zoos_long.csv", preset="comet")
+    with pytest.raises(IngestError) as caught:
+        ingest_file(store, DATA / "small_zoos_long.csv")
+    assert len(caught.value.problems) == 8 and caught.value.problems[0].endswith("row 1: protocol: missing protocol")
+
+
+def test_cli_prints_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`recommender history ingest` exits 1 with each problem on its own line, then 0 on a good file."""
+    db = str(tmp_path / "cli.db")
+    path = bad_zoo_file(tmp_path)
+    assert main(["history", "--db", db, "ingest", str(path), "--set", "protocol=full-finetune"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 6 and lines[-1].endswith("5 problem(s); nothing was ingested")
+    assert main(["history", "--db", db, "ingest", str(DATA / "parc_oracles.csv"), "--format", "parc"]) == 0
+    assert "jobs: 6 added" in capsys.readouterr().out
+    assert main(["history", "--db", db, "stats"]) == 0
+    assert "parc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("to", ["csv", "parquet"])
+def test_export_round_trip_loses_nothing(store, tmp_path: Path, to: str) -> None:
+    """Store -> files -> fresh store gives the same tables (features, extras, hyper-parameters, times, runs)."""
+    for spec in BUNDLED:
+        if spec.name in ("datasets.csv.gz", "models_parc.csv.gz", "models_hf.csv.gz", "scores_logme_hscore.csv.gz"):
+            frame = read_table(HISTORY_DIR / spec.name)
+            store.write(build_batch(spec.prepare(frame) if spec.prepare else frame, spec.name, spec.kind,
+                                    spec.preset, spec.mapping, spec.constants))
+    ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
+    ingest_file(store, DATA / "mlflow_runs.csv", preset="mlflow", constants={"protocol": "vtab1k"})
+    ingest_file(store, DATA / "parc_oracles.csv", preset="parc")
+    export(store, tmp_path / "out", to)
+    copy = open_store(str(tmp_path / "copy.db"))
+    for kind in ("datasets", "models", "jobs", "scores"):
+        ingest_file(copy, tmp_path / "out" / f"{kind}.{to}", kind=kind)
+    assert copy.counts() == store.counts()
+    assert_same_store(snapshot(store), snapshot(copy))
