@@ -20,7 +20,7 @@ URL = os.environ.get("RECOMMENDER_TEST_POSTGRES_URL")
 def _reachable(url: str | None) -> str | None:
     """None when a server answers at `url`, else why not."""
     if not url:
-        return "no PostgreSQL server: set RECOMMENDER_TEST_POSTGRES_URL (RECOMMENDER_TEST_POSTGRES_URL=$(bash scripts/postgres.sh))"
+        return "no PostgreSQL server: set RECOMMENDER_TEST_POSTGRES_URL, e.g. to $(bash scripts/postgres.sh)"
     try:
         with create_engine(url).connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -94,15 +94,15 @@ def _text_column(frame: pd.DataFrame, column: str, batch: Batch, default: str | 
 def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: bool) -> pd.Series:
     """A numeric column: text that is not a number, and NaN/inf, are problems; blanks allowed unless required."""
     raw = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    blank = raw.map(lambda v: canonical(v) is None)
+    blank = raw.map(lambda v: canonical(v) is None).astype(bool)
     numbers = pd.to_numeric(raw.where(~blank), errors="coerce").astype(float)
-    for row, value, is_blank, number in zip(frame[ROW], raw, blank, numbers):
+    bad = (blank & required) | (~blank & ~np.isfinite(numbers))
+    for row, value, is_blank, number in zip(frame.loc[bad, ROW], raw[bad], blank[bad], numbers[bad]):
         if is_blank:
-            if required:
-                batch.problem(row, column, f"missing {column}")
+            batch.problem(row, column, f"missing {column}")
         elif math.isnan(number):
             batch.problem(row, column, f"not a number: {value!r}")
-        elif not math.isfinite(number):
+        else:
             batch.problem(row, column, f"not finite: {value!r}")
     return numbers
 
@@ -194,8 +194,11 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
 def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
     """One row per id: values of repeated ids are combined; two different non-missing values are a problem."""
     id_col = ID_COLUMN[kind]
-    merged = []
-    for ident, group in rows.groupby(id_col, sort=False):
+    # Jobs files repeat each id's features on every row: identical repeats need no comparison.
+    rows = rows.drop_duplicates(subset=[id_col, *FEATURES[kind], "extra"])
+    repeated = rows[id_col].duplicated(keep=False)
+    merged = [rows[~repeated]]
+    for ident, group in rows[repeated].groupby(id_col, sort=False):
         first = group.iloc[0].copy()
         for _, other in group.iloc[1:].iterrows():
             for name in FEATURES[kind]:
@@ -205,8 +208,8 @@ def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
                 elif pd.isna(first[name]):
                     first[name] = other[name]
             first["extra"] = merge_extra(first["extra"], other["extra"])
-        merged.append(first)
-    return pd.DataFrame(merged, columns=rows.columns)
+        merged.append(first.to_frame().T)
+    return pd.concat(merged).sort_values(ROW)
 
 
 def feature_conflict(a: object, b: object) -> bool:
