@@ -87,6 +87,8 @@ def _loader(provider: Provider, ds: Dataset, idx: np.ndarray, batch_size: int, s
 def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_epochs: int = 5, patience: int = 2,
                   batch_size: int = 32, seed: int = 0) -> dict:
     """One fine-tuning run (fresh pre-trained weights) with early stopping on validation accuracy; returns the job."""
+    for name in ("lightning.pytorch", "lightning.fabric"):  # keep runs quiet: the job row is the record
+        logging.getLogger(name).setLevel(logging.ERROR)
     L.seed_everything(seed, workers=True, verbose=False)
     provider._encoder = None  # every run starts from the pre-trained weights
     dim = provider.features(ds.items[:2]).shape[1]
@@ -120,7 +122,6 @@ def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3
     """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %)."""
     if not provider.trainable:
         provider.encoder()  # raises the clear "cannot be fine-tuned" error
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     split = split_dataset(ds, seed=seed)
     jobs = [finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed) for lr in lrs]
     side = {**provider.facts.as_row(), **dataset_row(ds)}

@@ -113,7 +113,9 @@ class TransformersProvider(Provider):
 
     def _build_encoder(self) -> nn.Module:
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         return _MeanPooledTransformer(AutoModel.from_pretrained(self.path))
 
     def prepare(self, items: list) -> dict[str, torch.Tensor]:
