@@ -34,8 +34,7 @@ class Batch:
 
     def problem(self, row: object, column: str, reason: str) -> None:
         """Record one problem as `file: row N: column: reason`."""
-        where = f"row {row}" if row is not None else "file"
-        self.problems.append(f"{self.label}: {where}: {column}: {reason}")
+        self.problems.append(f"{self.label}: row {row}: {column}: {reason}")
 
 
 def now_utc() -> str:
