@@ -87,9 +87,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     """Fine-tune one model over a learning-rate grid and log each run as a job."""
     from recommender.zoo.finetune import finetune
 
-    ds = subsample(load_dataset(args.data), args.n, args.seed)
-    jobs = finetune(get_provider(args.model), ds, lrs=args.lrs, max_epochs=args.epochs, patience=args.patience,
-                    batch_size=args.batch_size, seed=args.seed)
+    full = load_dataset(args.data)
+    jobs = finetune(get_provider(args.model), subsample(full, args.n, args.seed), lrs=args.lrs, max_epochs=args.epochs,
+                    patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full))
     if not args.no_log:
         added = _log_to_store(jobs, "jobs", args.store, "recommender finetune")
         print(f"logged {added.get('jobs', 0)} job(s) into the store", file=sys.stderr)

