@@ -218,3 +218,19 @@ def test_logme_takes_the_limit_when_a_target_has_no_linear_signal():
     n = len(y)
     expected = 0.5 * (np.log(n / (y @ y)) - np.log(2 * np.pi) - 1)  # L / n with m = 0, b = n / ||y||^2
     assert logme(F, y, task="regression") == pytest.approx(expected, rel=1e-9)
+
+
+def test_logme_takes_the_noise_free_limit_when_n_lt_d_interpolates():
+    """n < D, F F' invertible: here the evidence rises towards b = inf, and LogME is that supremum."""
+    F, y = clusters(27, 60, 200, 5)
+    Y = one_hot(y, 5)
+    fit = fit_evidence(FeatureMatrix(F), Y)
+    assert np.isinf(fit.beta).all()
+    for k in range(5):
+        a = fit.alpha[k]
+        approach = [evidence_by_definition(F, Y[:, k], a, b) for b in (1e4, 1e6, 1e8)]
+        assert np.all(np.diff(approach) > 0) and approach[-1] <= fit.evidence[k] + 1e-12
+        # At b = 1e8 the gap to the limit is O(a / (b s_min)) ~ 1e-7 relative.
+        assert approach[-1] == pytest.approx(fit.evidence[k], rel=1e-6)
+        assert evidence_by_definition(F, Y[:, k], 0.9 * a, 1e8) < approach[-1]
+        assert evidence_by_definition(F, Y[:, k], 1.1 * a, 1e8) < approach[-1]

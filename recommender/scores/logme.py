@@ -13,6 +13,7 @@ from recommender.scores.spectrum import FeatureMatrix
 
 TOLERANCE = 1e-10
 MAX_ITER = 10_000
+BOUNDARY = 1e-8  # a / b this far beyond the spectrum: the evidence is at its limit there
 TASKS = ("classification", "regression")
 
 
@@ -51,43 +52,74 @@ def _terms(a, b, s, z2, outside):
     return g, mm, residual
 
 
+def _interior(lam, s, z2, rest, n):
+    """Evidence L / n at a / b = lam with b at its optimum n / E(lam), where E = ||F m - y||^2 + lam m'm."""
+    positive = s > 0
+    # E(lam) / lam: one term per positive eigenvalue, plus what no positive direction explains.
+    q = (z2[positive] / (lam + s[positive, None])).sum(axis=0) + rest / lam
+    log_lam_terms = (np.count_nonzero(positive) - n) / 2 * np.log(lam)
+    value = log_lam_terms - n / 2 * np.log(q) - np.log(lam + s[positive, None]).sum(axis=0) / 2
+    beta = n / (lam * q)
+    return (value + n / 2 * (np.log(n) - 1 - np.log(2 * np.pi))) / n, lam * beta, beta
+
+
+def _at_zero(s, z2, rest, n):
+    """Evidence L / n in the limit a / b -> 0 (b -> inf): finite only where F F' is invertible and fits y exactly."""
+    positive = s > 0
+    if np.count_nonzero(positive) < n:
+        return np.full(z2.shape[1], -np.inf), np.zeros(z2.shape[1])
+    q = (z2 / s[:, None]).sum(axis=0)
+    value = -n / 2 * np.log(q) - np.log(s).sum() / 2 + n / 2 * (np.log(n) - 1 - np.log(2 * np.pi))
+    return np.where(rest > 0, -np.inf, value / n), n / q
+
+
+def _at_infinity(z2, outside, n):
+    """Evidence L / n in the limit a -> inf: m = 0 and b = n / ||y||^2."""
+    total = z2.sum(axis=0) + outside
+    return (np.log(n / total) - 1 - np.log(2 * np.pi)) / 2, n / total
+
+
 def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None) -> EvidenceFit:
-    """Maximise the evidence for every column of Y at once by the fixed point of Algorithm 1, to convergence."""
+    """Maximise the evidence for every column of Y at once by the fixed point of Algorithm 1, to convergence.
+
+    The maximum may lie at a limit: a / b -> inf (y has no linear signal: m = 0) or a / b -> 0 (n <= D with
+    F F' invertible: the noise-free interpolation, b -> inf). The iteration stops a column once a / b passes
+    1e8 x the largest eigenvalue or 1e-8 x the smallest positive one, and LogME takes the best of the
+    stationary point and the two limits.
+    """
     s, _ = fm.spectrum
     if s[-1] == 0:
         raise UserError("features are all zero: LogME is undefined")
     n, dim = fm.n, fm.dim
     z2, outside = _projections(fm, Y, FtY)
-    # Beyond this ratio a/b the prior swamps every eigen-direction (b s / a < eps): the evidence has reached its
-    # limit a -> inf, where a column with no linear signal has its maximum.
-    flat_ratio = s[-1] / np.finfo(np.float64).eps
-    s = s[:, None]
+    low, high = s[s > 0][0] * BOUNDARY, s[-1] / BOUNDARY
+    s2 = s[:, None]
     a = np.ones(Y.shape[1])
     b = np.ones(Y.shape[1])
-    flat = np.zeros(Y.shape[1], dtype=bool)
+    at_limit = np.zeros(Y.shape[1], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for iteration in range(1, MAX_ITER + 1):
-            g, mm, residual = _terms(a, b, s, z2, outside)
+            g, mm, residual = _terms(a, b, s2, z2, outside)
             a_new, b_new = g / mm, (n - g) / residual
-            flat |= (mm == 0) | (a_new / b_new > flat_ratio)
-            change = np.where(flat, 0.0, np.abs(a_new / b_new - a / b) / (a / b))
-            a, b = np.where(flat, a, a_new), np.where(flat, b, b_new)
-            if not np.isfinite(change).all() or change.max() < TOLERANCE:
+            at_limit |= ~((a_new / b_new > low) & (a_new / b_new < high))  # also catches 0/0 and inf/inf
+            change = np.where(at_limit, 0.0, np.abs(a_new / b_new - a / b) / (a / b))
+            a, b = np.where(at_limit, a, a_new), np.where(at_limit, b, b_new)
+            if change.max() < TOLERANCE:
                 break
         else:
             warnings.warn(f"LogME stopped after {MAX_ITER} iterations before reaching relative change {TOLERANCE}",
                           RuntimeWarning, stacklevel=2)
-        if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            raise UserError("LogME diverged: a target column is fitted exactly by the features")
-        _, mm, residual = _terms(a, b, s, z2, outside)
-        # All D eigenvalues count: the D - r zeros beyond the small side add (D - r) log a to log|A|.
-        log_det = np.log(a + b * s).sum(axis=0) + (dim - s.shape[0]) * np.log(a)
-        evidence = (dim / 2 * np.log(a) + n / 2 * np.log(b) - n / 2 * np.log(2 * np.pi)
-                    - b / 2 * residual - a / 2 * mm - log_det / 2)
-    # At a = inf: m = 0, b = n / ||y||^2, and the a-terms cancel.
-    norms = z2.sum(axis=0) + outside
-    limit = n / 2 * (np.log(n / norms) - np.log(2 * np.pi) - 1)
-    return EvidenceFit(np.where(flat, limit, evidence) / n, np.where(flat, np.inf, a), b, iteration)
+        rest = outside + z2[s == 0].sum(axis=0)
+        rest = np.where(rest > 1e-12 * (z2.sum(axis=0) + outside), rest, 0.0)  # round-off of an exact fit
+        if np.any((rest == 0) & (np.count_nonzero(s) < n)):
+            raise UserError("LogME is unbounded: a target column is fitted exactly by rank-deficient features")
+        candidates = [_interior(a / b, s, z2, rest, n), _at_zero(s, z2, rest, n), _at_infinity(z2, outside, n)]
+    values = np.nan_to_num(np.array([c[0] for c in candidates]), nan=-np.inf)
+    best = values.argmax(axis=0)
+    columns = np.arange(Y.shape[1])
+    alpha = np.array([candidates[0][1], candidates[1][1], np.full(Y.shape[1], np.inf)])[best, columns]
+    beta = np.array([candidates[0][2], np.full(Y.shape[1], np.inf), candidates[2][1]])[best, columns]
+    return EvidenceFit(values[best, columns], alpha, beta, iteration)
 
 
 def logme_from(fm: FeatureMatrix, y: np.ndarray, task: str = "classification") -> float:
