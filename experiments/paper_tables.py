@@ -83,7 +83,8 @@ def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, bench: Benchmark, split
     context = {"benchmark": bench.name, "protocol": bench.protocol, "modality": bench.modality or "all",
                "hyper-parameters selected by": bench.select, "folds": len(folds),
                "sources (unseen-dataset)": ", ".join(bench.sources), "seconds": f"{seconds:.0f}"}
-    write_report(ev, out / f"{bench.name}_{split}", f"{bench.name}: {split}", context)
+    # scatter plots for LOO only: the other splits' would add megabytes of near-identical images
+    write_report(ev, out / f"{bench.name}_{split}", f"{bench.name}: {split}", context, scatter=split == "loo")
     print(f"  {bench.name} {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
     return ev.summary().assign(benchmark=bench.name, split=split)
 
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 "", "## Guided Recommendation table: mean weighted tau ± std (over seeds or datasets)", "",
                 markdown(table), ""]
         for name, summary in regrets:
-            text += [f"## Regret against budget, {name}, leave-one-dataset-out (mean ± std over datasets)", "",
+            text += [f"## Regret against budget, {name}, leave-one-dataset-out (mean ± std over datasets; "
+                     "n = datasets evaluated)", "",
                      markdown(summary_table(summary, ("weighted_tau", "relative_regret"))), ""]
         if "shift-vision" in args.benchmarks:
             text += ["## Calibration: SHiFT vision, LOO, best lr by test accuracy", "",

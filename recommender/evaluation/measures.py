@@ -78,7 +78,7 @@ def budget_measures(score, performance, budget: int) -> dict[str, float]:
     need = b - int(above.sum())
     best = t.max()
     floor = t[above].max() if above.any() else -np.inf
-    picked = _expected_max(t[tied], floor, need)
+    picked = min(_expected_max(t[tied], floor, need), best)  # the sum of probabilities may round above best
     # recall: the same expectation over the indicator "a best model is among the picks".
     hit = (t == best).astype(float)
     recall = _expected_max(hit[tied], hit[above].max() if above.any() else 0.0, need)

@@ -30,7 +30,9 @@ def summary_table(summary: pd.DataFrame, measures: tuple[str, ...] = ("weighted_
     table = part.pivot(index="strategy", columns="column", values="cell")
     order = [c for m in measures for c in part["column"].drop_duplicates() if c.split("@")[0] == m]
     strategies = list(dict.fromkeys(summary["strategy"]))
-    return table.reindex(index=strategies, columns=order).fillna("—")
+    # units behind the regret means: a strategy with no prediction on some datasets averages over fewer
+    units = summary[summary["measure"] == "regret"].groupby("strategy")["n"].max().rename("n")
+    return table.reindex(index=strategies, columns=order).fillna("—").join(units)
 
 
 def per_dataset_table(results: pd.DataFrame, measure: str, budget: int | None = None) -> pd.DataFrame:
@@ -84,21 +86,23 @@ def plot_scatter(ev: Evaluation, dataset: str, path: Path) -> Path:
     return path
 
 
-def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object]) -> Path:
-    """Write report.md, results/summary/predictions/issues CSVs and the PNG plots to `out`; return report.md."""
+def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object], scatter: bool = True
+                 ) -> Path:
+    """Write report.md, CSVs (predictions gzipped) and the PNG plots (scatters optional) to `out`; return report.md."""
     out = Path(out)
-    (out / "scatter").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     summary = ev.summary()
     ev.results.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
-    ev.predictions.to_csv(out / "predictions.csv", index=False)
+    ev.predictions.to_csv(out / "predictions.csv.gz", index=False)
     ev.issues.to_csv(out / "issues.csv", index=False)
     plot_regret(summary, out / "regret_vs_budget.png")
-    for dataset in sorted(ev.predictions["dataset"].unique()) if len(ev.predictions) else []:
+    for dataset in sorted(ev.predictions["dataset"].unique()) if scatter and len(ev.predictions) else []:
+        (out / "scatter").mkdir(exist_ok=True)
         plot_scatter(ev, dataset, out / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset) + ".png"))
     budgets = sorted(summary["budget"].dropna().unique())
     lines = [f"# {title}", "", *[f"- {k}: {v}" for k, v in context.items()], "",
-             "## Summary (mean ± std over folds/seeds; 95% bootstrap CIs in summary.csv)", "",
+             "## Summary (mean ± std over folds/seeds; n = datasets x repeats; 95% bootstrap CIs in summary.csv)", "",
              _markdown(summary_table(summary)), "",
              "Random is no ranking (no correlation); its regret is the exact expectation over subsets. "
              "Hybrids pick per budget (no single ranking).", "",
