@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import make_pipeline
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import FeatureUnion, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
@@ -86,8 +86,18 @@ def _log_scale() -> FunctionTransformer:
     return FunctionTransformer(np.log1p, feature_names_out="one-to-one")
 
 
-def _impute_with_indicator() -> SimpleImputer:
-    """Missing values become 0 (the training mean after scaling) plus a 0/1 indicator column."""
+def _scalar_pipeline() -> FeatureUnion:
+    """log1p, mean imputation, standardisation; plus a 0/1 indicator for columns with missing training values."""
+    values = make_pipeline(
+        _log_scale(), SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
+    )
+    return FeatureUnion(
+        [("value", values), ("missing", MissingIndicator(error_on_new=False))], verbose_feature_names_out=False
+    )
+
+
+def _score_pipeline() -> SimpleImputer:
+    """Missing (already normalised) scores become 0, the dataset mean, plus a 0/1 indicator column."""
     return SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True, keep_empty_features=True)
 
 
@@ -137,8 +147,8 @@ class PairEncoder(TransformerMixin, BaseEstimator):
         self.transformer_ = ColumnTransformer(
             [
                 ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-                ("scalar", make_pipeline(_log_scale(), StandardScaler(), _impute_with_indicator()), scalar),
-                ("score", _impute_with_indicator(), list(scores)),
+                ("scalar", _scalar_pipeline(), scalar),
+                ("score", _score_pipeline(), list(scores)),
             ],
             sparse_threshold=0.0,
             verbose_feature_names_out=True,
