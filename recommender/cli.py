@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.scores.cli",
     "recommender.evaluation.cli",
     "recommender.zoo.cli",
+    "recommender.models.cli",
 )
 
 

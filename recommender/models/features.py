@@ -65,12 +65,23 @@ def _check_columns(X: pd.DataFrame, columns: list[str]) -> None:
         raise UserError(f"pair table lacks column(s) {', '.join(missing)} needed by the feature set")
 
 
+def numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The named columns parsed as floats (files are read as text), or a one-line error naming the bad cell."""
+    out = pd.DataFrame(index=frame.index)
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = frame[col].notna() & values.isna()
+        if bad.any():
+            raise UserError(f"column {col} holds a non-numeric value {frame[col][bad].iloc[0]!r}")
+        out[col] = values.astype(float)
+    return out
+
+
 def normalise_scores(X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """Z-score each score column within each dataset (SPEC §1: scores compare models on one dataset only)."""
     out = pd.DataFrame(index=X.index)
     groups = X["dataset"].astype(str)
-    for col in columns:
-        values = pd.to_numeric(X[col], errors="raise").astype(float)
+    for col, values in numeric(X, list(columns)).items():
         if np.isinf(values).any():
             raise UserError(f"column {col} holds an infinite value")
         by = values.groupby(groups)
@@ -126,14 +137,11 @@ class PairEncoder(TransformerMixin, BaseEstimator):
         frame = pd.DataFrame(index=X.index)
         for col in categorical:
             frame[col] = X[col].astype(object).where(X[col].notna(), MISSING).astype(str).to_numpy(dtype=object)
+        values = numeric(X, scalar)
         for col in scalar:
-            values = pd.to_numeric(X[col], errors="coerce").astype(float)
-            bad = X[col].notna() & values.isna()
-            if bad.any():
-                raise UserError(f"column {col} holds a non-numeric value {X[col][bad].iloc[0]!r}")
-            if np.isinf(values).any() or (values < 0).any():
+            if np.isinf(values[col]).any() or (values[col] < 0).any():
                 raise UserError(f"column {col} must hold finite non-negative values (it is log-scaled)")
-            frame[col] = values
+            frame[col] = values[col]
         if scores:
             frame = frame.join(normalise_scores(X, scores))
         return frame
