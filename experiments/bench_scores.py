@@ -1,8 +1,9 @@
 """Benchmark of the score layer: LogME against per-class Algorithm 1 baselines and the decomposition floor,
 the n < D case, growth with n, D and K, and LFC / PARC time and peak memory at n = 2,000 / 10,000 / 50,000.
 
-Run: python experiments/bench_scores.py [--repeats 3] > experiments/results/bench_scores.md
-Times are medians of --repeats runs (wall clock, this process); ratios compare figures taken in the same run.
+Run: python experiments/bench_scores.py [--repeats 3] [--threads 1] > experiments/results/bench_scores.md
+Times are medians of --repeats interleaved runs, as CPU seconds (robust on a shared machine) and wall seconds;
+ratios compare figures taken in the same run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from recommender.scores import lfc, logme, parc
 from recommender.scores.inputs import one_hot
@@ -35,14 +37,22 @@ def clusters(seed: int, n: int, dim: int, classes: int) -> tuple[np.ndarray, np.
     return means[y] + rng.standard_normal((n, dim), dtype=np.float32), y
 
 
-def median_seconds(fn, repeats: int) -> tuple[float, object]:
-    """Median wall time of fn() over repeats, and its last result."""
-    times, result = [], None
+def interleaved(fns, repeats: int) -> list[tuple[float, float]]:
+    """Median (CPU seconds, wall seconds) of each function, run in alternation so all see the same load."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
+        for fn, record in zip(fns, times):
+            cpu, wall = time.process_time(), time.perf_counter()
+            fn()
+            record.append((time.process_time() - cpu, time.perf_counter() - wall))
+    return [tuple(np.median(np.array(record), axis=0)) for record in times]
+
+
+def timed(fn) -> tuple[tuple[float, float], object]:
+    """(CPU seconds, wall seconds) of one call, and its result."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = fn()
+    return (time.process_time() - cpu, time.perf_counter() - wall), result
 
 
 def floor(F: np.ndarray) -> None:
@@ -86,41 +96,36 @@ def bench_logme_main(repeats: int, naive_classes: int, optimized_classes: int) -
     """LogME at n = 10,000, D = 2,048, K = 100 (float32) against the floor and the per-class baselines."""
     n, dim, classes = 10_000, 2_048, 100
     F, y = clusters(0, n, dim, classes)
-    ours, value = median_seconds(lambda: logme(F, y), repeats)
-    floor_s, _ = median_seconds(lambda: floor(F), repeats)
-    start = time.perf_counter()
-    setup = algorithm1_setup(F)
-    setup_s = time.perf_counter() - start
+    value = logme(F, y)
+    ours, floor_s = interleaved([lambda: logme(F, y), lambda: floor(F)], repeats)
+    setup_s, setup = timed(lambda: algorithm1_setup(F))
     Y = one_hot(y, classes)
-    per_class = {}
-    values = {}
+    per_class, values = {}, {}
     for label, naive, count in (("naive", True, naive_classes), ("optimized", False, optimized_classes)):
-        times = []
-        for k in range(count):
-            start = time.perf_counter()
-            values[(label, k)] = algorithm1_class(*setup, Y[:, k], naive)
-            times.append(time.perf_counter() - start)
-        per_class[label] = float(np.median(times))
+        runs = [timed(lambda: algorithm1_class(*setup, Y[:, k], naive)) for k in range(count)]
+        per_class[label] = np.median([run[0] for run in runs], axis=0)
+        values.update({(label, k): run[1] for k, run in enumerate(runs)})
     # Our per-class evidences, to show every route computes the same maximum.
     ours_columns = fit_evidence(FeatureMatrix(F), Y).evidence
     agree = max(abs(v - ours_columns[k]) / abs(ours_columns[k]) for (_, k), v in values.items())
     rows = [
         f"### LogME, n = {n:,}, D = {dim:,}, K = {classes} (float32 features)",
         "",
-        "| route | seconds | vs ours |",
-        "|---|---:|---:|",
-        f"| **ours** (`logme`, full spectrum, vectorised over K) | {ours:.2f} | 1.00 |",
-        f"| floor: float64 F'F + one D x D `eigh` | {floor_s:.2f} | {floor_s / ours:.2f} |",
+        "| route | CPU s | wall s | CPU vs ours |",
+        "|---|---:|---:|---:|",
+        f"| **ours** (`logme`: full spectrum, vectorised over K) | {ours[0]:.2f} | {ours[1]:.2f} | 1.00 |",
+        f"| floor: float64 F'F + one D x D `eigh` | {floor_s[0]:.2f} | {floor_s[1]:.2f} "
+        f"| {floor_s[0] / ours[0]:.2f} |",
     ]
     for label, count in (("optimized", optimized_classes), ("naive", naive_classes)):
-        estimate = setup_s + classes * per_class[label]
-        rows.append(f"| Algorithm 1 {label}, per-class loop (F'F + SVD {setup_s:.2f} s, then {per_class[label]:.3f} s"
-                    f" per class, median of {count} classes, x {classes}) | {estimate:.1f} (est.) "
-                    f"| {estimate / ours:.1f} |")
-    rows += ["", f"ours / floor = {ours / floor_s:.2f}; LogME = {value:.6f}; the baselines' per-class evidences "
-             f"agree with ours to {agree:.1e} relative (same stopping rule, relative change < {TOLERANCE:g}).",
-             "Baseline totals are estimates: the F'F + SVD they share, plus 100 x the median per-class loop time "
-             "(running all 100 classes would take minutes).", ""]
+        estimate = np.asarray(setup_s) + classes * per_class[label]
+        rows.append(f"| Algorithm 1 {label}, per-class loop: F'F + SVD ({setup_s[0]:.2f} CPU s) + {classes} x "
+                    f"{per_class[label][0]:.3f} CPU s per class (median of {count} classes) "
+                    f"| {estimate[0]:.1f} (est.) | {estimate[1]:.1f} (est.) | {estimate[0] / ours[0]:.1f} |")
+    rows += ["", f"**ours / floor = {ours[0] / floor_s[0]:.2f}** (CPU); LogME = {value:.6f}. The baselines' "
+             f"per-class evidences agree with ours to {agree:.1e} relative (same stopping rule, relative change "
+             f"< {TOLERANCE:g}). Baseline totals are estimates from the classes run (all 100 would take minutes).",
+             ""]
     return rows
 
 
@@ -128,58 +133,55 @@ def bench_logme_wide(repeats: int) -> list[str]:
     """n < D: LogME works on the n x n side, F F' (n x n) plus D - n analytic zero eigenvalues."""
     n, dim, classes = 1_000, 4_096, 100
     F, y = clusters(1, n, dim, classes)
-    ours, _ = median_seconds(lambda: logme(F, y), repeats)
-    floor_s, _ = median_seconds(lambda: floor(F), repeats)
+    ours, floor_s = interleaved([lambda: logme(F, y), lambda: floor(F)], repeats)
     return [f"### LogME, n < D: n = {n:,}, D = {dim:,}, K = {classes}", "",
-            "| route | seconds |", "|---|---:|",
-            f"| **ours** (n x n side) | {ours:.2f} |",
-            f"| floor on the n x n side: F F' + one n x n `eigh` | {floor_s:.2f} |",
-            "", f"ours / floor = {ours / floor_s:.2f}. The D x D route would need F'F (n D^2) and a 4,096 x 4,096 "
-            "eigendecomposition, about 8x the 2,048 one above.", ""]
+            "| route | CPU s | wall s |", "|---|---:|---:|",
+            f"| **ours** (n x n side) | {ours[0]:.2f} | {ours[1]:.2f} |",
+            f"| floor on the n x n side: F F' + one n x n `eigh` | {floor_s[0]:.2f} | {floor_s[1]:.2f} |",
+            "", f"ours / floor = {ours[0] / floor_s[0]:.2f} (CPU). The D x D route would need F'F (n D^2 = 1.7e10 "
+            "multiply-adds) and a 4,096 x 4,096 eigendecomposition, about 8x the 2,048 one above.", ""]
 
 
 def bench_logme_growth(repeats: int) -> list[str]:
     """How LogME's time grows with n, D and K (float32 features)."""
-    rows = ["### LogME growth (float32 features)", "", "| n | D | K | seconds | floor | ours / floor |",
+    rows = ["### LogME growth (float32 features)", "", "| n | D | K | ours CPU s | floor CPU s | ours / floor |",
             "|---:|---:|---:|---:|---:|---:|"]
     grid = [(2_500, 1_024, 100), (5_000, 1_024, 100), (10_000, 1_024, 100), (20_000, 1_024, 100),
-            (10_000, 256, 100), (10_000, 512, 100), (10_000, 2_048, 100),
-            (10_000, 1_024, 10), (10_000, 1_024, 1_000)]
+            (10_000, 256, 100), (10_000, 512, 100), (10_000, 1_024, 10), (10_000, 1_024, 1_000)]
     for n, dim, classes in grid:
         F, y = clusters(2, n, dim, classes)
-        ours, _ = median_seconds(lambda: logme(F, y), repeats)
-        floor_s, _ = median_seconds(lambda: floor(F), repeats)
-        rows.append(f"| {n:,} | {dim:,} | {classes:,} | {ours:.2f} | {floor_s:.2f} | {ours / floor_s:.2f} |")
+        ours, floor_s = interleaved([lambda: logme(F, y), lambda: floor(F)], repeats)
+        rows.append(f"| {n:,} | {dim:,} | {classes:,} | {ours[0]:.2f} | {floor_s[0]:.2f} "
+                    f"| {ours[0] / floor_s[0]:.2f} |")
     return rows + [""]
 
 
-def peak(fn) -> tuple[float, float, object]:
-    """Seconds and peak traced memory (MB, numpy and Python allocations) of one call."""
+def peak_megabytes(fn) -> float:
+    """Peak traced memory (MB, numpy and Python allocations) of one call."""
     tracemalloc.start()
-    start = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - start
+    fn()
     _, top = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return seconds, top / 2**20, result
+    return top / 2**20
 
 
 def bench_lfc_parc(repeats: int) -> list[str]:
     """LFC (exact linear form) and PARC (capped by a stratified subsample) at D = 768."""
     rows = ["### LFC and PARC, D = 768, 10 classes (float32 features)", "",
-            "| n | score | seconds (median) | peak MB | input MB | note |", "|---:|---|---:|---:|---:|---|"]
+            "| n | score | CPU s | wall s | peak MB | input MB | note |", "|---:|---|---:|---:|---:|---:|---|"]
     for n in (2_000, 10_000, 50_000):
         F, y = clusters(3, n, 768, 10)
         for name, fn in (("lfc", lambda: lfc(F, y)), ("parc", lambda: parc(F, y))):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                seconds, _ = median_seconds(fn, repeats)
-                _, megabytes, _ = peak(fn)
+                (cpu, wall), = interleaved([fn], repeats)
+                megabytes = peak_megabytes(fn)
             note = "exact; never builds the n x n kernel"
             if name == "parc":
                 note = ("all pairs" if n <= MAX_EXAMPLES else
                         f"stratified subsample of {MAX_EXAMPLES:,} (seed 0): O(n^2) pairs capped")
-            rows.append(f"| {n:,} | {name} | {seconds:.2f} | {megabytes:.0f} | {F.nbytes / 2**20:.0f} | {note} |")
+            rows.append(f"| {n:,} | {name} | {cpu:.2f} | {wall:.2f} | {megabytes:.0f} | {F.nbytes / 2**20:.0f} "
+                        f"| {note} |")
     return rows + ["", "Peak MB: tracemalloc peak of numpy/Python allocations during one call (BLAS work buffers "
                    "not included); it includes the float64 copy of the float32 input.", ""]
 
@@ -188,19 +190,24 @@ def main() -> None:
     """Print the benchmark as markdown."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1: CPU seconds = work done)")
     parser.add_argument("--naive-classes", type=int, default=2, help="classes the naive loop runs (extrapolated)")
     parser.add_argument("--optimized-classes", type=int, default=10,
                         help="classes the optimized loop runs (extrapolated)")
     args = parser.parse_args()
     load = os.getloadavg()
-    print(f"# Score benchmark\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or 'cpu'}"
-          f" x {os.cpu_count()} cores, numpy {np.__version__}, scipy {scipy.__version__}; load average at start "
-          f"{load[0]:.1f} (the machine is shared: figures are medians of {args.repeats}, compare ratios).\n")
+    print(f"# Score benchmark\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores "
+          f"({platform.machine()}), numpy {np.__version__}, scipy {scipy.__version__}, BLAS limited to "
+          f"{args.threads} thread(s); load average at start {load[0]:.1f}.\n\nThe machine is shared, so the "
+          "primary figure is CPU seconds (process time, robust to other users' load) with BLAS on one thread; "
+          f"wall seconds are shown beside it. All figures are medians of {args.repeats} interleaved runs; compare "
+          "ratios within this run.\n")
     sections = (lambda: bench_logme_main(args.repeats, args.naive_classes, args.optimized_classes),
                 lambda: bench_logme_wide(args.repeats), lambda: bench_logme_growth(args.repeats),
                 lambda: bench_lfc_parc(args.repeats))
-    for section in sections:
-        print("\n".join(section()), flush=True)
+    with threadpool_limits(limits=args.threads):
+        for section in sections:
+            print("\n".join(section()), flush=True)
     print(f"Load average at end: {os.getloadavg()[0]:.1f}.")
 
 

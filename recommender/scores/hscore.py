@@ -6,7 +6,7 @@ import numpy as np
 
 from recommender.errors import UserError
 from recommender.scores.inputs import check_classes
-from recommender.scores.spectrum import FeatureMatrix
+from recommender.scores.spectrum import FeatureMatrix, indicator
 
 
 def ledoit_wolf_shrinkage(fm: FeatureMatrix) -> float:
@@ -33,9 +33,7 @@ def _between_class_coordinates(fm: FeatureMatrix, codes: np.ndarray, n_classes: 
     counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
     if fm.wide:
         # v_i = Fc'u_i / sigma_i, so v_i'(mean_c - mean) = sigma_i * (sum of u_i over class c) / n_c.
-        order = np.argsort(codes, kind="stable")
-        starts = np.searchsorted(codes[order], np.arange(n_classes))
-        per_class = np.add.reduceat(vectors[order], starts, axis=0)
+        per_class = indicator(codes, n_classes) @ vectors
         return values * (per_class**2 / counts[:, None]).sum(axis=0) / (fm.n - 1)
     diffs = fm.class_sums(codes, n_classes) / counts[:, None] - fm.mean
     return counts @ (diffs @ vectors) ** 2 / (fm.n - 1)

@@ -8,8 +8,8 @@ from recommender.arrays import as_numeric
 from recommender.errors import UserError
 
 
-def check_features(F: np.ndarray, name: str = "features") -> np.ndarray:
-    """F as a finite float64 (n, D) array with n >= 2; float32 input is upcast so sums accumulate in float64."""
+def check_features(F: np.ndarray, name: str = "features", upcast: bool = True) -> np.ndarray:
+    """F as a finite (n, D) array with n >= 2, upcast to float64 so sums accumulate in float64 (unless upcast=False)."""
     F = as_numeric(F, name)
     if F.ndim != 2:
         raise UserError(f"{name} must be a 2-D (n, D) array, got shape {F.shape}")
@@ -21,7 +21,7 @@ def check_features(F: np.ndarray, name: str = "features") -> np.ndarray:
     if not np.isfinite(F).all():
         bad = int(np.count_nonzero(~np.isfinite(F)))
         raise UserError(f"{name} contain {bad} NaN or infinite values")
-    return np.ascontiguousarray(F, dtype=np.float64)
+    return np.ascontiguousarray(F, dtype=np.float64) if upcast else F
 
 
 def _check_length(values: np.ndarray, n: int, name: str) -> None:

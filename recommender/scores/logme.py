@@ -19,7 +19,7 @@ TASKS = ("classification", "regression")
 
 @dataclass(frozen=True)
 class EvidenceFit:
-    """Per target column: evidence L(a*, b*) / n, the prior precision a*, the noise precision b*."""
+    """Per target column: evidence L(a*, b*) / n, prior precision a*, noise precision b* (inf at a limit)."""
 
     evidence: np.ndarray
     alpha: np.ndarray

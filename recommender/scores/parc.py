@@ -43,13 +43,14 @@ def _upper_pairs(Z: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def parc(F: np.ndarray, y: np.ndarray, pca_dim: int | None = None,
          max_examples: int = MAX_EXAMPLES, seed: int = 0) -> float:
     """PARC x 100 of features F (n, D) for class labels y; above max_examples a seeded stratified subsample is used."""
-    F = check_features(F)
+    F = check_features(F, upcast=False)  # upcast after subsampling: a float64 copy of all n rows is not needed
     codes, _ = check_classes(y, len(F))
     if len(F) > max_examples:
         warnings.warn(f"PARC: n = {len(F)} > {max_examples}: using a stratified subsample of {max_examples} "
                       f"examples (seed {seed}) to bound its O(n^2) pairs", UserWarning, stacklevel=2)
         keep = stratified_subsample(codes, max_examples, seed)
         F, codes = F[keep], codes[keep]
+    F = F.astype(np.float64)
     if pca_dim is not None:
         F = PCA(n_components=min(pca_dim, *F.shape), svd_solver="full").fit_transform(F)
     Z = StandardScaler().fit_transform(F)

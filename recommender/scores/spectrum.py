@@ -6,6 +6,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 
 from recommender.scores.inputs import check_features
 
@@ -17,6 +18,12 @@ def _eigh(gram: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     tol = max(values[-1], 0.0) * scale * np.finfo(np.float64).eps
     values = np.where(values > tol, values, 0.0)
     return values, vectors
+
+
+def indicator(codes: np.ndarray, n_classes: int) -> scipy.sparse.csr_matrix:
+    """The sparse (C, n) class-membership matrix: its product with an (n, D) array sums each class in O(n D)."""
+    n = len(codes)
+    return scipy.sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_classes, n))
 
 
 class FeatureMatrix:
@@ -70,8 +77,5 @@ class FeatureMatrix:
         """Per-class sums of F, shape (C, D), cached per label vector."""
         key = codes.tobytes()
         if key not in self._class_sums:
-            # Every class is present (codes come from np.unique), so the sorted blocks are non-empty.
-            order = np.argsort(codes, kind="stable")
-            starts = np.searchsorted(codes[order], np.arange(n_classes))
-            self._class_sums[key] = np.add.reduceat(self.F[order], starts, axis=0)
+            self._class_sums[key] = indicator(codes, n_classes) @ self.F
         return self._class_sums[key]
