@@ -234,3 +234,11 @@ def test_logme_takes_the_noise_free_limit_when_n_lt_d_interpolates():
         assert approach[-1] == pytest.approx(fit.evidence[k], rel=1e-6)
         assert evidence_by_definition(F, Y[:, k], 0.9 * a, 1e8) < approach[-1]
         assert evidence_by_definition(F, Y[:, k], 1.1 * a, 1e8) < approach[-1]
+
+
+@pytest.mark.parametrize("shape", [(300, 20), (40, 100)], ids=["n>D", "n<D"])
+def test_hscores_ignore_a_large_feature_offset(shape):
+    F, y = clusters(28, *shape, 3)
+    # Centring by subtraction from F'F would lose ~eps * 1e10 here; H-scores are shift-invariant by definition.
+    for regularized in (False, True):
+        assert hscore(F + 1e5, y, regularized) == pytest.approx(hscore(F, y, regularized), rel=1e-8)

@@ -13,11 +13,7 @@ def ledoit_wolf_shrinkage(fm: FeatureMatrix) -> float:
     """The Ledoit-Wolf shrinkage of the covariance of F (scikit-learn's estimator), from the shared Gram."""
     n, dim = fm.n, fm.dim
     centered = fm.centered_gram
-    if fm.wide:
-        row_norms = np.diag(centered)
-    else:
-        F, mu = fm.F, fm.mean
-        row_norms = np.einsum("ij,ij->i", F, F) - 2 * F @ mu + mu @ mu
+    row_norms = fm.centered_row_norms
     trace_mean = row_norms.sum() / (n * dim)  # mu in Ledoit & Wolf: tr(S) / D with S = Fc'Fc / n
     squared = np.sum(centered**2) / n**2  # ||S||_F^2, equal on the n x n and D x D sides
     beta = (np.sum(row_norms**2) / n - squared) / (dim * n)

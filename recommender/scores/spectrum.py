@@ -10,6 +10,8 @@ import scipy.sparse
 
 from recommender.scores.inputs import check_features
 
+OFFSET_RATIO = 100.0  # n ||mean||^2 over the centred sum of squares beyond which centring is done on F itself
+
 
 def _eigh(gram: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending) and eigenvectors of a PSD matrix; round-off eigenvalues are set to exact zeros."""
@@ -61,12 +63,29 @@ class FeatureMatrix:
 
     @cached_property
     def centered_gram(self) -> np.ndarray:
-        """Fc'Fc, or Fc Fc' when n < D, for Fc = F minus its column means, derived from `gram` in O(side^2)."""
+        """Fc'Fc, or Fc Fc' when n < D, for Fc = F minus its column means.
+
+        Derived from `gram` in O(side^2) unless the mean dominates the spread (the subtraction would then lose
+        digits to cancellation), where it is recomputed from the centred features.
+        """
+        offset = self.n * self.mean @ self.mean
+        if offset > OFFSET_RATIO * (np.einsum("ij,ij->", self.F, self.F) - offset):
+            Fc = self.F - self.mean
+            return Fc @ Fc.T if self.wide else Fc.T @ Fc
         if self.wide:
             k = self.gram
             row = k.mean(axis=1)
             return k - row[:, None] - row[None, :] + row.mean()
         return self.gram - self.n * np.outer(self.mean, self.mean)
+
+    @cached_property
+    def centered_row_norms(self) -> np.ndarray:
+        """||x_i - mean||^2 for every example, centred block by block (no cancellation, no full copy of F)."""
+        if self.wide:
+            return np.diag(self.centered_gram).copy()
+        step = max(1, 2**22 // self.dim)
+        blocks = (self.F[i:i + step] - self.mean for i in range(0, self.n, step))
+        return np.concatenate([np.einsum("ij,ij->i", block, block) for block in blocks])
 
     @cached_property
     def centered_spectrum(self) -> tuple[np.ndarray, np.ndarray]:
