@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 
-from recommender.errors import UserError
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.rank import DEFAULT_SCORES, rank_pool, score_pool, with_store_facts
