@@ -109,10 +109,10 @@ def test_encoder_blocks_by_independent_computation():
     ids = Z[[f"onehot__model_m{i}" for i in range(6)]].to_numpy()
     np.testing.assert_array_equal(ids, (pairs["model"].to_numpy()[:, None] == [f"m{i}" for i in range(6)]))
     logged = np.log1p(pairs["params_m"].to_numpy())
-    np.testing.assert_allclose(Z["scalar__params_m"], (logged - logged.mean()) / logged.std(), atol=1e-12)
+    np.testing.assert_allclose(Z["scalar__value__params_m"], (logged - logged.mean()) / logged.std(), atol=1e-12)
     gmacs_missing = pairs["gmacs"].isna().to_numpy()
-    np.testing.assert_array_equal(Z["scalar__missingindicator_gmacs"], gmacs_missing)
-    np.testing.assert_allclose(Z.loc[gmacs_missing, "scalar__gmacs"], 0, atol=1e-12)  # the training mean
+    np.testing.assert_array_equal(Z["scalar__missing__missingindicator_gmacs"], gmacs_missing)
+    np.testing.assert_allclose(Z.loc[gmacs_missing, "scalar__value__gmacs"], 0, atol=1e-12)  # the training mean
     unseen = pairs.head(1).assign(model="never-seen", family="never-seen-family")
     row = pd.Series(enc.transform(unseen)[0], index=Z.columns)
     assert (row[[c for c in Z.columns if c.startswith(("onehot__model_", "onehot__family_"))]] == 0).all()

@@ -102,9 +102,7 @@ def _scalar_pipeline() -> FeatureUnion:
     values = make_pipeline(
         _log_scale(), SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
     )
-    return FeatureUnion(
-        [("value", values), ("missing", MissingIndicator(error_on_new=False))], verbose_feature_names_out=False
-    )
+    return FeatureUnion([("value", values), ("missing", MissingIndicator(error_on_new=False))])
 
 
 def _score_pipeline() -> SimpleImputer:
