@@ -175,6 +175,12 @@ def test_probes_on_separable_and_random_labels():
     assert linear_probe_accuracy(F, shuffled, folds=3) < 0.6  # chance is 1/3
 
 
+def test_linear_probe_caps_folds_at_the_smallest_class():
+    F, y = clusters(29, 60, 5, 3, spread=0.05)
+    y[:2] = 3  # a class of two examples: two folds, each with one of them
+    assert linear_probe_accuracy(F, y, folds=5) == linear_probe_accuracy(F, y, folds=2)
+
+
 def test_linear_probe_regression_r2():
     rng = np.random.default_rng(21)
     F = rng.normal(size=(200, 4))

@@ -37,7 +37,7 @@ def knn_accuracy(F: np.ndarray, y: np.ndarray, k: int = 1) -> float:
 
 
 def linear_probe_accuracy(F: np.ndarray, y: np.ndarray, folds: int = 5, task: str = "classification") -> float:
-    """Cross-validated linear probe on standardised F: logistic-regression accuracy, or ridge R^2 for regression."""
+    """Cross-validated linear probe on standardised F: logistic accuracy, or ridge R^2 for task="regression"."""
     F = check_features(F)
     if folds < 2:
         raise UserError(f"folds must be at least 2, got {folds}")
@@ -48,8 +48,9 @@ def linear_probe_accuracy(F: np.ndarray, y: np.ndarray, folds: int = 5, task: st
         return float(cross_val_score(model, F, Y, cv=split, scoring="r2").mean())
     codes, _ = check_classes(y, len(F))
     smallest = int(np.bincount(codes).min())
-    if smallest < folds:
-        raise UserError(f"the smallest class has {smallest} examples: fewer than folds = {folds}")
-    split = StratifiedKFold(folds, shuffle=True, random_state=SEED)
+    if smallest < 2:
+        raise UserError("the smallest class has 1 example: a stratified linear probe needs 2 per class")
+    # Every fold must see every class: folds are capped at the smallest class size.
+    split = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=SEED)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     return float(cross_val_score(model, F, codes, cv=split, scoring="accuracy").mean())
