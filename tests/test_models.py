@@ -210,6 +210,14 @@ def test_fm_is_seeded_and_deterministic(known_fm):
     assert not np.array_equal(runs[0], runs[2])
 
 
+def test_fm_training_is_quiet_by_default(known_fm, capfd):
+    """No Lightning banner, progress bar or warning reaches the terminal unless verbose."""
+    pairs, y, _ = known_fm
+    FMRecommender(epochs=5).fit(pairs, y)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
 def test_sklearn_habits():
     """clone/get_params/set_params work and the constructor stores hyper-parameters untouched."""
     fm = make_recommender("fm", features="d,m,logme", k=4)

@@ -124,3 +124,28 @@ def test_cli_errors_are_one_line(capsys, store_url, trained_fm, tmp_path):
     assert code == 2 and "unknown loss" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "recommend", "--model", str(tmp_path), "--dataset", "dtd", "--db", store_url)
     assert code == 2 and "no saved recommender" in err
+
+
+def test_recommend_new_dataset_with_a_scores_file(capsys, store_url, tmp_path):
+    """An LR on d,m,logme ranks a new dataset by the LogME values of a long-format scores file."""
+    assert run_cli(capsys, "train", "--recommender", "lr", "--features", "d,m,logme", "--modality", "image",
+                   "--db", store_url, "--out", str(tmp_path / "lr"))[0] == 0
+    models = ["google/vit-base-patch16-224", "facebook/deit-tiny-patch16-224", "microsoft/resnet-50"]
+    scores = tmp_path / "scores.csv"
+    pd.DataFrame({"model": models, "score": "logme", "value": [0.1, 0.5, 0.3]}).to_csv(scores, index=False)
+    pool = tmp_path / "pool.csv"
+    pd.DataFrame({"model": models}).to_csv(pool, index=False)
+    argv = ["recommend", "--model", str(tmp_path / "lr"), "--dataset", "fresh", "--classes", "10", "--pool",
+            str(pool), "--db", store_url, "--json"]
+    code, out, _ = run_cli(capsys, *argv, "--scores", str(scores))
+    assert code == 0
+    with_scores = {r["model"]: r["predicted"] for r in json.loads(out)}
+    flipped = tmp_path / "flipped.csv"
+    pd.DataFrame({"model": models, "score": "logme", "value": [0.5, 0.1, 0.3]}).to_csv(flipped, index=False)
+    code, out, _ = run_cli(capsys, *argv, "--scores", str(flipped))
+    swapped = {r["model"]: r["predicted"] for r in json.loads(out)}
+    # swapping two models' LogME moves their predictions in opposite directions by the same amount
+    assert swapped[models[0]] - with_scores[models[0]] == pytest.approx(with_scores[models[1]] - swapped[models[1]])
+    assert swapped[models[0]] != pytest.approx(with_scores[models[0]])
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "pass --scores FILE" in err
