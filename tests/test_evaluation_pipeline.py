@@ -86,6 +86,15 @@ def test_hybrid_preference_and_chosen_split():
     assert hybrid.split_ == {1: 0, 3: 0}
 
 
+def test_learned_strategy_tunes_on_its_training_pairs_only():
+    """With tune_trials, the ridge penalty is chosen by Optuna on the fold's training pairs and then used."""
+    pairs = pair_table()
+    fold = make_folds(pairs, "loo")[0]
+    est = Learned("lr", "d,m,good", tune_trials=2).fit(fold.train)
+    assert 1e-3 <= est.params_["alpha"] <= 1e3 and est.estimator_.alpha == est.params_["alpha"]
+    assert np.isfinite(est.predict(fold.test)).all()
+
+
 def test_robustness_cases_are_reported_not_averaged():
     """Too few models, constant performance, missing scores and broken runs all land in issues."""
     pairs = pair_table(n_datasets=4)
