@@ -81,6 +81,9 @@ def test_hybrid_preference_and_chosen_split():
     """Top-a agnostic models come first, then task-aware order; a is chosen on training folds only."""
     pref = hybrid_preference(np.array([3.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 3.0, 2.0]), a=1)
     assert list(np.argsort(-pref)) == [0, 2, 3, 1]
+    # an agnostic ranking with no opinion (models never seen) leaves the whole pick to the task-aware score
+    blind = hybrid_preference(np.full(4, np.nan), np.array([0.0, 1.0, 3.0, 2.0]), a=2)
+    assert list(np.argsort(-blind)) == [2, 3, 1, 0]
     hybrid = Hybrid(make_strategy("imagenet"), make_strategy("score:good"), budgets=(1, 3)).fit(pair_table())
     # score_good is almost the truth, so the training folds should choose to spend the whole budget on it.
     assert hybrid.split_ == {1: 0, 3: 0}

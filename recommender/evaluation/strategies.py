@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, clone
 
 from recommender.errors import UserError
 from recommender.evaluation.measures import budget_measures
-from recommender.evaluation.splits import loo_folds, unseen_model_folds
+from recommender.evaluation.splits import Fold, loo_folds, unseen_model_folds
 
 TRUTH = ["performance", "selected_by"]
 
@@ -115,14 +115,14 @@ class Learned(Strategy):
         return np.asarray(self.estimator_.predict(without_truth(test)), dtype=float)
 
 
-def _inner_folds(train: pd.DataFrame, max_folds: int):
-    """Folds inside the training pairs alone, to choose a hyper-parameter without the evaluation fold."""
+def _inner_folds(train: pd.DataFrame, max_folds: int) -> list[Fold]:
+    """At most `max_folds` folds inside the training pairs alone (evenly spread), to choose a hyper-parameter."""
     if train["dataset"].nunique() >= 2:
         folds = list(loo_folds(train))
     else:
         folds = list(unseen_model_folds(train, seeds=range(max_folds)))
-    return folds[:max_folds] if len(folds) <= max_folds else [folds[i] for i in
-                                                              np.linspace(0, len(folds) - 1, max_folds).astype(int)]
+    keep = np.unique(np.linspace(0, len(folds) - 1, min(max_folds, len(folds))).astype(int))
+    return [folds[i] for i in keep]
 
 
 def hybrid_preference(agnostic: np.ndarray, aware: np.ndarray, a: int) -> np.ndarray:
@@ -130,6 +130,7 @@ def hybrid_preference(agnostic: np.ndarray, aware: np.ndarray, a: int) -> np.nda
     order = np.argsort(-np.nan_to_num(agnostic, nan=-np.inf), kind="stable")
     first = np.zeros(agnostic.size, dtype=bool)
     first[order[:a]] = True
+    first &= np.isfinite(agnostic)  # a model the agnostic ranking knows nothing about is no agnostic pick
     # ranks in (0, 1] keep ties of the task-aware score tied; the +2 puts the agnostic picks ahead of all.
     fill = rankdata(np.nan_to_num(aware, nan=-np.inf)) / aware.size
     return 2.0 * first + fill
