@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.errors import UserError
+from recommender.history import Store, open_store
+from recommender.history.ingest import read_table
 from recommender.models.factory import RECOMMENDERS, load_recommender, make_recommender
 from recommender.models.features import parse_features
 from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
@@ -75,8 +77,6 @@ def score_names(features: str) -> list[str]:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train on the store's pair table, optionally tune, and write the recommender to --out."""
-    from recommender.history import open_store
-
     store = open_store(args.db)
     pairs = store.pair_table(args.protocol, args.modality, scores=score_names(args.features), select=args.select)
     if pairs.empty:
@@ -115,25 +115,27 @@ def dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, args: argparse.Name
     return row
 
 
+def model_pool(store: Store, path: str) -> pd.DataFrame:
+    """Candidate models from a file; the model features it leaves out come from the store."""
+    pool = read_table(path)
+    stored = store.model_features().reindex(columns=list(MODEL_COLUMNS))
+    missing = [c for c in MODEL_COLUMNS if c not in pool.columns]
+    return pool.merge(stored[["model", *missing]], on="model", how="left")
+
+
 def run_recommend(args: argparse.Namespace) -> int:
     """Print the top-k models of the pool for the dataset, by predicted normalised performance."""
-    from recommender.history import open_store
-    from recommender.history.ingest import read_table
-
     folder = Path(args.model)
     est = load_recommender(folder)
     training = json.loads((folder / TRAINING_FILE).read_text()) if (folder / TRAINING_FILE).is_file() else {}
     store = open_store(args.db)
     names = score_names(est.features)
     pairs = store.pair_table(training.get("protocol", "vtab1k"), training.get("modality"), select="val")
-    pool = read_table(args.pool) if args.pool else pairs
-    if args.pool:  # model features the file leaves out come from the store
-        stored = store.model_features().reindex(columns=list(MODEL_COLUMNS))
-        missing = [c for c in MODEL_COLUMNS if c not in pool.columns]
-        pool = pool.merge(stored[["model", *missing]], on="model", how="left")
+    pool = model_pool(store, args.pool) if args.pool else pairs
     scores = read_table(args.scores) if args.scores else None
     if scores is None and names:
-        scores = store.scores(names).query("dataset == @args.dataset")
+        scores = store.scores(names)
+        scores = scores[scores["dataset"] == args.dataset]
         if scores.empty:
             raise UserError(f"features {est.features} need scores ({', '.join(names)}): the store has none "
                             f"for {args.dataset}; pass --scores FILE")

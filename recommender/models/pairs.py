@@ -42,4 +42,6 @@ def top_k(pairs: pd.DataFrame, predicted: object, k: int) -> pd.DataFrame:
     if k < 1:
         raise UserError(f"--top-k must be >= 1, got {k}")
     ranked = pairs[["model"]].assign(predicted=predicted).sort_values("predicted", ascending=False, kind="stable")
-    return ranked.head(k).reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda f: f["rank"] + 1)
+    best = ranked.head(k).reset_index(drop=True)
+    best.insert(0, "rank", range(1, len(best) + 1))
+    return best
