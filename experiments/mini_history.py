@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -96,6 +97,7 @@ def evaluate(pairs: pd.DataFrame) -> pd.DataFrame:
                 s = score[g.index].to_numpy(dtype=float)
                 if np.isnan(s).all():
                     continue
+                s = np.where(np.isnan(s), np.nanmin(s) - 1.0, s)  # a model without the value ranks last
                 rows.append({"truth": truth, "strategy": name, "dataset": ds, "models": len(g),
                              "weighted_tau": weighted_tau(s, g[truth]), **budget_measures(s, g[truth], 1)})
     return pd.DataFrame(rows)
@@ -118,12 +120,15 @@ def main() -> None:
         pairs, jobs = build_pairs(args.n, [float(v) for v in args.lrs.split(",")], args.epochs, FeatureCache(args.cache))
         pairs.to_csv(OUT / "mini_history_pairs.csv", index=False)
         jobs.to_csv(OUT / "mini_history_jobs.csv", index=False)
+        meta = {"n": args.n, "epochs": args.epochs, "lrs": args.lrs, "build_minutes": round((time.perf_counter() - start) / 60, 1)}
+        (OUT / "mini_history_meta.json").write_text(json.dumps(meta))
+    meta = json.loads((OUT / "mini_history_meta.json").read_text())
     results = evaluate(pairs)
     results.to_csv(OUT / "mini_history.csv", index=False)
     summary = results.groupby(["truth", "strategy"])[["weighted_tau", "relative_regret", "recall"]].agg(["mean", "std"]).round(3)
-    minutes = (time.perf_counter() - start) / 60
-    text = (f"# Mini history (recommender.zoo)\n\n{args.n} examples per dataset, {args.epochs} epochs max, lrs {args.lrs}; "
-            f"wall time {minutes:.1f} min on a shared 2-core CPU.\n\nMean (std over datasets) per ground truth and strategy:\n\n"
+    text = (f"# Mini history (recommender.zoo)\n\n{meta['n']} examples per dataset (60% train, 20% val, 20% test), "
+            f"{meta['epochs']} epochs max, lrs {meta['lrs']}; built in {meta['build_minutes']} min on a shared 2-core CPU. "
+            "Fine-tuning covers the torch models only (the ONNX and spaCy models cannot be fine-tuned here).\n\nMean (std over datasets) per ground truth and strategy:\n\n"
             f"```\n{summary.to_string()}\n```\n\nGround truth per pair (accuracy, %):\n\n"
             f"```\n{pairs[['dataset', 'model', 'finetune_acc', 'probe_acc']].round(1).to_string(index=False)}\n```\n")
     (OUT / "mini_history.md").write_text(text)
