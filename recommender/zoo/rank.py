@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 
@@ -23,14 +24,29 @@ def dataset_row(ds: Dataset, group: str | None = None) -> dict:
     return {"dataset": ds.name, "examples": float(len(ds)), "classes": float(len(ds.classes)), "modality": ds.modality, "group": group or math.nan}
 
 
-def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES, cache: FeatureCache | None = None, progress: bool = True) -> pd.DataFrame:
-    """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step."""
+def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: str) -> pd.DataFrame:
+    """score_all's table; a score that cannot be computed on these features becomes NaN with a warning."""
     from recommender.scores import score_all
 
+    try:
+        return score_all(F, y, names=list(scores), task="classification")
+    except UserError:  # find which score failed, keep the others
+        rows = []
+        for s in scores:
+            try:
+                rows.append(score_all(F, y, names=[s], task="classification"))
+            except UserError as exc:
+                print(f"warning: {s} on {model}: {exc}; left as NaN", file=sys.stderr)
+                rows.append(pd.DataFrame({"score": [s], "value": [np.nan], "seconds": [np.nan]}))
+        return pd.concat(rows, ignore_index=True)
+
+
+def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES, cache: FeatureCache | None = None, progress: bool = True) -> pd.DataFrame:
+    """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step."""
     rows = []
     for p in providers:
         got = extract(p, ds, cache=cache, progress=progress)
-        table = score_all(got.features, ds.y, names=list(scores), task="classification").set_index("score")
+        table = scores_or_nan(got.features, ds.y, scores, p.name).set_index("score")
         row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
         row |= {f"score_{s}": float(table.at[s, "value"]) for s in scores}
         row |= {"seconds_extract": got.seconds, "cached": got.cached}
