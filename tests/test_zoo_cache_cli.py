@@ -124,3 +124,24 @@ def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
     assert main(["finetune", "--data", "tweets", "--n", "80", "--model", "glove-6B-50d", "--lrs", "1e-2",
                  "--epochs", "1", "--store", url]) == 0
     assert len(open_store(url).jobs(protocol="full-finetune")) == 3
+
+
+def test_a_failing_score_becomes_nan_and_the_others_stay(monkeypatch, capsys):
+    import recommender.scores as scores
+    from recommender.errors import UserError
+    from recommender.zoo.rank import scores_or_nan
+
+    real = scores.score_all
+
+    def fail_on_logme(F, y, names=None, task="classification"):
+        if "logme" in names:
+            raise UserError("LogME is unbounded")
+        return real(F, y, names=names, task=task)
+
+    monkeypatch.setattr(scores, "score_all", fail_on_logme)
+    rng = np.random.default_rng(0)
+    F, y = rng.normal(size=(40, 5)), np.arange(40) % 2
+    table = scores_or_nan(F, y, ["logme", "lfc"], "m").set_index("score")
+    assert np.isnan(table.at["logme", "value"])
+    assert table.at["lfc", "value"] == pytest.approx(real(F, y, names=["lfc"]).at[0, "value"], abs=0)  # same computation
+    assert "logme on m: LogME is unbounded" in capsys.readouterr().err
