@@ -87,7 +87,7 @@ def test_rank_with_a_trained_recommender(tmp_path, capsys):
     est.save(tmp_path / "rec")
     url = f"sqlite:///{tmp_path / 'store.db'}"
     code = main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", "logme", "--json",
-                 "--recommender", str(tmp_path / "rec"), "--store", url, "--cache", str(tmp_path)])
+                 "--recommender", str(tmp_path / "rec"), "--db", url, "--cache", str(tmp_path)])
     assert code == 0
     top = pd.DataFrame(json.loads(capsys.readouterr().out))
     expected = load_recommender(tmp_path / "rec").predict(pool)
@@ -110,7 +110,7 @@ def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     code = main(["finetune", "--data", "tweets", "--n", "100", "--model", "glove-6B-50d", "--lrs", "1e-3,1e-2",
-                 "--epochs", "2", "--store", url])
+                 "--epochs", "2", "--db", url])
     assert code == 0
     jobs = open_store(url).jobs(protocol="full-finetune")
     assert len(jobs) == 2 and set(jobs["model"]) == {"glove-6B-50d"} and set(jobs["dataset"]) == {"tweets"}
@@ -122,7 +122,7 @@ def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
     assert open_store(url).dataset_features().set_index("dataset").at["tweets", "examples"] == 2000  # the full set
     # a second session (another subset size) adds jobs instead of conflicting with the first
     assert main(["finetune", "--data", "tweets", "--n", "80", "--model", "glove-6B-50d", "--lrs", "1e-2",
-                 "--epochs", "1", "--store", url]) == 0
+                 "--epochs", "1", "--db", url]) == 0
     assert len(open_store(url).jobs(protocol="full-finetune")) == 3
 
 

@@ -32,7 +32,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, .npz file or image folder")
     p.add_argument("--n", type=int, default=None, help="stratified subsample of N examples (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training")
-    p.add_argument("--store", default=None, help="history store URL (default: $RECOMMENDER_DB or the default SQLite file)")
+    p.add_argument("--db", default=None, help="history store URL or SQLite path (default: $RECOMMENDER_DB, else the default SQLite file)")
 
 
 def _log_to_store(frame: pd.DataFrame, kind: str, url: str | None, label: str) -> dict[str, int]:
@@ -65,10 +65,10 @@ def run_rank(args: argparse.Namespace) -> int:
         recommender = load_recommender(args.recommender)
         from recommender.history import open_store
 
-        pairs = with_store_facts(pairs, open_store(args.store).model_features().set_index("model"))
+        pairs = with_store_facts(pairs, open_store(args.db).model_features().set_index("model"))
     ranked = rank_pool(pairs, scores, recommender)
     if args.log_scores:
-        _log_to_store(scores_long(ranked, scores), "scores", args.store, "recommender rank")
+        _log_to_store(scores_long(ranked, scores), "scores", args.db, "recommender rank")
     top = ranked.head(args.top_k)
     if args.csv:
         ranked.to_csv(args.csv, index=False)
@@ -90,7 +90,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     jobs = finetune(get_provider(args.model), subsample(full, args.n, args.seed), lrs=args.lrs, max_epochs=args.epochs,
                     patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full))
     if not args.no_log:
-        added = _log_to_store(jobs, "jobs", args.store, "recommender finetune")
+        added = _log_to_store(jobs, "jobs", args.db, "recommender finetune")
         print(f"logged {added.get('jobs', 0)} job(s) into the store", file=sys.stderr)
     cols = ["model", "dataset", "hp.lr", "hp.epochs_run", "val_value", "value", "seconds"]
     print(jobs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
