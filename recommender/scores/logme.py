@@ -112,7 +112,8 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
         rest = outside + z2[s == 0].sum(axis=0)
         rest = np.where(rest > 1e-12 * (z2.sum(axis=0) + outside), rest, 0.0)  # round-off of an exact fit
         if np.any((rest == 0) & (np.count_nonzero(s) < n)):
-            raise UserError("LogME is unbounded: a target column is fitted exactly by rank-deficient features")
+            raise UserError("LogME is unbounded: a target column is fitted exactly by rank-deficient features "
+                            "(repeated or linearly dependent examples with n < D; drop repeats or use more examples)")
         candidates = [_interior(a / b, s, z2, rest, n), _at_zero(s, z2, rest, n), _at_infinity(z2, outside, n)]
     values = np.nan_to_num(np.array([c[0] for c in candidates]), nan=-np.inf)
     best = values.argmax(axis=0)

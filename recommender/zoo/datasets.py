@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,10 +70,24 @@ def _stack_images(images: list[np.ndarray], name: str) -> np.ndarray:
     return np.stack(images)
 
 
+def _drop_repeats(df: pd.DataFrame, columns: list[str], name: str) -> pd.DataFrame:
+    """Drop repeated (example, label) rows, with a warning: a repeat adds no information, leaks between
+    train and test splits, and makes an exact-fit score such as LogME unbounded where n < D."""
+    repeated = df.duplicated(subset=columns)
+    if repeated.any():
+        warnings.warn(f"dataset {name}: dropped {int(repeated.sum())} repeated (example, label) rows", stacklevel=3)
+    return df[~repeated]
+
+
 def from_table(df: pd.DataFrame, name: str, text_col: str = "text", image_col: str = "image", label_col: str = "label") -> Dataset:
-    """A dataset from a table with a label column and either a text column or an encoded-image column."""
+    """A dataset from a table with a label column and either a text column or an encoded-image column.
+
+    Rows that repeat both the example and its label are dropped (with a warning)."""
     if label_col not in df.columns:
         raise UserError(f"dataset {name}: no label column {label_col!r} (columns: {', '.join(map(str, df.columns))})")
+    content = text_col if text_col in df.columns else image_col
+    if content in df.columns:
+        df = _drop_repeats(df, [content, label_col], name)
     y, classes = _encode_labels(df[label_col], name)
     if text_col in df.columns:
         text = df[text_col]

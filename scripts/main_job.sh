@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The main job on the bundled real data: build the history store, train the recommenders, evaluate them
+# leave-one-dataset-out against the literature's search strategies, and rank the offline text zoo for a
+# shipped dataset. Everything goes under runs/main/ (override with OUT=...); it takes a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/main}
+DB="sqlite:///$OUT/history.db"
+export HF_HUB_OFFLINE=1
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+echo "== 1. history store: load the bundled real fine-tuning histories"
+recommender history --db "$DB" init
+recommender history --db "$DB" stats | head -n 20
+
+echo "== 2. train the FM recommender on SHiFT vision (VTAB-1k) and SHiFT text"
+recommender train --db "$DB" --recommender fm --features d,m --protocol vtab1k --modality image --out "$OUT/fm-vision"
+recommender train --db "$DB" --recommender fm --features d,m --protocol vtab1k --modality text --out "$OUT/fm-text"
+
+echo "== 3. evaluate: leave-one-dataset-out on SHiFT vision, regret at budgets 1, 3, 5"
+recommender evaluate --db "$DB" --split loo --protocol vtab1k --modality image --select test \
+    --strategies oracle,random,imagenet,mean-perf,score:logme,hybrid:mean-perf:logme,lr,fm,fm+logme \
+    --budgets 1,3,5 --out "$OUT/evaluate-loo"
+sed -n '1,60p' "$OUT/evaluate-loo/report.md"
+
+echo "== 4. recommend for a held-out VTAB task, and rank the offline text zoo on BBC News"
+recommender recommend --db "$DB" --model "$OUT/fm-vision" --dataset dtd --top-k 5
+recommender rank --db "$DB" --data bbc_news --n 300 --zoo text-offline \
+    --scores logme,hscore_reg,lfc,parc,knn,linear --recommender "$OUT/fm-text" --top-k 3 \
+    --csv "$OUT/rank-bbc_news.csv" --cache "$OUT/features"
+
+echo "== done: report, CSVs and plots in $OUT/"
