@@ -198,10 +198,9 @@ def main() -> None:
     load = os.getloadavg()
     print(f"# Score benchmark\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores "
           f"({platform.machine()}), numpy {np.__version__}, scipy {scipy.__version__}, BLAS limited to "
-          f"{args.threads} thread(s); load average at start {load[0]:.1f}.\n\nThe machine is shared, so the "
-          "primary figure is CPU seconds (process time, robust to other users' load) with BLAS on one thread; "
-          f"wall seconds are shown beside it. All figures are medians of {args.repeats} interleaved runs; compare "
-          "ratios within this run.\n")
+          f"{args.threads} thread(s); load average at start {load[0]:.1f}.\n\nCPU seconds (process time, robust "
+          "to other users' load on a shared machine) and wall seconds are shown side by side. All figures are "
+          f"medians of {args.repeats} interleaved runs; compare ratios within this run.\n")
     sections = (lambda: bench_logme_main(args.repeats, args.naive_classes, args.optimized_classes),
                 lambda: bench_logme_wide(args.repeats), lambda: bench_logme_growth(args.repeats),
                 lambda: bench_lfc_parc(args.repeats))
