@@ -11,7 +11,8 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 
 echo "== 1. history store: load the bundled real fine-tuning histories"
 recommender history --db "$DB" init
-recommender history --db "$DB" stats | head -n 20
+recommender history --db "$DB" stats > "$OUT/history-stats.txt"
+sed -n "1,20p" "$OUT/history-stats.txt"
 
 echo "== 2. train the FM recommender on SHiFT vision (VTAB-1k) and SHiFT text"
 recommender train --db "$DB" --recommender fm --features d,m --protocol vtab1k --modality image --out "$OUT/fm-vision"
@@ -23,7 +24,7 @@ recommender evaluate --db "$DB" --split loo --protocol vtab1k --modality image -
     --budgets 1,3,5 --out "$OUT/evaluate-loo"
 sed -n '1,60p' "$OUT/evaluate-loo/report.md"
 
-echo "== 4. recommend for a held-out VTAB task, and rank the offline text zoo on BBC News"
+echo "== 4. recommend models for a VTAB task (dtd), and rank the offline text zoo on BBC News"
 recommender recommend --db "$DB" --model "$OUT/fm-vision" --dataset dtd --top-k 5
 recommender rank --db "$DB" --data bbc_news --n 300 --zoo text-offline \
     --scores logme,hscore_reg,lfc,parc,knn,linear --recommender "$OUT/fm-text" --top-k 3 \
