@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -198,17 +199,25 @@ def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
     repeated = rows[id_col].duplicated(keep=False)
     merged = [rows[~repeated]]
     for ident, group in rows[repeated].groupby(id_col, sort=False):
-        first = group.iloc[0].copy()
+        first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
-            for name in FEATURES[kind]:
-                if feature_conflict(first[name], other[name]):
-                    batch.problem(other[ROW], name, f"{kind[:-1]} {ident!r} has {first[name]!r} "
-                                  f"(row {first[ROW]}), not {other[name]!r}")
-                elif pd.isna(first[name]):
-                    first[name] = other[name]
-            first["extra"] = merge_extra(first["extra"], other["extra"])
+            first = combine_features(first, other, kind, lambda name: batch.problem(
+                other[ROW], name, f"{kind[:-1]} {ident!r} has {first[name]!r} (row {first[ROW]}), not {other[name]!r}"))
         merged.append(first.to_frame().T)
     return pd.concat(merged).sort_values(ROW)
+
+
+def combine_features(base: pd.Series, other: pd.Series, kind: str, conflict: Callable[[str], None]) -> pd.Series:
+    """base with its missing features filled from other and extras merged; `conflict(name)` for each feature
+    where both hold different values (base's value is kept)."""
+    combined = base.copy()
+    for name in FEATURES[kind]:
+        if feature_conflict(base[name], other[name]):
+            conflict(name)
+        elif pd.isna(base[name]):
+            combined[name] = other[name]
+    combined["extra"] = merge_extra(base["extra"], other["extra"])
+    return combined
 
 
 def feature_conflict(a: object, b: object) -> bool:

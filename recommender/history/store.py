@@ -12,7 +12,7 @@ from recommender.errors import UserError
 from recommender.history import schema
 from recommender.history.aggregate import best_over_hparams, train_size
 from recommender.history.engine import make_engine, resolve_url, retry_locked, write_transaction
-from recommender.history.records import ROW, Batch, feature_conflict, merge_extra
+from recommender.history.records import ROW, Batch, combine_features
 
 PAIR_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
                 "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
@@ -104,14 +104,9 @@ class Store:
             if row[id_col] not in stored.index:
                 inserts.append(row)
                 continue
-            old, merged = stored.loc[row[id_col]], stored.loc[row[id_col]].copy()
-            for name in schema.FEATURES[kind]:
-                if feature_conflict(old[name], row[name]):
-                    problems.problem(row[ROW], name, f"{kind[:-1]} {row[id_col]!r} is stored with "
-                                     f"{old[name]!r}, not {row[name]!r}")
-                elif pd.isna(old[name]):
-                    merged[name] = row[name]
-            merged["extra"] = merge_extra(old["extra"], row["extra"])
+            old = stored.loc[row[id_col]]
+            merged = combine_features(old, row, kind, lambda name: problems.problem(
+                row[ROW], name, f"{kind[:-1]} {row[id_col]!r} is stored with {old[name]!r}, not {row[name]!r}"))
             if not merged.equals(old):
                 updates.append({"_id": row[id_col], **merged.drop("source").to_dict()})
         columns = [c.name for c in table.columns]
