@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,13 +95,16 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
     provider._encoder = None  # every run starts from the pre-trained weights
     dim = provider.features(ds.items[:2]).shape[1]
     model = Classifier(provider, len(ds.classes), dim, lr)
+    model.train()  # extraction left the encoder in eval mode, and Lightning keeps each module's mode: train dropout/BN
     stop = L.pytorch.callbacks.EarlyStopping("val_acc", mode="max", patience=patience)
     best = L.pytorch.callbacks.ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=1, save_weights_only=True)
-    trainer = L.Trainer(max_epochs=max_epochs, callbacks=[stop, best], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", deterministic=True, default_root_dir=_scratch())
-    start = time.perf_counter()
-    trainer.fit(model, _loader(provider, ds, split.train, batch_size, True, seed), _loader(provider, ds, split.val, batch_size, False, seed))
-    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    with tempfile.TemporaryDirectory(prefix="recommender-finetune-") as scratch:  # checkpoints go with it
+        trainer = L.Trainer(max_epochs=max_epochs, callbacks=[stop, best], logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu", deterministic=True, default_root_dir=scratch)
+        start = time.perf_counter()
+        trainer.fit(model, _loader(provider, ds, split.train, batch_size, True, seed),
+                    _loader(provider, ds, split.val, batch_size, False, seed))
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict(state)
     test = trainer.test(model, _loader(provider, ds, split.test, batch_size, False, seed), verbose=False)[0]
     provider._encoder = None  # do not leave fine-tuned weights behind for feature extraction
@@ -109,13 +113,6 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
             "seconds": time.perf_counter() - start, "source": "recommender finetune",
             "hp.lr": lr, "hp.batch_size": batch_size, "hp.max_epochs": max_epochs, "hp.epochs_run": trainer.current_epoch,
             "hp.train_examples": len(split.train), "hp.seed": seed}
-
-
-def _scratch() -> str:
-    """A temporary folder for Lightning's checkpoints."""
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="recommender-finetune-")
 
 
 def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5, patience: int = 2,
