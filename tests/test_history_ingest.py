@@ -225,3 +225,21 @@ def test_export_round_trip_loses_nothing(store, tmp_path: Path, to: str) -> None
         ingest_file(copy, tmp_path / "out" / f"{kind}.{to}", kind=kind)
     assert copy.counts() == store.counts()
     assert_same_store(snapshot(store), snapshot(copy))
+
+
+def test_interrupted_export_keeps_the_previous_file(store, tmp_path: Path, monkeypatch) -> None:
+    """A write that fails half-way leaves the earlier export whole and no temporary file behind."""
+    ingest_file(store, DATA / "parc_oracles.csv", preset="parc")
+    out = tmp_path / "out"
+    export(store, out)
+    before = (out / "jobs.csv").read_text()
+
+    def half_then_fail(self, path, **kwargs):
+        Path(path).write_text(before[: len(before) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        export(store, out)
+    assert (out / "jobs.csv").read_text() == before
+    assert sorted(p.name for p in out.iterdir()) == ["datasets.csv", "jobs.csv", "models.csv", "scores.csv"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +33,21 @@ def tables(store: Store) -> dict[str, pd.DataFrame]:
             "scores": store.scores()}
 
 
+def _write_atomically(frame: pd.DataFrame, path: Path, to: str) -> None:
+    """Write to a temporary file in the same folder, then rename: an interrupted export leaves no truncated file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if to == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def export(store: Store, folder: str | Path, to: str = "csv") -> list[Path]:
     """Write jobs, models, datasets and scores as `<kind>.csv` or `<kind>.parquet`; returns the paths."""
     folder = Path(folder)
@@ -38,10 +55,7 @@ def export(store: Store, folder: str | Path, to: str = "csv") -> list[Path]:
     paths = []
     for kind, frame in tables(store).items():
         path = folder / f"{kind}.{to}"
-        if to == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        _write_atomically(frame, path, to)
         paths.append(path)
     return paths
 

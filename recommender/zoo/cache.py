@@ -41,7 +41,11 @@ class FeatureCache:
         """Store features atomically (write then rename) with a JSON sidecar describing them."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, features)
-        os.replace(tmp, self.path(key))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, features)
+            os.replace(tmp, self.path(key))
+        finally:  # a failed save (disk full, interrupt) leaves no stray temporary file
+            if os.path.exists(tmp):
+                os.remove(tmp)
         self.path(key).with_suffix(".json").write_text(json.dumps(meta, indent=1))
