@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from zipfile import BadZipFile
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from recommender.errors import UserError
 
@@ -28,14 +31,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors of the user's input or environment (bad files, folders, URLs, servers): reported without a traceback.
+# A corrupt zip (.npz) raises BadZipFile, which is not an OSError.
+USER_FACING = (UserError, ValueError, KeyError, OSError, BadZipFile, SQLAlchemyError)
+
+
+def error_lines(exc: BaseException) -> list[str]:
+    """The message lines to print for an expected error (several for a list of problems)."""
+    if isinstance(exc, KeyError):  # str() of a KeyError is only the quoted key
+        return [f"missing column or key {exc.args[0]!r}" if exc.args else "missing column or key"]
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, SQLAlchemyError):  # later lines are SQL, parameters and a documentation link
+        return [f"{type(exc).__name__}: {lines[0] if lines else ''}"]
+    return lines or [type(exc).__name__]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:  # one line, no traceback
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"recommender {args.command}: error: {msg}", file=sys.stderr)
+    except USER_FACING as exc:
+        for line in error_lines(exc):
+            print(f"recommender {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

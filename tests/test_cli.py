@@ -1,0 +1,95 @@
+"""`recommender` main: each class of expected error is printed as prefixed lines with exit code 2, no traceback."""
+
+import socket
+
+import numpy as np
+import pytest
+
+import recommender.scores.cli
+from recommender.cli import main
+from recommender.history.store import IngestError
+from test_evaluation_pipeline import pair_table
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
+    """main's stderr lines, after checking it exited with 2 and printed no traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert all(line.startswith(f"recommender {argv[0]}: error: ") for line in lines)
+    return lines
+
+
+def free_port() -> int:
+    """A local TCP port with nothing listening on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unknown_database_scheme(capsys):
+    """SQLAlchemy's NoSuchModuleError: one line with the exception class."""
+    (line,) = run_main(["history", "--db", "nosuch://x", "stats"], capsys)
+    assert "NoSuchModuleError: Can't load plugin" in line
+
+
+def test_postgres_with_nothing_listening(capsys):
+    """SQLAlchemy's OperationalError: only the first line of its long message."""
+    pytest.importorskip("psycopg")
+    (line,) = run_main(["history", "--db", f"postgresql+psycopg://u@127.0.0.1:{free_port()}/x", "stats"], capsys)
+    assert "OperationalError" in line and "refused" in line
+
+
+def test_output_below_a_file(tmp_path, capsys):
+    """NotADirectoryError (an OSError): --out inside a path that is a file."""
+    pairs = tmp_path / "pairs.csv"
+    pair_table(n_datasets=3, n_models=4).to_csv(pairs, index=False)
+    (tmp_path / "afile").write_text("x")
+    (line,) = run_main(["evaluate", "--split", "loo", "--pairs", str(pairs), "--strategies", "random",
+                        "--budgets", "1", "--out", str(tmp_path / "afile" / "out")], capsys)
+    assert "Not a directory" in line
+
+
+def test_corrupt_image(tmp_path, capsys):
+    """PIL's UnidentifiedImageError (an OSError) while reading an image folder."""
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        (tmp_path / "imgs" / label / "1.png").write_bytes(b"not an image")
+    (line,) = run_main(["rank", "--data", str(tmp_path / "imgs"), "--models", "nosuch", "--no-cache",
+                        "--db", f"sqlite:///{tmp_path / 's.db'}"], capsys)
+    assert "cannot identify image" in line
+
+
+def test_corrupt_npz(tmp_path, capsys):
+    """zipfile.BadZipFile (not an OSError): a truncated .npz."""
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, f=np.ones((10, 3)))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(whole.read_bytes()[:100])
+    (line,) = run_main(["score", "--features", str(bad), "--labels", str(bad)], capsys)
+    assert "zip" in line.lower()
+
+
+def score_failing_with(exc: Exception, tmp_path, monkeypatch) -> list[str]:
+    """Arguments of a `score` run on small files whose scoring raises exc."""
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(recommender.scores.cli, "score_all", fail)
+    np.save(tmp_path / "f.npy", np.ones((4, 2)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1]))
+    return ["score", "--features", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "y.npy")]
+
+
+def test_key_error_names_the_key(tmp_path, monkeypatch, capsys):
+    """A KeyError prints as a missing column or key, not as a bare quoted name."""
+    (line,) = run_main(score_failing_with(KeyError("score_logme"), tmp_path, monkeypatch), capsys)
+    assert line.endswith("error: missing column or key 'score_logme'")
+
+
+def test_multi_line_message_prefixes_every_problem(tmp_path, monkeypatch, capsys):
+    """An error listing problems prints each on its own prefixed line."""
+    problems = ["a.csv: row 1: model: missing model", "a.csv: row 2: value: not a number"]
+    lines = run_main(score_failing_with(IngestError(problems), tmp_path, monkeypatch), capsys)
+    assert [line.split("error: ", 1)[1] for line in lines] == ["2 problem(s), nothing ingested:", *problems]
