@@ -106,6 +106,26 @@ def test_score_all_rejects_unknown_or_inapplicable_names():
         score_all(F, Y, names=["leep"])
 
 
+def test_score_all_errors_nan_keeps_the_other_scores(monkeypatch):
+    import dataclasses
+
+    from recommender.errors import UserError
+    from recommender.scores import registry
+
+    def unbounded(_inputs):
+        raise UserError("LogME is unbounded")
+
+    monkeypatch.setitem(registry.SCORES, "logme", dataclasses.replace(registry.SCORES["logme"], compute=unbounded))
+    with pytest.raises(ValueError, match="unbounded"):
+        score_all(F, Y, names=["logme", "lfc"])  # the default still raises
+    table = score_all(F, Y, names=["logme", "lfc"], errors="nan").set_index("score")
+    assert list(table.columns) == ["value", "seconds", "error"]
+    assert np.isnan(table.at["logme", "value"]) and table.at["logme", "error"] == "LogME is unbounded"
+    assert table.at["lfc", "value"] == lfc(F, Y) and pd.isna(table.at["lfc", "error"])
+    with pytest.raises(ValueError, match="errors must be"):
+        score_all(F, Y, names=["lfc"], errors="ignore")
+
+
 def test_load_array_formats(tmp_path):
     np.save(tmp_path / "f.npy", F)
     np.savez(tmp_path / "both.npz", f=F, y=Y)

@@ -126,22 +126,30 @@ def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
     assert len(open_store(url).jobs(protocol="full-finetune")) == 3
 
 
-def test_a_failing_score_becomes_nan_and_the_others_stay(monkeypatch, capsys):
-    import recommender.scores as scores
+def test_a_failing_score_becomes_nan_and_the_others_share_one_decomposition(monkeypatch, capsys):
+    import dataclasses
+
     from recommender.errors import UserError
+    from recommender.scores import registry, score_all
     from recommender.zoo.rank import scores_or_nan
 
-    real = scores.score_all
+    def unbounded(_inputs):
+        raise UserError("LogME is unbounded")
 
-    def fail_on_logme(F, y, names=None, task="classification"):
-        if "logme" in names:
-            raise UserError("LogME is unbounded")
-        return real(F, y, names=names, task=task)
+    built = []
 
-    monkeypatch.setattr(scores, "score_all", fail_on_logme)
+    class CountingMatrix(registry.FeatureMatrix):
+        def __init__(self, F):
+            built.append(1)
+            super().__init__(F)
+
     rng = np.random.default_rng(0)
     F, y = rng.normal(size=(40, 5)), np.arange(40) % 2
+    expected = score_all(F, y, names=["lfc"]).at[0, "value"]
+    monkeypatch.setitem(registry.SCORES, "logme", dataclasses.replace(registry.SCORES["logme"], compute=unbounded))
+    monkeypatch.setattr(registry, "FeatureMatrix", CountingMatrix)
     table = scores_or_nan(F, y, ["logme", "lfc"], "m").set_index("score")
     assert np.isnan(table.at["logme", "value"])
-    assert table.at["lfc", "value"] == pytest.approx(real(F, y, names=["lfc"]).at[0, "value"], abs=0)  # same computation
+    assert table.at["lfc", "value"] == pytest.approx(expected, abs=0)  # same computation
+    assert len(built) == 1  # no recomputation score by score
     assert "logme on m: LogME is unbounded" in capsys.readouterr().err

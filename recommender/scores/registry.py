@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -88,14 +89,18 @@ def _resolve(names: list[str] | None, task: str, has_source_probs: bool) -> list
 
 
 def score_all(F: np.ndarray, y: np.ndarray, names: list[str] | None = None, task: str = "classification",
-              source_probs: np.ndarray | None = None) -> pd.DataFrame:
+              source_probs: np.ndarray | None = None, errors: str = "raise") -> pd.DataFrame:
     """Compute several scores on one feature matrix, sharing its Gram product and decompositions.
 
     Returns one row per score with columns score, value, seconds (a score's seconds include any shared
-    decomposition it was the first to need).
+    decomposition it was the first to need). With errors="nan", a score that raises UserError on these
+    features gets value NaN and its message in an extra `error` column (missing for the others); the
+    remaining scores still share the decompositions. Unknown names and bad labels raise either way.
     """
     if task not in TASKS:
         raise UserError(f"task must be one of {TASKS}, got {task!r}")
+    if errors not in ("raise", "nan"):
+        raise UserError(f'errors must be "raise" or "nan", got {errors!r}')
     chosen = _resolve(names, task, source_probs is not None)
     features = FeatureMatrix(F)
     if task == "classification":
@@ -104,6 +109,12 @@ def score_all(F: np.ndarray, y: np.ndarray, names: list[str] | None = None, task
     rows = []
     for score in chosen:
         start = time.perf_counter()
-        value = score.compute(inputs)
-        rows.append({"score": score.name, "value": value, "seconds": time.perf_counter() - start})
-    return pd.DataFrame(rows, columns=["score", "value", "seconds"])
+        try:
+            value, error = score.compute(inputs), None
+        except UserError as exc:
+            if errors == "raise":
+                raise
+            value, error = math.nan, str(exc)
+        rows.append({"score": score.name, "value": value, "seconds": time.perf_counter() - start, "error": error})
+    columns = ["score", "value", "seconds", *(["error"] if errors == "nan" else [])]
+    return pd.DataFrame(rows, columns=columns)

@@ -28,17 +28,10 @@ def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: st
     """score_all's table; a score that cannot be computed on these features becomes NaN with a warning."""
     from recommender.scores import score_all
 
-    try:
-        return score_all(F, y, names=list(scores), task="classification")
-    except UserError:  # find which score failed, keep the others
-        rows = []
-        for s in scores:
-            try:
-                rows.append(score_all(F, y, names=[s], task="classification"))
-            except UserError as exc:
-                print(f"warning: {s} on {model}: {exc}; left as NaN", file=sys.stderr)
-                rows.append(pd.DataFrame({"score": [s], "value": [np.nan], "seconds": [np.nan]}))
-        return pd.concat(rows, ignore_index=True)
+    table = score_all(F, y, names=list(scores), task="classification", errors="nan")
+    for _, row in table[table["error"].notna()].iterrows():
+        print(f"warning: {row['score']} on {model}: {row['error']}; left as NaN", file=sys.stderr)
+    return table.drop(columns="error")
 
 
 def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES, cache: FeatureCache | None = None, progress: bool = True) -> pd.DataFrame:
