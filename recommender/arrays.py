@@ -10,6 +10,7 @@ import pandas as pd
 from recommender.errors import UserError
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+HEADER_NAMES = frozenset({"label", "labels", "y", "target", "class"})  # a first cell that names a label column
 
 
 def _split_key(spec: str | Path) -> tuple[Path, str | None]:
@@ -40,17 +41,30 @@ def _from_table(frame: pd.DataFrame) -> np.ndarray:
     return values[:, 0] if values.shape[1] == 1 else values
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A CSV with or without a header row (a first row that is not all numbers is a header)."""
+def _has_header(frame: pd.DataFrame, expect_rows: int | None) -> bool:
+    """Whether the first row of a CSV read without a header is its header (see load_array)."""
+    if len(frame) < 2 or not pd.to_numeric(frame.iloc[0], errors="coerce").isna().all():
+        return False
+    if expect_rows is not None:
+        return len(frame) - 1 == expect_rows
+    rest = frame.iloc[1:]
+    numeric = rest.apply(pd.to_numeric, errors="coerce").notna() | rest.isna()  # empty cells are no evidence
+    return str(frame.iat[0, 0]).strip().lower() in HEADER_NAMES or bool(numeric.all().all())
+
+
+def _read_csv(path: Path, expect_rows: int | None) -> pd.DataFrame:
+    """A CSV with or without a header row."""
     frame = pd.read_csv(path, header=None)
-    first = pd.to_numeric(frame.iloc[0], errors="coerce") if len(frame) else None
-    if first is not None and first.isna().all() and len(frame) > 1:
-        frame = pd.read_csv(path)
-    return frame
+    return pd.read_csv(path) if _has_header(frame, expect_rows) else frame
 
 
-def load_array(spec: str | Path) -> np.ndarray:
-    """Read one array from FILE (.npy, .parquet, .csv) or FILE.npz[:KEY]; tables give their values."""
+def load_array(spec: str | Path, expect_rows: int | None = None) -> np.ndarray:
+    """Read one array from FILE (.npy, .parquet, .csv) or FILE.npz[:KEY]; tables give their values.
+
+    A CSV's first row is a header when it holds no number and either the file then has exactly `expect_rows`
+    data rows or, with `expect_rows` None, it starts with a usual column name (label, y, ...) or the rest is
+    numeric: a header-less column of string labels keeps its first row.
+    """
     path, key = _split_key(spec)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -60,7 +74,7 @@ def load_array(spec: str | Path) -> np.ndarray:
     if suffix == ".npz":
         return _from_npz(path, key)
     if suffix == ".csv":
-        return _from_table(_read_csv(path))
+        return _from_table(_read_csv(path, expect_rows))
     if suffix == ".parquet":
         return _from_table(pd.read_parquet(path))
     raise UserError(f"{path}: unsupported file type {suffix!r} (use one of {', '.join(SUFFIXES)})")

@@ -1,11 +1,13 @@
-"""`recommender` main: each class of expected error is printed as prefixed lines with exit code 2, no traceback."""
+"""`recommender` main: expected errors as prefixed lines with exit code 2, no traceback; CSV headers in `score`."""
 
+import json
 import socket
 
 import numpy as np
 import pytest
 
 import recommender.scores.cli
+from recommender.arrays import load_array
 from recommender.cli import main
 from recommender.history.store import IngestError
 from test_evaluation_pipeline import pair_table
@@ -93,3 +95,32 @@ def test_multi_line_message_prefixes_every_problem(tmp_path, monkeypatch, capsys
     problems = ["a.csv: row 1: model: missing model", "a.csv: row 2: value: not a number"]
     lines = run_main(score_failing_with(IngestError(problems), tmp_path, monkeypatch), capsys)
     assert [line.split("error: ", 1)[1] for line in lines] == ["2 problem(s), nothing ingested:", *problems]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("cat\ndog\ncat\ndog\n", ["cat", "dog", "cat", "dog"]),  # header-less string labels keep their first row
+    ("label\ncat\ndog\n", ["cat", "dog"]),  # a usual column name
+    ("animal\n0\n1\n", [0, 1]),  # numbers below a name
+])
+def test_csv_header_without_a_row_count(tmp_path, text, expected):
+    """Without expect_rows, a first row is a header only when named like one or above numbers."""
+    (tmp_path / "y.csv").write_text(text)
+    assert load_array(tmp_path / "y.csv").tolist() == expected
+
+
+def test_csv_header_decided_by_the_row_count(tmp_path):
+    """With expect_rows, a non-numeric first row is a header exactly when the rest has that many rows."""
+    (tmp_path / "y.csv").write_text("animal\ncat\ndog\ncat\n")
+    assert load_array(tmp_path / "y.csv", expect_rows=3).tolist() == ["cat", "dog", "cat"]
+    assert load_array(tmp_path / "y.csv", expect_rows=4).tolist() == ["animal", "cat", "dog", "cat"]
+
+
+@pytest.mark.parametrize("header", ["", "animal\n"])
+def test_score_reads_string_labels_with_or_without_header(tmp_path, capsys, header):
+    """`score` passes the feature rows to the label loader: both CSVs give the same six labels and score."""
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).normal(size=(6, 3)))
+    (tmp_path / "y.csv").write_text(header + "cat\ndog\ncat\ndog\ncat\ndog\n")
+    assert main(["score", "--features", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "y.csv"),
+                 "--metrics", "logme", "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["score"] == "logme" and np.isfinite(record["value"])

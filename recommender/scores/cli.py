@@ -20,8 +20,9 @@ def _names(text: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     """Load the arrays, compute the scores and print them as a table or JSON."""
     features = load_array(args.features)
-    labels = load_array(args.labels)
-    probs = load_array(args.source_probs) if args.source_probs else None
+    # one row per example: this tells a CSV header from a first label that is a string
+    labels = load_array(args.labels, expect_rows=len(features))
+    probs = load_array(args.source_probs, expect_rows=len(features)) if args.source_probs else None
     table = score_all(features, labels, names=_names(args.metrics), task=args.task, source_probs=probs)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1))
