@@ -81,6 +81,16 @@ def test_one_hot_classification_equals_regression_on_the_same_matrix():
     assert logme(F, y) == pytest.approx(logme(F, one_hot(y, 4), task="regression"), rel=1e-12)
 
 
+def test_logme_unbounded_with_n_above_d_blames_an_exact_linear_fit():
+    """n >= D with labels leaked into the features: the error names the exact fit, not repeated examples."""
+    F, y = clusters(9, 60, 5, 3)
+    leaked = np.hstack([F, one_hot(y, 3)])  # every one-hot target column lies in col(F)
+    with pytest.raises(ValueError, match="rank 8 < n = 60: the target is a linear function") as err:
+        logme(leaked, y)
+    assert "repeated" not in str(err.value) and "n < D" not in str(err.value)
+    assert np.isfinite(logme(F, y))
+
+
 CLASS_SCORES = {
     "logme": logme, "hscore": hscore, "hscore_reg": lambda F, y: hscore(F, y, regularized=True),
     "lfc": lfc, "parc": parc, "knn1": knn_accuracy, "knn5": lambda F, y: knn_accuracy(F, y, k=5),

@@ -111,9 +111,14 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
                           RuntimeWarning, stacklevel=2)
         rest = outside + z2[s == 0].sum(axis=0)
         rest = np.where(rest > 1e-12 * (z2.sum(axis=0) + outside), rest, 0.0)  # round-off of an exact fit
-        if np.any((rest == 0) & (np.count_nonzero(s) < n)):
-            raise UserError("LogME is unbounded: a target column is fitted exactly by rank-deficient features "
-                            "(repeated or linearly dependent examples with n < D; drop repeats or use more examples)")
+        rank = np.count_nonzero(s)
+        if np.any((rest == 0) & (rank < n)):
+            # n < D: an exact fit needs rank < n, i.e. repeated examples; n >= D: the target is linear in F
+            cause = ("repeated or linearly dependent examples with n < D; drop repeats or use more examples"
+                     if fm.wide else f"rank {rank} < n = {n}: the target is a linear function of the features, "
+                                     "e.g. a label leaked into them")
+            raise UserError(f"LogME is unbounded: a target column is fitted exactly by rank-deficient features "
+                            f"({cause})")
         candidates = [_interior(a / b, s, z2, rest, n), _at_zero(s, z2, rest, n), _at_infinity(z2, outside, n)]
     values = np.nan_to_num(np.array([c[0] for c in candidates]), nan=-np.inf)
     best = values.argmax(axis=0)
