@@ -96,6 +96,33 @@ def test_rank_with_a_trained_recommender(tmp_path, capsys):
     assert top["predicted"].is_monotonic_decreasing
 
 
+def test_rank_log_scores_is_idempotent_per_features_and_adds_other_data(tmp_path, capsys, monkeypatch):
+    from recommender.history import IngestError, open_store
+    from recommender.history.store import Store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+
+    def rank(n: int) -> int:
+        return main(["rank", "--data", "tweets", "--n", str(n), "--models", "glove-6B-50d", "--scores", "logme,lfc", "--json",
+                     "--cache", str(tmp_path), "--db", url, "--log-scores"])
+
+    assert rank(60) == 0 and rank(60) == 0  # the same features again: nothing new, no conflict on timings
+    assert "logged 0 new score(s)" in capsys.readouterr().err
+    stored = open_store(url).scores()
+    assert len(stored) == 2 and stored["run"].nunique() == 1 and set(stored["source"]) == {"recommender rank"}
+    assert rank(40) == 0  # another subsample: new rows under new runs
+    assert len(open_store(url).scores()) == 4
+
+    def broken(self, batch):
+        raise IngestError(["store is unhappy"])
+
+    monkeypatch.setattr(Store, "write", broken)
+    capsys.readouterr()
+    assert rank(30) == 2
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 1 and "store is unhappy" in err  # the ranking was printed before the failed log
+
+
 def test_rank_errors_are_one_line(capsys):
     assert main(["rank", "--data", "tweets", "--models", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err

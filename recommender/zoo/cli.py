@@ -43,11 +43,27 @@ def _log_to_store(frame: pd.DataFrame, kind: str, url: str | None, label: str) -
     return open_store(url).write(build_batch(frame, label, kind=kind, source=label))
 
 
+RANK_SOURCE = "recommender rank"
+
+
 def scores_long(ranked: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
-    """The ranked table's scores in the store's long format (model, dataset, score, value, seconds)."""
-    rows = [{"model": r["model"], "dataset": r["dataset"], "score": s, "value": r[f"score_{s}"], "seconds": r[f"seconds_{s}"]}
+    """The ranked table's computed scores in the store's long format; `run` is the features' cache key."""
+    rows = [{"model": r["model"], "dataset": r["dataset"], "score": s, "run": r["features_key"],
+             "value": r[f"score_{s}"], "seconds": r[f"seconds_{s}"]}
             for _, r in ranked.iterrows() for s in scores]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "dataset", "score", "run", "value", "seconds"]).dropna(subset=["value"])
+
+
+def log_scores(ranked: pd.DataFrame, scores: list[str], url: str | None) -> int:
+    """Write the ranking's scores into the store; scores of the same features already logged are kept as they are."""
+    from recommender.history import open_store
+
+    long = scores_long(ranked, scores)
+    stored = open_store(url).scores(scores)
+    stored = stored.loc[stored["source"] == RANK_SOURCE, ["model", "dataset", "score", "run"]]
+    # Same key = same model, weights, preprocessing and data; only the timings differ, so skip, never conflict.
+    new = long.merge(stored, how="left", indicator=True).query("_merge == 'left_only'").drop(columns="_merge")
+    return _log_to_store(new, "scores", url, RANK_SOURCE).get("scores", 0) if len(new) else 0
 
 
 def run_rank(args: argparse.Namespace) -> int:
@@ -67,8 +83,6 @@ def run_rank(args: argparse.Namespace) -> int:
 
         pairs = with_store_facts(pairs, open_store(args.db).model_features().set_index("model"))
     ranked = rank_pool(pairs, scores, recommender)
-    if args.log_scores:
-        _log_to_store(scores_long(ranked, scores), "scores", args.db, "recommender rank")
     top = ranked.head(args.top_k)
     if args.csv:
         ranked.to_csv(args.csv, index=False)
@@ -79,6 +93,8 @@ def run_rank(args: argparse.Namespace) -> int:
                 "seconds_extract", *[f"seconds_{s}" for s in scores], *(["seconds_predict"] if recommender is not None else [])]
         print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; top {len(top)} of {len(ranked)} models")
         print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.log_scores:  # after the output, so that a store problem never loses the ranking
+        print(f"logged {log_scores(ranked, scores, args.db)} new score(s) into the store", file=sys.stderr)
     return 0
 
 
@@ -111,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, help="write the full ranked table to this CSV file")
     p.add_argument("--cache", default=None, help="feature cache folder (default: $RECOMMENDER_CACHE/features or ~/.cache/recommender/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features")
-    p.add_argument("--log-scores", action="store_true", help="also write the computed scores into the store")
+    p.add_argument("--log-scores", action="store_true", help="after printing, write the computed scores into the store (run: the features' cache key, so the same model and data again add nothing)")
     p.set_defaults(func=run_rank)
 
     f = subparsers.add_parser("finetune", help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs")

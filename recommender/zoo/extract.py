@@ -16,11 +16,12 @@ from recommender.zoo.providers import Provider
 
 @dataclass(frozen=True)
 class Extracted:
-    """A feature matrix with the seconds its extraction took (0 when it came from the cache)."""
+    """A feature matrix with the seconds its extraction took (0 when it came from the cache) and its cache key."""
 
     features: np.ndarray
     seconds: float
     cached: bool
+    key: str  # identifies model weights, preprocessing and data content, cached or not
 
 
 def _source(provider: Provider) -> str:
@@ -34,7 +35,7 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
         raise UserError(f"model {provider.name} takes {provider.modality} but dataset {ds.name} holds {ds.modality}")
     key = FeatureCache.key(provider.name, _source(provider), provider.preprocessing, ds.fingerprint())
     if cache is not None and (hit := cache.get(key)) is not None:
-        return Extracted(hit, 0.0, True)
+        return Extracted(hit, 0.0, True, key)
     start = time.perf_counter()
     parts = [
         provider.features(ds.items[i : i + batch_size])
@@ -47,4 +48,4 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
     if cache is not None:
         meta = {"model": provider.name, "dataset": ds.name, "n": len(ds), "dim": features.shape[1], "preprocessing": provider.preprocessing, "seconds": seconds}
         cache.put(key, features, meta)
-    return Extracted(features, seconds, False)
+    return Extracted(features, seconds, False, key)

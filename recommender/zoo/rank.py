@@ -42,7 +42,7 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
         table = scores_or_nan(got.features, ds.y, scores, p.name).set_index("score")
         row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
         row |= {f"score_{s}": float(table.at[s, "value"]) for s in scores}
-        row |= {"seconds_extract": got.seconds, "cached": got.cached}
+        row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
         row |= {f"seconds_{s}": float(table.at[s, "seconds"]) for s in scores}
         rows.append(row)
     return pd.DataFrame(rows)
