@@ -115,6 +115,15 @@ def test_same_file_twice_adds_nothing(store) -> None:
     assert_same_store(before, snapshot(store))
 
 
+def test_renamed_copy_adds_nothing(store, tmp_path: Path) -> None:
+    """Without --source the rows' source is the file's content hash, so a copy under another name is a no-op."""
+    ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes((DATA / "shift_ftrecords.csv").read_bytes())
+    assert set(ingest_file(store, copy, preset="shift").values()) == {0}
+    assert store.counts()["jobs"] == 7 and store.jobs()["source"].str.fullmatch(r"file-sha256:[0-9a-f]{12}").all()
+
+
 def bad_zoo_file(tmp_path: Path) -> Path:
     """The zoo excerpt with five problems: blank model, text value, inf value, missing dataset, negative seconds."""
     frame = pd.read_csv(DATA / "small_zoos_long.csv", dtype=str)
@@ -148,7 +157,7 @@ def test_invalid_rows_reject_the_whole_file(store, tmp_path: Path) -> None:
 
 def test_conflicting_reingest_is_reported_not_overwritten(store, tmp_path: Path) -> None:
     """The same job with a changed accuracy: rejected, naming the stored value; nothing changes."""
-    ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
+    ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift", source="shift_ftrecords.csv")
     before = snapshot(store)
     frame = pd.read_csv(DATA / "shift_ftrecords.csv", dtype=str)
     frame.loc[0, "test_accuracy"] = "0.5"

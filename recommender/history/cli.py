@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--set", action="append", metavar="FIELD=VALUE",
                         help="a field with the same value on every row (repeatable), e.g. protocol=vtab1k")
     ingest.add_argument("--source", help="where the rows come from, when the file has no source column "
-                                         "(default: the file name)")
+                                         "(default: a hash of the file's content, so a renamed copy adds "
+                                         "nothing; name one to let a growing file add only its new rows)")
     ingest.set_defaults(func=_ingest)
 
     stats = sub.add_parser("stats", help="counts per table, per protocol and per dataset")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,9 +82,19 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
     return batch
 
 
+def content_source(path: str | Path) -> str:
+    """A file's default `source`: a hash of its bytes, so a renamed copy has the same jobs' keys."""
+    with open(path, "rb") as f:
+        return f"file-sha256:{hashlib.file_digest(f, 'sha256').hexdigest()[:12]}"
+
+
 def ingest_file(store: Store, path: str | Path, kind: str = "jobs", preset: str = "long",
                 mapping: Mapping[str, str] | None = None, constants: Mapping[str, str] | None = None,
                 source: str | None = None) -> dict[str, int]:
-    """Ingest one file all or nothing; returns rows added per table, raises IngestError listing every problem."""
-    batch = build_batch(read_table(path), str(path), kind, preset, mapping, constants, source)
+    """Ingest one file all or nothing; returns rows added per table, raises IngestError listing every problem.
+
+    Rows without a source column get `source`, by default the file's content hash (`content_source`):
+    ingesting the same content again, under any name, adds nothing.
+    """
+    batch = build_batch(read_table(path), str(path), kind, preset, mapping, constants, source or content_source(path))
     return store.write(batch)
