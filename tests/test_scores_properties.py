@@ -6,7 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.stats
 from sklearn.covariance import ledoit_wolf_shrinkage as sklearn_shrinkage
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 from recommender.scores import (SCORES, hscore, knn_accuracy, leep, lfc, linear_probe_accuracy, logme, nce, parc,
                                 score_all)
@@ -171,10 +174,19 @@ def test_parc_subsamples_above_the_cap_with_a_warning_and_a_fixed_seed():
         assert parc(F, y, max_examples=100, seed=1) != first
 
 
-def test_parc_with_pca_is_finite_and_deterministic():
+def test_parc_with_pca_matches_an_independent_computation():
+    """parc(pca_dim=8) = 100 x Spearman of the upper triangles of 1 - corrcoef(standardised full-SVD PCA scores)
+    and of the two-valued label dissimilarity (see test_scores_reference for why not 1 - corrcoef(one-hot)).
+
+    rel 1e-9: both sides are float64 computations of the same number (sklearn's deterministic full SVD, sign-fixed
+    alike), so they differ by round-off at most (not at all here); 7 components instead of 8 move it by 8%.
+    """
     F, y = clusters(18, 120, 40, 3)
-    assert parc(F, y, pca_dim=8) == parc(F, y, pca_dim=8)
-    assert -100 <= parc(F, y, pca_dim=8) <= 100
+    upper = np.triu_indices(len(y), 1)
+    scores = StandardScaler().fit_transform(PCA(n_components=8, svd_solver="full").fit_transform(F))
+    expected = 100 * scipy.stats.spearmanr(1 - np.corrcoef(scores)[upper], (y[:, None] != y)[upper])[0]
+    assert parc(F, y, pca_dim=8) == pytest.approx(expected, rel=1e-9)
+    assert abs(parc(F, y) - expected) > 10  # the projection is applied: without it PARC is 81, not 50
 
 
 def test_probes_on_separable_and_random_labels():
