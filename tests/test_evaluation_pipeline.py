@@ -6,7 +6,8 @@ import pytest
 
 from recommender.errors import UserError
 from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.strategies import Hybrid, Learned, MeanNormalisedPerformance, hybrid_preference
+from recommender.evaluation.strategies import (Hybrid, Learned, MeanNormalisedPerformance, _inner_folds,
+                                               hybrid_preference)
 
 
 def pair_table(n_datasets: int = 5, n_models: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -89,13 +90,35 @@ def test_hybrid_preference_and_chosen_split():
     assert hybrid.split_ == {1: 0, 3: 0}
 
 
-def test_learned_strategy_tunes_on_its_training_pairs_only():
-    """With tune_trials, the ridge penalty is chosen by Optuna on the fold's training pairs and then used."""
-    pairs = pair_table()
-    fold = make_folds(pairs, "loo")[0]
+@pytest.fixture()
+def tune_calls(monkeypatch) -> list[tuple[pd.DataFrame, np.ndarray, dict]]:
+    """Records the pairs, targets and result of each call of recommender.models.tune (which still runs)."""
+    import recommender.models
+
+    calls, real = [], recommender.models.tune
+
+    def recording(kind, X, y=None, **kw):
+        best = real(kind, X, y, **kw)
+        calls.append((X, np.asarray(y, dtype=float), best))
+        return best
+
+    monkeypatch.setattr(recommender.models, "tune", recording)
+    return calls
+
+
+def pair_keys(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (dataset, model) pairs of a pair table."""
+    return set(zip(frame["dataset"], frame["model"]))
+
+
+def test_learned_strategy_tunes_on_its_training_pairs_only(tune_calls):
+    """With tune_trials, Optuna sees exactly the fold's training pairs, without the answer, and its choice is used."""
+    fold = make_folds(pair_table(), "loo")[0]
     est = Learned("lr", "d,m,good", tune_trials=2).fit(fold.train)
-    assert 1e-3 <= est.params_["alpha"] <= 1e3 and est.estimator_.alpha == est.params_["alpha"]
-    assert np.isfinite(est.predict(fold.test)).all()
+    ((X, y, best),) = tune_calls
+    assert pair_keys(X) == pair_keys(fold.train) and not {"performance", "selected_by"} & set(X.columns)
+    np.testing.assert_array_equal(y, fold.train["performance"].to_numpy())
+    assert est.params_ == best and est.estimator_.alpha == best["alpha"]
 
 
 def test_robustness_cases_are_reported_not_averaged():
@@ -124,11 +147,12 @@ def _last_fold_predictions(pairs, split, strategies, **kw):
 
 @pytest.mark.parametrize("split, kw", [("loo", {}), ("unseen-model", {"seeds": (0,)}),
                                        ("unseen-dataset", {"sources": ("d0", "d1")})])
-def test_poisoning_the_held_out_fold_changes_no_prediction(split, kw):
-    """No leakage: scrambling the held-out pairs' performance leaves every non-oracle prediction unchanged."""
+def test_poisoning_the_held_out_fold_changes_no_prediction(split, kw, tune_calls):
+    """No leakage: scrambling the held-out pairs' performance leaves every non-oracle prediction unchanged,
+    and Optuna (learned strategies, alone and in a hybrid) tunes on training pairs only."""
     pairs = pair_table(n_models=15)
-    strategies = {n: make_strategy(n, (1, 3)) for n in ["mean-perf", "score:good", "hybrid:mean-perf:good", "lr+good",
-                                                     "learned-hybrid:lr:good"]}
+    strategies = {n: make_strategy(n, (1, 3)) for n in ["mean-perf", "score:good", "hybrid:mean-perf:good"]}
+    strategies |= {n: make_strategy(n, (1, 3), tune_trials=2) for n in ["lr+good", "learned-hybrid:lr:good"]}
     strategies["fm"] = Learned("fm", params={"epochs": 20})  # few epochs: any fit at all would show a leak
     fold = make_folds(pairs, split, **kw)[-1]
     poisoned = pairs.copy()
@@ -140,3 +164,7 @@ def test_poisoning_the_held_out_fold_changes_no_prediction(split, kw):
     assert before.groupby("strategy").size().reindex(["score:good", "lr+good", "fm"]).eq(len(fold.test)).all()
     np.testing.assert_array_equal(before["prediction"], after["prediction"])
     assert not np.array_equal(before["performance"], after["performance"])  # the poison did land
+    # lr+good once, the learned hybrid on its inner folds and once on the whole fold; before and after
+    inner = _inner_folds(fold.train, strategies["learned-hybrid:lr:good"].max_inner_folds)
+    assert len(tune_calls) == 2 * (2 + len(inner))
+    assert all(pair_keys(X) <= pair_keys(fold.train) for X, _, _ in tune_calls)
