@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import recommender.evaluation.report as report
 from recommender.cli import main
+from recommender.evaluation import evaluate, make_folds, make_strategy
 from test_evaluation_pipeline import pair_table
 
 
@@ -50,3 +52,26 @@ def test_bad_input_is_one_line_and_exit_2(pairs_file, tmp_path, capsys, extra, m
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_report_files_are_replaced_whole(tmp_path, monkeypatch):
+    """Each output is written beside its place and moved onto it: a failing rewrite leaves the old file whole."""
+    pairs = pair_table(n_datasets=3, n_models=4)
+    ev = evaluate(make_folds(pairs, "loo"), {"s": make_strategy("score:good")}, budgets=(1,))
+    out = tmp_path / "out"
+    report.write_report(ev, out, "t", {})
+    names = {p.name for p in out.rglob("*")}
+    assert names == {"report.md", "results.csv", "summary.csv", "predictions.csv.gz", "issues.csv",
+                     "regret_vs_budget.png", "scatter", "d0.png", "d1.png", "d2.png"}  # no temporary file left
+    assert len(pd.read_csv(out / "predictions.csv.gz")) == len(pairs)  # still gzipped under its temporary name
+    png = (out / "regret_vs_budget.png").read_bytes()
+
+    def half_written(summary, path):
+        path.write_bytes(png[:10])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "plot_regret", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_report(ev, out, "t", {})
+    assert (out / "regret_vs_budget.png").read_bytes() == png
+    assert {p.name for p in out.rglob("*")} == names

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -86,20 +90,38 @@ def plot_scatter(ev: Evaluation, dataset: str, path: Path) -> Path:
     return path
 
 
+def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Run `write` on a temporary file beside `path`, then move it onto `path`: a reader never sees half a file."""
+    # the temporary name ends with the real one, so pandas and matplotlib infer the same compression and format
+    part = path.with_name(f".part-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        write(part)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a table as CSV (gzipped for a .gz name), atomically."""
+    return write_atomic(path, lambda part: frame.to_csv(part, index=False))
+
+
 def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object], scatter: bool = True
                  ) -> Path:
     """Write report.md, CSVs (predictions gzipped) and the PNG plots (scatters optional) to `out`; return report.md."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = ev.summary()
-    ev.results.to_csv(out / "results.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
-    ev.predictions.to_csv(out / "predictions.csv.gz", index=False)
-    ev.issues.to_csv(out / "issues.csv", index=False)
-    plot_regret(summary, out / "regret_vs_budget.png")
+    write_csv(ev.results, out / "results.csv")
+    write_csv(summary, out / "summary.csv")
+    write_csv(ev.predictions, out / "predictions.csv.gz")
+    write_csv(ev.issues, out / "issues.csv")
+    write_atomic(out / "regret_vs_budget.png", partial(plot_regret, summary))
     for dataset in sorted(ev.predictions["dataset"].unique()) if scatter and len(ev.predictions) else []:
         (out / "scatter").mkdir(exist_ok=True)
-        plot_scatter(ev, dataset, out / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset) + ".png"))
+        path = out / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset) + ".png")
+        write_atomic(path, partial(plot_scatter, ev, dataset))
     budgets = sorted(summary["budget"].dropna().unique())
     lines = [f"# {title}", "", *[f"- {k}: {v}" for k, v in context.items()], "",
              "## Summary (mean ± std over folds/seeds; n = datasets x repeats; 95% bootstrap CIs in summary.csv)", "",
@@ -121,6 +143,4 @@ def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str,
                                            for r in ev.issues.head(MAX_ISSUE_LINES).itertuples()]]
         if len(ev.issues) > MAX_ISSUE_LINES:
             lines.append(f"- ... {len(ev.issues) - MAX_ISSUE_LINES} more in issues.csv")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_atomic(out / "report.md", lambda part: part.write_text("\n".join(lines) + "\n"))
