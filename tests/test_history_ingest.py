@@ -124,6 +124,22 @@ def test_renamed_copy_adds_nothing(store, tmp_path: Path) -> None:
     assert store.counts()["jobs"] == 7 and store.jobs()["source"].str.fullmatch(r"file-sha256:[0-9a-f]{12}").all()
 
 
+def test_score_table_takes_the_latest_value_never_a_mean(store) -> None:
+    """Of a pair's score stored by two sources, the most recently ingested one, or the one of `source`."""
+    rows = pd.DataFrame({"model": ["m", "m", "m"], "dataset": ["d", "d", "e"], "score": ["logme"] * 3,
+                         "value": ["1.0", "3.0", "5.0"], "source": ["full split", "subsample", "full split"],
+                         "ingested_at": ["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00",
+                                         "2026-01-01T00:00:00+00:00"]})
+    store.write(build_batch(rows.iloc[[1]], "later.csv", kind="scores"))  # written first, ingested later
+    store.write(build_batch(rows.iloc[[0, 2]], "earlier.csv", kind="scores"))
+    latest = store.score_table(["logme"]).set_index(["model", "dataset"])["score_logme"]
+    assert latest.to_dict() == {("m", "d"): 3.0, ("m", "e"): 5.0}
+    full = store.score_table(["logme"], source="full split").set_index(["model", "dataset"])["score_logme"]
+    assert full.to_dict() == {("m", "d"): 1.0, ("m", "e"): 5.0}
+    with pytest.raises(UserError, match="no stored score named hscore from source 'full split'"):
+        store.score_table(["hscore"], source="full split")
+
+
 def bad_zoo_file(tmp_path: Path) -> Path:
     """The zoo excerpt with five problems: blank model, text value, inf value, missing dataset, negative seconds."""
     frame = pd.read_csv(DATA / "small_zoos_long.csv", dtype=str)

@@ -180,19 +180,31 @@ class Store:
             query = query.where(schema.scores.c.score.in_(list(names)))
         return self._read(query).drop(columns="id")
 
-    def score_table(self, names: Sequence[str]) -> pd.DataFrame:
-        """Scores per (model, dataset) as columns `score_<name>`, the mean over repeated computations."""
+    def score_table(self, names: Sequence[str], source: str | None = None) -> pd.DataFrame:
+        """Scores per (model, dataset) as columns `score_<name>`: of each, the most recently ingested value.
+
+        Values from different sources or runs (a subsample, the full split) are never averaged; `source`
+        restricts the choice to one source.
+        """
         long = self.scores(names)
+        if source is not None:
+            long = long[long["source"] == source]
         missing = sorted(set(names) - set(long["score"]))
         if missing:
             have = ", ".join(sorted(self.scores()["score"].unique())) or "none"
-            raise UserError(f"no stored score named {', '.join(missing)} (stored scores: {have})")
-        wide = long.pivot_table(index=["model", "dataset"], columns="score", values="value", aggfunc="mean")
+            where = f" from source {source!r}" if source is not None else ""
+            raise UserError(f"no stored score named {', '.join(missing)}{where} (stored scores: {have})")
+        # scores() is in insertion order, so a stable sort leaves the last-written row last among equal times.
+        latest = long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"], keep="last")
+        wide = latest.pivot(index=["model", "dataset"], columns="score", values="value")
         return wide[list(names)].add_prefix("score_").reset_index().rename_axis(columns=None)
 
     def pair_table(self, protocol: str, modality: str | None = None, scores: Sequence[str] = (),
-                   select: str = "val", metric: str | None = None) -> pd.DataFrame:
-        """The pair table of docs/contracts.md for one protocol, plus `examples_full` (the full train split)."""
+                   select: str = "val", metric: str | None = None, score_source: str | None = None) -> pd.DataFrame:
+        """The pair table of docs/contracts.md for one protocol, plus `examples_full` (the full train split).
+
+        Scores are taken as `score_table(scores, score_source)` gives them.
+        """
         pairs = self.pairs(protocol, select, metric, modality)
         models = self.model_features().drop(columns=["source", "extra"])
         datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(
@@ -201,7 +213,7 @@ class Store:
         table["examples"] = train_size(protocol, table["examples_full"])
         columns = [*PAIR_COLUMNS, "examples_full"]
         if scores:
-            table = table.merge(self.score_table(scores), on=["model", "dataset"], how="left")
+            table = table.merge(self.score_table(scores, score_source), on=["model", "dataset"], how="left")
             columns += [f"score_{name}" for name in scores]
         return table[columns].sort_values(["dataset", "model"], ignore_index=True)
 
