@@ -44,6 +44,8 @@ def test_evaluate_writes_report_csv_and_plots(pairs_file, tmp_path, capsys):
     (["--strategies", "nonsense"], "unknown task-agnostic strategy"),
     (["--strategies", "score:missing"], "score_missing"),
     (["--split", "unseen-dataset", "--sources", "zz"], "unknown: ['zz']"),
+    (["--select", "test"], "--select applies to the store only"),
+    (["--modality", "audio"], "--modality audio: no such pairs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(pairs_file, tmp_path, capsys, extra, message):
     """Unknown strategies, absent score columns and unknown sources: exit 2 and one line naming the problem."""
@@ -52,6 +54,31 @@ def test_bad_input_is_one_line_and_exit_2(pairs_file, tmp_path, capsys, extra, m
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_modality_filters_a_pair_table(tmp_path, capsys):
+    """--modality keeps the pairs of that modality; a table without a modality column is refused."""
+    pairs = pair_table()
+    pairs["modality"] = np.where(pairs["dataset"].isin(["d0", "d1"]), "image", "text")
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    args = ["evaluate", "--split", "loo", "--strategies", "score:good", "--budgets", "1", "--out", str(tmp_path / "o"),
+            "--modality", "text", "--pairs"]
+    assert main([*args, str(tmp_path / "pairs.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "o" / "results.csv")["dataset"]) == {"d2", "d3", "d4"}
+    assert "- modality: text" in (tmp_path / "o" / "report.md").read_text()
+    pairs.drop(columns="modality").to_csv(tmp_path / "plain.csv", index=False)
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "plain.csv")]) == 2
+    assert capsys.readouterr().err.strip().endswith("has no modality column")
+
+
+def test_out_that_is_a_file_is_refused(pairs_file, tmp_path, capsys):
+    """--out naming an existing file: one line, before any evaluation, and the file is untouched."""
+    path, _ = pairs_file
+    (tmp_path / "taken").write_text("keep")
+    assert main(["evaluate", "--split", "loo", "--pairs", str(path), "--out", str(tmp_path / "taken")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("is a file; give a folder") and (tmp_path / "taken").read_text() == "keep"
 
 
 def test_report_files_are_replaced_whole(tmp_path, monkeypatch):

@@ -32,22 +32,39 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
+    """A pair table file (CSV or Parquet), keeping only the pairs of `modality` when one is given."""
+    if not path.is_file():
+        raise UserError(f"no pair table at {path}")
+    pairs = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if modality is None:
+        return pairs
+    if "modality" not in pairs.columns:
+        raise UserError(f"--modality {modality}: the pair table {path} has no modality column")
+    kept = pairs[pairs["modality"] == modality]
+    if kept.empty:
+        found = sorted(map(str, pairs["modality"].dropna().unique()))
+        raise UserError(f"--modality {modality}: no such pairs in {path} (it has {found})")
+    return kept
+
+
 def load_pairs(args: argparse.Namespace, scores: list[str]) -> pd.DataFrame:
     """The pair table: from --pairs (CSV or Parquet) or from the store for --protocol."""
     if args.pairs:
-        path = Path(args.pairs)
-        if not path.is_file():
-            raise UserError(f"no pair table at {path}")
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        if args.select:  # a pair table holds one performance per pair: its hyper-parameters were chosen already
+            raise UserError("--select applies to the store only; a --pairs table was selected when it was made")
+        return read_pairs(Path(args.pairs), args.modality)
     if not args.protocol:
         raise UserError("give --protocol (a store protocol such as vtab1k) or --pairs FILE")
     from recommender.history import open_store
 
-    return open_store(args.db).pair_table(args.protocol, args.modality, scores, select=args.select)
+    return open_store(args.db).pair_table(args.protocol, args.modality, scores, select=args.select or "val")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file; give a folder")
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
     pairs, issues = check_pairs(load_pairs(args, scores_needed(args.strategies)), drop_broken=not args.keep_broken)
     folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds))
@@ -58,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
-               "modality": args.modality or "all", "hyper-parameters selected by": args.select,
+               "modality": args.modality or "all",
+               "hyper-parameters selected by": "the pair table" if args.pairs else args.select or "val",
                "folds": len(folds), "datasets": pairs["dataset"].nunique(), "models": pairs["model"].nunique(),
                "broken runs": "kept (flagged)" if args.keep_broken else "dropped (listed under issues)"}
     if args.split == "unseen-dataset":
@@ -76,9 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", type=_names, default=_names("oracle,random,mean-perf"), help=HELP)
     p.add_argument("--budgets", type=_ints, default=(1, 2, 3, 5, 10), help="budgets B, e.g. 1,3,5")
     p.add_argument("--protocol", help="store protocol, e.g. vtab1k, parc, full-finetune")
-    p.add_argument("--modality", help="only datasets of this modality (image, text)")
-    p.add_argument("--select", choices=("val", "test"), default="val",
-                   help="which value picks the best hyper-parameters of a pair")
+    p.add_argument("--modality", help="only datasets of this modality (image, text); with --pairs, by its modality "
+                                      "column")
+    p.add_argument("--select", choices=("val", "test"),
+                   help="which value picks the best hyper-parameters of a pair in the store (default val; not with "
+                        "--pairs)")
     p.add_argument("--pairs", help="a pair table file (CSV/Parquet) instead of the store")
     p.add_argument("--db", help="store URL (default: $RECOMMENDER_DB or the local SQLite file)")
     p.add_argument("--sources", type=_names, default=[], help="source datasets of the unseen-dataset split")
