@@ -78,6 +78,17 @@ def test_mean_normalised_performance_is_mean_z_score():
     assert np.isnan(got[2])  # a model never seen has no history: no opinion, reported, not guessed
 
 
+def test_mean_normalised_performance_counts_a_constant_dataset_as_zero():
+    """A dataset where every model scored the same adds z = 0 to each model's mean (it was dropped as NaN)."""
+    train = pair_table(n_datasets=3)
+    train.loc[train["dataset"] == "d2", "performance"] = 0.7
+    varied = train[train["dataset"] != "d2"]
+    z = varied.groupby("dataset")["performance"].transform(lambda v: (v - v.mean()) / v.std(ddof=0))
+    expected = z.groupby(varied["model"]).sum() / 3
+    got = MeanNormalisedPerformance().fit(train).predict(pd.DataFrame({"model": expected.index}))
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
 def test_hybrid_preference_and_chosen_split():
     """Top-a agnostic models come first, then task-aware order; a is chosen on training folds only."""
     pref = hybrid_preference(np.array([3.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 3.0, 2.0]), a=1)

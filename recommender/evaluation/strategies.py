@@ -78,8 +78,11 @@ class MeanNormalisedPerformance(Strategy):
     def fit(self, train: pd.DataFrame) -> "MeanNormalisedPerformance":
         """Z-score performance within each training dataset and average per model."""
         grouped = train.groupby("dataset")["performance"]
-        z = (train["performance"] - grouped.transform("mean")) / grouped.transform("std", ddof=0)
-        self.model_means_ = z.replace([np.inf, -np.inf], np.nan).groupby(train["model"]).mean()
+        std = grouped.transform("std", ddof=0)
+        # a dataset where every model scored the same ranks none above another: z = 0, as in models/targets.py
+        # (whose import would load torch); dividing by its zero spread gave inf, then NaN, dropping it
+        z = ((train["performance"] - grouped.transform("mean")) / std).where(std > 0, 0.0)
+        self.model_means_ = z.groupby(train["model"]).mean()
         return self
 
     def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
