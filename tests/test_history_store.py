@@ -130,6 +130,24 @@ def test_performance_matrix_of_timm_evaluations(store) -> None:
                                   expected.sort_index(axis=0).sort_index(axis=1), check_names=False)
 
 
+def test_interrupted_init_leaves_an_empty_store(tmp_path, monkeypatch) -> None:
+    """`history init` is one transaction: a failure while writing the last file keeps none of the others."""
+    from recommender.history.store import Store
+
+    store = open_store(str(tmp_path / "history.db"))
+    real = Store._write_keyed
+
+    def interrupted(self, conn, kind, *args):
+        if kind == "scores":
+            raise KeyboardInterrupt
+        return real(self, conn, kind, *args)
+
+    monkeypatch.setattr(Store, "_write_keyed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_bundled(store)
+    assert set(store.counts().values()) == {0}
+
+
 def test_unknown_protocol_and_score_are_clear_errors(store) -> None:
     """A protocol or score that is not stored names the ones that are."""
     with pytest.raises(UserError, match="stored protocols: .*vtab1k"):

@@ -54,24 +54,37 @@ class Store:
     # ---- writing -------------------------------------------------------------------------------------
     def write(self, batch: Batch) -> dict[str, int]:
         """Add a validated batch in one transaction: new rows in, equal rows skipped, any conflict rejects all."""
-        if batch.problems:
-            raise IngestError(batch.problems)
-        return retry_locked(lambda: self._write_locked(batch))
+        return self.write_all([batch])[0]
 
-    def _write_locked(self, batch: Batch) -> dict[str, int]:
-        """The body of `write`, under the store's write lock."""
-        added: dict[str, int] = {}
-        problems = Batch(batch.label)
+    def write_all(self, batches: Sequence[Batch]) -> list[dict[str, int]]:
+        """Add several validated batches, in order, in one transaction: all of them or none; rows added per batch."""
+        problems = [line for batch in batches for line in batch.problems]
+        if problems:
+            raise IngestError(problems)
+        return retry_locked(lambda: self._write_locked(batches))
+
+    def _write_locked(self, batches: Sequence[Batch]) -> list[dict[str, int]]:
+        """The body of `write_all`, under the store's write lock."""
+        counts, problems = [], []
         with write_transaction(self.engine) as conn:
-            for kind in ("models", "datasets"):
-                if kind in batch.tables:
-                    added[kind] = self._write_features(conn, kind, batch.tables[kind], problems)
-            for kind, key, values in (("jobs", schema.JOB_KEY, ["test_value", "val_value", "seconds"]),
-                                      ("scores", schema.SCORE_KEY, ["value", "seconds"])):
-                if kind in batch.tables:
-                    added[kind] = self._write_keyed(conn, kind, key, values, batch.tables[kind], problems)
-            if problems.problems:
-                raise IngestError(problems.problems)  # leaving the block rolls the transaction back
+            for batch in batches:
+                found = Batch(batch.label)
+                counts.append(self._write_batch(conn, batch, found))
+                problems += found.problems
+            if problems:
+                raise IngestError(problems)  # leaving the block rolls the transaction back
+        return counts
+
+    def _write_batch(self, conn: Connection, batch: Batch, problems: Batch) -> dict[str, int]:
+        """Write one batch's tables inside an open transaction, features first; rows added per table."""
+        added: dict[str, int] = {}
+        for kind in ("models", "datasets"):
+            if kind in batch.tables:
+                added[kind] = self._write_features(conn, kind, batch.tables[kind], problems)
+        for kind, key, values in (("jobs", schema.JOB_KEY, ["test_value", "val_value", "seconds"]),
+                                  ("scores", schema.SCORE_KEY, ["value", "seconds"])):
+            if kind in batch.tables:
+                added[kind] = self._write_keyed(conn, kind, key, values, batch.tables[kind], problems)
         return added
 
     def _write_keyed(self, conn: Connection, kind: str, key: Sequence[str], values: list[str],
