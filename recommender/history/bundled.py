@@ -61,7 +61,7 @@ BUNDLED = (
 
 
 def load_bundled(store: Store, directory: Path = HISTORY_DIR) -> pd.DataFrame:
-    """Ingest every bundled file in one transaction (all or nothing; again adds nothing); per file: rows, added, seconds to read."""
+    """Ingest every bundled file in one transaction (all or nothing; again adds nothing); rows, added, read seconds."""
     batches, rows = [], []
     for spec in BUNDLED:
         start = time.perf_counter()

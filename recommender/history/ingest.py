@@ -91,10 +91,6 @@ def content_source(path: str | Path) -> str:
 def ingest_file(store: Store, path: str | Path, kind: str = "jobs", preset: str = "long",
                 mapping: Mapping[str, str] | None = None, constants: Mapping[str, str] | None = None,
                 source: str | None = None) -> dict[str, int]:
-    """Ingest one file all or nothing; returns rows added per table, raises IngestError listing every problem.
-
-    Rows without a source column get `source`, by default the file's content hash (`content_source`):
-    ingesting the same content again, under any name, adds nothing.
-    """
+    """Ingest one file all or nothing (default source: its content hash); rows added per table, or IngestError."""
     batch = build_batch(read_table(path), str(path), kind, preset, mapping, constants, source or content_source(path))
     return store.write(batch)

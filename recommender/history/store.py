@@ -194,11 +194,8 @@ class Store:
         return self._read(query).drop(columns="id")
 
     def score_table(self, names: Sequence[str], source: str | None = None) -> pd.DataFrame:
-        """Scores per (model, dataset) as columns `score_<name>`: of each, the most recently ingested value.
-
-        Values from different sources or runs (a subsample, the full split) are never averaged; `source`
-        restricts the choice to one source.
-        """
+        """Scores per (model, dataset) as `score_<name>`: the most recently ingested value (of `source` if given)."""
+        # One stored computation, never a mean: sources and runs differ in data (a subsample, the full split).
         long = self.scores(names)
         if source is not None:
             long = long[long["source"] == source]
@@ -208,16 +205,14 @@ class Store:
             where = f" from source {source!r}" if source is not None else ""
             raise UserError(f"no stored score named {', '.join(missing)}{where} (stored scores: {have})")
         # scores() is in insertion order, so a stable sort leaves the last-written row last among equal times.
-        latest = long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"], keep="last")
+        latest = long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"],
+                                                                               keep="last")
         wide = latest.pivot(index=["model", "dataset"], columns="score", values="value")
         return wide[list(names)].add_prefix("score_").reset_index().rename_axis(columns=None)
 
     def pair_table(self, protocol: str, modality: str | None = None, scores: Sequence[str] = (),
                    select: str = "val", metric: str | None = None, score_source: str | None = None) -> pd.DataFrame:
-        """The pair table of docs/contracts.md for one protocol, plus `examples_full` (the full train split).
-
-        Scores are taken as `score_table(scores, score_source)` gives them.
-        """
+        """The pair table of docs/contracts.md for one protocol, plus `examples_full`; scores as `score_table` picks."""
         pairs = self.pairs(protocol, select, metric, modality)
         models = self.model_features().drop(columns=["source", "extra"])
         datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(

@@ -94,8 +94,8 @@ def score_all(F: np.ndarray, y: np.ndarray, names: list[str] | None = None, task
 
     Returns one row per score with columns score, value, seconds (a score's seconds include any shared
     decomposition it was the first to need). With errors="nan", a score that raises UserError on these
-    features gets value NaN and its message in an extra `error` column (missing for the others); the
-    remaining scores still share the decompositions. Unknown names and bad labels raise either way.
+    features gets value NaN and its message in an extra `error` column; the others still share the
+    decompositions. Unknown names and bad labels raise either way.
     """
     if task not in TASKS:
         raise UserError(f"task must be one of {TASKS}, got {task!r}")
