@@ -7,6 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import weightedtau
 from sklearn.base import clone
 
 from recommender.errors import UserError
@@ -147,7 +148,7 @@ def test_fm_recovers_a_known_fm_ranking(known_fm, loss):
     params = dict(k=8, epochs=300, learning_rate=0.05, weight_decay=1e-5, target="raw", loss=loss)
     fm = FMRecommender(**params).fit(pairs[train], y[train])
     tau_fm = mean_weighted_tau(fm.predict(pairs[~train]), y[~train], pairs["dataset"][~train])
-    lr = LinearRecommender(alpha=1e-3, target="raw").fit(pairs[train], y[train])
+    lr = LinearRecommender(alpha=1e-3, target="raw", interactions=False).fit(pairs[train], y[train])
     tau_lr = mean_weighted_tau(lr.predict(pairs[~train]), y[~train], pairs["dataset"][~train])
     assert tau_fm > 0.9
     assert tau_lr < tau_fm - 0.2
@@ -169,10 +170,35 @@ def test_lr_recovers_known_linear_weights():
     for column in ("group", "modality", "family", "pretrain_dataset"):
         block = names.str.startswith(f"onehot__{column}_")
         w[block] -= w[block].mean()
-    lr = LinearRecommender(features="d_side,m_side", alpha=1e-6, target="raw").fit(pairs, 0.7 + Z @ w.to_numpy())
+    lr = LinearRecommender(features="d_side,m_side", alpha=1e-6, target="raw", interactions=False).fit(pairs, 0.7 + Z @ w.to_numpy())
     np.testing.assert_allclose(lr.coef_.to_numpy(), w, atol=1e-6)
     assert lr.intercept_ == pytest.approx(0.7, abs=1e-6)
     assert list(lr.coef_.index) == list(names)
+
+
+def test_encoder_sources_name_each_encoded_column():
+    """Every encoded column maps back to its pair-table column (one-hot levels and indicators included)."""
+    pairs = synthetic_pairs(n_models=6, n_datasets=3)
+    enc = PairEncoder("d,m,logme").fit(pairs.assign(score_logme=pairs["score_logme"].mask(pairs.index == 0)))
+    names, sources = enc.get_feature_names_out(), enc.sources()
+    assert len(sources) == len(names)
+    assert all(source in name for name, source in zip(names, sources))
+
+
+def test_lr_interactions_let_a_new_dataset_reorder_the_models():
+    """Performance = model skill x dataset size: with model x dataset-side products LR ranks an unseen small
+    and an unseen large dataset oppositely; without them both get the same ranking (the id blocks are zero)."""
+    pairs = synthetic_pairs(n_models=20, n_datasets=10, seed=3)
+    skill = pairs["model"].str[1:].astype(float) - 10
+    y = skill * np.log(pairs["examples"] / 5000)
+    small = pairs[pairs["dataset"] == "d0"].assign(dataset="new-small", examples=800.0)
+    large = small.assign(dataset="new-large", examples=50000.0)
+    with_x = LinearRecommender().fit(pairs, y)
+    assert weightedtau(with_x.predict(small), -skill[small.index]).statistic > 0.8
+    assert weightedtau(with_x.predict(large), skill[large.index]).statistic > 0.8
+    plain = LinearRecommender(interactions=False).fit(pairs, y)
+    np.testing.assert_allclose(plain.predict(small) - plain.predict(small).mean(),
+                               plain.predict(large) - plain.predict(large).mean(), atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["lr", "fm"])

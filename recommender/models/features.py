@@ -166,6 +166,20 @@ class PairEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "transformer_")
         return np.asarray(self.transformer_.transform(self._prepare(X)), dtype=np.float64)
 
+    def sources(self) -> np.ndarray:
+        """The pair-table column each encoded column comes from (a one-hot level or a missing indicator included)."""
+        check_is_fitted(self, "transformer_")
+        categorical, scalar, scores = self._columns()
+        onehot = self.transformer_.named_transformers_["onehot"]
+        out = [c for c, cats in zip(categorical, getattr(onehot, "categories_", [])) for _ in cats]
+        if scalar:
+            indicator = self.transformer_.named_transformers_["scalar"].transformer_list[1][1]
+            out += scalar + [scalar[i] for i in indicator.features_]
+        if scores:
+            imputer = self.transformer_.named_transformers_["score"]
+            out += list(scores) + [scores[i] for i in imputer.indicator_.features_]
+        return np.asarray(out, dtype=object)
+
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Names of the encoded columns, e.g. ``onehot__model_vit-base``."""
         check_is_fitted(self, "transformer_")
