@@ -11,8 +11,8 @@ from recommender.zoo.cache import FeatureCache
 def test_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
     cache = FeatureCache(tmp_path)
 
-    def disk_full(file, array):
-        file.write(b"partial")
+    def disk_full(path, array):
+        path.write_bytes(b"partial")
         raise OSError("No space left on device")
 
     monkeypatch.setattr(np, "save", disk_full)

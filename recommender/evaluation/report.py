@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from recommender.evaluation.runner import Evaluation  # noqa: E402
+from recommender.files import write_atomic  # noqa: E402
 
 MAX_ISSUE_LINES = 40
 
@@ -87,18 +85,6 @@ def plot_scatter(ev: Evaluation, dataset: str, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-    return path
-
-
-def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Run `write` on a temporary file beside `path`, then move it onto `path`: a reader never sees half a file."""
-    # the temporary name ends with the real one, so pandas and matplotlib infer the same compression and format
-    part = path.with_name(f".part-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        write(part)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
     return path
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
+from recommender.files import write_atomic
 from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, text_or_none
 from recommender.history.store import Store
 
@@ -33,21 +33,6 @@ def tables(store: Store) -> dict[str, pd.DataFrame]:
             "scores": store.scores()}
 
 
-def _write_atomically(frame: pd.DataFrame, path: Path, to: str) -> None:
-    """Write to a temporary file in the same folder, then rename: an interrupted export leaves no truncated file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if to == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def export(store: Store, folder: str | Path, to: str = "csv") -> list[Path]:
     """Write jobs, models, datasets and scores as `<kind>.csv` or `<kind>.parquet`; returns the paths."""
     folder = Path(folder)
@@ -55,7 +40,8 @@ def export(store: Store, folder: str | Path, to: str = "csv") -> list[Path]:
     paths = []
     for kind, frame in tables(store).items():
         path = folder / f"{kind}.{to}"
-        _write_atomically(frame, path, to)
+        # an interrupted export leaves no truncated file that a later ingest would accept
+        write_atomic(path, partial(frame.to_csv if to == "csv" else frame.to_parquet, index=False))
         paths.append(path)
     return paths
 

@@ -90,7 +90,7 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
     s, _ = fm.spectrum
     if s[-1] == 0:
         raise UserError("features are all zero: LogME is undefined")
-    n, dim = fm.n, fm.dim
+    n = fm.n  # D drops out: the D - r zero eigenvalues add (D - r)/2 log a to both D/2 log a and log|A|/2
     z2, outside = _projections(fm, Y, FtY)
     low, high = s[s > 0][0] * BOUNDARY, s[-1] / BOUNDARY
     s2 = s[:, None]

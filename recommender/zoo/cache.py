@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from recommender.files import write_atomic
 
 
 def default_cache_dir() -> Path:
@@ -40,12 +41,5 @@ class FeatureCache:
     def put(self, key: str, features: np.ndarray, meta: dict) -> None:
         """Store features atomically (write then rename) with a JSON sidecar describing them."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".npy.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, features)
-            os.replace(tmp, self.path(key))
-        finally:  # a failed save (disk full, interrupt) leaves no stray temporary file
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_atomic(self.path(key), lambda part: np.save(part, features))
         self.path(key).with_suffix(".json").write_text(json.dumps(meta, indent=1))
