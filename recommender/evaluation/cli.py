@@ -11,6 +11,7 @@ import pandas as pd
 from recommender.errors import UserError
 from recommender.evaluation.catalog import HELP, make_strategy, scores_needed
 from recommender.evaluation.checks import check_pairs
+from recommender.cli_args import add_db_argument, comma_list
 from recommender.evaluation.report import write_report
 from recommender.evaluation.runner import evaluate
 from recommender.evaluation.splits import SPLITS, make_folds
@@ -25,11 +26,6 @@ def _ints(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"budgets must be >= 1, got {text!r}")
     return values
-
-
-def _names(text: str) -> list[str]:
-    """A comma-separated list of names."""
-    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
@@ -91,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate search strategies on the training history",
                               description=__doc__)
     p.add_argument("--split", choices=SPLITS, required=True)
-    p.add_argument("--strategies", type=_names, default=_names("oracle,random,mean-perf"), help=HELP)
+    p.add_argument("--strategies", type=comma_list, default=comma_list("oracle,random,mean-perf"), help=HELP)
     p.add_argument("--budgets", type=_ints, default=(1, 2, 3, 5, 10), help="budgets B, e.g. 1,3,5")
     p.add_argument("--protocol", help="store protocol, e.g. vtab1k, parc, full-finetune")
     p.add_argument("--modality", help="only datasets of this modality (image, text); with --pairs, by its modality "
@@ -100,8 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="which value picks the best hyper-parameters of a pair in the store (default val; not with "
                         "--pairs)")
     p.add_argument("--pairs", help="a pair table file (CSV/Parquet) instead of the store")
-    p.add_argument("--db", help="store URL (default: $RECOMMENDER_DB or the local SQLite file)")
-    p.add_argument("--sources", type=_names, default=[], help="source datasets of the unseen-dataset split")
+    add_db_argument(p)
+    p.add_argument("--sources", type=comma_list, default=[], help="source datasets of the unseen-dataset split")
     p.add_argument("--seeds", type=int, default=5, help="repeats of the unseen-model split")
     p.add_argument("--tune-trials", type=int, default=0, help="Optuna trials per fold for learned strategies")
     p.add_argument("--keep-broken", action="store_true", help="keep near-zero broken runs (flagged) instead of dropping")

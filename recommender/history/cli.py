@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from recommender.cli_args import add_db_argument
 from recommender.history.engine import ENV_VAR, default_path
 from recommender.history.records import KINDS
 from recommender.history.store import IngestError, open_store
@@ -17,8 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "history", help="the training-history store",
         description=f"The training-history store. Pick it with --db URL or ${ENV_VAR}; the default is the "
                     f"SQLite file {default_path()} (under $XDG_DATA_HOME when set).")
-    parser.add_argument("--db", metavar="URL", help=f"SQLAlchemy URL or SQLite path (default: ${ENV_VAR}, "
-                                                     "else the default SQLite file)")
+    add_db_argument(parser)
     sub = parser.add_subparsers(dest="history_command", required=True)
 
     init = sub.add_parser("init", help="create the store and load the bundled real histories")

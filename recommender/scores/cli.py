@@ -6,15 +6,9 @@ import argparse
 import json
 
 from recommender.arrays import load_array
+from recommender.cli_args import comma_list
 from recommender.scores.logme import TASKS
 from recommender.scores.registry import SCORES, score_all
-
-
-def _names(text: str | None) -> list[str] | None:
-    """The comma-separated score names, or None for every applicable score."""
-    if text is None:
-        return None
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     # one row per example: this tells a CSV header from a first label that is a string
     labels = load_array(args.labels, expect_rows=len(features))
     probs = load_array(args.source_probs, expect_rows=len(features)) if args.source_probs else None
-    table = score_all(features, labels, names=_names(args.metrics), task=args.task, source_probs=probs)
+    table = score_all(features, labels, names=comma_list(args.metrics) if args.metrics else None, task=args.task, source_probs=probs)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1))
     else:

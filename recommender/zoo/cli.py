@@ -9,20 +9,16 @@ import sys
 import pandas as pd
 
 from recommender.zoo.cache import FeatureCache
+from recommender.cli_args import add_db_argument, comma_list
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.rank import DEFAULT_SCORES, rank_pool, score_pool, with_store_facts
 from recommender.zoo.zoos import ZOOS, get_provider, resolve_models
 
 
-def _csv_list(text: str) -> list[str]:
-    """Split a comma-separated argument."""
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _floats(text: str) -> list[float]:
     """Split a comma-separated list of numbers."""
     try:
-        return [float(t) for t in _csv_list(text)]
+        return [float(t) for t in comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
@@ -32,7 +28,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, .npz file or image folder")
     p.add_argument("--n", type=int, default=None, help="stratified subsample of N examples (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training")
-    p.add_argument("--db", default=None, help="history store URL or SQLite path (default: $RECOMMENDER_DB, else the default SQLite file)")
+    add_db_argument(p)
 
 
 def _log_to_store(frame: pd.DataFrame, kind: str, url: str | None, label: str) -> dict[str, int]:
@@ -69,8 +65,8 @@ def log_scores(ranked: pd.DataFrame, scores: list[str], url: str | None) -> int:
 def run_rank(args: argparse.Namespace) -> int:
     """Extract features, score every model, predict with the recommender, print the top-k."""
     ds = subsample(load_dataset(args.data), args.n, args.seed)
-    providers = resolve_models(args.zoo, _csv_list(args.models) if args.models else None)
-    scores = _csv_list(args.scores)
+    providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None)
+    scores = comma_list(args.scores)
     cache = None if args.no_cache else FeatureCache(args.cache)
     progress = not args.json and (args.verbose or sys.stderr.isatty())
     pairs = score_pool(providers, ds, scores, cache=cache, progress=progress)
