@@ -135,14 +135,18 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
 
 
 class FMRecommender(PairRecommender):
-    """Factorization machine on the encoded pair features; loss ``"mse"`` or within-dataset ``"pairwise"``."""
+    """Factorization machine on the encoded pair features; loss ``"mse"`` or within-dataset ``"pairwise"``.
+
+    k = 16 won on inner dataset-grouped folds of the SHiFT vision LOO training folds (over k 8 and 32,
+    weight decay 1e-3 and 1e-2, the pairwise loss and a three-seed ensemble).
+    """
 
     kind = "fm"
 
     def __init__(
         self,
         features: str = "d,m",
-        k: int = 8,
+        k: int = 16,
         learning_rate: float = 0.05,
         weight_decay: float = 1e-4,
         epochs: int = 200,
