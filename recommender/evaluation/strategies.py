@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, clone
 from recommender.errors import UserError
 from recommender.evaluation.measures import budget_measures
 from recommender.evaluation.splits import Fold, loo_folds, unseen_model_folds
+from recommender.normalise import zscore_within
 
 TRUTH = ["performance", "selected_by"]
 
@@ -77,11 +78,7 @@ class MeanNormalisedPerformance(Strategy):
 
     def fit(self, train: pd.DataFrame) -> "MeanNormalisedPerformance":
         """Z-score performance within each training dataset and average per model."""
-        grouped = train.groupby("dataset")["performance"]
-        std = grouped.transform("std", ddof=0)
-        # a dataset where every model scored the same ranks none above another: z = 0, as in models/targets.py
-        # (whose import would load torch); dividing by its zero spread gave inf, then NaN, dropping it
-        z = ((train["performance"] - grouped.transform("mean")) / std).where(std > 0, 0.0)
+        z = zscore_within(train["performance"], train["dataset"])
         self.model_means_ = z.groupby(train["model"]).mean()
         return self
 

@@ -14,6 +14,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from sklearn.utils.validation import check_is_fitted
 
 from recommender.errors import UserError
+from recommender.normalise import zscore_within
 
 MISSING = "<missing>"  # category standing for a missing categorical value
 
@@ -84,11 +85,7 @@ def normalise_scores(X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     for col, values in numeric(X, list(columns)).items():
         if np.isinf(values).any():
             raise UserError(f"column {col} holds an infinite value")
-        by = values.groupby(groups)
-        std = by.transform("std", ddof=0)
-        z = (values - by.transform("mean")) / std
-        # a dataset with one scored model (or all equal) carries no ranking signal: centre it at 0
-        out[col] = z.where(std > 0, 0.0).where(values.notna())
+        out[col] = zscore_within(values, groups)
     return out
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from scipy.stats import weightedtau
 
 from recommender.errors import UserError
+from recommender.normalise import zscore_within
 
 TARGETS = ("zscore", "raw")
 
@@ -28,10 +29,7 @@ def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") ->
     if how != "zscore":
         raise UserError(f"unknown target {how!r}: use one of {', '.join(TARGETS)}")
     values = pd.Series(np.asarray(y, dtype=np.float64), index=datasets.index)
-    by = values.groupby(datasets.astype(str).to_numpy())
-    std = by.transform("std", ddof=0)
-    # a dataset where every model scores the same (or with one model) teaches no ranking: target 0
-    return ((values - by.transform("mean")) / std).where(std > 0, 0.0).to_numpy()
+    return zscore_within(values, datasets.astype(str)).to_numpy()
 
 
 def mean_weighted_tau(pred: np.ndarray, y: np.ndarray, datasets: pd.Series) -> float:
