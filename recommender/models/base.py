@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from recommender import __version__
 from recommender.errors import UserError
+from recommender.files import write_atomic
 from recommender.models.features import PairEncoder
 from recommender.models.targets import check_target, normalise_target
 
@@ -65,8 +67,9 @@ class PairRecommender(BaseEstimator, ABC):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"kind": self.kind, "params": self.get_params(), "version": __version__}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        joblib.dump(self, folder / STATE_FILE)
+        # each file whole or not at all; the state first, so a folder with new metadata never holds an old model
+        write_atomic(folder / STATE_FILE, partial(joblib.dump, self))
+        write_atomic(folder / META_FILE, lambda part: part.write_text(json.dumps(meta, indent=2) + "\n"))
         return folder
 
     @classmethod

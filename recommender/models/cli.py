@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from recommender.cli_args import add_db_argument
 from recommender.errors import UserError
+from recommender.files import write_atomic
 from recommender.history import Store, open_store
 from recommender.history.ingest import read_table
 from recommender.models.factory import RECOMMENDERS, load_recommender, make_recommender
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a hyper-parameter, e.g. k=16 or loss=pairwise (repeatable)")
     train.add_argument("--seed", type=int, default=0, help="seed of the FM and of tuning (default 0)")
-    train.add_argument("--db", metavar="URL", help="history store URL or SQLite path (default: $RECOMMENDER_DB)")
+    add_db_argument(train)
     train.add_argument("--out", required=True, help="folder to write the trained recommender to")
     train.set_defaults(func=run_train)
 
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--pool", help="CSV/Parquet of candidate models (a 'model' column, optional feature columns); "
                                     "default: every model of the training protocol in the store")
     rec.add_argument("--top-k", type=int, default=10, help="how many models to print (default 10)")
-    rec.add_argument("--db", metavar="URL", help="history store URL or SQLite path (default: $RECOMMENDER_DB)")
+    add_db_argument(rec)
     form = rec.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON records")
     form.add_argument("--csv", action="store_true", help="print CSV")
@@ -95,7 +97,7 @@ def run_train(args: argparse.Namespace) -> int:
     summary = {"protocol": args.protocol, "modality": args.modality, "select": args.select, "pairs": len(pairs),
                "models": int(pairs["model"].nunique()), "datasets": int(pairs["dataset"].nunique()),
                "tune_trials": args.tune, "seconds": round(seconds, 3), "params": est.get_params()}
-    (out / TRAINING_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_atomic(out / TRAINING_FILE, lambda part: part.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
     print(f"trained {args.recommender} on {len(pairs)} pairs ({summary['models']} models x "
           f"{summary['datasets']} datasets, {args.protocol}) in {seconds:.1f} s -> {out}")
     return 0
