@@ -10,6 +10,7 @@ from recommender.errors import UserError
 from recommender.normalise import zscore_within
 
 TARGETS = ("zscore", "raw")
+MIN_MODELS = 3  # fewer models rank too little to measure (the evaluation's rule too)
 
 
 def check_target(y: object, n_rows: int) -> np.ndarray:
@@ -33,12 +34,15 @@ def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") ->
 
 
 def mean_weighted_tau(pred: np.ndarray, y: np.ndarray, datasets: pd.Series) -> float:
-    """scipy's weighted Kendall tau (defaults) per dataset, averaged; NaN where no dataset is rankable."""
+    """scipy's weighted Kendall tau (defaults) per dataset, averaged; NaN where no dataset is rankable.
+
+    A dataset counts as evaluation counts it (recommender.evaluation.checks.rankable): at least 3 models and
+    performance that is not constant, so tuning optimises the measure that is reported."""
     frame = pd.DataFrame({"pred": pred, "y": y, "dataset": datasets.astype(str).to_numpy()})
     taus = [
         weightedtau(g["pred"].to_numpy(), g["y"].to_numpy()).statistic
         for _, g in frame.groupby("dataset")
-        if len(g) > 1
+        if len(g) >= MIN_MODELS and np.ptp(g["y"].to_numpy()) > 0
     ]
     taus = [t for t in taus if np.isfinite(t)]
     return float(np.mean(taus)) if taus else float("nan")
