@@ -302,8 +302,6 @@ def test_tune_on_one_dataset_splits_by_model(known_fm):
 
 def test_mean_weighted_tau_counts_only_rankable_datasets():
     # as the evaluation does: a dataset with 2 models or constant performance is left out, not averaged in
-    from scipy.stats import weightedtau
-
     datasets = pd.Series(["a"] * 4 + ["b"] * 2 + ["c"] * 3)
     pred = np.array([0.1, 0.4, 0.2, 0.3, 1.0, 2.0, 1.0, 2.0, 3.0])
     y = np.array([1.0, 4.0, 3.0, 2.0, 2.0, 1.0, 5.0, 5.0, 5.0])
