@@ -41,7 +41,7 @@ def test_evaluate_writes_report_csv_and_plots(pairs_file, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--strategies", "nonsense"], "unknown task-agnostic strategy"),
+    (["--strategies", "nonsense"], "unknown strategy 'nonsense'; strategies: oracle, random"),
     (["--strategies", "score:missing"], "score_missing"),
     (["--split", "unseen-dataset", "--sources", "zz"], "unknown: ['zz']"),
     (["--select", "test"], "--select applies to the store only"),

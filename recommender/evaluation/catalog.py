@@ -49,7 +49,7 @@ def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_t
         return Hybrid(_learned(learned, tune_trials), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
     if not rest and re.fullmatch(r"(lr|fm)(\+\w+)*", spec):
         return _learned(spec, tune_trials)
-    if not rest:
+    if not rest and (spec == "mean-perf" or spec in AGNOSTIC):
         return _agnostic(spec)
     raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")
 
