@@ -103,7 +103,7 @@ def test_parse_features():
 
 
 def test_encoder_blocks_by_independent_computation():
-    """One-hot ids, log1p-standardised scalars with a missing indicator, all-zero ids for unseen values."""
+    """One-hot ids, standardised scalars (sizes log1p first) with a missing indicator, zero ids for unseen values."""
     pairs = synthetic_pairs(n_models=6, n_datasets=3)
     enc = PairEncoder("m").fit(pairs)
     Z = pd.DataFrame(enc.transform(pairs), columns=enc.get_feature_names_out())
@@ -111,6 +111,10 @@ def test_encoder_blocks_by_independent_computation():
     np.testing.assert_array_equal(ids, (pairs["model"].to_numpy()[:, None] == [f"m{i}" for i in range(6)]))
     logged = np.log1p(pairs["params_m"].to_numpy())
     np.testing.assert_allclose(Z["scalar__value__params_m"], (logged - logged.mean()) / logged.std(), atol=1e-12)
+    top1 = pairs["imagenet_top1"].to_numpy(dtype=float)  # linear, not logged (SPEC §3)
+    known = ~np.isnan(top1)
+    np.testing.assert_allclose(Z.loc[known, "scalar__value__imagenet_top1"],
+                               (top1[known] - top1[known].mean()) / top1[known].std(), atol=1e-12)
     gmacs_missing = pairs["gmacs"].isna().to_numpy()
     np.testing.assert_array_equal(Z["scalar__missing__missingindicator_gmacs"], gmacs_missing)
     np.testing.assert_allclose(Z.loc[gmacs_missing, "scalar__value__gmacs"], 0, atol=1e-12)  # the training mean

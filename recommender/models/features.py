@@ -21,7 +21,7 @@ MISSING = "<missing>"  # category standing for a missing categorical value
 
 @dataclass(frozen=True)
 class Block:
-    """Pair-table columns that one feature-set token adds: one-hot categoricals and log-scaled scalars."""
+    """Pair-table columns that one feature-set token adds: one-hot categoricals and scalars."""
 
     categorical: tuple[str, ...] = ()
     scalar: tuple[str, ...] = ()
@@ -37,6 +37,7 @@ BLOCKS: dict[str, Block] = {
     ),
 }
 ALIASES: dict[str, tuple[str, ...]] = {"d": ("d_id", "d_side"), "m": ("m_id", "m_side")}
+LINEAR_SCALARS = frozenset({"input_size", "imagenet_top1"})  # scalars that are not log-scaled (SPEC §3)
 
 
 def parse_features(features: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -89,15 +90,18 @@ def normalise_scores(X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
-def _log_scale() -> FunctionTransformer:
-    """log1p, so sizes spanning orders of magnitude become comparable (zeros stay finite)."""
-    return FunctionTransformer(np.log1p, feature_names_out="one-to-one")
+def log_sizes(frame: pd.DataFrame) -> pd.DataFrame:
+    """log1p of the size columns, so sizes spanning orders of magnitude become comparable (zeros stay finite);
+    the other scalars (input size, ImageNet top-1) stay linear, as SPEC §3 lists them."""
+    return frame.apply(lambda col: np.log1p(col) if col.name not in LINEAR_SCALARS else col)
 
 
 def _scalar_pipeline() -> FeatureUnion:
-    """log1p, mean imputation, standardisation; plus a 0/1 indicator for columns with missing training values."""
+    """Log sizes, mean imputation, standardisation; plus a 0/1 indicator for columns with missing training values."""
     values = make_pipeline(
-        _log_scale(), SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
+        FunctionTransformer(log_sizes, feature_names_out="one-to-one"),
+        SimpleImputer(strategy="mean", keep_empty_features=True),
+        StandardScaler(),
     )
     return FeatureUnion([("value", values), ("missing", MissingIndicator(error_on_new=False))])
 
@@ -111,7 +115,7 @@ class PairEncoder(TransformerMixin, BaseEstimator):
     """Encodes (model, dataset) pairs as SPEC §3 vectors; fit on training rows only.
 
     Categoricals are one-hot with an all-zero block for values never seen in fit (cold start);
-    scalars are log1p-scaled, standardised, and get missing indicators; score columns are z-scored
+    sizes are log1p-scaled, all scalars standardised and given missing indicators; score columns are z-scored
     within each dataset of the frame being encoded.
     """
 
@@ -134,8 +138,10 @@ class PairEncoder(TransformerMixin, BaseEstimator):
             frame[col] = X[col].astype(object).where(X[col].notna(), MISSING).astype(str).to_numpy(dtype=object)
         values = numeric(X, scalar)
         for col in scalar:
-            if np.isinf(values[col]).any() or (values[col] < 0).any():
-                raise UserError(f"column {col} must hold finite non-negative values (it is log-scaled)")
+            if np.isinf(values[col]).any():
+                raise UserError(f"column {col} holds an infinite value")
+            if col not in LINEAR_SCALARS and (values[col] < 0).any():
+                raise UserError(f"column {col} must hold non-negative values (it is log-scaled)")
             frame[col] = values[col]
         if scores:
             frame = frame.join(normalise_scores(X, scores))
