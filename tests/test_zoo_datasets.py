@@ -12,7 +12,7 @@ from PIL import Image
 from recommender.errors import UserError
 from recommender.zoo.datasets import from_table, load_arrays, load_dataset, load_image_folder, load_table, shipped_names, subsample
 
-SHIPPED = {  # rows (after dropping repeated example-label rows: 98, 27 and 1) and classes of data/SOURCES.md
+SHIPPED = {  # rows (after dropping repeated example-label rows: 98, 27 and 1) and classes of recommender/zoo/data/SOURCES.md
     "bbc_news": (2127, 5, "text"),
     "fine_foods": (4973, 2, "text"),
     "austen": (1800, 6, "text"),

@@ -6,6 +6,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ import pandas as pd
 
 from recommender.errors import UserError
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -146,16 +146,22 @@ def load_arrays(path: str | Path) -> Dataset:
     return Dataset(path.stem, "image", X, y, classes)
 
 
+def _shipped() -> resources.abc.Traversable:
+    """The package-data folder of the shipped datasets (recommender/zoo/data), wherever the package is installed."""
+    return resources.files("recommender.zoo") / "data"
+
+
 def shipped_names() -> list[str]:
-    """Names of the datasets shipped in data/."""
-    return sorted(p.stem for p in DATA_DIR.glob("*.parquet"))
+    """Names of the shipped datasets (package data, described in its SOURCES.md)."""
+    return sorted(f.name.removesuffix(".parquet") for f in _shipped().iterdir() if f.name.endswith(".parquet"))
 
 
 def load_dataset(spec: str | Path) -> Dataset:
     """A dataset by shipped name (e.g. `bbc_news`), or a path to a table, an .npz file or an image folder."""
     path = Path(spec)
     if str(spec) in shipped_names():
-        return load_table(DATA_DIR / f"{spec}.parquet")
+        with (_shipped() / f"{spec}.parquet").open("rb") as file:  # no file-system path needed (e.g. a zipped install)
+            return from_table(pd.read_parquet(file), str(spec))
     if path.is_dir():
         return load_image_folder(path)
     if path.suffix == ".npz":

