@@ -1,10 +1,15 @@
-"""The `recommender` command line: a thin shell over the package's subcommand modules."""
+"""Recommend which pre-trained model to fine-tune: score models on your data, keep a history of fine-tuning runs,
+train recommenders on it and evaluate them honestly.
+
+Example: recommender history init && recommender evaluate --split loo --protocol vtab1k --out eval/"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import traceback
+from importlib.metadata import PackageNotFoundError, version
 from zipfile import BadZipFile
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,26 +25,34 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.models.cli",
 )
 
+# Errors of the user's input or environment (bad input, files, folders, URLs, servers): one line, no traceback.
+# A corrupt zip (.npz) raises BadZipFile, which is not an OSError. Anything else is a bug and shows its traceback.
+USER_FACING = (UserError, OSError, BadZipFile, SQLAlchemyError)
+
+
+def package_version() -> str:
+    """The installed version of the package ("unknown" when run from a source tree that is not installed)."""
+    try:
+        return version("recommender")
+    except PackageNotFoundError:
+        return "unknown"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="recommender", description=__doc__)
+    parser = argparse.ArgumentParser(prog="recommender", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--verbose", action="store_true", help="show progress bars and library logs")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
-# Errors of the user's input or environment (bad files, folders, URLs, servers): reported without a traceback.
-# A corrupt zip (.npz) raises BadZipFile, which is not an OSError.
-USER_FACING = (UserError, ValueError, KeyError, OSError, BadZipFile, SQLAlchemyError)
-
-
 def error_lines(exc: BaseException) -> list[str]:
-    """The message lines to print for an expected error (several for a list of problems)."""
-    if isinstance(exc, KeyError):  # str() of a KeyError is only the quoted key
-        return [f"missing column or key {exc.args[0]!r}" if exc.args else "missing column or key"]
+    """The message lines to print for a user error (several for a list of problems)."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     if isinstance(exc, SQLAlchemyError):  # later lines are SQL, parameters and a documentation link
         return [f"{type(exc).__name__}: {lines[0] if lines else ''}"]
@@ -47,14 +60,22 @@ def error_lines(exc: BaseException) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script: exit 0 on success, 2 on a user error, 1 on an internal error."""
     args = build_parser().parse_args(argv)
+    prefix = f"recommender {args.command}: "
     try:
         return int(args.func(args) or 0)
     except USER_FACING as exc:
+        if args.debug:
+            traceback.print_exc()
         for line in error_lines(exc):
-            print(f"recommender {args.command}: error: {line}", file=sys.stderr)
+            print(f"{prefix}error: {line}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, not the user's input: the traceback is what a report needs
+        traceback.print_exc()
+        print(f"{prefix}internal error: {type(exc).__name__}: {exc} (a bug; please report it with the traceback "
+              "above)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -84,10 +84,13 @@ def score_failing_with(exc: Exception, tmp_path, monkeypatch) -> list[str]:
     return ["score", "--features", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "y.npy")]
 
 
-def test_key_error_names_the_key(tmp_path, monkeypatch, capsys):
-    """A KeyError prints as a missing column or key, not as a bare quoted name."""
-    (line,) = run_main(score_failing_with(KeyError("score_logme"), tmp_path, monkeypatch), capsys)
-    assert line.endswith("error: missing column or key 'score_logme'")
+@pytest.mark.parametrize("exc", [KeyError("score_logme"), ValueError("x"), TypeError("y")])
+def test_other_errors_are_internal_and_show_their_traceback(exc, tmp_path, monkeypatch, capsys):
+    """KeyError, ValueError and the like are bugs, not user errors: exit 1, the traceback and an 'internal error'."""
+    assert main(score_failing_with(exc, tmp_path, monkeypatch)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.strip().splitlines()[-1].startswith(f"recommender score: internal error: {type(exc).__name__}: ")
 
 
 def test_multi_line_message_prefixes_every_problem(tmp_path, monkeypatch, capsys):

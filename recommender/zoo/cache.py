@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import warnings
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,11 @@ def default_cache_dir() -> Path:
 
 
 class FeatureCache:
-    """Feature matrices stored as .npy files named by a hash of (model, weights, preprocessing, dataset)."""
+    """Feature matrices stored as .npy files named by a hash of (model, weights, preprocessing, dataset).
+
+    Beside each `<key>.npy` a `<key>.json` sidecar describes it and holds the SHA-256 of its bytes. `get` checks an
+    entry before returning it and treats a bad one (changed bytes, unreadable file, not a finite 2-D array of the
+    recorded shape) as absent, with a warning naming the file, so the caller recomputes and `put` replaces it."""
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
@@ -33,13 +40,53 @@ class FeatureCache:
         """Where the features of a key live."""
         return self.root / f"{key}.npy"
 
+    def meta_path(self, key: str) -> Path:
+        """Where the sidecar (description and checksum) of a key lives."""
+        return self.path(key).with_suffix(".json")
+
     def get(self, key: str) -> np.ndarray | None:
-        """The cached features, or None when absent."""
-        p = self.path(key)
-        return np.load(p) if p.is_file() else None
+        """The cached features, or None when absent or bad (a bad entry is removed, with a warning)."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return self._verified(key)
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # every way a damaged entry fails to read
+            warnings.warn(f"feature cache: {path} is damaged ({exc}); removing it and recomputing", stacklevel=2)
+            for bad in (path, self.meta_path(key)):
+                with suppress(OSError):  # a read-only cache: the recomputed features are still returned
+                    bad.unlink(missing_ok=True)
+            return None
+
+    def _verified(self, key: str) -> np.ndarray:
+        """The array of an entry after checking its bytes against the sidecar's checksum and its shape."""
+        data = self.path(key).read_bytes()
+        meta_file = self.meta_path(key)
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        expected = meta.get("sha256")
+        # entries written before checksums existed are checked by loading alone
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError(f"checksum differs from {meta_file.name}")
+        features = np.load(io.BytesIO(data), allow_pickle=False)
+        if features.ndim != 2 or not np.issubdtype(features.dtype, np.floating):
+            raise ValueError(f"holds a {features.dtype} array of shape {features.shape}, not 2-D features")
+        if "n" in meta and "dim" in meta and features.shape != (meta["n"], meta["dim"]):
+            raise ValueError(f"shape {features.shape} differs from {(meta['n'], meta['dim'])} in {meta_file.name}")
+        if not np.isfinite(features).all():
+            raise ValueError("holds NaN or infinite values")
+        return features
 
     def put(self, key: str, features: np.ndarray, meta: dict) -> None:
-        """Store features atomically (write then rename) with a JSON sidecar describing them."""
+        """Store features atomically (write then rename) with a JSON sidecar describing them and their checksum."""
         self.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path(key), lambda part: np.save(part, features))
-        self.path(key).with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        buffer = io.BytesIO()
+        np.save(buffer, features, allow_pickle=False)
+        data = buffer.getvalue()
+        meta = meta | {"sha256": hashlib.sha256(data).hexdigest()}
+        # array first: a kill before the sidecar is replaced leaves an old checksum (recomputed) or none (load check)
+        write_atomic(self.path(key), lambda part: part.write_bytes(data))
+        try:
+            write_atomic(self.meta_path(key), lambda part: part.write_text(json.dumps(meta, indent=1)))
+        except BaseException:
+            self.path(key).unlink(missing_ok=True)  # a failed put leaves no entry behind
+            raise
