@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 import traceback
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from zipfile import BadZipFile
 
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: exit 0 on success, 2 on a user error, 1 on an internal error."""
     args = build_parser().parse_args(argv)
     prefix = f"recommender {args.command}: "
+    # a library warning (missing evidence, a skipped model, ...) is one prefixed line, without the source line
+    warnings.showwarning = lambda message, *_, **__: print(f"{prefix}warning: {message}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except USER_FACING as exc:
