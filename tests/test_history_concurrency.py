@@ -37,7 +37,7 @@ def test_parallel_ingest_processes(tmp_path: Path) -> None:
     common = tmp_path / "common.csv"
     pd.read_csv(HISTORY_DIR / "history_shift_vision.csv.gz").head(300).to_csv(common, index=False)
     db = tmp_path / "shared.db"
-    open_store(str(db))  # create the schema once, as `history init` would
+    open_store(str(db), create=True)  # create the schema once, as `history init` would
     start = time.time() + 3.0
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(db), str(start), str(share), str(common)],
                                 stderr=subprocess.PIPE, text=True) for share in shares]

@@ -37,7 +37,7 @@ def store():
     """The test database emptied of our tables, then opened as a store (and emptied again afterwards)."""
     engine = create_engine(URL)
     metadata.drop_all(engine)
-    yield open_store(URL)
+    yield open_store(URL, create=True)
     metadata.drop_all(engine)
 
 

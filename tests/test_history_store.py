@@ -24,7 +24,7 @@ def raw(name: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A fresh SQLite store with the whole bundled history loaded (once for this module)."""
-    store = open_store(str(tmp_path_factory.mktemp("store") / "history.db"))
+    store = open_store(str(tmp_path_factory.mktemp("store") / "history.db"), create=True)
     load_bundled(store)
     return store
 
@@ -48,7 +48,7 @@ def test_every_bundled_row_is_stored(store) -> None:
     model_ids = set().union(*(raw(f)["model"] for f in ("models_hf.csv.gz", "models_timm.csv.gz",
                                                           "models_parc.csv.gz", "history_small_zoos_sfda_emms.csv.gz")))
     assert counts["models"] == len(model_ids)
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2
 
 
 def test_loading_again_adds_nothing(store) -> None:
@@ -134,7 +134,7 @@ def test_interrupted_init_leaves_an_empty_store(tmp_path, monkeypatch) -> None:
     """`history init` is one transaction: a failure while writing the last file keeps none of the others."""
     from recommender.history.store import Store
 
-    store = open_store(str(tmp_path / "history.db"))
+    store = open_store(str(tmp_path / "history.db"), create=True)
     real = Store._write_keyed
 
     def interrupted(self, conn, kind, *args):

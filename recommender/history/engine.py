@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,9 +11,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from recommender.errors import UserError
 
 ENV_VAR = "RECOMMENDER_DB"
+BACKENDS = "SQLite (a file path or sqlite:///path) and PostgreSQL (postgresql+psycopg://user:pw@host/db)"
 T = TypeVar("T")
 
 
@@ -25,16 +30,36 @@ def default_path() -> Path:
 def resolve_url(url: str | None = None) -> str:
     """The store URL: the argument, else $RECOMMENDER_DB, else the default SQLite file; a bare path means SQLite."""
     url = url or os.environ.get(ENV_VAR) or str(default_path())
-    return url if "://" in url else f"sqlite:///{Path(url).expanduser().resolve()}"
+    if "://" not in url:
+        # `sqlite:/x.db` or `postgresql:host` is a mistyped URL, not a folder to create (one letter: a drive, C:)
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", url):
+            raise UserError(f"malformed store URL {url!r}: a URL is scheme://..., a bare path means a SQLite file "
+                            f"(supported: {BACKENDS})")
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise UserError(f"malformed store URL {url!r}: {exc}") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise UserError(f"unsupported store backend {backend!r} in {url!r}; supported: {BACKENDS}")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database or another backend)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for the URL; SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
+    """An engine for the URL (creates nothing); SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ImportError as exc:  # the URL names a driver that is not installed
+            raise UserError(f"cannot open store {url!r}: {exc} (supported: {BACKENDS})") from None
     engine = create_engine(url, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from recommender.files import write_atomic
+from recommender.files import write_folder_atomic
 from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, text_or_none
 from recommender.history.store import Store
 
-JOB_COLUMNS = ["model", "dataset", "protocol", "metric", "value", "val_value", "seconds", "source", "run",
+JOB_COLUMNS = ["model", "dataset", "protocol", "metric", "value", "val_value", "seconds", "source", "seed", "run",
                "ingested_at"]
 
 
@@ -30,20 +29,29 @@ def tables(store: Store) -> dict[str, pd.DataFrame]:
     return {"jobs": jobs,
             "models": _expand(store.model_features(), "extra", EXTRA_PREFIX),
             "datasets": _expand(store.dataset_features(), "extra", EXTRA_PREFIX),
-            "scores": store.scores()}
+            "scores": store.scores().drop(columns="repeat")}
 
 
-def export(store: Store, folder: str | Path, to: str = "csv") -> list[Path]:
-    """Write jobs, models, datasets and scores as `<kind>.csv` or `<kind>.parquet`; returns the paths."""
+def export(store: Store, folder: str | Path, to: str = "csv", overwrite: bool = False) -> list[Path]:
+    """Write jobs, models, datasets and scores as `<kind>.csv` or `<kind>.parquet`; returns the paths.
+
+    The files are built in a new folder beside `folder` and swapped in whole, so an interrupted export leaves
+    the earlier one intact and never a mix of two; a non-empty folder an export did not write is refused
+    unless `overwrite`.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for kind, frame in tables(store).items():
-        path = folder / f"{kind}.{to}"
-        # an interrupted export leaves no truncated file that a later ingest would accept
-        write_atomic(path, partial(frame.to_csv if to == "csv" else frame.to_parquet, index=False))
-        paths.append(path)
-    return paths
+    frames = tables(store)
+
+    def build(part: Path) -> None:
+        for kind, frame in frames.items():
+            path = part / f"{kind}.{to}"
+            if to == "csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_parquet(path, index=False)
+
+    write_folder_atomic(folder, build, kind="history export", overwrite=overwrite)
+    return [folder / f"{kind}.{to}" for kind in frames]
 
 
 def stats(store: Store) -> dict[str, pd.DataFrame]:

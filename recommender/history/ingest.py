@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
+import bz2
+import gzip
+import json
+import lzma
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -28,19 +32,48 @@ def file_type(path: Path) -> str:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read CSV (cells kept as text; numbers are parsed during validation), Parquet or JSON Lines."""
+    """Read CSV/TSV (cells as text: only an empty cell is missing, so a model named `NA` stays `NA`; a BOM is
+    dropped), Parquet or JSON Lines; any failure to read is one UserError line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     kind = file_type(path)
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(path, dtype=str, sep="," if kind == "csv" else "\t")
+            return pd.read_csv(path, dtype=str, sep="," if kind == "csv" else "\t", keep_default_na=False,
+                               na_values=[""], encoding="utf-8-sig")
         if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_json(path, lines=True, dtype=False)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path}: cannot read as {kind}: {exc}") from None
+        return _read_json_lines(path)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a corrupt file fails anywhere in the readers (EOFError, zlib, arrow)
+        raise UserError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
+
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    """JSON Lines: one JSON object per line (blank lines skipped); a JSON array or other value is refused."""
+    with open_compressed(path) as handle:
+        lines = [(n, line) for n, line in enumerate(handle.read().lstrip("\ufeff").splitlines(), 1) if line.strip()]
+    records = []
+    for number, line in lines:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: line {number}: not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            what = "a JSON array" if isinstance(value, list) else f"a JSON {type(value).__name__}"
+            raise UserError(f"{path}: line {number}: {what}, not an object; JSON Lines holds one object per line")
+        records.append(value)
+    return pd.DataFrame.from_records(records)
+
+
+def open_compressed(path: Path) -> TextIO:
+    """A text handle on a file, decompressed by its suffix (.gz, .bz2, .xz)."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    if opener is None and path.suffix.lower() in (".zst", ".zip"):
+        raise UserError(f"{path}: JSON Lines compressed as {path.suffix} is not supported (use .gz, .bz2 or .xz)")
+    return opener(path, "rt", encoding="utf-8") if opener else open(path, encoding="utf-8")
 
 
 def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -70,6 +103,7 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
         raise UserError(f"{label}: column {duplicated[0]!r} appears twice (check --map)")
     frame = frame.assign(**{ROW: range(1, len(frame) + 1)})  # 1-based data row, header not counted
     batch = Batch(label)
+    records.check_cells(frame, batch)
     source = source or Path(label).name
     for table_kind, table in PRESETS[preset](frame, kind).items():
         if table_kind == "jobs":
@@ -82,15 +116,20 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
     return batch
 
 
-def content_source(path: str | Path) -> str:
-    """A file's default `source`: a hash of its bytes, so a renamed copy has the same jobs' keys."""
-    with open(path, "rb") as f:
-        return f"file-sha256:{hashlib.file_digest(f, 'sha256').hexdigest()[:12]}"
-
-
 def ingest_file(store: Store, path: str | Path, kind: str = "jobs", preset: str = "long",
                 mapping: Mapping[str, str] | None = None, constants: Mapping[str, str] | None = None,
-                source: str | None = None) -> dict[str, int]:
-    """Ingest one file all or nothing (default source: its content hash); rows added per table, or IngestError."""
-    batch = build_batch(read_table(path), str(path), kind, preset, mapping, constants, source or content_source(path))
-    return store.write(batch)
+                source: str | None = None, replace: bool = False) -> dict[str, int]:
+    """Ingest one file all or nothing; rows added per table, or IngestError (one line per problem or conflict).
+
+    Jobs are identified by their content (see `records.job_rows`), so the same jobs in another file, encoding,
+    order or compression add nothing; `source` (default: the file's name) only records where rows came from,
+    except for scores, where it names the data a score was computed on. `replace` overwrites stored values
+    that differ instead of reporting them.
+    """
+    return store.write(read_batch(path, kind, preset, mapping, constants, source), replace)
+
+
+def read_batch(path: str | Path, kind: str = "jobs", preset: str = "long", mapping: Mapping[str, str] | None = None,
+               constants: Mapping[str, str] | None = None, source: str | None = None) -> Batch:
+    """Read and validate one file (nothing is written): the batch `ingest_file` stores."""
+    return build_batch(read_table(path), str(path), kind, preset, mapping, constants, source)

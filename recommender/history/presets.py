@@ -108,12 +108,14 @@ def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_col
     tests = [c for c in base if re.fullmatch(re.escape(metric_prefix) + r"test[_/.].+", c)]
     if not tests:
         raise UserError(f"no test metric column ({metric_prefix}test_<name>) in the runs export")
+    # A run that did not log a metric has no job for it (a run that logged none is reported as missing a value).
+    logged = base[tests].map(lambda v: text_or_none(v) is not None)
     jobs = []  # other logged metrics stay with each job as extra
     for column in tests:
         name = column[len(metric_prefix):]
         val_column = metric_prefix + re.sub(r"^test", "val", name)
         job = base.rename(columns={column: "value", val_column: "val_value"}).assign(metric=name)
-        jobs.append(job)
+        jobs.append(job[logged[column] | ~logged.any(axis=1)])
     return {"jobs": pd.concat(jobs, ignore_index=True)}
 
 

@@ -1,28 +1,44 @@
 """Turn tables in the long format into validated store rows, collecting every problem (never the first only).
 
 Long format, one row per record. Jobs: `model, dataset, protocol, metric, value` (test value), optional
-`val_value, seconds, source, run, ingested_at`, `hp.<name>` hyper-parameters, model/dataset feature columns
-(copied to the feature tables), anything else kept as `extra`. Scores: `model, dataset, score, value`,
-optional `seconds, source, run, ingested_at`. Models / datasets: the id, the features, `source`, the rest extra.
+`val_value, seconds, source, seed, run`, `hp.<name>` hyper-parameters, model/dataset feature columns (copied to
+the feature tables), anything else kept as `extra`. Scores: `model, dataset, score, value`, optional
+`seconds, source, run`. Models / datasets: the id, the features, `source`, the rest extra. An `ingested_at`
+column is ignored: the store stamps each row when it writes it.
+
+Missing means an empty cell (CSV), null (JSON Lines, Parquet) or NaN; text such as `NA` or `None` is a name like
+any other. In a number column, where no name is possible, the text `NA`, `NaN`, `null` or `None` is missing too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from recommender.history.schema import DATASET_FEATURES, FEATURES, ID_COLUMN, JOB_KEY, MODEL_FEATURES, SCORE_KEY
+from recommender.history import schema
+from recommender.history.schema import (
+    DATASET_FEATURES,
+    FEATURES,
+    ID_COLUMN,
+    JOB_IDENTITY,
+    MODEL_FEATURES,
+)
 
 KINDS = ("jobs", "models", "datasets", "scores")
 NUMERIC_FEATURES = {"input_size", "params_m", "gmacs", "imagenet_top1", "examples", "classes"}
 HP_PREFIX, EXTRA_PREFIX = "hp.", "extra."
 ROW = "_row"  # 1-based data row of the input file, carried so problems can name it
+MISSING_NUMBER = {"", "na", "nan", "null", "none"}  # text that means "no number" in a number column
+JOB_NUMBERS = ["test_value", "val_value", "seconds"]
+SCORE_NUMBERS = ["value", "seconds"]
+FILE_COLUMN = {"test_value": "value"}  # store column -> the column name a file uses, for messages
 
 
 @dataclass
@@ -39,13 +55,18 @@ class Batch:
 
 
 def now_utc() -> str:
-    """The ingest time stamp (ISO 8601, UTC, seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The ingest time stamp (ISO 8601, UTC, microseconds, so that two writes in one second keep their order)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN, pd.NA or NaT: a cell with nothing in it."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
 def canonical(value: object) -> object:
     """A JSON-ready value: None for missing, numbers for numeric text, ints for integral numbers."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if is_missing(value):
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -64,6 +85,30 @@ def canonical(value: object) -> object:
     return str(value)
 
 
+def real_number(value: object) -> tuple[float, str | None]:
+    """A cell as a finite real number: (number, None), (NaN, None) when missing, or (NaN, why it is not one)."""
+    if is_missing(value):
+        return math.nan, None
+    if isinstance(value, (bool, np.bool_)):
+        return math.nan, f"not a real number: boolean {value!r}"
+    if isinstance(value, (complex, np.complexfloating)):
+        return math.nan, f"not a real number: complex {value!r}"
+    if isinstance(value, (dt.date, dt.time, dt.timedelta, np.datetime64, np.timedelta64)):
+        return math.nan, f"not a real number: time {str(value)!r}"
+    if isinstance(value, str):
+        if value.strip().lower() in MISSING_NUMBER:
+            return math.nan, None
+        try:
+            number = float(value)
+        except ValueError:
+            return math.nan, f"not a number: {value!r}"
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+    else:
+        return math.nan, f"not a number: {value!r}"
+    return (number, None) if math.isfinite(number) else (math.nan, f"not finite: {value!r}")
+
+
 def text_or_none(value: object) -> str | None:
     """A cell as stripped text (text kept as written, numbers in canonical form), None when missing or blank."""
     if isinstance(value, str):
@@ -78,12 +123,14 @@ def to_json(values: dict) -> str:
     return json.dumps(kept, sort_keys=True, separators=(",", ":"))
 
 
+def key_of(*parts: object) -> str:
+    """A record's identity as a fixed-length text: the SHA-256 of its identifying values."""
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
 def _text_column(frame: pd.DataFrame, column: str, batch: Batch, default: str | None = None) -> pd.Series:
     """A required text column, stripped; a missing cell is a problem unless a default fills it."""
-    if column in frame:
-        values = frame[column].map(text_or_none).astype(object)
-    else:
-        values = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    values = _optional_text(frame, column)
     if default is not None:
         values = values.fillna(default)
     for row in frame.loc[values.isna(), ROW]:
@@ -91,51 +138,87 @@ def _text_column(frame: pd.DataFrame, column: str, batch: Batch, default: str | 
     return values
 
 
+def _optional_text(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A text column, stripped, None where missing or absent."""
+    if column not in frame:
+        return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame[column].map(text_or_none).astype(object)
+
+
 def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: bool) -> pd.Series:
-    """A numeric column: text that is not a number, and NaN/inf, are problems; blanks allowed unless required."""
+    """A numeric column of finite real numbers; anything else is a problem; blanks allowed unless required."""
     raw = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    blank = raw.map(lambda v: canonical(v) is None).astype(bool)
-    numbers = pd.to_numeric(raw.where(~blank), errors="coerce").astype(float)
-    bad = (blank & required) | (~blank & ~np.isfinite(numbers))
-    for row, value, is_blank, number in zip(frame.loc[bad, ROW], raw[bad], blank[bad], numbers[bad]):
-        if is_blank:
-            batch.problem(row, column, f"missing {column}")
-        elif math.isnan(number):
-            batch.problem(row, column, f"not a number: {value!r}")
-        else:
-            batch.problem(row, column, f"not finite: {value!r}")
-    return numbers
+    numbers = []
+    for row, value in zip(frame[ROW], raw):
+        number, reason = real_number(value)
+        if reason is None and required and math.isnan(number):
+            reason = f"missing {column}"
+        if reason is not None:
+            batch.problem(row, column, reason)
+        numbers.append(number)
+    return pd.Series(numbers, index=frame.index, dtype=float)
 
 
-def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str) -> pd.Series:
-    """One canonical JSON text per row from the given columns (their `prefix` stripped)."""
+def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Batch) -> pd.Series:
+    """One canonical JSON text per row from the given columns (their `prefix` stripped); complex cells refused."""
+    for column in columns:
+        for row, value in zip(frame[ROW], frame[column]):
+            if isinstance(value, (complex, np.complexfloating)):
+                batch.problem(row, column, f"complex numbers are not supported: {value!r}")
     names = [c[len(prefix):] if c.startswith(prefix) else c for c in columns]
     records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
     return pd.Series([to_json(dict(zip(names, r.values()))) for r in records], index=frame.index, dtype=object)
 
 
-def _run_column(frame: pd.DataFrame, rows: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
-    """The `run` of each row: as given, else the ordinal of the row among repeats of the same settings."""
-    given = frame["run"].map(text_or_none).astype(object) if "run" in frame else None
-    ordinal = rows.groupby(list(key), sort=False).cumcount().astype(str)
-    return ordinal if given is None else given.fillna(ordinal)
+def _number_repeats(rows: pd.DataFrame, group: list[str], order: list[str]) -> pd.Series:
+    """Each row's repeat: 0, 1, ... among the rows with the same `group` values and no run id, numbered in the
+    order of their values, so that neither the order of rows nor of files changes a record's identity."""
+    repeat = pd.Series(0, index=rows.index, dtype=int)
+    unnamed = rows[rows["run"].isna()].sort_values(order, kind="stable", na_position="last")
+    repeat[unnamed.index] = unnamed.groupby(group, dropna=False, sort=False).cumcount()
+    return repeat
 
 
-def _duplicates(rows: pd.DataFrame, key: tuple[str, ...], values: list[str], batch: Batch) -> pd.DataFrame:
-    """Rows with repeats of a key dropped; a repeat with different values is a problem (equal ones are harmless)."""
-    repeated = rows[rows.duplicated(list(key), keep=False)]
-    for _, group in repeated.groupby(list(key), sort=False):
+def _duplicates(rows: pd.DataFrame, compared: list[str], batch: Batch) -> pd.DataFrame:
+    """Rows with a repeated key dropped; a repeat with other values is a problem (equal ones are harmless)."""
+    repeated = rows[rows.duplicated("key", keep=False)]
+    for _, group in repeated.groupby("key", sort=False):
         first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
-            if not same_values(first[values], other[values]):
+            if any(not same_value(first[c], other[c]) for c in compared):
                 batch.problem(other[ROW], "key", f"duplicate key with a different value (also row {first[ROW]})")
-    return rows.drop(index=repeated.index[repeated.duplicated(list(key))])
+    return rows.drop(index=repeated.index[repeated.duplicated("key")])
 
 
-def same_values(a: pd.Series, b: pd.Series) -> bool:
-    """Equal as stored numbers: NaN equals NaN, and floats agree to 1e-9 relative (text formats round)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return bool(np.all(np.isclose(x, y, rtol=1e-9, atol=0.0, equal_nan=True)))
+def same_value(a: object, b: object) -> bool:
+    """Equal as stored: missing equals missing, numbers agree to 1e-9 relative (text formats round), text exactly."""
+    if is_missing(a) or is_missing(b):
+        return is_missing(a) and is_missing(b)
+    if isinstance(a, (int, float, np.integer, np.floating)) and isinstance(b, (int, float, np.integer, np.floating)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
+    """Text longer than its column allows is a problem: the same limit on SQLite (which would store it) and
+    PostgreSQL (which would refuse it without naming the row)."""
+    for column in schema.metadata.tables[table].columns:
+        limit = getattr(column.type, "length", None)
+        if limit is None or column.name not in rows or column.name == "key":
+            continue
+        lengths = rows[column.name].map(lambda v: len(v) if isinstance(v, str) else 0)
+        for row, length in zip(rows.loc[lengths > limit, ROW], lengths[lengths > limit]):
+            batch.problem(row, column.name, f"{length} characters, more than the {limit} allowed")
+
+
+def check_cells(frame: pd.DataFrame, batch: Batch) -> None:
+    """A NUL character in any text cell is a problem (PostgreSQL cannot store it, so neither store takes it)."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        nul = frame[column].map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
+        for row in frame.loc[nul, ROW]:
+            batch.problem(row, str(column), "contains a NUL character")
 
 
 def feature_rows(frame: pd.DataFrame, kind: str, batch: Batch, source: str) -> pd.DataFrame:
@@ -147,19 +230,19 @@ def feature_rows(frame: pd.DataFrame, kind: str, batch: Batch, source: str) -> p
         if name in NUMERIC_FEATURES:
             out[name] = _number_column(frame, name, batch, required=False)
         else:
-            out[name] = frame[name].map(text_or_none).astype(object) if name in frame else None
+            out[name] = _optional_text(frame, name)
     out["source"] = _text_column(frame, "source", batch, default=source)
-    skip = {id_col, "source", ROW, *fields}
-    out["extra"] = _json_column(frame, [c for c in frame.columns if c not in skip], EXTRA_PREFIX)
+    skip = {id_col, "source", ROW, "ingested_at", *fields}
+    out["extra"] = _json_column(frame, [c for c in frame.columns if c not in skip], EXTRA_PREFIX, batch)
+    check_text(out, kind, batch)
     return out.dropna(subset=[id_col])
 
 
 def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     """Validated job rows in store form (one per input row; problems are added to the batch)."""
     out = pd.DataFrame({ROW: frame[ROW]}, index=frame.index)
-    for name in ("model", "dataset", "metric"):
+    for name in ("model", "dataset", "metric", "protocol"):
         out[name] = _text_column(frame, name, batch)
-    out["protocol"] = _text_column(frame, "protocol", batch)
     out["source"] = _text_column(frame, "source", batch, default=source)
     out["test_value"] = _number_column(frame, "value", batch, required=True)
     out["val_value"] = _number_column(frame, "val_value", batch, required=False)
@@ -167,14 +250,19 @@ def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     for row in frame.loc[out["seconds"] < 0, ROW]:
         batch.problem(row, "seconds", "negative duration")
     hp = [c for c in frame.columns if c.startswith(HP_PREFIX)]
-    out["hparams"] = _json_column(frame, hp, HP_PREFIX)
-    known = {"model", "dataset", "metric", "protocol", "source", "value", "val_value", "seconds", "run",
+    out["hparams"] = _json_column(frame, hp, HP_PREFIX, batch)
+    out["seed"], out["run"] = _optional_text(frame, "seed"), _optional_text(frame, "run")
+    known = {"model", "dataset", "metric", "protocol", "source", "value", "val_value", "seconds", "seed", "run",
              "ingested_at", ROW, *hp, *MODEL_FEATURES, *DATASET_FEATURES}
-    out["extra"] = _json_column(frame, [c for c in frame.columns if c not in known], EXTRA_PREFIX)
-    out["ingested_at"] = frame["ingested_at"].fillna(now_utc()) if "ingested_at" in frame else now_utc()
+    out["extra"] = _json_column(frame, [c for c in frame.columns if c not in known], EXTRA_PREFIX, batch)
+    check_text(out, "jobs", batch)
     valid = out.dropna(subset=["model", "dataset", "metric", "protocol", "source"])
-    valid = valid.assign(run=_run_column(frame.loc[valid.index], valid, JOB_KEY[:-1]))
-    return _duplicates(valid, JOB_KEY, ["test_value", "val_value", "seconds"], batch)
+    valid = valid.assign(repeat=_number_repeats(valid, list(JOB_IDENTITY), [*JOB_NUMBERS, "extra"]))
+    # A run id names one run wherever it is read from; without one, the run is what it ran and measured.
+    valid = valid.assign(key=[key_of("run", r.run, r.metric) if isinstance(r.run, str) else
+                              key_of("job", *(getattr(r, c) for c in JOB_IDENTITY), r.repeat)
+                              for r in valid.itertuples()])
+    return _duplicates(valid, [*JOB_IDENTITY, *JOB_NUMBERS, "extra"], batch)
 
 
 def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -185,10 +273,13 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     out["source"] = _text_column(frame, "source", batch, default=source)
     out["value"] = _number_column(frame, "value", batch, required=True)
     out["seconds"] = _number_column(frame, "seconds", batch, required=False)
-    out["ingested_at"] = frame["ingested_at"].fillna(now_utc()) if "ingested_at" in frame else now_utc()
+    out["run"] = _optional_text(frame, "run")
+    check_text(out, "scores", batch)
     valid = out.dropna(subset=["model", "dataset", "score", "source"])
-    valid = valid.assign(run=_run_column(frame.loc[valid.index], valid, SCORE_KEY[:-1]))
-    return _duplicates(valid, SCORE_KEY, ["value", "seconds"], batch)
+    valid = valid.assign(repeat=_number_repeats(valid, list(schema.SCORE_IDENTITY), SCORE_NUMBERS))
+    valid = valid.assign(key=[key_of("score", *(getattr(r, c) for c in schema.SCORE_IDENTITY), r.repeat)
+                              for r in valid.itertuples()])
+    return _duplicates(valid, SCORE_NUMBERS, batch)
 
 
 def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
@@ -201,34 +292,37 @@ def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
     for ident, group in rows[repeated].groupby(id_col, sort=False):
         first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
-            first = combine_features(first, other, kind, lambda name: batch.problem(
-                other[ROW], name, f"{kind[:-1]} {ident!r} has {first[name]!r} (row {first[ROW]}), not {other[name]!r}"))
+            first = combine_features(first, other, kind, lambda name, old, new: batch.problem(
+                other[ROW], name, f"{kind[:-1]} {ident!r} has {old!r} (row {first[ROW]}), not {new!r}"))
         merged.append(first.to_frame().T)
     return pd.concat(merged).sort_values(ROW)
 
 
-def combine_features(base: pd.Series, other: pd.Series, kind: str, conflict: Callable[[str], None]) -> pd.Series:
-    """base with its missing features filled from other and extras merged; `conflict(name)` for each feature
-    where both hold different values (base's value is kept)."""
+Conflict = Callable[[str, object, object], None]
+
+
+def combine_features(base: pd.Series, other: pd.Series, kind: str, conflict: Conflict,
+                     replace: bool = False) -> pd.Series:
+    """base with its missing features (and extra features) filled from other. Where both hold different values,
+    `conflict(name, base value, other value)` is called and base's value kept, or with `replace` other's taken."""
     combined = base.copy()
     for name in FEATURES[kind]:
-        if feature_conflict(base[name], other[name]):
-            conflict(name)
-        elif pd.isna(base[name]):
+        if is_missing(other[name]) or same_value(base[name], other[name]):
+            continue
+        if replace or is_missing(base[name]):
             combined[name] = other[name]
-    combined["extra"] = merge_extra(base["extra"], other["extra"])
+        else:
+            conflict(name, base[name], other[name])
+    combined["extra"] = combine_extra(base["extra"], other["extra"], conflict, replace)
     return combined
 
 
-def feature_conflict(a: object, b: object) -> bool:
-    """Two feature values disagree (both present and different)."""
-    if pd.isna(a) or pd.isna(b):
-        return False
-    if isinstance(a, str) or isinstance(b, str):
-        return str(a) != str(b)
-    return not math.isclose(float(a), float(b), rel_tol=1e-9)
-
-
-def merge_extra(old: str, new: str) -> str:
-    """Extra features of one id: keys from both, the older value kept where both have one."""
-    return json.dumps({**json.loads(new), **json.loads(old)}, sort_keys=True, separators=(",", ":"))
+def combine_extra(old: str, new: str, conflict: Conflict, replace: bool = False) -> str:
+    """Extra features (JSON) of one record: keys from both; a key both hold with different values calls
+    `conflict("extra.<key>", old value, new value)` and keeps the old value, or with `replace` takes the new."""
+    old_values, new_values = json.loads(old), json.loads(new)
+    merged = {**new_values, **old_values} if not replace else {**old_values, **new_values}
+    for name in sorted(set(old_values) & set(new_values)):
+        if not replace and not same_value(old_values[name], new_values[name]):
+            conflict(EXTRA_PREFIX + name, old_values[name], new_values[name])
+    return json.dumps(merged, sort_keys=True, separators=(",", ":"))

@@ -6,10 +6,11 @@ so a new hyper-parameter or a new model feature needs no migration of old rows.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
 # Bump when a table changes shape; stored in `meta` so that an old file is recognised, never misread.
-SCHEMA_VERSION = 1
+# 2: jobs and scores are identified by `key`, a hash of their content (see records.identity), not by file.
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -19,25 +20,28 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# One fine-tuning (or evaluation) run. Natural key: where it was read from, what ran, with which
-# hyper-parameters, and `run` (a run id, or the ordinal of a repeat of identical settings in one file).
-JOB_KEY = ("source", "model", "dataset", "protocol", "metric", "hparams", "run")
+# One fine-tuning (or evaluation) run. `key` is its identity: a hash of (run id, metric) when the source has a
+# run id, else of (model, dataset, protocol, metric, hparams, seed, repeat), `repeat` numbering the runs of
+# identical settings by value. `source` (where it was first read from) is provenance, not identity.
+JOB_IDENTITY = ("model", "dataset", "protocol", "metric", "hparams", "seed")
 jobs = Table(
     "jobs", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, unique=True),
     Column("source", String(400), nullable=False),
     Column("model", String(300), nullable=False),
     Column("dataset", String(200), nullable=False),
     Column("protocol", String(100), nullable=False),
     Column("metric", String(100), nullable=False),
     Column("hparams", String(1000), nullable=False),
-    Column("run", String(200), nullable=False),
+    Column("seed", String(100)),
+    Column("run", String(200)),
+    Column("repeat", Integer, nullable=False),
     Column("test_value", Float, nullable=False),
     Column("val_value", Float),
     Column("seconds", Float),
     Column("extra", Text, nullable=False),
     Column("ingested_at", String(40), nullable=False),
-    UniqueConstraint(*JOB_KEY, name="jobs_natural_key"),
 )
 
 MODEL_FEATURES = ("family", "pretrain_dataset", "input_size", "params_m", "gmacs", "imagenet_top1")
@@ -66,19 +70,22 @@ datasets = Table(
     Column("extra", Text, nullable=False),
 )
 
-SCORE_KEY = ("source", "model", "dataset", "score", "run")
+# One computed score. `key`: a hash of (source, model, dataset, score, run, repeat); the source is part of a
+# score's identity because it names the data the score was computed on (a subsample, the full split).
+SCORE_IDENTITY = ("source", "model", "dataset", "score", "run")
 scores = Table(
     "scores", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, unique=True),
     Column("source", String(400), nullable=False),
     Column("model", String(300), nullable=False),
     Column("dataset", String(200), nullable=False),
     Column("score", String(100), nullable=False),
-    Column("run", String(200), nullable=False),
+    Column("run", String(200)),
+    Column("repeat", Integer, nullable=False),
     Column("value", Float, nullable=False),
     Column("seconds", Float),
     Column("ingested_at", String(40), nullable=False),
-    UniqueConstraint(*SCORE_KEY, name="scores_natural_key"),
 )
 
 # The fields a feature table holds (besides its id, `source` and `extra`), by kind.

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, Table, bindparam, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from recommender.errors import UserError
 from recommender.history import schema
 from recommender.history.aggregate import best_over_hparams, train_size
-from recommender.history.engine import make_engine, resolve_url, retry_locked, write_transaction
-from recommender.history.records import ROW, Batch, combine_features
+from recommender.history.engine import (
+    make_engine,
+    resolve_url,
+    retry_locked,
+    sqlite_path,
+    write_transaction,
+)
+from recommender.history.records import (
+    FILE_COLUMN,
+    JOB_NUMBERS,
+    ROW,
+    SCORE_NUMBERS,
+    Batch,
+    combine_extra,
+    combine_features,
+    is_missing,
+    now_utc,
+    same_value,
+)
+
+KEY_CHUNK = 5000  # keys per lookup query: below SQLite's limit on bound parameters
 
 PAIR_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
                 "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
@@ -27,12 +49,37 @@ class IngestError(UserError):
 
 
 class Store:
-    """A training-history store behind a SQLAlchemy URL (SQLite file by default, or PostgreSQL)."""
+    """A training-history store behind a SQLAlchemy URL (SQLite file by default, or PostgreSQL).
 
-    def __init__(self, url: str | None = None) -> None:
+    Opened for reading (`create=False`), a store that does not exist is an error and nothing is created;
+    `create=True` creates the folders, file and tables as needed and lists what it made in `created`.
+    """
+
+    def __init__(self, url: str | None = None, create: bool = False) -> None:
         self.url = resolve_url(url)
+        self.created: list[Path] = []
+        path = sqlite_path(self.url)
+        if path is not None and not path.is_file():
+            if not create:
+                raise UserError(f"no store at {path}: run `recommender history init`")
+            self.created = [*_make_folders(path.parent), path]
         self.engine = make_engine(self.url)
-        retry_locked(self._create_schema)
+        try:
+            if create:
+                retry_locked(self._create_schema)
+            else:
+                self._check_schema()
+        except BaseException:
+            self.discard_if_created()
+            raise
+
+    def _check_schema(self) -> None:
+        """Refuse a database without our tables, or with another schema version (reads nothing else)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("meta"):
+                raise UserError(f"no store at {self.url}: run `recommender history init`")
+            self._check_version(conn.execute(select(schema.meta.c.value)
+                                             .where(schema.meta.c.key == "schema_version")).scalar())
 
     def _create_schema(self) -> None:
         """Create missing tables and record the schema version; refuse a store of another version."""
@@ -41,9 +88,33 @@ class Store:
             found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(schema.meta.insert(), {"key": "schema_version", "value": str(schema.SCHEMA_VERSION)})
-            elif int(found) != schema.SCHEMA_VERSION:
-                raise UserError(f"store {self.url} has schema version {found}; this code reads "
-                                f"version {schema.SCHEMA_VERSION}")
+            self._check_version(found or schema.SCHEMA_VERSION)
+
+    def _check_version(self, found: object) -> None:
+        """A store of another schema version is refused, never misread."""
+        if found is None or int(str(found)) != schema.SCHEMA_VERSION:
+            raise UserError(f"store {self.url} has schema version {found}; this code reads version "
+                            f"{schema.SCHEMA_VERSION} (jobs keyed by content): create a new store with "
+                            "`recommender history init` and ingest your own files again")
+
+    def discard_if_created(self) -> None:
+        """Remove the SQLite file and folders this object created, if the store holds no row (a failed first
+        write leaves nothing behind); a store another process has written to meanwhile is kept."""
+        if not self.created:
+            return
+        try:
+            if any(self.counts().values()):
+                return
+        except SQLAlchemyError:
+            pass  # no tables yet: nothing of value in it
+        self.engine.dispose()
+        database = self.created[-1]
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            database.with_name(database.name + suffix).unlink(missing_ok=True)
+        for folder in reversed(self.created[:-1]):
+            with suppress(OSError):
+                folder.rmdir()
+        self.created = []
 
     def schema_version(self) -> int:
         """The schema version recorded in the store."""
@@ -52,63 +123,83 @@ class Store:
                        .scalar_one())
 
     # ---- writing -------------------------------------------------------------------------------------
-    def write(self, batch: Batch) -> dict[str, int]:
-        """Add a validated batch in one transaction: new rows in, equal rows skipped, any conflict rejects all."""
-        return self.write_all([batch])[0]
+    def write(self, batch: Batch, replace: bool = False) -> dict[str, int]:
+        """Add a validated batch in one transaction: new rows in, equal rows skipped, any conflict rejects all
+        (with `replace`, a conflicting stored value is overwritten instead)."""
+        return self.write_all([batch], replace)[0]
 
-    def write_all(self, batches: Sequence[Batch]) -> list[dict[str, int]]:
+    def write_all(self, batches: Sequence[Batch], replace: bool = False) -> list[dict[str, int]]:
         """Add several validated batches, in order, in one transaction: all of them or none; rows added per batch."""
         problems = [line for batch in batches for line in batch.problems]
         if problems:
             raise IngestError(problems)
-        return retry_locked(lambda: self._write_locked(batches))
+        return retry_locked(lambda: self._write_locked(batches, replace))
 
-    def _write_locked(self, batches: Sequence[Batch]) -> list[dict[str, int]]:
+    def _write_locked(self, batches: Sequence[Batch], replace: bool) -> list[dict[str, int]]:
         """The body of `write_all`, under the store's write lock."""
         counts, problems = [], []
         with write_transaction(self.engine) as conn:
             for batch in batches:
                 found = Batch(batch.label)
-                counts.append(self._write_batch(conn, batch, found))
+                counts.append(self._write_batch(conn, batch, found, replace))
                 problems += found.problems
             if problems:
                 raise IngestError(problems)  # leaving the block rolls the transaction back
         return counts
 
-    def _write_batch(self, conn: Connection, batch: Batch, problems: Batch) -> dict[str, int]:
+    def _write_batch(self, conn: Connection, batch: Batch, problems: Batch, replace: bool) -> dict[str, int]:
         """Write one batch's tables inside an open transaction, features first; rows added per table."""
         added: dict[str, int] = {}
         for kind in ("models", "datasets"):
             if kind in batch.tables:
-                added[kind] = self._write_features(conn, kind, batch.tables[kind], problems)
-        for kind, key, values in (("jobs", schema.JOB_KEY, ["test_value", "val_value", "seconds"]),
-                                  ("scores", schema.SCORE_KEY, ["value", "seconds"])):
+                added[kind] = self._write_features(conn, kind, batch.tables[kind], problems, replace)
+        for kind in ("jobs", "scores"):
             if kind in batch.tables:
-                added[kind] = self._write_keyed(conn, kind, key, values, batch.tables[kind], problems)
+                added[kind] = self._write_keyed(conn, kind, batch.tables[kind], problems, replace)
         return added
 
-    def _write_keyed(self, conn: Connection, kind: str, key: Sequence[str], values: list[str],
-                     rows: pd.DataFrame, problems: Batch) -> int:
-        """Insert rows whose natural key is new; report rows whose key is stored with another value."""
+    def _write_keyed(self, conn: Connection, kind: str, rows: pd.DataFrame, problems: Batch, replace: bool) -> int:
+        """Insert rows whose key is new; a stored key with other values is a conflict (or, with `replace`, is
+        overwritten); new extra features of a stored job are added."""
         table = schema.metadata.tables[kind]
-        sources = sorted(rows["source"].unique())
-        stored = pd.read_sql(select(*[table.c[c] for c in (*key, *values)])
-                             .where(table.c.source.in_(bindparam("s", expanding=True))), conn,
-                             params={"s": sources})
-        joined = rows.merge(stored, on=list(key), how="left", suffixes=("", "_stored"), indicator=True)
-        known = joined[joined["_merge"] == "both"]
-        same = np.isclose(known[values].to_numpy(float), known[[f"{v}_stored" for v in values]].to_numpy(float),
-                          rtol=1e-9, atol=0.0, equal_nan=True).all(axis=1)
-        for _, row in known[~same].iterrows():
-            stored_text = ", ".join(f"{v}={row[f'{v}_stored']}" for v in values)
-            problems.problem(row[ROW], "key", f"{kind[:-1]} already stored with a different value ({stored_text})")
-        new = joined.loc[joined["_merge"] == "left_only", [c.name for c in table.columns if c.name != "id"]]
-        if len(new):
-            conn.execute(table.insert(), _records(new))
-        return len(new)
+        compared = [*schema.JOB_IDENTITY, *JOB_NUMBERS] if kind == "jobs" else SCORE_NUMBERS
+        columns = [c.name for c in table.columns if c.name != "id"]
+        keys = list(rows["key"])
+        stored = pd.concat([pd.read_sql(select(table).where(table.c.key.in_(bindparam("k", expanding=True))), conn,
+                                        params={"k": keys[i:i + KEY_CHUNK]}) for i in range(0, len(keys), KEY_CHUNK)]
+                           or [pd.DataFrame(columns=columns)]).drop(columns="id", errors="ignore").set_index("key")
+        now = now_utc()
+        inserts, updates = [], []
+        for row in rows.sort_values(ROW).to_dict("records"):
+            if row["key"] not in stored.index:
+                inserts.append({**row, "ingested_at": now})
+                continue
+            old = stored.loc[row["key"]]
 
-    def _write_features(self, conn: Connection, kind: str, rows: pd.DataFrame, problems: Batch) -> int:
-        """Insert new ids; fill missing features of stored ids; a different stored value is a conflict."""
+            def conflict(column: str, was: object, new: object, row: dict = row) -> None:
+                problems.problem(row[ROW], FILE_COLUMN.get(column, column),
+                                 f"{_describe(kind, row)} is stored with {_shown(was)}, not {_shown(new)}")
+            differ = [c for c in compared if not same_value(old[c], row[c])]
+            if replace:
+                if differ or (kind == "jobs" and row["extra"] != old["extra"]):
+                    updates.append({**row, "ingested_at": now})
+                continue
+            for column in differ:
+                conflict(column, old[column], row[column])
+            if kind == "jobs":
+                extra = combine_extra(old["extra"], row["extra"], conflict)
+                if extra != old["extra"]:
+                    updates.append({**old.to_dict(), "key": row["key"], "extra": extra})
+        if inserts:
+            conn.execute(table.insert(), _records(pd.DataFrame(inserts)[columns]))
+        if updates:
+            _update(conn, table, "key", pd.DataFrame(updates)[columns])
+        return len(inserts)
+
+    def _write_features(self, conn: Connection, kind: str, rows: pd.DataFrame, problems: Batch,
+                        replace: bool) -> int:
+        """Insert new ids; fill missing features of stored ids; a different stored value is a conflict (or, with
+        `replace`, is overwritten)."""
         table, id_col = schema.metadata.tables[kind], schema.ID_COLUMN[kind]
         stored = pd.read_sql(select(table).where(table.c[id_col].in_(bindparam("ids", expanding=True))), conn,
                              params={"ids": list(rows[id_col])}).set_index(id_col)
@@ -118,19 +209,15 @@ class Store:
                 inserts.append(row)
                 continue
             old = stored.loc[row[id_col]]
-            merged = combine_features(old, row, kind, lambda name: problems.problem(
-                row[ROW], name, f"{kind[:-1]} {row[id_col]!r} is stored with {old[name]!r}, not {row[name]!r}"))
+            merged = combine_features(old, row, kind, lambda name, was, new: problems.problem(
+                row[ROW], name, f"{kind[:-1]} {row[id_col]!r} is stored with {was!r}, not {new!r}"), replace)
             if not merged.equals(old):
-                updates.append({"_id": row[id_col], **merged.drop("source").to_dict()})
+                updates.append({id_col: row[id_col], **merged.drop("source").to_dict()})
         columns = [c.name for c in table.columns]
         if inserts:
             conn.execute(table.insert(), _records(pd.DataFrame(inserts)[columns]))
         if updates:
-            # Bind names must differ from column names in an UPDATE's SET clause, hence the prefix.
-            names = [n for n in columns if n not in (id_col, "source")]
-            values = pd.DataFrame(updates)[["_id", *names]].rename(columns={n: f"v_{n}" for n in names})
-            conn.execute(table.update().where(table.c[id_col] == bindparam("_id"))
-                         .values({n: bindparam(f"v_{n}") for n in names}), _records(values))
+            _update(conn, table, id_col, pd.DataFrame(updates)[[c for c in columns if c != "source"]])
         return len(inserts)
 
     # ---- reading -------------------------------------------------------------------------------------
@@ -151,7 +238,7 @@ class Store:
         if modality is not None:
             query = query.where(table.c.dataset.in_(select(schema.datasets.c.dataset)
                                                     .where(schema.datasets.c.modality == modality)))
-        return self._read(query.order_by(table.c.id)).drop(columns="id")
+        return self._read(query.order_by(table.c.id)).drop(columns=["id", "key"])
 
     def protocols(self) -> pd.DataFrame:
         """Each protocol with its metrics and number of jobs."""
@@ -191,7 +278,7 @@ class Store:
         query = select(schema.scores).order_by(schema.scores.c.id)
         if names:
             query = query.where(schema.scores.c.score.in_(list(names)))
-        return self._read(query).drop(columns="id")
+        return self._read(query).drop(columns=["id", "key"])
 
     def score_table(self, names: Sequence[str], source: str | None = None) -> pd.DataFrame:
         """Scores per (model, dataset) as `score_<name>`: the most recently ingested value (of `source` if given)."""
@@ -237,6 +324,52 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open (creating if needed) the store at `url`, $RECOMMENDER_DB, or the default SQLite file."""
-    return Store(url)
+def _update(conn: Connection, table: Table, id_col: str, rows: pd.DataFrame) -> None:
+    """Set every column of the stored rows named by `id_col` to the values in `rows`."""
+    # Bind names must differ from column names in an UPDATE's SET clause, hence the prefixes.
+    names = [n for n in rows.columns if n != id_col]
+    values = rows.rename(columns={id_col: "_id", **{n: f"v_{n}" for n in names}})
+    conn.execute(table.update().where(table.c[id_col] == bindparam("_id"))
+                 .values({n: bindparam(f"v_{n}") for n in names}), _records(values))
+
+
+def _describe(kind: str, row: dict) -> str:
+    """A stored record in words, for a conflict line."""
+    if kind == "scores":
+        return f"score {row['score']} of {row['model']!r} on {row['dataset']!r} from {row['source']!r}"
+    run = f", run {row['run']!r}" if isinstance(row["run"], str) else ""
+    return f"job {row['model']!r} on {row['dataset']!r} ({row['protocol']}, {row['metric']}{run})"
+
+
+def _shown(value: object) -> str:
+    """A stored or new value in a conflict line ("nothing" when missing)."""
+    if is_missing(value):
+        return "nothing"
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; the folders made, outermost first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def open_store(url: str | None = None, create: bool = False) -> Store:
+    """Open the store at `url`, $RECOMMENDER_DB, or the default SQLite file.
+
+    For reading (the default) a missing store is a UserError and nothing is created; `create=True` (for the
+    commands that write: `history init`, `history ingest`, logging scores or jobs) creates it as needed.
+    """
+    return Store(url, create)
+
+
+@contextmanager
+def store_for_writing(url: str | None = None) -> Iterator[Store]:
+    """The store at `url`, created if needed; when the block fails, a store it created is removed again."""
+    store = open_store(url, create=True)
+    try:
+        yield store
+    except BaseException:
+        store.discard_if_created()
+        raise
