@@ -21,7 +21,7 @@ from recommender.models import load_recommender, make_recommender, normalise_tar
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh SQLite store holding the bundled real histories."""
     url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'history.db'}"
-    load_bundled(open_store(url))
+    load_bundled(open_store(url, create=True))
     return url
 
 
@@ -75,9 +75,10 @@ def test_train_writes_a_loadable_recommender(trained_fm, vision):
     est = load_recommender(trained_fm)
     assert est.kind == "fm" and est.epochs == 60
     assert np.isfinite(est.predict(vision)).all()
-    with open(f"{trained_fm}/training.json") as fh:
-        training = json.load(fh)
+    with open(f"{trained_fm}/recommender.json") as fh:
+        training = json.load(fh)["training"]
     assert training["pairs"] == len(vision) and training["protocol"] == "vtab1k"
+    assert training["modalities"] == ["image"] and est.training_ == training
 
 
 def test_recommend_known_dataset_matches_the_api(capsys, store_url, trained_fm, vision):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
@@ -16,16 +14,51 @@ from sklearn.utils.validation import check_is_fitted
 
 from recommender import __version__
 from recommender.errors import UserError
-from recommender.files import write_atomic
-from recommender.models.features import PairEncoder
-from recommender.models.targets import check_target, normalise_target
+from recommender.models.features import PairEncoder, parse_features
+from recommender.models.saved import META_FILE, ArraySpec, read_metadata, read_weights, write_saved
+from recommender.models.targets import check_target, check_target_name, normalise_target
 
-META_FILE = "recommender.json"
-STATE_FILE = "estimator.joblib"
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_number(name: str, value: object, *, integer: bool = False, low: float = 0.0,
+                 high: float = np.inf) -> None:
+    """A one-line UserError unless value is a finite (whole, if ``integer``) number in [low, high]."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (real and np.isfinite(value) and low <= value <= high and (not integer or float(value).is_integer())):
+        bound = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}"
+        raise UserError(f"{name} must be a finite {'whole ' if integer else ''}number {bound}, got {value!r}")
+
+
+def training_summary(X: pd.DataFrame) -> dict[str, object]:
+    """What a recommender was fitted on: its modalities (checked when it is applied) and the pair counts."""
+    column = X["modality"] if "modality" in X.columns else pd.Series(dtype=object)
+    return {"modalities": sorted(column.dropna().astype(str).unique()), "pairs": len(X),
+            "models": int(X["model"].nunique()) if "model" in X.columns else None,
+            "datasets": int(X["dataset"].nunique()) if "dataset" in X.columns else None}
+
+
+def check_training(value: object) -> dict[str, object]:
+    """The metadata's "training" section: JSON scalars, plus "modalities", a list of strings."""
+    if not isinstance(value, dict):
+        raise UserError('"training" must be an object')
+    modalities = value.get("modalities")
+    if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+        raise UserError('"training"."modalities" must be a list of strings')
+    bad = [k for k, v in value.items() if k != "modalities" and not isinstance(v, JSON_SCALARS)]
+    if bad:
+        raise UserError(f'"training"."{bad[0]}" must be a string, number, boolean or null')
+    if not isinstance(value.get("protocol", ""), str):
+        raise UserError('"training"."protocol" must be a string')
+    return dict(value)
 
 
 class PairRecommender(BaseEstimator, ABC):
-    """Base of LR and FM: encodes the pair table, normalises the target, delegates to ``_fit_encoded``."""
+    """Base of LR and FM: encodes the pair table, normalises the target, delegates to ``_fit_encoded``.
+
+    Saved as JSON (hyper-parameters, encoder state, training summary) plus an .npz of weights; see
+    ``recommender.models.saved``.
+    """
 
     kind: ClassVar[str] = ""
 
@@ -36,11 +69,13 @@ class PairRecommender(BaseEstimator, ABC):
                 raise UserError("no target: pass y or a pair table with a 'performance' column")
             y = X["performance"]
         target = check_target(y, len(X))
+        self._check_params()
         self.encoder_ = PairEncoder(self.features).fit(X)
         Z = self.encoder_.transform(X)
         datasets = X["dataset"] if "dataset" in X.columns else pd.Series("all", index=X.index)
         self._fit_encoded(Z, normalise_target(target, datasets, self.target), datasets)
         self.n_features_ = Z.shape[1]
+        self.training_ = training_summary(X)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -53,6 +88,13 @@ class PairRecommender(BaseEstimator, ABC):
             raise UserError(f"{self.kind} produced non-finite predictions (diverged training?)")
         return pred
 
+    def _check_params(self) -> None:
+        """One-line errors for hyper-parameters outside their domain (subclasses add theirs)."""
+        if not isinstance(self.features, str):
+            raise UserError(f"features must be a string such as 'd,m', got {self.features!r}")
+        parse_features(self.features)
+        check_target_name(self.target)
+
     @abstractmethod
     def _fit_encoded(self, Z: np.ndarray, t: np.ndarray, datasets: pd.Series) -> None:
         """Fit the model on the encoded matrix Z and normalised target t."""
@@ -61,24 +103,51 @@ class PairRecommender(BaseEstimator, ABC):
     def _predict_encoded(self, Z: np.ndarray) -> np.ndarray:
         """Scores for the encoded matrix Z."""
 
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted recommender (encoder included) to directory ``path``."""
+    @abstractmethod
+    def _weight_spec(self) -> ArraySpec:
+        """Name -> (shape, dtype) of the fitted weights, given the hyper-parameters and ``encoder_``."""
+
+    @abstractmethod
+    def _get_weights(self) -> dict[str, np.ndarray]:
+        """The fitted weights as plain arrays, as ``_weight_spec`` describes them."""
+
+    @abstractmethod
+    def _set_weights(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Install weights checked against ``_weight_spec``."""
+
+    def save(self, path: str | Path, training: Mapping[str, object] | None = None) -> Path:
+        """Write the fitted recommender to folder ``path``; ``training`` adds facts (e.g. the protocol) to the
+        training summary kept in the metadata."""
         check_is_fitted(self, "encoder_")
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": self.kind, "params": self.get_params(), "version": __version__}
-        # each file whole or not at all; the state first, so a folder with new metadata never holds an old model
-        write_atomic(folder / STATE_FILE, partial(joblib.dump, self))
-        write_atomic(folder / META_FILE, lambda part: part.write_text(json.dumps(meta, indent=2) + "\n"))
-        return folder
+        meta = {"kind": self.kind, "version": __version__, "params": self.get_params(),
+                "encoder": self.encoder_.get_state(), "training": {**self.training_, **(training or {})}}
+        return write_saved(Path(path), meta, self._get_weights())
 
     @classmethod
     def load(cls, path: str | Path) -> PairRecommender:
-        """Read a recommender written by ``save`` (only open folders you trust: it unpickles)."""
+        """Read a recommender written by ``save``, every field checked; a one-line UserError otherwise."""
+        return cls.from_metadata(path, read_metadata(path))
+
+    @classmethod
+    def from_metadata(cls, path: str | Path, meta: Mapping[str, object]) -> PairRecommender:
+        """The recommender of folder ``path`` whose checked top-level metadata (``read_metadata``) is ``meta``."""
         folder = Path(path)
-        if not (folder / META_FILE).is_file():
-            raise UserError(f"{folder} holds no saved recommender ({META_FILE} missing)")
-        est = joblib.load(folder / STATE_FILE)
-        if not isinstance(est, cls):
-            raise UserError(f"{folder} holds a {type(est).__name__}, not a {cls.__name__}")
+        if meta["kind"] != cls.kind:
+            raise UserError(f"{folder} holds a {meta['kind']!r} recommender, not a {cls.__name__}")
+        est = cls()
+        try:
+            params = meta.get("params")
+            if not isinstance(params, dict) or set(params) != set(est.get_params()):
+                raise UserError(f'"params" must hold exactly the {cls.kind} hyper-parameters '
+                                f"{', '.join(sorted(est.get_params()))}")
+            bad = [k for k, v in params.items() if not isinstance(v, JSON_SCALARS)]
+            if bad:
+                raise UserError(f'"params"."{bad[0]}" must be a string, number, boolean or null')
+            est.set_params(**params)._check_params()
+            est.encoder_ = PairEncoder.from_state(est.features, meta.get("encoder"))
+            est.training_ = check_training(meta.get("training"))
+        except UserError as exc:
+            raise UserError(f"{folder / META_FILE}: {exc}") from None
+        est._set_weights(read_weights(folder, meta, est._weight_spec()))
+        est.n_features_ = est.encoder_.width
         return est

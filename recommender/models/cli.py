@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from recommender.cli_args import add_db_argument
 from recommender.errors import UserError
-from recommender.files import write_atomic
 from recommender.history import Store, open_store
 from recommender.history.ingest import read_table
+from recommender.models.evidence import check_evidence
 from recommender.models.factory import RECOMMENDERS, load_recommender, make_recommender
 from recommender.models.features import parse_features
 from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
 from recommender.models.tuning import tune
-
-TRAINING_FILE = "training.json"  # what the model was trained on, so `recommend` can find its pool
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` and `recommend` commands."""
@@ -51,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--pool", help="CSV/Parquet of candidate models (a 'model' column, optional feature columns); "
                                     "default: every model of the training protocol in the store")
     rec.add_argument("--top-k", type=int, default=10, help="how many models to print (default 10)")
+    rec.add_argument("--allow-modality-mismatch", action="store_true",
+                     help="rank a dataset of a modality the recommender was never trained on (refused otherwise; "
+                          "a warning says so)")
     add_db_argument(rec)
     form = rec.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON records")
@@ -93,13 +92,11 @@ def run_train(args: argparse.Namespace) -> int:
                       features=args.features, verbose=args.verbose, **fixed)
     est = make_recommender(args.recommender, **params).fit(pairs)
     seconds = time.perf_counter() - start
-    out = est.save(args.out)
-    summary = {"protocol": args.protocol, "modality": args.modality, "select": args.select, "pairs": len(pairs),
-               "models": int(pairs["model"].nunique()), "datasets": int(pairs["dataset"].nunique()),
-               "tune_trials": args.tune, "seconds": round(seconds, 3), "params": est.get_params()}
-    write_atomic(out / TRAINING_FILE, lambda part: part.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
-    print(f"trained {args.recommender} on {len(pairs)} pairs ({summary['models']} models x "
-          f"{summary['datasets']} datasets, {args.protocol}) in {seconds:.1f} s -> {out}")
+    # the protocol and filters go into the saved metadata, so that `recommend` ranks the same pool
+    out = est.save(args.out, training={"protocol": args.protocol, "modality": args.modality, "select": args.select,
+                                       "tune_trials": args.tune, "seconds": round(seconds, 3)})
+    print(f"trained {args.recommender} on {len(pairs)} pairs ({est.training_['models']} models x "
+          f"{est.training_['datasets']} datasets, {args.protocol}) in {seconds:.1f} s -> {out}")
     return 0
 
 
@@ -127,9 +124,8 @@ def model_pool(store: Store, path: str) -> pd.DataFrame:
 
 def run_recommend(args: argparse.Namespace) -> int:
     """Print the top-k models of the pool for the dataset, by predicted normalised performance."""
-    folder = Path(args.model)
-    est = load_recommender(folder)
-    training = json.loads((folder / TRAINING_FILE).read_text()) if (folder / TRAINING_FILE).is_file() else {}
+    est = load_recommender(args.model)
+    training = est.training_
     store = open_store(args.db)
     names = score_names(est.features)
     pairs = store.pair_table(training.get("protocol", "vtab1k"), training.get("modality"), select="val")
@@ -142,6 +138,7 @@ def run_recommend(args: argparse.Namespace) -> int:
             raise UserError(f"features {est.features} need scores ({', '.join(names)}): the store has none "
                             f"for {args.dataset}; pass --scores FILE")
     candidates = candidate_pairs(pool, dataset_row(pairs, store.dataset_features(), args), scores)
+    check_evidence(est, candidates, args.allow_modality_mismatch)
     best = top_k(candidates, est.predict(candidates), args.top_k)
     if args.json:
         print(json.dumps(best.to_dict(orient="records"), indent=2))

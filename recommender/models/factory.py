@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from recommender.errors import UserError
-from recommender.models.base import META_FILE, PairRecommender
+from recommender.models.base import PairRecommender
 from recommender.models.fm import FMRecommender
 from recommender.models.linear import LinearRecommender
+from recommender.models.saved import META_FILE, read_metadata
 
 RECOMMENDERS: dict[str, type[PairRecommender]] = {"lr": LinearRecommender, "fm": FMRecommender}
 
@@ -31,8 +31,9 @@ def make_recommender(kind: str, features: str = "d,m", **params: object) -> Pair
 
 
 def load_recommender(path: str | Path) -> PairRecommender:
-    """Load whichever recommender ``save`` wrote to ``path``."""
-    meta_path = Path(path) / META_FILE
-    if not meta_path.is_file():
-        raise UserError(f"{path} holds no saved recommender ({META_FILE} missing)")
-    return recommender_class(json.loads(meta_path.read_text())["kind"]).load(path)
+    """Load whichever recommender ``save`` wrote to ``path`` (JSON and plain arrays, all checked; never a pickle)."""
+    meta = read_metadata(path)
+    if meta["kind"] not in RECOMMENDERS:
+        raise UserError(f"{Path(path) / META_FILE}: unknown recommender kind {meta['kind']!r} "
+                        f"(known: {', '.join(RECOMMENDERS)})")
+    return RECOMMENDERS[meta["kind"]].from_metadata(path, meta)

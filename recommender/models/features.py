@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import MissingIndicator, SimpleImputer
-from sklearn.pipeline import FeatureUnion, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from recommender.errors import UserError
@@ -96,27 +94,43 @@ def log_sizes(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: np.log1p(col) if col.name not in LINEAR_SCALARS else col)
 
 
-def _scalar_pipeline() -> FeatureUnion:
-    """Log sizes, mean imputation, standardisation; plus a 0/1 indicator for columns with missing training values."""
-    values = make_pipeline(
-        FunctionTransformer(log_sizes, feature_names_out="one-to-one"),
-        SimpleImputer(strategy="mean", keep_empty_features=True),
-        StandardScaler(),
-    )
-    return FeatureUnion([("value", values), ("missing", MissingIndicator(error_on_new=False))])
+STATE_KEYS = ("categories", "impute", "mean", "scale", "scalar_missing", "score_missing")
 
 
-def _score_pipeline() -> SimpleImputer:
-    """Missing (already normalised) scores become 0, the dataset mean, plus a 0/1 indicator column."""
-    return SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True, keep_empty_features=True)
+def _strings(value: object, what: str) -> list[str]:
+    """A JSON list of distinct strings, or a one-line error naming ``what``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(set(value)) != len(value):
+        raise UserError(f"{what} must be a list of distinct strings")
+    return value
+
+
+def _floats(value: object, n: int, what: str) -> np.ndarray:
+    """A JSON list of n finite numbers as float64, or a one-line error naming ``what``."""
+    if (not isinstance(value, list) or len(value) != n
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise UserError(f"{what} must be a list of {n} numbers")
+    out = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise UserError(f"{what} holds a non-finite value")
+    return out
+
+
+def _ordered_subset(value: object, columns: list[str], what: str) -> list[str]:
+    """Names among ``columns``, in their order (the order fixes the encoded columns), or a one-line error."""
+    names = _strings(value, what)
+    if names != [c for c in columns if c in names]:
+        raise UserError(f"{what} must name columns among {', '.join(columns) or 'none'}, in that order")
+    return names
 
 
 class PairEncoder(TransformerMixin, BaseEstimator):
     """Encodes (model, dataset) pairs as SPEC §3 vectors; fit on training rows only.
 
     Categoricals are one-hot with an all-zero block for values never seen in fit (cold start);
-    sizes are log1p-scaled, all scalars standardised and given missing indicators; score columns are z-scored
-    within each dataset of the frame being encoded.
+    sizes are log1p-scaled, all scalars mean-imputed, standardised and given missing indicators (for the columns
+    with a missing value in fit); score columns are z-scored within each dataset of the frame being encoded, a
+    missing one becomes 0 (the dataset mean) with an indicator. The fitted state is plain lists and numbers
+    (``get_state``/``from_state``), so a saved encoder is JSON.
     """
 
     def __init__(self, features: str = "d,m"):
@@ -148,42 +162,99 @@ class PairEncoder(TransformerMixin, BaseEstimator):
         return frame
 
     def fit(self, X: pd.DataFrame, y: object = None) -> PairEncoder:
-        """Learn vocabularies and scalers from the training pairs."""
+        """Learn vocabularies, imputation values and scalers from the training pairs."""
         categorical, scalar, scores = self._columns()
         frame = self._prepare(X)
         if len(frame) == 0:
             raise UserError("cannot fit the encoder on an empty pair table")
-        self.transformer_ = ColumnTransformer(
-            [
-                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-                ("scalar", _scalar_pipeline(), scalar),
-                ("score", _score_pipeline(), list(scores)),
-            ],
-            sparse_threshold=0.0,
-            verbose_feature_names_out=True,
-        ).fit(frame)
+        self.categories_ = {col: sorted(frame[col].unique()) for col in categorical}
+        self.impute_ = self.mean_ = self.scale_ = np.empty(0)
+        if scalar:
+            logged = log_sizes(frame[scalar]).to_numpy(dtype=np.float64)
+            imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(logged)
+            scaler = StandardScaler().fit(imputer.transform(logged))
+            self.impute_, self.mean_, self.scale_ = imputer.statistics_, scaler.mean_, scaler.scale_
+        self.scalar_missing_ = [c for c in scalar if frame[c].isna().any()]
+        self.score_missing_ = [c for c in scores if frame[c].isna().any()]
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """The encoded design matrix, float64 of shape (n_pairs, n_features)."""
-        check_is_fitted(self, "transformer_")
-        return np.asarray(self.transformer_.transform(self._prepare(X)), dtype=np.float64)
+        check_is_fitted(self, "categories_")
+        _, scalar, scores = self._columns()
+        frame = self._prepare(X)
+        blocks = []
+        for col, categories in self.categories_.items():
+            codes = pd.Index(categories).get_indexer(frame[col])  # -1 for a value never seen in fit
+            onehot = np.zeros((len(frame), len(categories)))
+            onehot[np.flatnonzero(codes >= 0), codes[codes >= 0]] = 1.0
+            blocks.append(onehot)
+        if scalar:
+            logged = log_sizes(frame[scalar]).to_numpy(dtype=np.float64)
+            # the same operations as SimpleImputer then StandardScaler, so the values match scikit-learn's bit for bit
+            blocks.append((np.where(np.isnan(logged), self.impute_, logged) - self.mean_) / self.scale_)
+            blocks.append(frame[self.scalar_missing_].isna().to_numpy(dtype=np.float64))
+        if scores:
+            values = frame[list(scores)].to_numpy(dtype=np.float64)
+            blocks.append(np.where(np.isnan(values), 0.0, values))
+            blocks.append(frame[self.score_missing_].isna().to_numpy(dtype=np.float64))
+        return np.hstack(blocks)
 
     def sources(self) -> np.ndarray:
         """The pair-table column each encoded column comes from (a one-hot level or a missing indicator included)."""
-        check_is_fitted(self, "transformer_")
-        categorical, scalar, scores = self._columns()
-        onehot = self.transformer_.named_transformers_["onehot"]
-        out = [c for c, cats in zip(categorical, getattr(onehot, "categories_", [])) for _ in cats]
-        if scalar:
-            indicator = self.transformer_.named_transformers_["scalar"].transformer_list[1][1]
-            out += scalar + [scalar[i] for i in indicator.features_]
-        if scores:
-            imputer = self.transformer_.named_transformers_["score"]
-            out += list(scores) + [scores[i] for i in imputer.indicator_.features_]
+        check_is_fitted(self, "categories_")
+        _, scalar, scores = self._columns()
+        out = [c for c, cats in self.categories_.items() for _ in cats]
+        out += scalar + self.scalar_missing_ + list(scores) + self.score_missing_
         return np.asarray(out, dtype=object)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        """Names of the encoded columns, e.g. ``onehot__model_vit-base``."""
-        check_is_fitted(self, "transformer_")
-        return self.transformer_.get_feature_names_out()
+        """Names of the encoded columns, e.g. ``onehot__model_vit-base`` (scikit-learn's ColumnTransformer style)."""
+        check_is_fitted(self, "categories_")
+        _, scalar, scores = self._columns()
+        names = [f"onehot__{c}_{cat}" for c, cats in self.categories_.items() for cat in cats]
+        names += [f"scalar__value__{c}" for c in scalar] + [f"scalar__missing__missingindicator_{c}" for c in self.scalar_missing_]
+        names += [f"score__{c}" for c in scores] + [f"score__missingindicator_{c}" for c in self.score_missing_]
+        return np.asarray(names, dtype=object)
+
+    @property
+    def width(self) -> int:
+        """Number of encoded columns."""
+        return len(self.sources())
+
+    def get_state(self) -> dict[str, object]:
+        """The fitted state as JSON-ready lists (floats are written exactly: JSON keeps the shortest repr)."""
+        check_is_fitted(self, "categories_")
+        return {
+            "categories": {c: list(cats) for c, cats in self.categories_.items()},
+            "impute": [float(v) for v in self.impute_],
+            "mean": [float(v) for v in self.mean_],
+            "scale": [float(v) for v in self.scale_],
+            "scalar_missing": list(self.scalar_missing_),
+            "score_missing": list(self.score_missing_),
+        }
+
+    @classmethod
+    def from_state(cls, features: str, state: object) -> PairEncoder:
+        """A fitted encoder from ``get_state``'s dict, every field checked; a one-line UserError otherwise."""
+        enc = cls(features)
+        categorical, scalar, scores = enc._columns()
+        if not isinstance(state, dict) or sorted(state) != sorted(STATE_KEYS):
+            raise UserError(f"encoder state must hold exactly {', '.join(STATE_KEYS)}")
+        categories = state["categories"]
+        if not isinstance(categories, dict) or list(categories) != categorical:
+            raise UserError(f"encoder categories must list {', '.join(categorical) or 'no columns'} for features "
+                            f"{features!r}, in that order")
+        enc.categories_ = {}
+        for col, values in categories.items():
+            enc.categories_[col] = _strings(values, f"encoder categories of {col}")
+            if not values:
+                raise UserError(f"encoder categories of {col} are empty")
+        enc.impute_ = _floats(state["impute"], len(scalar), "encoder impute")
+        enc.mean_ = _floats(state["mean"], len(scalar), "encoder mean")
+        enc.scale_ = _floats(state["scale"], len(scalar), "encoder scale")
+        if (enc.scale_ <= 0).any():
+            raise UserError("encoder scale must be positive")
+        enc.scalar_missing_ = _ordered_subset(state["scalar_missing"], scalar, "encoder scalar_missing")
+        enc.score_missing_ = _ordered_subset(state["score_missing"], list(scores), "encoder score_missing")
+        return enc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import lightning as L
 import numpy as np
@@ -17,9 +17,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from recommender.errors import UserError
-from recommender.models.base import PairRecommender
+from recommender.models.base import PairRecommender, check_number
+from recommender.models.saved import ArraySpec
 
 LOSSES = ("mse", "pairwise")
+MAX_THREADS = 1024  # a saved n_threads above this is not a thread count
 
 
 class FactorizationMachine(nn.Module):
@@ -173,20 +175,22 @@ class FMRecommender(PairRecommender):
 
     def _check_params(self) -> None:
         """One-line errors for hyper-parameters outside their domain."""
+        super()._check_params()
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
-        if min(int(self.k), int(self.epochs), int(self.n_threads)) < 1:
-            raise UserError(f"k, epochs and n_threads must be >= 1, got {self.k}, {self.epochs}, {self.n_threads}")
-        if self.batch_datasets is not None and int(self.batch_datasets) < 1:
-            raise UserError(f"batch_datasets must be >= 1 or None, got {self.batch_datasets}")
-        rates = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay, "init_std": self.init_std}
-        for name, value in rates.items():
-            if not (np.isfinite(value) and value >= 0):
-                raise UserError(f"{name} must be finite and >= 0, got {value}")
+        for name in ("k", "epochs"):
+            check_number(name, getattr(self, name), integer=True, low=1)
+        check_number("n_threads", self.n_threads, integer=True, low=1, high=MAX_THREADS)
+        check_number("seed", self.seed, integer=True, low=-(2**63), high=2**64 - 1)
+        if self.batch_datasets is not None:
+            check_number("batch_datasets", self.batch_datasets, integer=True, low=1)
+        for name in ("learning_rate", "weight_decay", "init_std"):
+            check_number(name, getattr(self, name))
+        if not isinstance(self.verbose, bool):
+            raise UserError(f"verbose must be true or false, got {self.verbose!r}")
 
     def _fit_encoded(self, Z: np.ndarray, t: np.ndarray, datasets: pd.Series) -> None:
         """Train the FM with Lightning on CPU, seeded so that a refit gives the same weights."""
-        self._check_params()
         batches = dataset_batches(Z, t, datasets, self.batch_datasets)
         with torch.random.fork_rng(devices=[]), torch_threads(int(self.n_threads)), quiet_lightning(self.verbose):
             torch.manual_seed(self.seed)
@@ -211,3 +215,19 @@ class FMRecommender(PairRecommender):
         """FM scores as float64."""
         with torch.no_grad(), torch_threads(int(self.n_threads)):
             return self.module_(torch.as_tensor(Z, dtype=torch.float32)).double().numpy()
+
+    def _weight_spec(self) -> ArraySpec:
+        """FactorizationMachine's parameters, float32 as torch trains them."""
+        width = self.encoder_.width
+        return {"bias": ((), "float32"), "weights": ((width,), "float32"), "factors": ((width, int(self.k)), "float32")}
+
+    def _get_weights(self) -> dict[str, np.ndarray]:
+        """The module's parameters as numpy arrays."""
+        return {name: value.detach().cpu().numpy().copy() for name, value in self.module_.state_dict().items()}
+
+    def _set_weights(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """A FactorizationMachine holding the checked arrays (bit for bit the saved float32 values)."""
+        with torch.random.fork_rng(devices=[]):  # the throw-away initial factors leave the global seed alone
+            fm = FactorizationMachine(self.encoder_.width, int(self.k))
+        fm.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in arrays.items()})
+        self.module_ = fm.eval()

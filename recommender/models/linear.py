@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import Ridge
 
 from recommender.errors import UserError
-from recommender.models.base import PairRecommender
+from recommender.models.base import PairRecommender, check_number
 from recommender.models.features import BLOCKS
+from recommender.models.saved import ArraySpec
 
 
 def block_sources(*names: str) -> list[str]:
@@ -32,32 +35,55 @@ class LinearRecommender(PairRecommender):
         self.target = target
         self.interactions = interactions
 
+    def _check_params(self) -> None:
+        """One-line errors for hyper-parameters outside their domain."""
+        super()._check_params()
+        check_number("alpha", self.alpha)
+        if not isinstance(self.interactions, bool):
+            raise UserError(f"interactions must be true or false, got {self.interactions!r}")
+
+    def _interaction_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of the encoded model columns and dataset-side columns whose products the design adds."""
+        sources = self.encoder_.sources()
+        return np.isin(sources, block_sources("m_id", "m_side")), np.isin(sources, block_sources("d_side"))
+
     def _design(self, Z: np.ndarray) -> np.ndarray:
         """Z, plus the products of each model column with each dataset-side column when interactions are on."""
         if not self.interactions:
             return Z
-        sources = self.encoder_.sources()
-        model = Z[:, np.isin(sources, block_sources("m_id", "m_side"))]
-        side = Z[:, np.isin(sources, block_sources("d_side"))]
+        model, side = (Z[:, mask] for mask in self._interaction_columns())
         return np.hstack([Z, (model[:, :, None] * side[:, None, :]).reshape(len(Z), -1)])
 
     def _fit_encoded(self, Z: np.ndarray, t: np.ndarray, datasets: pd.Series) -> None:
         """Closed-form ridge fit (the intercept is not penalised)."""
-        if not (np.isfinite(self.alpha) and self.alpha >= 0):
-            raise UserError(f"alpha must be finite and >= 0, got {self.alpha}")
-        self.ridge_ = Ridge(alpha=self.alpha).fit(self._design(Z), t)
+        ridge = Ridge(alpha=self.alpha).fit(self._design(Z), t)
+        self.weights_, self.bias_ = ridge.coef_, float(ridge.intercept_)
 
     def _predict_encoded(self, Z: np.ndarray) -> np.ndarray:
-        """Linear scores."""
-        return self.ridge_.predict(self._design(Z))
+        """Linear scores, computed as Ridge.predict computes them."""
+        return self._design(Z) @ self.weights_ + self.bias_
+
+    def _weight_spec(self) -> ArraySpec:
+        """The design's weights and the bias, float64."""
+        model, side = self._interaction_columns()
+        width = self.encoder_.width + (int(model.sum()) * int(side.sum()) if self.interactions else 0)
+        return {"coef": ((width,), "float64"), "intercept": ((), "float64")}
+
+    def _get_weights(self) -> dict[str, np.ndarray]:
+        """Weights and bias as arrays."""
+        return {"coef": self.weights_, "intercept": np.asarray(self.bias_)}
+
+    def _set_weights(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Install checked weights."""
+        self.weights_, self.bias_ = arrays["coef"], float(arrays["intercept"])
 
     @property
     def coef_(self) -> pd.Series:
         """Fitted weights w_i of the encoded features (the interaction products, if any, are left out)."""
         names = self.encoder_.get_feature_names_out()
-        return pd.Series(self.ridge_.coef_[: len(names)], index=names)
+        return pd.Series(self.weights_[: len(names)], index=names)
 
     @property
     def intercept_(self) -> float:
         """Fitted bias w0."""
-        return float(self.ridge_.intercept_)
+        return self.bias_

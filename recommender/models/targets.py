@@ -23,12 +23,17 @@ def check_target(y: object, n_rows: int) -> np.ndarray:
     return values
 
 
+def check_target_name(how: object) -> None:
+    """A one-line error unless ``how`` names a target normalisation."""
+    if how not in TARGETS:
+        raise UserError(f"unknown target {how!r}: use one of {', '.join(TARGETS)}")
+
+
 def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") -> np.ndarray:
     """Performance z-scored within each dataset (``"zscore"``) or left as is (``"raw"``)."""
+    check_target_name(how)
     if how == "raw":
         return np.asarray(y, dtype=np.float64)
-    if how != "zscore":
-        raise UserError(f"unknown target {how!r}: use one of {', '.join(TARGETS)}")
     values = pd.Series(np.asarray(y, dtype=np.float64), index=datasets.index)
     return zscore_within(values, datasets.astype(str)).to_numpy()
 

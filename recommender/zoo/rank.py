@@ -57,10 +57,31 @@ def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.Data
     return out.reset_index()
 
 
+def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
+                             allow_modality_mismatch: bool = False) -> object:
+    """The saved recommender at ``path``, checked before any feature is extracted: it must be trained on ds's
+    modality (unless ``allow_modality_mismatch``, then a warning) and its features may use only the given scores."""
+    from recommender.models.evidence import check_modality
+    from recommender.models.factory import load_recommender
+    from recommender.models.features import parse_features
+
+    est = load_recommender(path)
+    needed = [c.removeprefix("score_") for c in parse_features(est.features)[1] if c.removeprefix("score_") not in scores]
+    if needed:
+        raise UserError(f"the recommender's features {est.features} need score(s) {', '.join(needed)}: "
+                        f"add them to --scores")
+    check_modality(est, pd.DataFrame([dataset_row(ds)]), allow_modality_mismatch)
+    return est
+
+
 def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: object | None = None) -> pd.DataFrame:
-    """Order the pool by the recommender's predicted performance when given, else by the first score."""
+    """Order the pool by the recommender's predicted performance when given (with a warning for each kind of
+    missing evidence, e.g. a model it knows nothing about), else by the first score."""
     out = pairs.copy()
     if recommender is not None:
+        from recommender.models.evidence import warn_missing_evidence
+
+        warn_missing_evidence(recommender, out)
         start = time.perf_counter()
         out["predicted"] = np.asarray(recommender.predict(out), dtype=float)
         out["seconds_predict"] = time.perf_counter() - start
