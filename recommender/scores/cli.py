@@ -13,10 +13,13 @@ from recommender.scores.registry import SCORES, score_all
 
 def run(args: argparse.Namespace) -> int:
     """Load the arrays, compute the scores and print them as a table or JSON."""
-    features = load_array(args.features)
-    # one row per example: this tells a CSV header from a first label that is a string
-    labels = load_array(args.labels, expect_rows=len(features))
-    probs = load_array(args.source_probs, expect_rows=len(features)) if args.source_probs else None
+    features = load_array(args.features, header=args.header)
+    if features.ndim == 1:  # a one-column table: one feature
+        features = features[:, None]
+    # one row per example: this tells a CSV header from a first label that is a string or a 0
+    labels = load_array(args.labels, expect_rows=len(features), header=args.header)
+    probs = (load_array(args.source_probs, expect_rows=len(features), header=args.header)
+             if args.source_probs else None)
     table = score_all(features, labels, names=comma_list(args.metrics) if args.metrics else None, task=args.task, source_probs=probs)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1))
@@ -37,4 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", choices=TASKS, default="classification")
     parser.add_argument("--source-probs", help="source model probabilities (n, source classes), for leep and nce")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    parser.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                        help="CSV files start with a header row (--no-header: they do not); default: decided per "
+                             "file, and a first row that could be either is an error")
     parser.set_defaults(func=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recommender.errors import UserError
-from recommender.scores.inputs import check_classes
+from recommender.scores.inputs import check_classes, checked_value
 from recommender.scores.spectrum import FeatureMatrix, indicator
 
 
@@ -36,8 +36,18 @@ def _between_class_coordinates(fm: FeatureMatrix, codes: np.ndarray, n_classes: 
 
 
 def hscore_from(fm: FeatureMatrix, y: np.ndarray, regularized: bool = False) -> float:
-    """H-score on a prepared FeatureMatrix: tr(pinv(cov F) cov G) in the eigenbasis of cov F."""
+    """H-score on a prepared FeatureMatrix: tr(pinv(cov F) cov G) in the eigenbasis of cov F.
+
+    The plain H-score is invariant to scaling each column, so it is computed on the equilibrated F (exact powers
+    of two), where small columns next to large ones keep their digits. The regularised one is not: Ledoit-Wolf
+    shrinks towards a multiple of I, so it refuses columns too unequal for float64 (check_balanced).
+    """
     codes, n_classes = check_classes(y, fm.n)
+    name = "regularized H-score" if regularized else "H-score"
+    if regularized:
+        fm.check_balanced(name)
+    else:
+        fm = fm.equilibrated
     values, _ = fm.centered_spectrum
     if values[-1] == 0:
         raise UserError("features are constant: the H-score is undefined")
@@ -48,8 +58,8 @@ def hscore_from(fm: FeatureMatrix, y: np.ndarray, regularized: bool = False) -> 
         trace_mean = values.sum() / (fm.n * fm.dim)
         # S = (1 - d) cov0 + d mu I (cov0 with ddof = 0, scikit-learn's convention); cov G is scaled by 1 - d.
         shrunk = (1 - shrinkage) * values[kept] / fm.n + shrinkage * trace_mean
-        return float(np.sum((1 - shrinkage) * between[kept] / shrunk))
-    return float(np.sum(between[kept] / (values[kept] / (fm.n - 1))))
+        return checked_value(np.sum((1 - shrinkage) * between[kept] / shrunk), name)
+    return checked_value(np.sum(between[kept] / (values[kept] / (fm.n - 1))), name)
 
 
 def hscore(F: np.ndarray, y: np.ndarray, regularized: bool = False) -> float:

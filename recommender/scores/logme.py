@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from recommender.errors import UserError
-from recommender.scores.inputs import check_classes, check_targets, one_hot
+from recommender.scores.inputs import (
+    check_classes,
+    check_targets,
+    checked_value,
+    one_hot,
+)
 from recommender.scores.spectrum import FeatureMatrix
 
 TOLERANCE = 1e-10
@@ -19,7 +24,10 @@ TASKS = ("classification", "regression")
 
 @dataclass(frozen=True)
 class EvidenceFit:
-    """Per target column: evidence L(a*, b*) / n, prior precision a*, noise precision b* (inf at a limit)."""
+    """Per target column: evidence L(a*, b*) / n, prior precision a* (for the caller's F), noise precision b*.
+
+    a* or b* is inf where the maximum lies at a limit.
+    """
 
     evidence: np.ndarray
     alpha: np.ndarray
@@ -87,6 +95,7 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
     1e8 x the largest eigenvalue or 1e-8 x the smallest positive one, and LogME takes the best of the
     stationary point and the two limits.
     """
+    fm.check_balanced("LogME")
     s, _ = fm.spectrum
     if s[-1] == 0:
         raise UserError("features are all zero: LogME is undefined")
@@ -124,6 +133,9 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
     best = values.argmax(axis=0)
     columns = np.arange(Y.shape[1])
     alpha = np.array([candidates[0][1], candidates[1][1], np.full(Y.shape[1], np.inf)])[best, columns]
+    # L(a c^2, b; c F) = L(a, b; F): the evidence is scale-free, its prior precision is not.
+    with np.errstate(over="ignore"):
+        alpha = alpha / fm.scale / fm.scale
     beta = np.array([candidates[0][2], np.full(Y.shape[1], np.inf), candidates[2][1]])[best, columns]
     return EvidenceFit(values[best, columns], alpha, beta, iteration)
 
@@ -136,8 +148,8 @@ def logme_from(fm: FeatureMatrix, y: np.ndarray, task: str = "classification") -
         codes, n_classes = check_classes(y, fm.n)
         Y = one_hot(codes, n_classes)
         FtY = None if fm.wide else fm.class_sums(codes, n_classes).T
-        return float(fit_evidence(fm, Y, FtY).evidence.mean())
-    return float(fit_evidence(fm, check_targets(y, fm.n)).evidence.mean())
+        return checked_value(fit_evidence(fm, Y, FtY).evidence.mean(), "LogME")
+    return checked_value(fit_evidence(fm, check_targets(y, fm.n)).evidence.mean(), "LogME")
 
 
 def logme(F: np.ndarray, y: np.ndarray, task: str = "classification") -> float:

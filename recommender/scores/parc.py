@@ -11,7 +11,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from recommender.errors import UserError
-from recommender.scores.inputs import check_classes, check_features
+from recommender.scores.inputs import (
+    check_classes,
+    check_features,
+    checked_value,
+    column_scales,
+    unit_scale,
+)
 
 MAX_EXAMPLES = 5_000  # 12.5 M pairs: ~2 s and ~0.4 GB; beyond it the O(n^2) pairs are subsampled
 BLOCK_ROWS = 512
@@ -51,6 +57,9 @@ def parc(F: np.ndarray, y: np.ndarray, pca_dim: int | None = None,
         keep = stratified_subsample(codes, max_examples, seed)
         F, codes = F[keep], codes[keep]
     F = F.astype(np.float64)
+    # Exact powers of two, so their variances cannot overflow: standardising undoes a scale per column, while
+    # PCA (before it) is only invariant to one global scale.
+    F *= unit_scale(F) if pca_dim is not None else column_scales(F)
     if pca_dim is not None:
         F = PCA(n_components=min(pca_dim, *F.shape), svd_solver="full").fit_transform(F)
     Z = StandardScaler().fit_transform(F)
@@ -66,6 +75,8 @@ def parc(F: np.ndarray, y: np.ndarray, pca_dim: int | None = None,
     # Label dissimilarity takes two values (0 for same class, C/(C-1) otherwise): Spearman's rho with it is the
     # Pearson correlation of the feature ranks with the binary indicator, from the mean rank of each group.
     ranks = scipy.stats.rankdata(dissimilarity)
+    if ranks.min() == ranks.max():
+        raise UserError("PARC: every pair of examples is equally dissimilar, so the rank correlation is undefined")
     covariance = share * (ranks[different].mean() - ranks.mean())
     rho = covariance / (ranks.std() * np.sqrt(share * (1 - share)))
-    return float(100 * rho)
+    return checked_value(100 * rho, "PARC")

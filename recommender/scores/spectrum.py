@@ -8,7 +8,13 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from recommender.scores.inputs import check_features
+from recommender.scores.inputs import (
+    BALANCE_BITS,
+    check_balanced,
+    check_features,
+    column_scales,
+    unit_scale,
+)
 
 OFFSET_RATIO = 100.0  # n ||mean||^2 over the centred sum of squares beyond which centring is done on F itself
 
@@ -32,13 +38,36 @@ class FeatureMatrix:
     """Features F (n, D) in float64 with the products scores share, each computed on first use.
 
     Where n < D ("wide") every product lives on the n x n side (F F'), otherwise on the D x D side (F'F).
+    F is kept multiplied by `scale`, the power of two that brings max |F| into [0.5, 1): exact, and the scores
+    computed here do not depend on a global scale, so F x 1e200 neither overflows nor differs from F.
     """
 
     def __init__(self, F: np.ndarray) -> None:
-        """Check F (finite, 2-D, n >= 2) and keep it as float64."""
-        self.F = check_features(F)
+        """Check F (finite, 2-D, n >= 2) and keep it as float64, rescaled by a power of two."""
+        self.F = check_features(F)  # a float64 copy of the caller's array: scaled in place
+        self.scale = unit_scale(self.F)
+        self.F *= self.scale
         self.n, self.dim = self.F.shape
         self._class_sums: dict[bytes, np.ndarray] = {}
+        self._balanced = False
+
+    def check_balanced(self, score: str) -> None:
+        """Raise UserError when F's columns differ too much in magnitude for `score` (see inputs.check_balanced)."""
+        if not self._balanced:
+            check_balanced(self.F, score)
+            self._balanced = True
+
+    @cached_property
+    def equilibrated(self) -> FeatureMatrix:
+        """F with every column scaled by a power of two to [0.5, 1) in magnitude, for scores invariant to it.
+
+        Shares this matrix while the column magnitudes differ by less than 2^BALANCE_BITS; beyond that F'F
+        cannot resolve the small columns, while the equilibrated F'F can.
+        """
+        scales = column_scales(self.F)
+        if np.log2(scales.max() / scales.min()) <= BALANCE_BITS:
+            return self
+        return FeatureMatrix(self.F * scales)
 
     @property
     def wide(self) -> bool:
@@ -58,8 +87,11 @@ class FeatureMatrix:
 
     @cached_property
     def mean(self) -> np.ndarray:
-        """Column means of F (D,)."""
-        return self.F.mean(axis=0)
+        """Column means of F (D,); a constant column's mean is its value exactly, so centring makes it zeros."""
+        mean = self.F.mean(axis=0)
+        constant = self.F.max(axis=0) == self.F.min(axis=0)  # a rounded sum of n equal values may miss it
+        mean[constant] = self.F[0, constant]
+        return mean
 
     @cached_property
     def centered_gram(self) -> np.ndarray:
