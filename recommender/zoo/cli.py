@@ -1,18 +1,39 @@
-"""`recommender rank` and `recommender finetune`: the user's path from a dataset and a zoo to a choice, and back into the store."""
+"""`recommender rank` and `recommender finetune`: the user's path from a dataset and a zoo to a choice, and back into the store.
+
+Only argparse and the zoo names are imported here; torch, pandas and the rest load when a command runs."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from recommender.zoo.cache import FeatureCache
 from recommender.cli_args import add_db_argument, comma_list
-from recommender.zoo.datasets import load_dataset, subsample
-from recommender.zoo.rank import DEFAULT_SCORES, rank_pool, score_pool, with_store_facts
-from recommender.zoo.zoos import ZOOS, get_provider, resolve_models
+from recommender.zoo.zoos import ZOOS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recommender.history import Store
+
+RANK_DESCRIPTION = """\
+Rank candidate models for a dataset: extract each model's pooled features (cached on
+disk), compute transferability scores and, with --recommender, the learned recommender's
+prediction. Prints the top-k models with the seconds each step took.
+
+example:
+  recommender rank --data bbc_news --n 300 --zoo text-offline --top-k 3"""
+
+FINETUNE_DESCRIPTION = """\
+Fine-tune a torch model of the zoo with a fresh linear head (Lightning, AdamW, early
+stopping on validation accuracy) over a learning-rate grid, on a stratified 60/20/20
+train/validation/test split, and log each run as a job in the store. Accuracies are exact
+counts in %, rounded to what the split's size can measure.
+
+example:
+  recommender finetune --data tweets --n 200 --model glove-6B-50d --lrs 1e-3,1e-2 --epochs 3
+  (logged under the protocol finetune:3ep-120ex: 3 epochs, 120 training examples)"""
 
 
 def _floats(text: str) -> list[float]:
@@ -27,16 +48,15 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by both commands: the dataset, its subsample and the seed."""
     p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, .npz file or image folder")
     p.add_argument("--n", type=int, default=None, help="stratified subsample of N examples (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training (default: %(default)s)")
     add_db_argument(p)
 
 
-def _log_to_store(frame: pd.DataFrame, kind: str, url: str | None, label: str) -> dict[str, int]:
+def _write(store: Store, frame: pd.DataFrame, kind: str, label: str) -> dict[str, int]:
     """Write jobs or scores (long format) into the history store."""
-    from recommender.history import open_store
     from recommender.history.ingest import build_batch
 
-    return open_store(url).write(build_batch(frame, label, kind=kind, source=label))
+    return store.write(build_batch(frame, label, kind=kind, source=label))
 
 
 RANK_SOURCE = "recommender rank"
@@ -44,6 +64,8 @@ RANK_SOURCE = "recommender rank"
 
 def scores_long(ranked: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
     """The ranked table's computed scores in the store's long format; `run` is the features' cache key."""
+    import pandas as pd
+
     rows = [{"model": r["model"], "dataset": r["dataset"], "score": s, "run": r["features_key"],
              "value": r[f"score_{s}"], "seconds": r[f"seconds_{s}"]}
             for _, r in ranked.iterrows() for s in scores]
@@ -51,30 +73,36 @@ def scores_long(ranked: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
 
 
 def log_scores(ranked: pd.DataFrame, scores: list[str], url: str | None) -> int:
-    """Write the ranking's scores into the store; scores of the same features already logged are kept as they are."""
-    from recommender.history import open_store
+    """Write the ranking's scores into the store (created if needed); scores of the same features already logged
+    are kept as they are."""
+    from recommender.history.store import store_for_writing
 
     long = scores_long(ranked, scores)
-    stored = open_store(url).scores(scores)
-    stored = stored.loc[stored["source"] == RANK_SOURCE, ["model", "dataset", "score", "run"]]
-    # Same key = same model, weights, preprocessing and data; only the timings differ, so skip, never conflict.
-    new = long.merge(stored, how="left", indicator=True).query("_merge == 'left_only'").drop(columns="_merge")
-    return _log_to_store(new, "scores", url, RANK_SOURCE).get("scores", 0) if len(new) else 0
+    with store_for_writing(url) as store:
+        stored = store.scores(scores)
+        stored = stored.loc[stored["source"] == RANK_SOURCE, ["model", "dataset", "score", "run"]]
+        # Same key = same model, weights, preprocessing and data; only the timings differ, so skip, never conflict.
+        new = long.merge(stored, how="left", indicator=True).query("_merge == 'left_only'").drop(columns="_merge")
+        return _write(store, new, "scores", RANK_SOURCE).get("scores", 0) if len(new) else 0
 
 
 def run_rank(args: argparse.Namespace) -> int:
     """Extract features, score every model, predict with the recommender, print the top-k."""
+    from recommender.zoo.cache import FeatureCache
+    from recommender.zoo.datasets import load_dataset, subsample
+    from recommender.zoo.rank import DEFAULT_SCORES, load_checked_recommender, rank_pool, score_pool, with_store_facts
+    from recommender.zoo.zoos import resolve_models
+
     ds = subsample(load_dataset(args.data), args.n, args.seed)
     providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None)
-    scores = comma_list(args.scores)
+    scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
     cache = None if args.no_cache else FeatureCache(args.cache)
     progress = not args.json and (args.verbose or sys.stderr.isatty())
-    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress)
     recommender = None
-    if args.recommender:
-        from recommender.models.factory import load_recommender
-
-        recommender = load_recommender(args.recommender)
+    if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
+        recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
+    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress)
+    if recommender is not None:
         from recommender.history import open_store
 
         pairs = with_store_facts(pairs, open_store(args.db).model_features().set_index("model"))
@@ -96,14 +124,20 @@ def run_rank(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     """Fine-tune one model over a learning-rate grid and log each run as a job."""
-    from recommender.zoo.finetune import finetune
+    from recommender.zoo.datasets import load_dataset, subsample
+    from recommender.zoo.finetune import SOURCE, finetune
+    from recommender.zoo.zoos import get_provider
 
     full = load_dataset(args.data)
     jobs = finetune(get_provider(args.model), subsample(full, args.n, args.seed), lrs=args.lrs, max_epochs=args.epochs,
-                    patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full))
+                    patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full),
+                    protocol=args.protocol)
     if not args.no_log:
-        added = _log_to_store(jobs, "jobs", args.db, "recommender finetune")
-        print(f"logged {added.get('jobs', 0)} job(s) into the store", file=sys.stderr)
+        from recommender.history.store import store_for_writing
+
+        with store_for_writing(args.db) as store:
+            added = _write(store, jobs, "jobs", SOURCE)
+        print(f"logged {added.get('jobs', 0)} job(s) into the store under protocol {jobs['protocol'].iloc[0]}", file=sys.stderr)
     cols = ["model", "dataset", "hp.lr", "hp.epochs_run", "val_value", "value", "seconds"]
     print(jobs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
@@ -112,13 +146,20 @@ def run_finetune(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `rank` and `finetune` to the CLI."""
     zoos = ", ".join(ZOOS)
-    p = subparsers.add_parser("rank", help="rank candidate models for a dataset (features, scores, learned recommender)")
+    p = subparsers.add_parser("rank", help="rank candidate models for a dataset (features, scores, learned recommender)",
+                              description=RANK_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(p)
-    p.add_argument("--zoo", default=None, help=f"named model zoo ({zoos})")
+    p.add_argument("--zoo", default=None, help=f"named model zoo ({zoos}); give --zoo, --models or both")
     p.add_argument("--models", default=None, help="comma-separated models: zoo names, model folders, .onnx files or hub names")
-    p.add_argument("--scores", default=",".join(DEFAULT_SCORES), help="comma-separated score names (the first ranks when no recommender is given)")
-    p.add_argument("--recommender", default=None, help="folder of a trained recommender (recommender.models save)")
-    p.add_argument("--top-k", type=int, default=5, help="how many models to print")
+    # the default list lives in recommender.zoo.rank, which imports torch: named here, checked by a test
+    p.add_argument("--scores", default=None, help="comma-separated score names; the first ranks when no recommender is given "
+                                                  "(default: logme,hscore_reg,lfc,parc,knn,linear)")
+    p.add_argument("--recommender", default=None, help="folder of a trained recommender (recommender.models save); "
+                                                       "default: rank by the first score")
+    p.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="use --recommender on a dataset of a modality it was never trained on (refused otherwise; "
+                        "a warning says so)")
+    p.add_argument("--top-k", type=int, default=5, help="how many models to print (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the top-k as JSON")
     p.add_argument("--csv", default=None, help="write the full ranked table to this CSV file")
     p.add_argument("--cache", default=None, help="feature cache folder (default: $RECOMMENDER_CACHE/features or ~/.cache/recommender/features)")
@@ -126,12 +167,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-scores", action="store_true", help="after printing, write the computed scores into the store (run: the features' cache key, so the same model and data again add nothing)")
     p.set_defaults(func=run_rank)
 
-    f = subparsers.add_parser("finetune", help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs")
+    f = subparsers.add_parser("finetune", help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs",
+                              description=FINETUNE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(f)
     f.add_argument("--model", required=True, help="zoo model name, model folder or hub name (a torch model)")
-    f.add_argument("--lrs", type=_floats, default=[1e-4, 1e-3], help="comma-separated learning rates (default 1e-4,1e-3)")
-    f.add_argument("--epochs", type=int, default=5, help="maximum epochs per run")
-    f.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (validation accuracy)")
-    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--lrs", type=_floats, default="1e-4,1e-3", help="comma-separated learning rates (default: %(default)s)")
+    f.add_argument("--epochs", type=int, default=5, help="maximum epochs per run (default: %(default)s)")
+    f.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs of validation accuracy (default: %(default)s)")
+    f.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: %(default)s)")
+    f.add_argument("--protocol", default=None, help="store protocol of the logged jobs; runs under one protocol should be comparable "
+                                                    "(default: finetune:<epochs>ep-<training examples>ex, e.g. finetune:3ep-120ex)")
     f.add_argument("--no-log", action="store_true", help="do not write the jobs into the store")
     f.set_defaults(func=run_finetune)

@@ -127,7 +127,7 @@ def load_image_folder(path: str | Path) -> Dataset:
 def load_arrays(path: str | Path) -> Dataset:
     """A dataset from an .npz file holding `X` (n x H x W [x 3] images, or n x D flat grey squares) and `y`."""
     path = Path(path)
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         if "X" not in z or "y" not in z:
             raise UserError(f"array file {path}: needs arrays named X and y, found {', '.join(z.files)}")
         X, labels = z["X"], z["y"]
@@ -179,7 +179,10 @@ def subsample(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
 
     if n < len(ds.classes):
         raise UserError(f"dataset {ds.name}: {n} examples cannot cover its {len(ds.classes)} classes")
-    idx, _ = train_test_split(np.arange(len(ds)), train_size=n, stratify=ds.y, random_state=seed)
+    try:
+        idx, _ = train_test_split(np.arange(len(ds)), train_size=n, stratify=ds.y, random_state=seed)
+    except ValueError as e:  # e.g. a class of one example cannot be stratified
+        raise UserError(f"dataset {ds.name}: cannot draw a stratified subsample of {n} examples: {e}") from None
     idx = np.sort(idx)
     items = [ds.items[i] for i in idx] if ds.modality == "text" else ds.items[idx]
     return Dataset(ds.name, ds.modality, items, ds.y[idx], ds.classes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -11,7 +12,9 @@ from tqdm.auto import tqdm
 from recommender.errors import UserError
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
-from recommender.zoo.providers import Provider
+
+if TYPE_CHECKING:  # the providers bring torch; extraction only calls their methods
+    from recommender.zoo.providers import Provider
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,11 +18,31 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader
 
+from recommender.errors import UserError
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.providers import Provider
 from recommender.zoo.rank import dataset_row
 
-PROTOCOL = "full-finetune"
+SOURCE = "recommender finetune"
+
+
+def default_protocol(max_epochs: int, train_examples: int) -> str:
+    """The protocol a run is logged under unless named: what was run, e.g. `finetune:3ep-120ex`.
+
+    Runs with other budgets are not comparable, so they never share a protocol (nor the bundled `full-finetune`)."""
+    return f"finetune:{max_epochs}ep-{train_examples}ex"
+
+
+def accuracy_percent(correct: int, n: int) -> float:
+    """Accuracy in % of `correct` out of `n` examples, rounded to what n examples can measure.
+
+    The number of decimals is ceil(log10 n) - 1, so one example (100/n %) is at least ten units of the last digit:
+    distinct counts stay distinct and the rounding error is at most a twentieth of an example
+    (27 of 40 -> 67.5, 83 of 120 -> 69.17, 7 of 9 -> 78)."""
+    if n < 1:
+        raise ValueError(f"accuracy needs at least one example, got n={n}")
+    decimals = len(str(n - 1)) - 1 if n > 1 else 0  # len(str(n - 1)) = ceil(log10 n) for n >= 2, in integers
+    return round(100 * correct / n, decimals)
 
 
 @dataclass(frozen=True)
@@ -36,8 +57,12 @@ class Split:
 def split_dataset(ds: Dataset, val: float = 0.2, test: float = 0.2, seed: int = 0) -> Split:
     """A seeded stratified train/val/test split."""
     idx = np.arange(len(ds))
-    rest, te = train_test_split(idx, test_size=test, stratify=ds.y, random_state=seed)
-    tr, va = train_test_split(rest, test_size=val / (1 - test), stratify=ds.y[rest], random_state=seed)
+    try:
+        rest, te = train_test_split(idx, test_size=test, stratify=ds.y, random_state=seed)
+        tr, va = train_test_split(rest, test_size=val / (1 - test), stratify=ds.y[rest], random_state=seed)
+    except ValueError as e:  # too few examples of a class, or in all, for a stratified split
+        raise UserError(f"dataset {ds.name}: cannot split its {len(ds)} examples of {len(ds.classes)} classes into "
+                        f"stratified train/val/test parts: {e}") from None
     return Split(np.sort(tr), np.sort(va), np.sort(te))
 
 
@@ -67,9 +92,6 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: tuple, batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
@@ -86,13 +108,36 @@ def _loader(provider: Provider, ds: Dataset, idx: np.ndarray, batch_size: int, s
                       generator=torch.Generator().manual_seed(seed))
 
 
+def _correct(model: Classifier, loader: DataLoader) -> int:
+    """How many examples of the loader the model classifies correctly (an exact count, not a float mean)."""
+    model.eval()
+    with torch.inference_mode():
+        return sum(int((model(inputs).argmax(1) == y).sum()) for inputs, y in loader)
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Show only Lightning's errors during the block (the job row is the record), then restore its log levels."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@_quiet_lightning()
 def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_epochs: int = 5, patience: int = 2,
-                  batch_size: int = 32, seed: int = 0) -> dict:
-    """One fine-tuning run (fresh pre-trained weights) with early stopping on validation accuracy; returns the job."""
-    for name in ("lightning.pytorch", "lightning.fabric"):  # keep runs quiet: the job row is the record
-        logging.getLogger(name).setLevel(logging.ERROR)
+                  batch_size: int = 32, seed: int = 0, protocol: str | None = None) -> dict:
+    """One fine-tuning run (fresh pre-trained weights) with early stopping on validation accuracy; returns the job.
+
+    Accuracies are exact counts over the validation and test parts, in % rounded by `accuracy_percent`;
+    the protocol defaults to `default_protocol(max_epochs, train examples)`."""
     L.seed_everything(seed, workers=True, verbose=False)
-    provider._encoder = None  # every run starts from the pre-trained weights
+    provider.reset_encoder()  # every run starts from the pre-trained weights
     dim = provider.features(ds.items[:2]).shape[1]
     model = Classifier(provider, len(ds.classes), dim, lr)
     model.train()  # extraction left the encoder in eval mode, and Lightning keeps each module's mode: train dropout/BN
@@ -106,26 +151,35 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
                     _loader(provider, ds, split.val, batch_size, False, seed))
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict(state)
-    test = trainer.test(model, _loader(provider, ds, split.test, batch_size, False, seed), verbose=False)[0]
-    provider._encoder = None  # do not leave fine-tuned weights behind for feature extraction
-    return {"model": provider.name, "dataset": ds.name, "protocol": PROTOCOL, "metric": "accuracy",
-            "value": 100 * test["test_acc"], "val_value": 100 * float(best.best_model_score),
-            "seconds": time.perf_counter() - start, "source": "recommender finetune",
+    val_correct = _correct(model, _loader(provider, ds, split.val, batch_size, False, seed))
+    test_correct = _correct(model, _loader(provider, ds, split.test, batch_size, False, seed))
+    provider.reset_encoder()  # do not leave fine-tuned weights behind for feature extraction
+    return {"model": provider.name, "dataset": ds.name, "protocol": protocol or default_protocol(max_epochs, len(split.train)),
+            "metric": "accuracy", "value": accuracy_percent(test_correct, len(split.test)),
+            "val_value": accuracy_percent(val_correct, len(split.val)), "seconds": time.perf_counter() - start, "source": SOURCE,
             "hp.lr": lr, "hp.batch_size": batch_size, "hp.max_epochs": max_epochs, "hp.epochs_run": trainer.current_epoch,
             "hp.train_examples": len(split.train), "hp.seed": seed}
 
 
 def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5, patience: int = 2,
-             batch_size: int = 32, seed: int = 0, full_examples: int | None = None) -> pd.DataFrame:
+             batch_size: int = 32, seed: int = 0, full_examples: int | None = None, protocol: str | None = None) -> pd.DataFrame:
     """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %).
 
     `full_examples` is the size of the whole dataset when ds is a subsample (the store's dataset feature);
-    the subsample's training size is the hyper-parameter `hp.train_examples`."""
+    the subsample's training size is the hyper-parameter `hp.train_examples`. `protocol` names the runs'
+    protocol in the store (default: `default_protocol` of the epochs and training examples)."""
+    if protocol is not None:
+        protocol = protocol.strip()
+        if not protocol:
+            raise UserError("protocol: give a non-empty name, or leave it out for the default (e.g. finetune:3ep-120ex)")
+    if len(set(lrs)) < len(lrs):
+        raise UserError(f"learning rates {', '.join(f'{lr:g}' for lr in lrs)}: each may appear once (a run is seeded, so a repeat adds nothing)")
     if not provider.trainable:
         provider.encoder()  # raises the clear "cannot be fine-tuned" error
     split = split_dataset(ds, seed=seed)
-    run = f"finetune-{datetime.now(timezone.utc).isoformat(timespec='seconds')}"  # repeated runs stay separate jobs
-    jobs = [finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed) for lr in lrs]
-    side = {**provider.facts.as_row(), **dataset_row(ds), "examples": float(full_examples or len(ds)), "run": run}
+    session = f"finetune-{datetime.now(timezone.utc).isoformat(timespec='microseconds')}"
+    jobs = pd.DataFrame([finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed, protocol) for lr in lrs])
+    side = {**provider.facts.as_row(), **dataset_row(ds), "examples": float(full_examples or len(ds))}
     side.pop("dataset")
-    return pd.DataFrame(jobs).assign(**side)
+    # the store identifies a job by its run: one per session and learning rate, so repeated sessions stay separate
+    return jobs.assign(**side, run=[f"{session}-lr{lr:g}" for lr in lrs])

@@ -6,11 +6,12 @@ and fine-tuning; providers backed by other runtimes (ONNX, spaCy) override `feat
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,6 @@ import torch
 from torch import nn
 
 from recommender.errors import UserError
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the offline zoo must never try the hub
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,11 @@ class Provider(ABC):
             self._encoder = self._build_encoder()
         return self._encoder
 
+    def reset_encoder(self) -> None:
+        """Drop the loaded encoder, so that the next `encoder()` loads the pre-trained weights again
+        (fine-tuning changes the encoder's weights in place)."""
+        self._encoder = None
+
     def _build_encoder(self) -> nn.Module:
         raise UserError(f"model {self.name} runs outside torch and cannot be fine-tuned; pick a torch model")
 
@@ -95,6 +99,20 @@ class _MeanPooledTransformer(nn.Module):
         return masked_mean(out, attention_mask)
 
 
+@contextmanager
+def _no_hub_progress_bar() -> Iterator[None]:
+    """Hide transformers' weight-loading progress bar during the block, then restore its previous setting."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 @dataclass
 class TransformersProvider(Provider):
     """A sentence-transformers or Hugging Face text encoder (folder or hub name), mean-pooled."""
@@ -110,20 +128,27 @@ class TransformersProvider(Provider):
         """The folder (or hub name) the tokenizer and weights are loaded from."""
         return self.path
 
+    def _from_pretrained(self, auto_class: type):
+        """`auto_class.from_pretrained` on the model's source; a folder (every zoo model) is read from disk only.
+
+        An option of the call rather than HF_HUB_OFFLINE in the environment: huggingface_hub reads that variable
+        once, at its first import, so setting it later either does nothing or holds for the rest of the process."""
+        source = self.model_dir()
+        return auto_class.from_pretrained(source, local_files_only=Path(source).is_dir())
+
     def tokenizer(self):
         """The model's tokenizer, loaded once."""
         if getattr(self, "_tokenizer", None) is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir())
+            self._tokenizer = self._from_pretrained(AutoTokenizer)
         return self._tokenizer
 
     def _build_encoder(self) -> nn.Module:
         from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        return _MeanPooledTransformer(AutoModel.from_pretrained(self.model_dir()))
+        with _no_hub_progress_bar():
+            return _MeanPooledTransformer(self._from_pretrained(AutoModel))
 
     def prepare(self, items: list) -> dict[str, torch.Tensor]:
         enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
@@ -237,7 +262,7 @@ class WordVectorProvider(Provider):
         return self._vocab
 
     def _build_encoder(self) -> nn.Module:
-        table = np.load(self.vectors_file, mmap_mode="r")
+        table = np.load(self.vectors_file, mmap_mode="r", allow_pickle=False)
         return _BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
 
     def prepare(self, items: list) -> dict[str, torch.Tensor]:

