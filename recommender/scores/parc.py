@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from recommender.errors import UserError
 from recommender.scores.inputs import (
+    check_balanced,
     check_classes,
     check_features,
     checked_value,
@@ -61,6 +62,7 @@ def parc(F: np.ndarray, y: np.ndarray, pca_dim: int | None = None,
     # PCA (before it) is only invariant to one global scale.
     F *= unit_scale(F) if pca_dim is not None else column_scales(F)
     if pca_dim is not None:
+        check_balanced(F, "PARC with PCA")  # the SVD resolves small columns only to eps x the largest
         F = PCA(n_components=min(pca_dim, *F.shape), svd_solver="full").fit_transform(F)
     Z = StandardScaler().fit_transform(F)
     Z -= Z.mean(axis=1, keepdims=True)

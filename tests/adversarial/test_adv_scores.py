@@ -207,6 +207,8 @@ def test_one_huge_column(data, capsys, tmp_path):
     assert hscore(G, y) == pytest.approx(hscore(F, y), rel=REL)
     assert parc(G, y) == pytest.approx(parc(F, y), rel=REL)
     assert linear_probe_accuracy(G, y) == linear_probe_accuracy(F, y)
+    with pytest.raises(UserError, match=f"^{re.escape('PARC with PCA: ' + message)}$"):
+        parc(G, y, pca_dim=3)  # PCA comes before standardising: not invariant to a column's scale
     H = F.copy()
     H[:, 0] *= 2.0**665  # an exact power of two: PARC is bitwise F's
     assert parc(H, y) == parc(F, y)
