@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.evaluation.cli",
     "recommender.zoo.cli",
     "recommender.models.cli",
+    "recommender.models.next_cli",
 )
 
 # Errors of the user's input or environment (bad input, files, folders, URLs, servers): one line, no traceback.

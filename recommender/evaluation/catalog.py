@@ -6,12 +6,14 @@ import re
 from collections.abc import Iterable
 
 from recommender.errors import UserError
-from recommender.evaluation.strategies import (ColumnRanking, Hybrid, Learned, MeanNormalisedPerformance, Oracle,
-                                               RandomPick, Strategy)
+from recommender.evaluation.strategies import (Adaptive, ColumnRanking, Hybrid, Learned, MeanNormalisedPerformance,
+                                               Oracle, RandomPick, Strategy)
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
-        "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME")
+        "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME, "
+        "adaptive:similarity|lr|ucb (adaptive search, sequential with evaluate --adaptive)")
+ADAPTIVE = ("similarity", "lr", "ucb")
 
 
 def _agnostic(name: str) -> Strategy:
@@ -47,6 +49,8 @@ def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_t
         learned, score = rest.split(":")
         # few inner folds: each refits the learned ranking
         return Hybrid(_learned(learned, tune_trials), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
+    if head == "adaptive" and rest in ADAPTIVE:
+        return Adaptive(rest, budgets)
     if not rest and re.fullmatch(r"(lr|fm)(\+\w+)*", spec):
         return _learned(spec, tune_trials)
     if not rest and (spec == "mean-perf" or spec in AGNOSTIC):

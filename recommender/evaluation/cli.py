@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not folds:
         raise UserError(f"split {args.split} gives no fold on this pair table")
     progress = getattr(args, "verbose", False) or sys.stderr.isatty()  # `recommender --verbose`
-    ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues)
+    ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues, adaptive=args.adaptive)
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
@@ -101,5 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=5, help="repeats of the unseen-model split")
     p.add_argument("--tune-trials", type=int, default=0, help="Optuna trials per fold for learned strategies")
     p.add_argument("--keep-broken", action="store_true", help="keep near-zero broken runs (flagged) instead of dropping")
+    p.add_argument("--adaptive", action="store_true",
+                   help="adaptive strategies (adaptive:...) pick one model at a time, shown each pick's true "
+                        "performance (SPEC §7); static strategies in the same table")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)

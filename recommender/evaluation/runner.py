@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from recommender.evaluation.checks import MIN_MODELS, issues_frame, rankable
 from recommender.evaluation.measures import budget_measures, rank_correlations, summarize
+from recommender.evaluation.sequential import adaptive_preferences
 from recommender.evaluation.splits import Fold
 from recommender.evaluation.strategies import Strategy, without_truth
 
@@ -55,11 +56,13 @@ def _dataset_rows(name: str, pref: np.ndarray, truth: np.ndarray, strategy: Stra
 
 
 def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets: Sequence[int] = (1, 2, 3, 5, 10),
-             progress: bool = False, issues: pd.DataFrame | None = None) -> Evaluation:
+             progress: bool = False, issues: pd.DataFrame | None = None, adaptive: bool = False) -> Evaluation:
     """Fit each strategy on each fold's training pairs and measure its ranking of each test dataset.
 
-    Strategies see the test pairs without `performance` (only the oracle is shown it). Datasets that cannot be
-    ranked, strategies with no prediction on a dataset, and missing predictions go to `issues`."""
+    Strategies see the test pairs without `performance` (only the oracle is shown it). With `adaptive`, adaptive
+    strategies pick sequentially, shown the truth of each pick made (SPEC §7); their correlations and predictions
+    are of their first ranking. Datasets that cannot be ranked, strategies with no prediction on a dataset, and
+    missing predictions go to `issues`."""
     results, predictions, notes = [], [], [] if issues is None else issues.to_dict("records")
     for fold in tqdm(folds, desc="folds", unit="fold", disable=not progress):
         datasets, unrankable = rankable(fold.test)
@@ -84,7 +87,10 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
                     notes.append({"dataset": dataset, "model": None, "issue": "no prediction",
                                   "detail": f"{name}: no model ranked on this dataset, not evaluated"})
                     continue
-                rows, found = _dataset_rows(name, pref[at], truth, est, {b: p[at] for b, p in by_budget.items()})
+                budget_prefs = {b: p[at] for b, p in by_budget.items()}
+                if adaptive and est.adaptive:
+                    budget_prefs = adaptive_preferences(est, hidden.loc[part.index], truth, budgets)
+                rows, found = _dataset_rows(name, pref[at], truth, est, budget_prefs)
                 results += [(fold.name, fold.repeat, dataset, *row) for row in rows]
                 notes += [{"dataset": dataset, "model": None} | f for f in found]
                 predictions.append(pd.DataFrame({"fold": fold.name, "dataset": dataset, "model": part["model"].to_numpy(),

@@ -2,7 +2,9 @@
 
 `fit(train)` sees only the training pairs (with `performance`); `predict(test, budget=None)` sees the test pairs
 without `performance` and returns one number per row, higher = fine-tune first (NaN = no opinion, ranked last).
-Strategies whose pick depends on the budget set `budget_dependent`; those that are no ranking set `ranks = False`."""
+Strategies whose pick depends on the budget set `budget_dependent`; those that are no ranking set `ranks = False`.
+Adaptive strategies (`adaptive = True`, SPEC §7) also open a `session` on a held-out dataset that re-ranks it after
+each pick's true performance is shown (`recommender.evaluation.sequential`); their `predict` is the first ranking."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class Strategy(BaseEstimator):
     ranks = True
     budget_dependent = False
     needs_truth = False
+    adaptive = False
 
     def fit(self, train: pd.DataFrame) -> "Strategy":
         """Learn from the training pairs (default: nothing to learn)."""
@@ -184,3 +187,34 @@ class Hybrid(Strategy):
         if budget not in self.split_:
             raise UserError(f"hybrid was fitted for budgets {sorted(self.split_)}, not {budget}")
         return hybrid_preference(self.agnostic_.predict(test), self.aware_.predict(test), self.split_[budget])
+
+
+class Adaptive(Strategy):
+    """An adaptive recommender of `recommender.models.adaptive` (similarity, lr, ucb), hyper-parameters chosen on
+    inner leave-one-dataset-out folds of the training pairs for the evaluated budgets."""
+
+    adaptive = True
+
+    def __init__(self, kind: str = "similarity", budgets: tuple[int, ...] = (1, 2, 3, 5, 10),
+                 params: dict | None = None):
+        self.kind = kind
+        self.budgets = budgets
+        self.params = params
+
+    def fit(self, train: pd.DataFrame) -> "Adaptive":
+        """Choose the hyper-parameters on inner folds of the training pairs and fit on all of them."""
+        from recommender.models.adaptive import make_adaptive
+
+        self.recommender_ = make_adaptive(self.kind, budgets=tuple(self.budgets), **(self.params or {})).fit(train)
+        return self
+
+    def session(self, test: pd.DataFrame):
+        """A session over one held-out dataset's pairs (without their performance)."""
+        return self.recommender_.session(without_truth(test))
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
+        """The ranking before any result is observed, per dataset of `test`."""
+        out = np.full(len(test), np.nan)
+        for _, part in test.groupby("dataset", sort=False):
+            out[test.index.get_indexer(part.index)] = self.session(part).rank([], []).score
+        return out

@@ -1,0 +1,331 @@
+"""Adaptive search (SPEC §7): rankings that sharpen with each fine-tuning result observed on the target dataset.
+
+An adaptive recommender is fitted on the training pairs. For one target it opens a `Session` over the candidate
+pairs (without their performance); `Session.rank(picked, values)` scores the candidates given the true performance
+of the models already fine-tuned there, and nothing else. Three recommenders:
+
+- `SimilaritySearch`: weight each training dataset by the agreement (Pearson) of its within-dataset z-scores with
+  the observed results, softmax(beta * n / (n + shrink) * r), and rank by the weighted mean z-score; with few
+  results the weights shrink to equal ones, i.e. to mean-perf. The spread is the weighted std across datasets.
+- `WarmStartLR`: the static LR prediction updated in closed form with the target's observed pairs: a Bayesian
+  ridge of the observed (standardised) results on [LR prediction, the model's latent factors of the training
+  z-matrix], with the prior "the LR is right" (weight 1 on the LR column, 0 elsewhere). Before two results are
+  seen it ranks exactly as the LR. The spread is the posterior std.
+- Either with `explore` > 0 ranks by an upper confidence bound: score + explore * spread.
+
+Hyper-parameters left as None are chosen on inner leave-one-dataset-out folds of the training pairs alone,
+minimising the mean adaptive relative regret over `budgets`."""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from recommender.errors import UserError
+from recommender.normalise import zscore_within
+
+TOP_REASONS = 3  # training datasets (or observed models) named in a pick's reason
+
+
+def zscore_matrix(train: pd.DataFrame) -> pd.DataFrame:
+    """Models x training datasets of performance z-scored within each dataset (NaN where a pair is missing)."""
+    z = zscore_within(train["performance"].astype(float), train["dataset"])
+    return (pd.DataFrame({"model": train["model"].to_numpy(), "dataset": train["dataset"].to_numpy(), "z": z.to_numpy()})
+            .pivot_table(index="model", columns="dataset", values="z", aggfunc="mean"))
+
+
+def standardise(v: np.ndarray) -> np.ndarray:
+    """v centred and scaled to unit (population) std; all zeros when v has no spread."""
+    sd = v.std()
+    return (v - v.mean()) / sd if sd > 0 else np.zeros_like(v)
+
+
+@dataclass
+class Ranking:
+    """Scores of the candidates given what was observed: higher = fine-tune next; NaN = no opinion."""
+
+    score: np.ndarray
+    spread: np.ndarray
+    reasons: list[str] | None = None
+
+
+class Session(ABC):
+    """One target dataset's candidates; ranks them given the truth of the picks made so far."""
+
+    @abstractmethod
+    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+        """Scores of every candidate given the observed performance `values` of candidates `picked` (positions)."""
+
+
+def simulate(session: Session, truth: np.ndarray, budget: int) -> list[int]:
+    """The sequential protocol of SPEC §7: pick the best-scored unpicked candidate, reveal its truth, repeat.
+
+    Only truth[picks made so far] is shown to the session. Ties go to the earlier candidate; a candidate without
+    a score (NaN) is picked only after every scored one."""
+    picks: list[int] = []
+    for _ in range(min(budget, truth.size)):
+        score = session.rank(picks, truth[picks]).score
+        open_ = np.ones(truth.size, dtype=bool)
+        open_[picks] = False
+        scored = open_ & np.isfinite(score)  # no opinion (NaN): only after every scored candidate
+        pool = np.flatnonzero(scored if scored.any() else open_)
+        picks.append(int(pool[np.argmax(score[pool])] if scored.any() else pool[0]))
+    return picks
+
+
+def pick_preference(picks: Sequence[int], n: int) -> np.ndarray:
+    """A preference vector whose top-B is the first B picks (NaN for the unpicked), for the budget measures."""
+    pref = np.full(n, np.nan)
+    pref[list(picks)] = np.arange(len(picks), 0, -1, dtype=float)
+    return pref
+
+
+class AdaptiveRecommender(BaseEstimator, ABC):
+    """Base: `fit(train)` chooses unset hyper-parameters on inner folds, `session(candidates)` opens a target."""
+
+    GRID: dict[str, tuple] = {}
+    budgets: tuple[int, ...]
+    max_inner_folds: int
+
+    @abstractmethod
+    def _prepare(self, train: pd.DataFrame) -> object:
+        """The hyper-parameter-free part of fitting (matrices, a static model) on training pairs."""
+
+    @abstractmethod
+    def _open(self, prepared: object, candidates: pd.DataFrame, params: dict) -> Session:
+        """A session over the candidates with the given hyper-parameters."""
+
+    def _free(self) -> dict[str, tuple]:
+        """The grid of the hyper-parameters left unset (None)."""
+        return {k: v for k, v in self.GRID.items() if getattr(self, k) is None}
+
+    def fit(self, train: pd.DataFrame) -> AdaptiveRecommender:
+        """Choose the unset hyper-parameters on inner folds of `train`, then prepare on all of it."""
+        missing = {"model", "dataset", "performance"} - set(train.columns)
+        if missing:
+            raise UserError(f"training pairs lack column(s) {sorted(missing)}")
+        fixed = {k: getattr(self, k) for k in self.GRID if getattr(self, k) is not None}
+        self.inner_loss_ = None  # per grid point, when one was chosen
+        self.params_ = fixed | self._choose(train, fixed)
+        self.prepared_ = self._prepare(train)
+        return self
+
+    def _choose(self, train: pd.DataFrame, fixed: dict) -> dict:
+        """The grid point with the lowest mean adaptive relative regret on inner leave-one-dataset-out folds."""
+        from recommender.evaluation.measures import budget_measures  # the one home of the regret measure
+
+        free = self._free()
+        if not free:
+            return {}
+        configs = [dict(zip(free, values)) for values in itertools.product(*free.values())]
+        datasets = np.sort(train["dataset"].unique())
+        if datasets.size < 3:  # too few datasets to hold one out and still learn: the first grid point
+            return configs[0]
+        held = datasets[np.unique(np.linspace(0, datasets.size - 1, min(self.max_inner_folds, datasets.size))
+                                  .astype(int))]
+        loss = np.zeros(len(configs))
+        for dataset in held:
+            inner, target = train[train["dataset"] != dataset], train[train["dataset"] == dataset]
+            truth = target["performance"].to_numpy(dtype=float)
+            if truth.size < 3 or np.ptp(truth) == 0 or truth.max() <= 0:
+                continue
+            prepared = self._prepare(inner)
+            hidden = target.drop(columns=["performance", "selected_by"], errors="ignore")
+            for i, config in enumerate(configs):
+                picks = simulate(self._open(prepared, hidden, fixed | config), truth, max(self.budgets))
+                pref = pick_preference(picks, truth.size)
+                loss[i] += np.mean([budget_measures(pref, truth, b)["relative_regret"] for b in self.budgets])
+        self.inner_loss_ = loss
+        return configs[int(np.argmin(loss))]
+
+    def session(self, candidates: pd.DataFrame) -> Session:
+        """A session over the candidate pairs of one target dataset (pair-table rows without performance)."""
+        return self._open(self.prepared_, candidates, self.params_)
+
+
+# --- dataset similarity ------------------------------------------------------------------------------------------
+
+class _SimilaritySession(Session):
+    def __init__(self, Z: np.ndarray, names: np.ndarray, beta: float, shrink: float, explore: float):
+        self.Z, self.names, self.beta, self.shrink, self.explore = Z, names, beta, shrink, explore
+        self.known = np.isfinite(Z)
+        self.Z0 = np.where(self.known, Z, 0.0)
+
+    def agreement(self, picked: Sequence[int], values: np.ndarray) -> np.ndarray:
+        """Pearson r of the observed results with each training dataset's z-scores on the observed models (0 where
+        fewer than 2 of them are known there or either side is constant)."""
+        r = np.zeros(self.Z.shape[1])
+        if len(picked) < 2:
+            return r
+        zo, ko = self.Z0[picked], self.known[picked]
+        for d in np.flatnonzero(ko.sum(0) >= 2):
+            x, y = zo[ko[:, d], d], values[ko[:, d]]
+            if np.ptp(x) > 0 and np.ptp(y) > 0:
+                r[d] = np.corrcoef(x, y)[0, 1]
+        return r
+
+    def weights(self, picked: Sequence[int], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dataset weights softmax(beta * n/(n+shrink) * r), summing to 1, and the agreements r."""
+        r = self.agreement(picked, np.asarray(values, dtype=float))
+        n = len(picked)
+        logit = self.beta * n / (n + self.shrink) * r if n else np.zeros_like(r)
+        w = np.exp(logit - logit.max())
+        return w / w.sum(), r
+
+    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+        w, r = self.weights(list(picked), np.asarray(values, dtype=float))
+        mass = self.known @ w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (self.Z0 @ w) / mass
+            var = ((self.known * (self.Z0 - mean[:, None]) ** 2) @ w) / mass
+        spread = np.sqrt(np.maximum(var, 0.0))
+        reasons = None
+        if explain:
+            top = np.argsort(-w)[:TOP_REASONS]
+            moved = ", ".join(f"{self.names[d]} (w {w[d]:.2f}, r {r[d]:+.2f})" for d in top)
+            reasons = [f"agrees with {moved}" if len(picked) >= 2 else
+                       "mean z-score over the training datasets (fewer than 2 results observed)"] * len(mean)
+        return Ranking(mean + self.explore * spread, spread, reasons)
+
+
+class SimilaritySearch(AdaptiveRecommender):
+    """Dataset similarity made sound: z-score agreement, shrunk to equal weights (mean-perf) when little is seen."""
+
+    GRID = {"beta": (2.0, 5.0, 10.0, 20.0), "shrink": (1.0, 4.0, 16.0), "explore": (0.25, 0.5, 1.0)}
+
+    def __init__(self, beta: float | None = None, shrink: float | None = None, explore: float | None = 0.0,
+                 budgets: tuple[int, ...] = (1, 3, 5, 10), max_inner_folds: int = 8):
+        self.beta = beta
+        self.shrink = shrink
+        self.explore = explore
+        self.budgets = budgets
+        self.max_inner_folds = max_inner_folds
+
+    def _prepare(self, train: pd.DataFrame) -> pd.DataFrame:
+        return zscore_matrix(train)
+
+    def _open(self, prepared: pd.DataFrame, candidates: pd.DataFrame, params: dict) -> Session:
+        Z = prepared.reindex(candidates["model"].to_numpy()).to_numpy(dtype=float)
+        return _SimilaritySession(Z, prepared.columns.to_numpy(), params["beta"], params["shrink"], params["explore"])
+
+
+# --- learned warm start ------------------------------------------------------------------------------------------
+
+class _WarmSession(Session):
+    def __init__(self, Phi: np.ndarray, models: np.ndarray, lam: float, explore: float):
+        self.Phi, self.models, self.lam, self.explore = Phi, models, lam, explore
+        self.prior = np.eye(Phi.shape[1])[0]  # weight 1 on the LR column: the static LR ranking
+
+    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+        picked, t = list(picked), np.asarray(values, dtype=float)
+        P = self.Phi
+        if len(picked) >= 2 and np.ptp(t) > 0:
+            Po = P[picked] - P[picked].mean(0)  # centred: the target's unknown offset is no evidence
+            to = standardise(t)  # the target's scale is unknown: its results in their own std units
+        else:
+            Po, to = np.zeros((0, P.shape[1])), np.zeros(0)
+        A = np.linalg.inv(Po.T @ Po + self.lam * np.eye(P.shape[1]))
+        theta = A @ (Po.T @ to + self.lam * self.prior)
+        mean = P @ theta
+        spread = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", P, A, P), 0.0))
+        reasons = None
+        if explain:
+            # the posterior mean is linear in the observed results: each one's share of a candidate's score
+            share = (P @ A @ Po.T) * to if len(to) else np.zeros((len(P), 0))
+            reasons = []
+            for row in share:
+                top = np.argsort(-np.abs(row))[:TOP_REASONS]
+                reasons.append("LR prediction" + (" moved by " + ", ".join(
+                    f"{self.models[picked[j]]} ({row[j]:+.2f})" for j in top) if len(to) else
+                    " (fewer than 2 results observed)"))
+        return Ranking(mean + self.explore * spread, spread, reasons)
+
+
+class WarmStartLR(AdaptiveRecommender):
+    """The LR recommender warm-started on the target: a closed-form Bayesian update with its observed pairs."""
+
+    GRID = {"lam": (1.0, 4.0, 16.0), "factors": (2, 4, 8), "explore": (0.25, 0.5, 1.0)}
+
+    def __init__(self, lam: float | None = None, factors: int | None = None, explore: float | None = 0.0,
+                 features: str = "d,m", budgets: tuple[int, ...] = (1, 3, 5, 10), max_inner_folds: int = 8):
+        self.lam = lam
+        self.factors = factors
+        self.explore = explore
+        self.features = features
+        self.budgets = budgets
+        self.max_inner_folds = max_inner_folds
+
+    def _prepare(self, train: pd.DataFrame) -> tuple:
+        from recommender.models.factory import make_recommender
+
+        lr = make_recommender("lr", features=self.features).fit(train)
+        Z = zscore_matrix(train)
+        # latent model factors of the training z-matrix (missing pairs at 0, the dataset mean)
+        U, s, _ = np.linalg.svd(Z.fillna(0.0).to_numpy(), full_matrices=False)
+        return lr, pd.DataFrame(U * s, index=Z.index)
+
+    def _open(self, prepared: tuple, candidates: pd.DataFrame, params: dict) -> Session:
+        lr, factors = prepared
+        k = min(int(params["factors"]), factors.shape[1])
+        F = factors.reindex(candidates["model"].to_numpy()).iloc[:, :k].fillna(0.0).to_numpy()
+        Phi = np.column_stack([standardise(lr.predict(candidates))] + [standardise(f) for f in F.T])
+        return _WarmSession(Phi, candidates["model"].to_numpy(), params["lam"], params["explore"])
+
+
+ADAPTIVE = {"similarity": SimilaritySearch, "lr": WarmStartLR}
+
+
+def make_adaptive(kind: str, **params: object) -> AdaptiveRecommender:
+    """An unfitted adaptive recommender by name: similarity, lr, ucb (similarity with a chosen exploration bonus)."""
+    if kind == "ucb":
+        return SimilaritySearch(**({"explore": None} | params))
+    if kind not in ADAPTIVE:
+        raise UserError(f"unknown adaptive recommender {kind!r}: use similarity, lr or ucb")
+    return ADAPTIVE[kind](**params)
+
+
+# --- the product: the next models to fine-tune on one dataset -----------------------------------------------------
+
+def observed_results(frame: pd.DataFrame, label: str, pool: set[str]) -> pd.Series:
+    """`model,performance` rows (cells as read) as performance by model; every problem is one line
+    `label: row N: column: reason` (N counts data rows from 1), raised together."""
+    missing = [c for c in ("model", "performance") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{label}: missing column(s) {', '.join(missing)} (need model,performance)")
+    problems, seen = [], {}
+    for row, (model, value) in enumerate(zip(frame["model"], frame["performance"]), 1):
+        model = "" if pd.isna(model) else str(model).strip()
+        number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+        if not model:
+            problems.append(f"{label}: row {row}: model: empty")
+        elif model not in pool:
+            problems.append(f"{label}: row {row}: model: unknown model {model!r} (not in the protocol's history)")
+        elif model in seen:
+            problems.append(f"{label}: row {row}: model: {model!r} repeated (also row {seen[model]})")
+        if not np.isfinite(number):
+            problems.append(f"{label}: row {row}: performance: not a finite number ({value!r})")
+        seen.setdefault(model, row)
+    if problems:
+        raise UserError("\n".join(problems))
+    return pd.Series(pd.to_numeric(frame["performance"]).to_numpy(dtype=float),
+                     index=frame["model"].astype(str).str.strip(), name="performance")
+
+
+def next_models(est: AdaptiveRecommender, candidates: pd.DataFrame, observed: pd.Series, budget: int
+                ) -> pd.DataFrame:
+    """The `budget` best unobserved candidates given the observed results: rank, model, score, spread, reason."""
+    if budget < 1:
+        raise UserError(f"--budget must be >= 1, got {budget}")
+    models = candidates["model"].to_numpy()
+    at = pd.Index(models).get_indexer(observed.index)
+    ranking = est.session(candidates).rank(list(at), observed.to_numpy(dtype=float), explain=True)
+    table = pd.DataFrame({"model": models, "score": ranking.score, "spread": ranking.spread,
+                          "reason": ranking.reasons}).drop(index=at)
+    best = table.sort_values("score", ascending=False, kind="stable", na_position="last").head(budget)
+    return best.reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda t: t["rank"] + 1)

@@ -1,0 +1,65 @@
+"""`recommender next`: the next model(s) to fine-tune on a dataset, given the results already observed there."""
+
+from __future__ import annotations
+
+import argparse
+
+from recommender.cli_args import add_db_argument
+
+STRATEGIES = ("similarity", "lr", "ucb")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `next` command."""
+    p = subparsers.add_parser("next", help="the next model(s) to fine-tune, given the results observed so far",
+                              description=__doc__)
+    p.add_argument("--dataset", required=True, help="the target dataset (its jobs in the store count as observed)")
+    p.add_argument("--budget", type=int, default=1, help="how many models to fine-tune next (default 1)")
+    p.add_argument("--observed", help="CSV/Parquet/JSON Lines of model,performance results on the dataset "
+                                      "(added to, and overriding, the store's jobs)")
+    p.add_argument("--protocol", default="vtab1k", help="protocol of the history and the results (default vtab1k)")
+    p.add_argument("--modality", help="keep one modality of the history, e.g. image")
+    p.add_argument("--select", default="val", choices=("val", "test"),
+                   help="which value picks each stored pair's best hyper-parameters (default val)")
+    p.add_argument("--strategy", default="similarity", choices=STRATEGIES,
+                   help="similarity (default), lr (LR warm start) or ucb (similarity + exploration bonus)")
+    p.add_argument("--examples", type=float, help="training examples of a new dataset (for --strategy lr)")
+    p.add_argument("--classes", type=float, help="classes of a new dataset (for --strategy lr)")
+    p.add_argument("--group", help="group of a new dataset, e.g. vtab-natural (for --strategy lr)")
+    add_db_argument(p)
+    p.set_defaults(func=run_next)
+
+
+def run_next(args: argparse.Namespace) -> int:
+    """Fit the adaptive recommender on every other dataset of the protocol and print the next picks."""
+    import pandas as pd  # late: `recommender --help` stays fast
+
+    from recommender.errors import UserError
+    from recommender.history import open_store
+    from recommender.history.ingest import read_table
+    from recommender.models.adaptive import make_adaptive, next_models, observed_results
+    from recommender.models.cli import dataset_row
+    from recommender.models.pairs import candidate_pairs
+
+    store = open_store(args.db)
+    pairs = store.pair_table(args.protocol, args.modality, select=args.select)
+    train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
+    if train["dataset"].nunique() < 1:
+        raise UserError(f"the store has no other dataset under protocol {args.protocol!r} to learn from")
+    pool = set(train["model"])
+    logged = pairs[(pairs["dataset"] == args.dataset) & pairs["model"].isin(pool) & pairs["performance"].notna()]
+    observed = logged.set_index("model")["performance"]
+    sources = [f"{len(observed)} result(s) logged in the store for {args.dataset} under {args.protocol}"]
+    if args.observed:
+        given = observed_results(read_table(args.observed), args.observed, pool)
+        sources.append(f"{len(given)} from {args.observed}" + (
+            f" (overriding {len(observed.index.intersection(given.index))} stored)"
+            if observed.index.intersection(given.index).size else ""))
+        observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
+    candidates = candidate_pairs(train, dataset_row(pairs, store.dataset_features(), args))
+    est = make_adaptive(args.strategy, budgets=(1, 3, 5, 10)).fit(train)
+    best = next_models(est, candidates, observed, args.budget)
+    print(f"{args.dataset}: used {'; '.join(sources)}; {args.strategy} over {train['dataset'].nunique()} training "
+          f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")
+    print(best.to_string(index=False, float_format="%.3f"))
+    return 0
