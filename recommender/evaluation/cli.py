@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +15,8 @@ from recommender.errors import UserError
 from recommender.evaluation.catalog import HELP, make_strategy, scores_needed
 from recommender.evaluation.checks import check_pairs
 from recommender.cli_args import add_db_argument, comma_list
-from recommender.evaluation.report import write_report
-from recommender.evaluation.runner import evaluate
 from recommender.evaluation.splits import SPLITS, make_folds
+from recommender.files import check_folder_target
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -28,20 +30,35 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def with_fact_columns(pairs: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The pair table with every model and dataset fact column; a column the file lacks is unknown (NaN) everywhere.
+
+    So a minimal table (model, dataset, performance) serves the strategies that need nothing else (oracle, random,
+    mean-perf, and lr/fm on the d,m ids); one that ranks by an absent fact ranks nothing, and the report says so."""
+    from recommender.models.features import BLOCKS  # the columns the learned recommenders' feature sets read
+
+    facts = [c for block in BLOCKS.values() for c in (*block.categorical, *block.scalar)]
+    absent = [c for c in facts if c not in pairs.columns]
+    if absent:
+        print(f"recommender evaluate: note: {path} has no column(s) {', '.join(absent)}; read as unknown",
+              file=sys.stderr)
+    return pairs.reindex(columns=[*pairs.columns, *absent])
+
+
 def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
     """A pair table file (CSV or Parquet), keeping only the pairs of `modality` when one is given."""
     if not path.is_file():
         raise UserError(f"no pair table at {path}")
     pairs = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     if modality is None:
-        return pairs
+        return with_fact_columns(pairs, path)
     if "modality" not in pairs.columns:
         raise UserError(f"--modality {modality}: the pair table {path} has no modality column")
     kept = pairs[pairs["modality"] == modality]
     if kept.empty:
         found = sorted(map(str, pairs["modality"].dropna().unique()))
         raise UserError(f"--modality {modality}: no such pairs in {path} (it has {found})")
-    return kept
+    return with_fact_columns(kept, path)
 
 
 def load_pairs(args: argparse.Namespace, scores: list[str]) -> pd.DataFrame:
@@ -59,15 +76,18 @@ def load_pairs(args: argparse.Namespace, scores: list[str]) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} is a file; give a folder")
+    from recommender.evaluation.report import write_report  # late: matplotlib and the runner only when running
+    from recommender.evaluation.runner import evaluate
+
+    check_folder_target(Path(args.out), "evaluate", args.overwrite)  # refused now, not after the evaluation
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
     pairs, issues = check_pairs(load_pairs(args, scores_needed(args.strategies)), drop_broken=not args.keep_broken)
     folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds))
     if not folds:
         raise UserError(f"split {args.split} gives no fold on this pair table")
     progress = getattr(args, "verbose", False) or sys.stderr.isatty()  # `recommender --verbose`
-    ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues, adaptive=args.adaptive)
+    with nullcontext() if progress else progress_lines():  # a log file gets lines, not progress bars
+        ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues, adaptive=args.adaptive)
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
@@ -77,9 +97,26 @@ def run(args: argparse.Namespace) -> int:
                "broken runs": "kept (flagged)" if args.keep_broken else "dropped (listed under issues)"}
     if args.split == "unseen-dataset":
         context["sources"] = ", ".join(args.sources)
-    report = write_report(ev, args.out, f"Evaluation: {args.split}", context)
+    report = write_report(ev, args.out, f"Evaluation: {args.split}", context, strategies=list(strategies),
+                          overwrite=args.overwrite)
     print(f"wrote {report} ({len(ev.results)} numbers, {len(ev.issues)} issues)")
     return 0
+
+
+@contextmanager
+def progress_lines() -> Iterator[None]:
+    """While in the block, the runner's progress lines (one per fold and strategy) go to stderr, timed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("recommender evaluate: %(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("recommender.evaluation.runner")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,5 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive strategies (adaptive:...) pick one model at a time, shown each pick's true "
                         "performance (SPEC §7); static strategies in the same table")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder, written whole (an earlier report there is replaced)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even when it is a non-empty folder that is not an earlier report")
     p.set_defaults(func=run)

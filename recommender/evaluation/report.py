@@ -1,21 +1,25 @@
-"""Write an evaluation as a Markdown report, CSVs of every number, and PNG plots (matplotlib, no display)."""
+"""Write an evaluation as one folder: report.md, a self-contained report.html, CSVs of every number and PNG plots.
+
+The folder is built whole beside its place and swapped in (recommender.files.write_folder_atomic), so it never
+mixes two runs."""
 
 from __future__ import annotations
 
+import base64
+import html
 import re
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from recommender.evaluation.runner import Evaluation  # noqa: E402
-from recommender.files import write_atomic  # noqa: E402
+from recommender.evaluation.runner import Evaluation
+from recommender.files import write_folder_atomic
 
 MAX_ISSUE_LINES = 40
+# A report is a list of blocks, rendered once as Markdown and once as HTML:
+# ("h", level, text), ("p", text), ("ul", [items]), ("table", DataFrame), ("img", relative path, alt text).
+Block = tuple
 
 
 def _cell(row: pd.Series) -> str:
@@ -23,18 +27,43 @@ def _cell(row: pd.Series) -> str:
     return f"{row['mean']:.3f} ± {row['std']:.3f}"
 
 
-def summary_table(summary: pd.DataFrame, measures: tuple[str, ...] = ("weighted_tau", "relative_regret", "recall")
-                  ) -> pd.DataFrame:
-    """Strategies as rows; columns `weighted_tau`, `relative_regret@B`, ... as `mean ± std` ("—" = not defined)."""
+def strategy_notes(ev: Evaluation, strategies: Sequence[str]) -> pd.DataFrame:
+    """Per strategy: its family, n (units averaged: datasets x repeats) and a note when it covered only part.
+
+    A strategy that ranked only some models (e.g. `imagenet` or `score:` where a fact or score is missing) says
+    what share it ranked; one evaluated on fewer datasets than the others says so; one with no prediction at all
+    still gets its row, with n = 0."""
+    from recommender.evaluation.plots import family
+
+    units = ev.results[["fold", "repeat", "dataset"]].drop_duplicates()
+    total = len(units)
+    regret = ev.results[ev.results["measure"] == "regret"]
+    rows = []
+    for name in strategies:
+        n = len(regret.loc[regret["strategy"] == name, ["fold", "repeat", "dataset"]].drop_duplicates())
+        notes = []
+        if n == 0:
+            notes.append("not evaluated: no prediction on any dataset (see Issues)")
+        elif n < total:
+            notes.append(f"{n} of {total} datasets")
+        if n and not ev.predictions.empty:
+            known = ev.predictions.loc[ev.predictions["strategy"] == name, "prediction"].notna()
+            if len(known) and not known.all():
+                notes.append(f"ranked {known.mean():.0%} of the models; the rest picked last, tau over the ranked")
+        rows.append({"strategy": name, "family": family(name), "n": n, "note": "; ".join(notes)})
+    return pd.DataFrame(rows).set_index("strategy")
+
+
+def summary_table(summary: pd.DataFrame, notes: pd.DataFrame,
+                  measures: tuple[str, ...] = ("weighted_tau", "relative_regret", "recall")) -> pd.DataFrame:
+    """One row per strategy of `notes` (in its order); columns `weighted_tau`, `relative_regret@B`, ... as
+    `mean ± std` ("—" = not defined), then family, n and note."""
     part = summary[summary["measure"].isin(measures)].copy()
     part["column"] = [m if pd.isna(b) else f"{m}@{b}" for m, b in zip(part["measure"], part["budget"])]
-    part["cell"] = part.apply(_cell, axis=1)
+    part["cell"] = part.apply(_cell, axis=1) if len(part) else pd.Series(dtype=str)
     table = part.pivot(index="strategy", columns="column", values="cell")
     order = [c for m in measures for c in part["column"].drop_duplicates() if c.split("@")[0] == m]
-    strategies = list(dict.fromkeys(summary["strategy"]))
-    # units behind the regret means: a strategy with no prediction on some datasets averages over fewer
-    units = summary[summary["measure"] == "regret"].groupby("strategy")["n"].max().rename("n")
-    return table.reindex(index=strategies, columns=order).fillna("—").join(units)
+    return table.reindex(index=notes.index, columns=order).fillna("—").join(notes)
 
 
 def per_dataset_table(results: pd.DataFrame, measure: str, budget: int | None = None) -> pd.DataFrame:
@@ -45,7 +74,7 @@ def per_dataset_table(results: pd.DataFrame, measure: str, budget: int | None = 
     return table[[s for s in results["strategy"].drop_duplicates() if s in table.columns]]
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def _markdown_table(frame: pd.DataFrame) -> str:
     """A DataFrame as a GitHub Markdown table (index included)."""
     frame = frame.reset_index()
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
@@ -54,79 +83,110 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def plot_regret(summary: pd.DataFrame, path: Path) -> Path:
-    """Mean relative regret against budget B, one line per strategy, with its std as a band."""
-    part = summary[summary["measure"] == "relative_regret"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, line in part.groupby("strategy", sort=False):
-        b = line["budget"].astype(int)
-        ax.plot(b, line["mean"], marker="o", label=name)
-        ax.fill_between(b, (line["mean"] - line["std"]).clip(lower=0), line["mean"] + line["std"], alpha=0.1)
-    ax.set(xlabel="budget B (models fine-tuned)", ylabel="relative regret", title="Regret against budget")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def to_markdown(blocks: list[Block]) -> str:
+    """The report as Markdown (images linked by their paths in the folder)."""
+    parts = []
+    for kind, *rest in blocks:
+        if kind == "h":
+            parts.append("#" * rest[0] + " " + rest[1])
+        elif kind == "p":
+            parts.append(rest[0])
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in rest[0]))
+        elif kind == "table":
+            parts.append(_markdown_table(rest[0]))
+        elif kind == "img":
+            parts.append(f"![{rest[1]}]({rest[0]})")
+    return "\n\n".join(parts) + "\n"
 
 
-def plot_scatter(ev: Evaluation, dataset: str, path: Path) -> Path:
-    """Predicted against true performance on one dataset, one panel per ranking strategy, weighted tau in titles."""
-    preds = ev.predictions[ev.predictions["dataset"] == dataset]
-    taus = ev.results.query("dataset == @dataset and measure == 'weighted_tau'").groupby("strategy")["value"].mean()
-    names = [n for n in dict.fromkeys(preds["strategy"]) if n in taus.index]
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        p = preds[preds["strategy"] == name]
-        ax.scatter(p["prediction"], p["performance"], s=8, alpha=0.6)
-        ax.set(title=f"{name}\nweighted tau {taus[name]:.2f}", xlabel="predicted", ylabel="true performance")
-        ax.title.set_fontsize(8)
-    fig.suptitle(dataset, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+def to_html(blocks: list[Block], folder: Path, title: str) -> str:
+    """The report as one self-contained HTML page: tables inline, images as base64 PNG read from `folder`."""
+    esc = html.escape
+    parts = []
+    for kind, *rest in blocks:
+        if kind == "h":
+            parts.append(f"<h{rest[0]}>{esc(rest[1])}</h{rest[0]}>")
+        elif kind == "p":
+            parts.append(f"<p>{esc(rest[0])}</p>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{esc(str(item))}</li>" for item in rest[0]) + "</ul>")
+        elif kind == "table":
+            parts.append(rest[0].reset_index().to_html(index=False, na_rep="—", border=0))
+        elif kind == "img":
+            data = base64.b64encode((folder / rest[0]).read_bytes()).decode("ascii")
+            parts.append(f'<figure><img alt="{esc(rest[1])}" src="data:image/png;base64,{data}"></figure>')
+    style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a table as CSV (gzipped for a .gz name), atomically."""
-    return write_atomic(path, lambda part: frame.to_csv(part, index=False))
+def _issue_blocks(issues: pd.DataFrame) -> list[Block]:
+    """The Issues section: counts by kind, then the first MAX_ISSUE_LINES issues."""
+    blocks: list[Block] = [("h", 2, "Issues (set aside or flagged, never averaged in)")]
+    if issues.empty:
+        return [*blocks, ("p", "None.")]
+    items = [f"{r.dataset} {'' if pd.isna(r.model) else r.model}: {r.issue}, {r.detail}"
+             for r in issues.head(MAX_ISSUE_LINES).itertuples()]
+    if len(issues) > MAX_ISSUE_LINES:
+        items.append(f"... {len(issues) - MAX_ISSUE_LINES} more in issues.csv")
+    return [*blocks, ("table", issues.groupby("issue").size().rename("count").to_frame()), ("ul", items)]
 
 
-def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object], scatter: bool = True
-                 ) -> Path:
-    """Write report.md, CSVs (predictions gzipped) and the PNG plots (scatters optional) to `out`; return report.md."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = ev.summary()
-    write_csv(ev.results, out / "results.csv")
-    write_csv(summary, out / "summary.csv")
-    write_csv(ev.predictions, out / "predictions.csv.gz")
-    write_csv(ev.issues, out / "issues.csv")
-    write_atomic(out / "regret_vs_budget.png", partial(plot_regret, summary))
-    for dataset in sorted(ev.predictions["dataset"].unique()) if scatter and len(ev.predictions) else []:
-        (out / "scatter").mkdir(exist_ok=True)
-        path = out / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset) + ".png")
-        write_atomic(path, partial(plot_scatter, ev, dataset))
-    budgets = sorted(summary["budget"].dropna().unique())
-    lines = [f"# {title}", "", *[f"- {k}: {v}" for k, v in context.items()], "",
-             "## Summary (mean ± std over folds/seeds; n = datasets x repeats; 95% bootstrap CIs in summary.csv)", "",
-             _markdown(summary_table(summary)), "",
-             "Random is no ranking (no correlation); its regret is the exact expectation over subsets. "
-             "Hybrids pick per budget (no single ranking).", "",
-             "![regret against budget](regret_vs_budget.png)", "",
-             "## Weighted tau per dataset", "", _markdown(per_dataset_table(ev.results, "weighted_tau")), ""]
+def report_blocks(ev: Evaluation, summary: pd.DataFrame, notes: pd.DataFrame, title: str,
+                  context: dict[str, object], scatters: list[Path]) -> list[Block]:
+    """The report's content."""
+    budgets = sorted(int(b) for b in summary["budget"].dropna().unique())
+    blocks: list[Block] = [
+        ("h", 1, title), ("ul", [f"{k}: {v}" for k, v in context.items()]),
+        ("h", 2, "Summary (mean ± std over folds/seeds; n = datasets x repeats; 95% bootstrap CIs in summary.csv)"),
+        ("table", summary_table(summary, notes)),
+        ("p", "Random is no ranking (no correlation); its regret is the exact expectation over subsets. "
+              "Hybrids pick per budget (no single ranking). A note says when a strategy ranked only part of the "
+              "models or datasets."),
+        ("img", "regret_vs_budget.png", "relative regret against budget"),
+        ("h", 2, "Weighted tau per dataset"), ("table", per_dataset_table(ev.results, "weighted_tau"))]
     if budgets:
-        b = int(budgets[0])
-        lines += [f"## Relative regret at B={b} per dataset", "",
-                  _markdown(per_dataset_table(ev.results, "relative_regret", b)), ""]
-    lines += ["## Issues (set aside or flagged, never averaged in)", ""]
-    if ev.issues.empty:
-        lines.append("None.")
-    else:
-        counts = ev.issues.groupby("issue").size().rename("count").to_frame()
-        lines += [_markdown(counts), "", *[f"- {r.dataset} {'' if pd.isna(r.model) else r.model}: {r.issue}, {r.detail}"
-                                           for r in ev.issues.head(MAX_ISSUE_LINES).itertuples()]]
-        if len(ev.issues) > MAX_ISSUE_LINES:
-            lines.append(f"- ... {len(ev.issues) - MAX_ISSUE_LINES} more in issues.csv")
-    return write_atomic(out / "report.md", lambda part: part.write_text("\n".join(lines) + "\n"))
+        blocks += [("h", 2, f"Relative regret at B={budgets[0]} per dataset"),
+                   ("table", per_dataset_table(ev.results, "relative_regret", budgets[0]))]
+    blocks += _issue_blocks(ev.issues)
+    if scatters:
+        blocks += [("h", 2, f"Per-dataset predictions (top-{budgets[-1]} picks marked)")]
+        blocks += [("img", f"scatter/{p.name}", p.stem) for p in scatters]
+    return blocks
+
+
+def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object], scatter: bool = True,
+                 strategies: Sequence[str] | None = None, overwrite: bool = False) -> Path:
+    """Write report.md, report.html, CSVs (predictions gzipped) and PNG plots (scatters optional) as the folder
+    `out`, replacing an earlier evaluate report there whole; return the path of report.md.
+
+    `strategies` are the requested names: each gets a summary row, even one with no result. A non-empty `out`
+    that is not an earlier report is refused unless `overwrite`."""
+    from recommender.evaluation.plots import plot_regret, plot_scatter  # matplotlib only when writing
+
+    summary = ev.summary()
+    names = list(dict.fromkeys([*(strategies or []), *summary["strategy"]]))
+    notes = strategy_notes(ev, names)
+
+    def build(folder: Path) -> None:
+        ev.results.to_csv(folder / "results.csv", index=False)
+        summary.to_csv(folder / "summary.csv", index=False)
+        ev.predictions.to_csv(folder / "predictions.csv.gz", index=False)
+        ev.issues.to_csv(folder / "issues.csv", index=False)
+        notes.to_csv(folder / "strategies.csv")
+        plot_regret(summary, folder / "regret_vs_budget.png")
+        scatters = []
+        budgets = summary["budget"].dropna()
+        if scatter and len(ev.predictions) and len(budgets):
+            (folder / "scatter").mkdir()
+            for dataset in sorted(ev.predictions["dataset"].unique()):
+                path = folder / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset) + ".png")
+                scatters.append(plot_scatter(ev.predictions, ev.results, dataset, int(budgets.max()), path))
+        blocks = report_blocks(ev, summary, notes, title, context, scatters)
+        (folder / "report.md").write_text(to_markdown(blocks))
+        (folder / "report.html").write_text(to_html(blocks, folder, title))
+
+    return write_folder_atomic(Path(out), build, kind="evaluate", overwrite=overwrite) / "report.md"

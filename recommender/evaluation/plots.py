@@ -1,0 +1,163 @@
+"""The evaluation's figures: regret against budget, and per-dataset prediction scatters (matplotlib, files only).
+
+Every strategy family has one fixed colour in every report; strategies of one family differ by marker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D  # a Figure without pyplot: no display backend, no global state
+
+from recommender.evaluation.catalog import AGNOSTIC
+
+# Okabe-Ito colours (distinguishable with colour-blindness), one per family, never reassigned between reports.
+FAMILY_COLOURS: dict[str, str] = {
+    "oracle": "#000000",
+    "random": "#7F7F7F",
+    "agnostic": "#0072B2",
+    "task-aware score": "#E69F00",
+    "hybrid": "#009E73",
+    "learned": "#D55E00",
+    "adaptive": "#CC79A7",
+    "other": "#56B4E9",
+}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+PANEL_INCHES = 4.0  # per scatter panel, so that its axes stay above 3 inches after labels
+SCORE_LABELS = {"logme": "LogME", "hscore": "H-score", "hscore_reg": "regularised H-score", "lfc": "LFC",
+                "parc": "PARC", "knn": "kNN accuracy", "leep": "LEEP", "nce": "NCE", "sfda": "SFDA", "emms": "EMMS"}
+AGNOSTIC_LABELS = {"imagenet": "ImageNet top-1 (%)", "size": "parameters (millions)",
+                   "mean-perf": "mean z-scored performance on the training datasets"}
+
+
+def family(strategy: str) -> str:
+    """The family of a strategy name: oracle, random, agnostic, task-aware score, hybrid, learned or adaptive."""
+    head = strategy.split(":")[0].split("+")[0]
+    if head in ("oracle", "random", "adaptive"):
+        return head
+    if head in AGNOSTIC or head == "mean-perf":
+        return "agnostic"
+    if head == "score":
+        return "task-aware score"
+    if head in ("hybrid", "learned-hybrid"):
+        return "hybrid"
+    return "learned" if head in ("lr", "fm") else "other"
+
+
+def styles(strategies: list[str]) -> dict[str, dict[str, str]]:
+    """Colour (by family) and marker (by order within the family) of each strategy."""
+    seen: dict[str, int] = {}
+    out = {}
+    for name in strategies:
+        fam = family(name)
+        out[name] = {"color": FAMILY_COLOURS[fam], "marker": MARKERS[seen.get(fam, 0) % len(MARKERS)]}
+        seen[fam] = seen.get(fam, 0) + 1
+    return out
+
+
+def axis_label(strategy: str) -> str:
+    """What a strategy's prediction is, in its units, for an axis."""
+    head, _, rest = strategy.partition(":")
+    if head == "score":
+        return SCORE_LABELS.get(rest, rest)
+    if strategy in AGNOSTIC_LABELS:
+        return AGNOSTIC_LABELS[strategy]
+    if family(strategy) == "learned":
+        return f"{strategy.upper()} prediction (z within dataset)"
+    return f"{strategy} preference"
+
+
+def _n_text(n: pd.Series) -> str:
+    """`n=19`, or `n=7-19` when the budgets average different numbers of datasets."""
+    return f"n={n.max()}" if n.min() == n.max() else f"n={n.min()}-{n.max()}"
+
+
+def plot_regret(summary: pd.DataFrame, path: Path) -> Path:
+    """Mean relative regret at each measured budget B, per strategy, with 95% bootstrap intervals as error bars."""
+    part = summary[summary["measure"] == "relative_regret"].dropna(subset=["budget"])
+    names = list(dict.fromkeys(part["strategy"]))
+    budgets = sorted(int(b) for b in part["budget"].unique())
+    fig = Figure(figsize=(10, 5.2))
+    ax = fig.add_subplot()
+    # strategies side by side around each budget (log x: equal room around 1 and 10)
+    gap = np.diff(np.log10(budgets)).min() if len(budgets) > 1 else 0.3
+    offsets = np.linspace(-0.3, 0.3, len(names)) * gap if len(names) > 1 else np.zeros(1)
+    style = styles(names)
+    for offset, name in zip(offsets, names):
+        line = part[part["strategy"] == name].sort_values("budget")
+        x = line["budget"].astype(int).to_numpy() * 10 ** offset
+        mean = line["mean"].to_numpy(dtype=float)
+        err = np.vstack([mean - line["ci_low"].to_numpy(dtype=float), line["ci_high"].to_numpy(dtype=float) - mean])
+        ax.errorbar(x, mean, yerr=np.clip(err, 0, None), linestyle=":", linewidth=0.8, elinewidth=1.2, capsize=3,
+                    markersize=6, color=style[name]["color"], marker=style[name]["marker"],
+                    label=f"{name} ({family(name)}, {_n_text(line['n'])})")
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlim(budgets[0] / 10 ** gap, budgets[-1] * 10 ** gap)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_xlabel("budget B: models fine-tuned")
+    ax.set_ylabel("relative regret (lower is better)\n(best − best of the B picked) / best")
+    ax.set_title("Relative regret against budget B", loc="left")
+    ax.legend(title="strategy (family, n = datasets averaged)", loc="upper left", bbox_to_anchor=(1.01, 1),
+              fontsize=9, title_fontsize=9, frameon=False)
+    fig.text(0.01, 0.01, "Points: mean over the n datasets; bars: 95% bootstrap interval of that mean. Only the "
+             "budgets on the axis were measured; dotted lines just join one strategy's points.",
+             fontsize=8.5, color="#444444")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110, format="png")
+    return path
+
+
+def _top(frame: pd.DataFrame, budget: int) -> pd.Series:
+    """Whether each row is among the top `budget` predictions of its fold (NaN predictions are never picked)."""
+    ranks = frame.groupby("fold")["prediction"].rank(ascending=False, method="first")
+    return ranks <= budget
+
+
+def plot_scatter(ev_predictions: pd.DataFrame, results: pd.DataFrame, dataset: str, budget: int, path: Path
+                 ) -> Path:
+    """True against predicted performance of every model on one dataset: one panel per ranking strategy.
+
+    Each panel marks the strategy's top-`budget` picks and the best model, and gives its weighted tau and
+    relative regret at `budget`. The oracle (true against true) is left out."""
+    preds = ev_predictions[ev_predictions["dataset"] == dataset]
+    mine = results[results["dataset"] == dataset]
+    taus = mine[mine["measure"] == "weighted_tau"].groupby("strategy")["value"].mean()
+    regret = mine[(mine["measure"] == "relative_regret") & (mine["budget"] == budget)].groupby("strategy")["value"].mean()
+    names = [n for n in dict.fromkeys(preds["strategy"]) if n in taus.index and family(n) != "oracle"]
+    cols = min(3, max(len(names), 1))
+    rows = -(-max(len(names), 1) // cols)
+    fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * rows + 0.8))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    style = styles(list(dict.fromkeys(preds["strategy"])))
+    for ax, name in zip(axes, names):
+        p = preds[preds["strategy"] == name]
+        known = p[p["prediction"].notna()]
+        top = _top(known, budget)
+        best = (p["performance"] == p.groupby("fold")["performance"].transform("max"))[known.index]
+        ax.scatter(known["prediction"], known["performance"], s=10, color="#BBBBBB")
+        ax.scatter(known.loc[top, "prediction"], known.loc[top, "performance"], s=40, facecolors="none",
+                   edgecolors=style[name]["color"], linewidths=1.5)
+        ax.scatter(known.loc[best, "prediction"], known.loc[best, "performance"], s=90, marker="*", color="black")
+        unranked = len(p) - len(known)
+        note = f"\n{unranked} of {len(p)} models unranked (not shown)" if unranked else ""
+        ax.set_title(f"{name}\nweighted tau {taus[name]:.2f}, relative regret@{budget} {regret.get(name, np.nan):.3f}"
+                     f"{note}", fontsize=10)
+        ax.set_xlabel(axis_label(name), fontsize=10)
+        ax.set_ylabel("fine-tuned performance", fontsize=10)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(dataset, fontsize=13)
+    key = [Line2D([], [], linestyle="", marker="o", markersize=4, color="#BBBBBB", label="one model"),
+           Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor="none", markeredgecolor="#444444",
+                  label=f"the strategy's top-{budget} picks (ring in its colour)"),
+           Line2D([], [], linestyle="", marker="*", markersize=10, color="black", label="best model")]
+    fig.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()), ncols=3,
+               fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+    fig.savefig(path, dpi=90, format="png")
+    return path
