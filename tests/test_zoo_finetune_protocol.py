@@ -4,6 +4,7 @@ what the split can measure, and no logging state left behind. The real runs use 
 from __future__ import annotations
 
 import logging
+import warnings
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
@@ -60,11 +61,12 @@ def tweets():
 def test_a_real_run_logs_what_was_run_in_exact_counts(tweets):
     lightning = logging.getLogger("lightning.pytorch")
     lightning.setLevel(logging.INFO)
+    filters = list(warnings.filters)
     jobs = finetune(get_provider("glove-6B-50d"), tweets, lrs=[1e-2, 1e-1], max_epochs=1, seed=0)
     split = split_dataset(tweets, seed=0)
     assert (len(split.train), len(split.val), len(split.test)) == (36, 12, 12)  # 60/20/20 of 60
     assert set(jobs["protocol"]) == {"finetune:1ep-36ex"}
-    assert lightning.level == logging.INFO  # quieted during the runs only
+    assert lightning.level == logging.INFO and warnings.filters == filters  # quieted during the runs only
     for column, n in (("value", len(split.test)), ("val_value", len(split.val))):
         counts = jobs[column].to_numpy() * n / 100
         # each accuracy is a whole number of examples out of n: rounded to 1 decimal of a % step of 8.33

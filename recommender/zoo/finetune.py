@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,13 +118,17 @@ def _correct(model: Classifier, loader: DataLoader) -> int:
 
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Show only Lightning's errors during the block (the job row is the record), then restore its log levels."""
+    """Show only Lightning's errors during the block (the job row is the record), then restore its log levels and
+    the warning filters; the deprecation warnings between torch and Lightning versions are not the user's to act on."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            for category in (DeprecationWarning, FutureWarning):
+                warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
