@@ -162,9 +162,10 @@ def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: boo
 def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Batch) -> pd.Series:
     """One canonical JSON text per row from the given columns (their `prefix` stripped); complex cells refused."""
     for column in columns:
-        for row, value in zip(frame[ROW], frame[column]):
-            if isinstance(value, (complex, np.complexfloating)):
-                batch.problem(row, column, f"complex numbers are not supported: {value!r}")
+        if pd.api.types.is_complex_dtype(frame[column]) or frame[column].dtype == object:
+            for row, value in zip(frame[ROW], frame[column]):
+                if isinstance(value, (complex, np.complexfloating)):
+                    batch.problem(row, column, f"complex numbers are not supported: {value!r}")
     names = [c[len(prefix):] if c.startswith(prefix) else c for c in columns]
     records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
     return pd.Series([to_json(dict(zip(names, r.values()))) for r in records], index=frame.index, dtype=object)
@@ -214,7 +215,7 @@ def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
 def check_cells(frame: pd.DataFrame, batch: Batch) -> None:
     """A NUL character in any text cell is a problem (PostgreSQL cannot store it, so neither store takes it)."""
     for column in frame.columns:
-        if frame[column].dtype != object:
+        if pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_datetime64_any_dtype(frame[column]):
             continue
         nul = frame[column].map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
         for row in frame.loc[nul, ROW]:

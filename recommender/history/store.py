@@ -169,11 +169,10 @@ class Store:
                                         params={"k": keys[i:i + KEY_CHUNK]}) for i in range(0, len(keys), KEY_CHUNK)]
                            or [pd.DataFrame(columns=columns)]).drop(columns="id", errors="ignore").set_index("key")
         now = now_utc()
-        inserts, updates = [], []
-        for row in rows.sort_values(ROW).to_dict("records"):
-            if row["key"] not in stored.index:
-                inserts.append({**row, "ingested_at": now})
-                continue
+        rows = rows.sort_values(ROW)  # file order, so the last of a file's repeats is the last written
+        known = rows["key"].isin(stored.index)
+        inserts, updates = rows[~known].assign(ingested_at=now), []
+        for row in rows[known].to_dict("records"):
             old = stored.loc[row["key"]]
 
             def conflict(column: str, was: object, new: object, row: dict = row) -> None:
@@ -190,8 +189,8 @@ class Store:
                 extra = combine_extra(old["extra"], row["extra"], conflict)
                 if extra != old["extra"]:
                     updates.append({**old.to_dict(), "key": row["key"], "extra": extra})
-        if inserts:
-            conn.execute(table.insert(), _records(pd.DataFrame(inserts)[columns]))
+        if len(inserts):
+            conn.execute(table.insert(), _records(inserts[columns]))
         if updates:
             _update(conn, table, "key", pd.DataFrame(updates)[columns])
         return len(inserts)
