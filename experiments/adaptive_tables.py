@@ -83,7 +83,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db")
+        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
         if not args.db:
             from recommender.history.bundled import load_bundled
 

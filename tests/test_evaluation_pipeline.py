@@ -179,3 +179,43 @@ def test_poisoning_the_held_out_fold_changes_no_prediction(split, kw, tune_calls
     inner = _inner_folds(fold.train, strategies["learned-hybrid:lr:good"].max_inner_folds)
     assert len(tune_calls) == 2 * (2 + len(inner))
     assert all(pair_keys(X) <= pair_keys(fold.train) for X, _, _ in tune_calls)
+
+
+def test_static_strategies_score_the_same_in_the_sequential_protocol():
+    """A static strategy ignores what it is shown: evaluate(adaptive=True) gives exactly its static numbers."""
+    pairs = pair_table(n_models=8)
+    names = ["random", "mean-perf", "score:good", "hybrid:mean-perf:good", "lr"]
+    static, sequential = (evaluate(make_folds(pairs, "loo"), {n: make_strategy(n, (1, 3)) for n in names}, (1, 3),
+                                   adaptive=mode).results for mode in (False, True))
+    pd.testing.assert_frame_equal(static, sequential)
+
+
+@pytest.mark.parametrize("name", ["adaptive:similarity", "adaptive:lr", "adaptive:ucb"])
+def test_poisoning_unpicked_results_changes_no_pick_until_it_is_picked(name):
+    """Nothing but the truth of the picks already made reaches an adaptive strategy: with every result but the
+    first k picks' scrambled, the first k + 1 picks stay the same (pick k + 1 depends on the first k only)."""
+    from recommender.evaluation.sequential import adaptive_preferences
+
+    pairs = pair_table(n_datasets=5, n_models=12)
+    odd = pairs["dataset"].isin(["d1", "d3"])  # two kinds of dataset that rank the models in opposite orders
+    pairs.loc[odd, "performance"] = 1.3 - pairs.loc[odd, "performance"]
+    fold = make_folds(pairs, "loo")[-1]
+    est = make_strategy(name, (1, 3, 5)).fit(fold.train)
+    hidden = fold.test.drop(columns=["performance", "selected_by"])
+    truth = fold.test["performance"].to_numpy()
+
+    def picks(values):
+        pref = adaptive_preferences(est, hidden, values, (5,))[5]
+        return list(np.argsort(-np.nan_to_num(pref, nan=-1))[:5])
+
+    clean, moved = picks(truth), False
+    rng = np.random.default_rng(3)
+    for k in range(5):
+        for _ in range(3):
+            poisoned = truth.copy()
+            keep = np.isin(np.arange(truth.size), clean[:k])
+            poisoned[~keep] = rng.uniform(0.0, 2.0, (~keep).sum())
+            got = picks(poisoned)
+            assert got[: k + 1] == clean[: k + 1]
+            moved |= got != clean
+    assert moved  # the poison can move later picks once picked: the strategy does read what it is shown

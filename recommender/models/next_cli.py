@@ -7,6 +7,9 @@ import argparse
 from recommender.cli_args import add_db_argument
 
 STRATEGIES = ("similarity", "lr", "ucb")
+# chosen on inner leave-one-dataset-out folds of SHiFT vision (`--tune` chooses again on the store's history);
+# lr and ucb are always chosen on inner folds
+DEFAULTS = {"similarity": {"beta": 5.0, "shrink": 4.0}}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=float, help="training examples of a new dataset (for --strategy lr)")
     p.add_argument("--classes", type=float, help="classes of a new dataset (for --strategy lr)")
     p.add_argument("--group", help="group of a new dataset, e.g. vtab-natural (for --strategy lr)")
+    p.add_argument("--tune", action="store_true",
+                   help="choose the similarity's hyper-parameters on inner folds of this history (slower)")
     add_db_argument(p)
     p.set_defaults(func=run_next)
 
@@ -57,7 +62,8 @@ def run_next(args: argparse.Namespace) -> int:
             if observed.index.intersection(given.index).size else ""))
         observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
     candidates = candidate_pairs(train, dataset_row(pairs, store.dataset_features(), args))
-    est = make_adaptive(args.strategy, budgets=(1, 3, 5, 10)).fit(train)
+    fixed = {} if args.tune else DEFAULTS.get(args.strategy, {})
+    est = make_adaptive(args.strategy, budgets=(1, 3, 5, 10), **fixed).fit(train)
     best = next_models(est, candidates, observed, args.budget)
     print(f"{args.dataset}: used {'; '.join(sources)}; {args.strategy} over {train['dataset'].nunique()} training "
           f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")
