@@ -25,7 +25,7 @@ FAMILY_COLOURS: dict[str, str] = {
     "other": "#56B4E9",
 }
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-PANEL_INCHES = 4.0  # per scatter panel, so that its axes stay above 3 inches after labels
+PANEL_INCHES = (4.6, 4.9)  # per scatter panel: its axes stay above 3 inches after 3-line titles and labels
 SCORE_LABELS = {"logme": "LogME", "hscore": "H-score", "hscore_reg": "regularised H-score", "lfc": "LFC",
                 "parc": "PARC", "knn": "kNN accuracy", "leep": "LEEP", "nce": "NCE", "sfda": "SFDA", "emms": "EMMS"}
 AGNOSTIC_LABELS = {"imagenet": "ImageNet top-1 (%)", "size": "parameters (millions)",
@@ -74,7 +74,7 @@ def _n_text(n: pd.Series) -> str:
     return f"n={n.max()}" if n.min() == n.max() else f"n={n.min()}-{n.max()}"
 
 
-def plot_regret(summary: pd.DataFrame, path: Path) -> Path:
+def regret_figure(summary: pd.DataFrame) -> Figure:
     """Mean relative regret at each measured budget B, per strategy, with 95% bootstrap intervals as error bars."""
     part = summary[summary["measure"] == "relative_regret"].dropna(subset=["budget"])
     names = list(dict.fromkeys(part["strategy"]))
@@ -108,7 +108,12 @@ def plot_regret(summary: pd.DataFrame, path: Path) -> Path:
              "budgets on the axis were measured; dotted lines just join one strategy's points.",
              fontsize=8.5, color="#444444")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110, format="png")
+    return fig
+
+
+def plot_regret(summary: pd.DataFrame, path: Path) -> Path:
+    """The regret figure (regret_figure) as a PNG."""
+    regret_figure(summary).savefig(path, dpi=110, format="png")
     return path
 
 
@@ -118,20 +123,21 @@ def _top(frame: pd.DataFrame, budget: int) -> pd.Series:
     return ranks <= budget
 
 
-def plot_scatter(ev_predictions: pd.DataFrame, results: pd.DataFrame, dataset: str, budget: int, path: Path
-                 ) -> Path:
+def scatter_figure(predictions: pd.DataFrame, results: pd.DataFrame, dataset: str, budget: int) -> Figure:
     """True against predicted performance of every model on one dataset: one panel per ranking strategy.
 
     Each panel marks the strategy's top-`budget` picks and the best model, and gives its weighted tau and
     relative regret at `budget`. The oracle (true against true) is left out."""
-    preds = ev_predictions[ev_predictions["dataset"] == dataset]
+    preds = predictions[predictions["dataset"] == dataset]
     mine = results[results["dataset"] == dataset]
     taus = mine[mine["measure"] == "weighted_tau"].groupby("strategy")["value"].mean()
     regret = mine[(mine["measure"] == "relative_regret") & (mine["budget"] == budget)].groupby("strategy")["value"].mean()
     names = [n for n in dict.fromkeys(preds["strategy"]) if n in taus.index and family(n) != "oracle"]
     cols = min(3, max(len(names), 1))
     rows = -(-max(len(names), 1) // cols)
-    fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * rows + 0.8))
+    key_cols = 3 if cols > 1 else 1  # one panel is too narrow for the key in one row
+    header = 0.5 + 0.25 * (3 // key_cols)  # inches above the panels: title and key
+    fig = Figure(figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows + header))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     style = styles(list(dict.fromkeys(preds["strategy"])))
     for ax, name in zip(axes, names):
@@ -154,10 +160,15 @@ def plot_scatter(ev_predictions: pd.DataFrame, results: pd.DataFrame, dataset: s
     fig.suptitle(dataset, fontsize=13)
     key = [Line2D([], [], linestyle="", marker="o", markersize=4, color="#BBBBBB", label="one model"),
            Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor="none", markeredgecolor="#444444",
-                  label=f"the strategy's top-{budget} picks (ring in its colour)"),
+                  label=f"top-{budget} picks (ring in the strategy's colour)"),
            Line2D([], [], linestyle="", marker="*", markersize=10, color="black", label="best model")]
-    fig.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()), ncols=3,
-               fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
-    fig.savefig(path, dpi=90, format="png")
+    fig.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / fig.get_figheight()),
+               ncols=key_cols, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - header / fig.get_figheight()))
+    return fig
+
+
+def plot_scatter(predictions: pd.DataFrame, results: pd.DataFrame, dataset: str, budget: int, path: Path) -> Path:
+    """The scatter grid of one dataset (scatter_figure) as a PNG."""
+    scatter_figure(predictions, results, dataset, budget).savefig(path, dpi=90, format="png")
     return path
