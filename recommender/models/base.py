@@ -24,8 +24,10 @@ JSON_SCALARS = (str, int, float, bool, type(None))
 def check_number(name: str, value: object, *, integer: bool = False, low: float = 0.0,
                  high: float = np.inf) -> None:
     """A one-line UserError unless value is a finite (whole, if ``integer``) number in [low, high]."""
-    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not (real and np.isfinite(value) and low <= value <= high and (not integer or float(value).is_integer())):
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    real = whole or (isinstance(value, (float, np.floating)) and np.isfinite(value))
+    # a JSON integer has no size limit: compare it as an int, never convert it to a float
+    if not (real and low <= value <= high and (whole or not integer or float(value).is_integer())):
         bound = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}"
         raise UserError(f"{name} must be a finite {'whole ' if integer else ''}number {bound}, got {value!r}")
 

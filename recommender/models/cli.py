@@ -18,6 +18,7 @@ from recommender.models.features import parse_features
 from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
 from recommender.models.tuning import tune
 
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` and `recommend` commands."""
     train = subparsers.add_parser("train", help="train an LR or FM recommender on the history store")

@@ -41,8 +41,8 @@ def _dataset_gaps(est: PairRecommender, dataset: str, rows: pd.DataFrame) -> tup
                 f"modalities ({', '.join(trained)})") if unchecked else None, False
     missing = [c for c in side if c not in _known(rows, side)]
     if len(missing) == len(side) and not _known(rows, scores):
-        return (f"dataset {dataset} is new to the recommender and has no facts ({', '.join(side) or 'none used'}) "
-                f"or scores: its ranking is the one any new dataset gets"), True
+        return (f"dataset {dataset} is new to the recommender and has no facts ({', '.join(side) or 'none used'})"
+                f"{' or scores' if scores else ''}: its ranking is the one any new dataset gets"), True
     # a group (a benchmark's taxonomy) is optional for a user's dataset: its absence alone is not worth a warning
     missing = [c for c in missing if c != "group"] + (["modality"] if unchecked and "modality" not in missing else [])
     if not missing:

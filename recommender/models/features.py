@@ -213,7 +213,8 @@ class PairEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "categories_")
         _, scalar, scores = self._columns()
         names = [f"onehot__{c}_{cat}" for c, cats in self.categories_.items() for cat in cats]
-        names += [f"scalar__value__{c}" for c in scalar] + [f"scalar__missing__missingindicator_{c}" for c in self.scalar_missing_]
+        names += [f"scalar__value__{c}" for c in scalar]
+        names += [f"scalar__missing__missingindicator_{c}" for c in self.scalar_missing_]
         names += [f"score__{c}" for c in scores] + [f"score__missingindicator_{c}" for c in self.score_missing_]
         return np.asarray(names, dtype=object)
 

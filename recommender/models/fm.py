@@ -22,6 +22,7 @@ from recommender.models.saved import ArraySpec
 
 LOSSES = ("mse", "pairwise")
 MAX_THREADS = 1024  # a saved n_threads above this is not a thread count
+MAX_FACTORS = 4096  # nor a k above this a factor dimension (k = 8 to 32 is the useful range)
 
 
 class FactorizationMachine(nn.Module):
@@ -178,8 +179,8 @@ class FMRecommender(PairRecommender):
         super()._check_params()
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
-        for name in ("k", "epochs"):
-            check_number(name, getattr(self, name), integer=True, low=1)
+        check_number("k", self.k, integer=True, low=1, high=MAX_FACTORS)
+        check_number("epochs", self.epochs, integer=True, low=1)
         check_number("n_threads", self.n_threads, integer=True, low=1, high=MAX_THREADS)
         check_number("seed", self.seed, integer=True, low=-(2**63), high=2**64 - 1)
         if self.batch_datasets is not None:

@@ -25,6 +25,7 @@ WEIGHTS_FILE = "weights.npz"
 LEGACY_FILE = "estimator.joblib"  # the pickle of versions before FORMAT_VERSION 1: refused, never opened
 MAX_META_BYTES = 64 << 20  # vocabularies of a few thousand models take well under 1 MiB
 NPY_HEADER_BYTES = 4096  # room for an .npy header beside the array's own bytes
+MAX_WEIGHT_BYTES = 1 << 30  # a recommender over a few thousand models and datasets needs a few MiB
 ArraySpec = Mapping[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype)
 
 
@@ -99,6 +100,11 @@ def read_metadata(folder: str | Path) -> dict[str, object]:
 def read_weights(folder: str | Path, meta: Mapping[str, object], spec: ArraySpec) -> dict[str, np.ndarray]:
     """The arrays of ``weights.npz``, checked against the metadata's checksum and ``spec``; finite values only."""
     path = Path(folder) / WEIGHTS_FILE
+    sizes = {name: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+             for name, (shape, dtype) in spec.items()}
+    if sum(sizes.values()) > MAX_WEIGHT_BYTES:  # a vocabulary inflated by hand: refuse before reading or allocating
+        raise UserError(f"{Path(folder) / META_FILE}: its encoder and hyper-parameters call for "
+                        f"{sum(sizes.values()) >> 20} MiB of weights, more than {MAX_WEIGHT_BYTES >> 20} MiB")
     pinned = meta.get("weights")
     if not isinstance(pinned, dict) or not isinstance(pinned.get("sha256"), str):
         raise UserError(f"{Path(folder) / META_FILE}: \"weights\" must hold the sha256 of {WEIGHTS_FILE}")
@@ -118,8 +124,7 @@ def read_weights(folder: str | Path, meta: Mapping[str, object], spec: ArraySpec
                                 f"expected {', '.join(sorted(spec))}")
             for name, (shape, dtype) in spec.items():
                 # refuse an oversized entry before reading it (a small archive can inflate to gigabytes)
-                limit = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize + NPY_HEADER_BYTES
-                if archive.zip.getinfo(f"{name}.npy").file_size > limit:
+                if archive.zip.getinfo(f"{name}.npy").file_size > sizes[name] + NPY_HEADER_BYTES:
                     raise UserError(f"{path}: array {name} is larger than shape {shape} allows")
                 value = archive[name]
                 if value.dtype != np.dtype(dtype) or value.shape != tuple(shape):

@@ -66,7 +66,8 @@ def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
     from recommender.models.features import parse_features
 
     est = load_recommender(path)
-    needed = [c.removeprefix("score_") for c in parse_features(est.features)[1] if c.removeprefix("score_") not in scores]
+    needed = [name for name in (c.removeprefix("score_") for c in parse_features(est.features)[1])
+              if name not in scores]
     if needed:
         raise UserError(f"the recommender's features {est.features} need score(s) {', '.join(needed)}: "
                         f"add them to --scores")
