@@ -13,7 +13,7 @@ from recommender.errors import UserError
 from recommender.history import IngestError, open_store
 from recommender.history.bundled import BUNDLED, HISTORY_DIR
 from recommender.history.export import export, tables
-from recommender.history.ingest import build_batch, ingest_file, read_table
+from recommender.history.ingest import alias_batch, build_batch, ingest_file, read_table
 
 DATA = Path(__file__).parent / "data" / "history"
 
@@ -39,7 +39,7 @@ def assert_same_store(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) ->
 
 def test_shift_ftrecords_preset(store) -> None:
     """The original SHiFT layout: configs dict literal, elapsed time, val accuracy, VTAB-1k protocol."""
-    assert ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift") == {"jobs": 7}
+    assert ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift") == {"jobs": 7, "protocols": 1}
     jobs = store.jobs().set_index(["model", "dataset", "test_value"])
     job = jobs.loc[("facebook/deit-tiny-patch16-224", "dmlab", 0.22147120535373688)]
     assert job["protocol"] == "vtab1k" and job["metric"] == "test_accuracy"
@@ -199,7 +199,7 @@ def test_duplicate_key_within_a_file(store, tmp_path: Path) -> None:
     frame.to_csv(path, index=False)
     with pytest.raises(IngestError, match=r"row 3: key: duplicate key with a different value \(also row 1\)"):
         ingest_file(store, path)
-    assert store.counts() == {"jobs": 0, "models": 0, "datasets": 0, "scores": 0}
+    assert set(store.counts().values()) == {0}
 
 
 def test_conflicting_model_feature(store, tmp_path: Path) -> None:
@@ -243,16 +243,25 @@ def test_export_round_trip_loses_nothing(store, tmp_path: Path, to: str) -> None
     for spec in BUNDLED:
         if spec.name in ("datasets.csv.gz", "models_parc.csv.gz", "models_hf.csv.gz", "scores_logme_hscore.csv.gz"):
             frame = read_table(HISTORY_DIR / spec.name)
-            store.write(build_batch(spec.prepare(frame) if spec.prepare else frame, spec.name, spec.kind,
+            store.write(build_batch(spec.prepare(frame, None) if spec.prepare else frame, spec.name, spec.kind,
                                     spec.preset, spec.mapping, spec.constants))
     ingest_file(store, DATA / "shift_ftrecords.csv", preset="shift")
     ingest_file(store, DATA / "mlflow_runs.csv", preset="mlflow", constants={"protocol": "vtab1k"})
     ingest_file(store, DATA / "parc_oracles.csv", preset="parc")
+    store.write(alias_batch(pd.DataFrame({"alias": ["pets"], "dataset": ["oxford_iiit_pet"]}), "aliases"))
+    facts = tmp_path / "facts.csv"  # a protocol's facts, and its examples on one dataset
+    pd.DataFrame({"protocol": ["parc", "parc"], "dataset": [None, "pets"], "history": ["parc", None],
+                  "epochs": [30, None], "optimizer": ["sgd", None], "examples": [None, 3680]}).to_csv(facts, index=False)
+    assert ingest_file(store, facts, kind="protocols") == {"protocols": 1, "protocol_datasets": 1}
     export(store, tmp_path / "out", to)
     copy = open_store(str(tmp_path / "copy.db"), create=True)
-    for kind in ("datasets", "models", "jobs", "scores"):
+    copy.write(alias_batch(read_table(tmp_path / "out" / f"dataset_aliases.{to}"), "aliases"))
+    for kind in ("datasets", "models", "protocols", "jobs", "scores"):
         ingest_file(copy, tmp_path / "out" / f"{kind}.{to}", kind=kind)
     assert copy.counts() == store.counts()
+    assert (copy.counts()["protocols"], copy.counts()["protocol_datasets"]) == (2, 1)  # vtab1k (SHiFT), parc
+    assert copy.protocol_examples()[["protocol", "dataset", "examples"]].values.tolist() == [
+        ["parc", "oxford_iiit_pet", 3680.0]]  # the alias resolved on ingest
     # contract changed: each store stamps its own ingest time, so the times differ and are left out
     untimed = [{kind: frame.drop(columns="ingested_at", errors="ignore") for kind, frame in snapshot(s).items()}
                for s in (store, copy)]
@@ -277,6 +286,7 @@ def test_interrupted_export_keeps_the_previous_file(store, tmp_path: Path, monke
         export(store, out)
     assert (out / "jobs.csv").read_text() == before
     # contract changed: the folder is built beside `out` and swapped in whole; it carries the export's marker
-    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", "datasets.csv", "jobs.csv",
-                                                     "models.csv", "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", "dataset_aliases.csv",
+                                                     "datasets.csv", "jobs.csv", "models.csv", "protocols.csv",
+                                                     "scores.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.db", "history.db-shm", "history.db-wal", "out"]

@@ -8,12 +8,15 @@ import pytest
 
 from recommender.errors import UserError
 from recommender.history import open_store
-from recommender.history.aggregate import best_over_hparams, train_size
+from recommender.history.aggregate import best_over_hparams
 from recommender.history.bundled import HISTORY_DIR, load_bundled
-from recommender.history.store import PAIR_COLUMNS
+from recommender.history.store import PAIR_COLUMNS, PROTOCOL_COLUMNS
 
 CONTRACT_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
                     "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
+
+
+SHARED = HISTORY_DIR.parent.parent / "shared" / "data"  # the files the bundled copies were made from
 
 
 def raw(name: str) -> pd.DataFrame:
@@ -37,18 +40,23 @@ def vision() -> pd.DataFrame:
 
 
 def test_every_bundled_row_is_stored(store) -> None:
-    """Jobs = rows of the five histories, less PARC's 10 rows at -1 (no result); features and scores likewise."""
+    """Jobs = rows of the seven histories, less PARC's 10 rows at -1 (no result); features and scores likewise."""
     job_files = ["history_shift_vision.csv.gz", "history_shift_text.csv.gz", "history_parc.csv.gz",
-                 "history_small_zoos_sfda_emms.csv.gz", "history_timm_imagenet_variants.csv.gz"]
+                 "history_small_zoos_sfda_emms.csv.gz", "history_timm_imagenet_variants.csv.gz",
+                 "history_transfergraph_image.csv.gz", "history_transfergraph_text.csv.gz"]
     parc_missing = int((raw("history_parc.csv.gz")["value"] == -1).sum())
     assert parc_missing == 10
     counts = store.counts()
     assert counts["jobs"] == sum(len(raw(f)) for f in job_files) - parc_missing
+    transfergraph = sum(len(pd.read_csv(SHARED / f"history_transfergraph_{m}.csv")) if SHARED.is_dir() else
+                        len(raw(f"history_transfergraph_{m}.csv.gz")) for m in ("image", "text"))
+    assert counts["jobs"] == 35_576 + transfergraph == 35_576 + 2_254 + 3_189  # before TransferGraph: 35,576
     assert counts["scores"] == len(raw("scores_logme_hscore.csv.gz"))
     model_ids = set().union(*(raw(f)["model"] for f in ("models_hf.csv.gz", "models_timm.csv.gz",
                                                           "models_parc.csv.gz", "history_small_zoos_sfda_emms.csv.gz")))
     assert counts["models"] == len(model_ids)
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
+    assert counts["dataset_aliases"] == len(raw("dataset_aliases.csv"))
 
 
 def test_loading_again_adds_nothing(store) -> None:
@@ -62,7 +70,9 @@ def test_pair_table_has_the_contract_columns(store) -> None:
     """docs/contracts.md columns in order, then examples_full and the requested scores."""
     table = store.pair_table("vtab1k", modality="image", scores=("logme", "hscore_reg"))
     assert PAIR_COLUMNS == CONTRACT_COLUMNS
-    assert list(table.columns) == [*CONTRACT_COLUMNS, "examples_full", "score_logme", "score_hscore_reg"]
+    assert list(table.columns) == [*CONTRACT_COLUMNS, "examples_full", "protocol", *PROTOCOL_COLUMNS,
+                                   "score_logme", "score_hscore_reg"]
+    assert set(table["protocol"]) == {"vtab1k"} and set(table["p_history"]) == {"shift"}
     assert len(table) == 5088  # SOURCES.md: 5,088 (model, dataset) pairs of SHiFT vision under VTAB-1k
     assert set(table["selected_by"]) == {"val"}  # SHiFT logs validation accuracy on every job
     assert (table["examples"] == 800).all()
@@ -170,10 +180,78 @@ def test_best_over_hparams_closed_form() -> None:
     assert by_test["performance"].to_dict() == {"a": 0.9, "b": 0.4}
 
 
-def test_train_size_per_protocol() -> None:
-    """800 under VTAB-1k and `:800`, a floor of the fraction for `:N%`, the full split otherwise."""
-    full = pd.Series([1000.0, 35126.0, np.nan])
-    assert train_size("vtab1k", full).tolist() == [800.0, 800.0, 800.0]
-    assert train_size("shift::800:1ep", full).tolist() == [800.0, 800.0, 800.0]
-    np.testing.assert_array_equal(train_size("shift::80%:25ep", full), [800.0, 28100.0, np.nan])
-    np.testing.assert_array_equal(train_size("parc", full), full)
+def transfergraph_jobs() -> pd.DataFrame:
+    """TransferGraph's image and text records, dataset names resolved with the bundled alias file (pandas only)."""
+    aliases = raw("dataset_aliases.csv").set_index("alias")["dataset"]
+    frame = pd.concat([raw(f"history_transfergraph_{m}.csv.gz").assign(modality=m) for m in ("image", "text")])
+    return frame.assign(dataset=frame["dataset"].map(lambda d: aliases.get(d, d)))
+
+
+def test_transfergraph_protocols_are_named_from_their_rows(store) -> None:
+    """Each distinct (train slice, PEFT method, LoRA rank, epochs) of the records is one protocol, named after
+    them; its jobs are exactly those rows; the facts (lr, epochs, PEFT, examples) are the rows' values."""
+    frame = transfergraph_jobs()
+    frame["expected"] = [
+        "transfergraph:" + "-".join(
+            ([f"{float(s[1:]) * 100:g}pct"] if isinstance(s, str) else [])
+            + ([p + (f"-r{r:g}" if r == r else "")] if isinstance(p, str) else []) + [f"{e:g}ep"])
+        for s, p, r, e in zip(frame["train_slice"], frame["peft_method"], frame["lora_r"], frame["epochs"])]
+    assert set(frame["expected"]) == {"transfergraph:70pct-30ep", "transfergraph:full-5ep",
+                                      "transfergraph:lora-r1-4ep", "transfergraph:lora-r1-8ep",
+                                      "transfergraph:lor-4ep"}  # `lor`: one record as published
+    stored = store.jobs(source=None)
+    stored = stored[stored["protocol"].str.startswith("transfergraph:")]
+    assert stored["protocol"].value_counts().to_dict() == frame["expected"].value_counts().to_dict()
+    facts = store.protocol_facts().set_index("protocol")
+    for name, group in frame.groupby("expected"):
+        assert facts.at[name, "history"] == "transfergraph"
+        assert (facts.at[name, "lr_min"], facts.at[name, "lr_max"]) == (group["lr"].min(), group["lr"].max())
+        assert facts.at[name, "epochs"] == group["epochs"].iloc[0]
+    assert facts.at["transfergraph:lora-r1-4ep", "peft"] == "lora" and facts.at["transfergraph:lora-r1-4ep",
+                                                                                 "lora_r"] == 1
+    assert facts.at["transfergraph:70pct-30ep", "train_fraction"] == 0.7
+    vtab = facts.loc["vtab1k"]  # the learning-rate grid spans SHiFT vision (0.01, 0.1) and text (0.01)
+    assert (vtab["history"], vtab["examples"], vtab["epochs"], vtab["lr_min"], vtab["lr_max"]) == (
+        "shift", 800, 25, 0.01, 0.1)
+
+
+def test_aliases_put_transfergraph_on_shift_names_and_scores(store) -> None:
+    """TransferGraph's `pets` rows are `oxford_iiit_pet` pairs; the pairs that have both bundled scores are
+    counted independently from the raw files."""
+    frame = transfergraph_jobs()
+    image = store.pair_table("transfergraph:70pct-30ep", scores=("logme", "hscore_reg"))
+    assert "pets" not in set(image["dataset"]) and "oxford_iiit_pet" in set(image["dataset"])
+    assert set(image["dataset"]) == set(frame.loc[frame["modality"] == "image", "dataset"])
+    pets = store.jobs(dataset="pets", protocol="transfergraph:70pct-30ep")  # a query resolves the alias
+    assert set(pets["dataset"]) == {"oxford_iiit_pet"}
+    assert len(pets) == (raw("history_transfergraph_image.csv.gz")["dataset"] == "pets").sum() == 180
+    scores = raw("scores_logme_hscore.csv.gz").pivot_table(index=["model", "dataset"], columns="metric",
+                                                          values="value", aggfunc="last").dropna().reset_index()
+    for protocol, modality in (("transfergraph:70pct-30ep", "image"), ("transfergraph:full-5ep", "text")):
+        pairs = frame[frame["modality"] == modality]
+        if modality == "text":
+            pairs = pairs[pairs["peft_method"] == "full"]
+        expected = pairs[["model", "dataset"]].drop_duplicates().merge(scores, on=["model", "dataset"])
+        table = store.pair_table(protocol, scores=("logme", "hscore_reg"))
+        both = table.dropna(subset=["score_logme", "score_hscore_reg"])
+        assert len(both) == len(expected) and len(both) == {"image": 1145, "text": 1246}[modality]
+
+
+def test_multi_protocol_pair_table(store) -> None:
+    """Several protocols: the union of their single tables, each row with its protocol and the protocol's facts;
+    `examples` is the protocol's training examples (TransferGraph: 70% of its `dataset_size`)."""
+    names = ["vtab1k", "transfergraph:70pct-30ep"]
+    both = store.pair_table(names, modality="image")
+    singles = [store.pair_table(name, modality="image") for name in names]
+    assert len(both) == sum(len(t) for t in singles)
+    pd.testing.assert_frame_equal(both[both["protocol"] == "vtab1k"].reset_index(drop=True), singles[0])
+    assert not both.duplicated(["protocol", "dataset", "model"]).any()
+    tg = both[both["protocol"] == "transfergraph:70pct-30ep"].set_index(["model", "dataset"])
+    rawtg = transfergraph_jobs().query("modality == 'image'").set_index(["model", "dataset"])
+    sizes = np.floor(rawtg["dataset_size"] * 0.7).reindex(tg.index)
+    known = sizes.notna()  # food101 has no size: its examples are not known
+    np.testing.assert_array_equal(tg.loc[known, "p_examples"], sizes[known])
+    assert tg.loc[~known].index.get_level_values("dataset").unique().tolist() == ["food101"]
+    assert (both.loc[both["protocol"] == "vtab1k", "p_examples"] == 800).all()
+    assert set(store.pair_table("all")["protocol"]) == set(store.protocols()["protocol"])
+    assert store.pair_table("vtab1k,parc")["protocol"].unique().tolist() == ["parc", "vtab1k"]

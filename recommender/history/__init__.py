@@ -2,9 +2,12 @@
 
 `open_store(url)` opens a SQLite file (the default) or a PostgreSQL database by SQLAlchemy URL;
 `Store.pair_table(protocol, ...)` gives the (model, dataset) table the recommenders learn from.
+The names below load on first use (PEP 562), so that `recommender --help` does not import SQLAlchemy.
 """
 
-from recommender.history.engine import default_path, resolve_url
-from recommender.history.store import IngestError, Store, open_store
+from recommender.lazy import lazy_exports
 
-__all__ = ["IngestError", "Store", "default_path", "open_store", "resolve_url"]
+_EXPORTS = {"default_path": "engine", "resolve_url": "engine", "IngestError": "store", "Store": "store",
+            "open_store": "store"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

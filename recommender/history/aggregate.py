@@ -1,10 +1,7 @@
-"""From jobs to pair performance (SPEC §2): best over hyper-parameters, and each protocol's training-set size."""
+"""From jobs to pair performance (SPEC §2): the best over hyper-parameters."""
 
 from __future__ import annotations
 
-import re
-
-import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
@@ -37,18 +34,3 @@ def best_over_hparams(jobs: pd.DataFrame, select: str = "val") -> pd.DataFrame:
     fallback = by_test.merge(by_val[PAIR], on=PAIR, how="left", indicator=True)
     fallback = fallback[fallback["_merge"] == "left_only"].drop(columns="_merge")
     return pd.concat([by_val, fallback], ignore_index=True).sort_values(PAIR, ignore_index=True)[columns]
-
-
-def train_size(protocol: str, full: pd.Series) -> pd.Series:
-    """Training examples under a protocol: 800 for VTAB-1k, the slice of the full train split for SHiFT rows."""
-    if protocol == "vtab1k":
-        return pd.Series(800.0, index=full.index)
-    match = re.fullmatch(r"shift:(.*):\d+ep", protocol)
-    if match is None:
-        return full.astype(float)
-    train_slice = match.group(1)
-    if re.fullmatch(r":\d+", train_slice):
-        return pd.Series(float(train_slice[1:]), index=full.index)
-    if re.fullmatch(r":\d+(\.\d+)?%", train_slice):
-        return np.floor(full.astype(float) * float(train_slice[1:-1]) / 100)
-    return full.astype(float)

@@ -5,30 +5,51 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument
-from recommender.history.engine import ENV_VAR, default_path
-from recommender.history.records import KINDS
-from recommender.history.store import IngestError, open_store, store_for_writing
+
+if TYPE_CHECKING:  # the store modules (SQLAlchemy, pandas) load when a command runs: `--help` stays instant
+    from recommender.history.records import Batch
+
+DESCRIPTION = """\
+The training-history store: fine-tuning jobs (yours and the bundled published histories), model and
+dataset facts, transferability scores. Pick it with --db URL (before or after the subcommand) or
+$RECOMMENDER_DB; the default is the SQLite file $XDG_DATA_HOME/recommender/history.db
+(~/.local/share/recommender/history.db when XDG_DATA_HOME is unset).
+
+example:
+  recommender history init
+  recommender history ingest runs.csv --format mlflow --set protocol=vtab1k
+  recommender history stats --db sqlite:///team.db"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `history` command and its subcommands."""
     parser = subparsers.add_parser(
-        "history", help="the training-history store",
-        description=f"The training-history store. Pick it with --db URL or ${ENV_VAR}; the default is the "
-                    f"SQLite file {default_path()} (under $XDG_DATA_HOME when set).")
+        "history", help="the training-history store", description=DESCRIPTION)
     add_db_argument(parser)
     sub = parser.add_subparsers(dest="history_command", required=True)
 
-    init = sub.add_parser("init", help="create the store and load the bundled real histories")
+    init = sub.add_parser("init", help="create the store and load the bundled real histories",
+                          description="Create the store and load the bundled real histories (again: nothing is "
+                                      "added twice).\n\nexample:\n  recommender history init --db my.db")
     init.set_defaults(func=_init)
 
-    ingest = sub.add_parser("ingest", help="add a file of jobs, models, datasets or scores (all or nothing)")
+    ingest = sub.add_parser("ingest", help="add a file of jobs, models, datasets or scores (all or nothing)",
+                            description="Add a file of jobs, models, datasets, scores or protocols to the store, "
+                                        "all or nothing: on any problem, one line per problem and no change."
+                                        "\n\nexample:\n  recommender history ingest runs.csv --format mlflow "
+                                        "--set protocol=vtab1k\n  recommender history ingest wandb.csv --format "
+                                        "wandb --map config.model_name=model")
     ingest.add_argument("file", help="CSV, TSV, Parquet or JSON Lines (optionally compressed)")
-    ingest.add_argument("--kind", default="jobs", help=f"what the file holds: {', '.join(KINDS)} (default jobs)")
+    ingest.add_argument("--kind", default="jobs",
+                        help="what the file holds: jobs, models, datasets, scores or protocols")
     ingest.add_argument("--format", default="long", dest="preset",
-                        help="long (ours, default), shift (SHiFT ftrecords), parc (PARC oracles), "
+                        help="long (ours), shift (SHiFT ftrecords), transfergraph (TransferGraph records), "
+                             "parc (PARC oracles), "
                              "mlflow (mlflow.search_runs export), wandb (W&B runs export)")
     ingest.add_argument("--map", action="append", metavar="COLUMN=FIELD",
                         help="rename a column of the file to a field of ours (repeatable), e.g. acc=value")
@@ -38,25 +59,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "(default: the file's name). A job is identified by its run id, or "
                                          "else by what ran (model, dataset, protocol, metric, hyper-parameters, "
                                          "seed), never by the file; a score also by its source")
+    ingest.add_argument("--alias", action="append", metavar="ALIAS=DATASET",
+                        help="another name of a dataset (repeatable): rows under ALIAS land on DATASET, and every "
+                             "query naming ALIAS means DATASET; stored with the file's rows, all or nothing")
     ingest.add_argument("--replace", action="store_true",
                         help="take the file's values where the store holds other values for the same jobs, "
                              "scores, models or datasets (default: report each such conflict, change nothing)")
     ingest.set_defaults(func=_ingest)
 
-    stats = sub.add_parser("stats", help="counts per table, per protocol and per dataset")
+    alias = sub.add_parser("alias", help="add dataset aliases (another name of one dataset), all or nothing",
+                           description="Add dataset aliases: rows and queries under ALIAS mean DATASET. All or "
+                                       "nothing.\n\nexample:\n  recommender history alias cifar-100=cifar100")
+    alias.add_argument("definitions", nargs="*", metavar="ALIAS=DATASET", help="an alias and its dataset")
+    alias.add_argument("--file", help="a table of aliases: columns alias, dataset and optionally source (a note)")
+    alias.set_defaults(func=_alias)
+
+    stats = sub.add_parser("stats", help="counts per table; per protocol (pairs, models, datasets, scores, "
+                                         "facts); per dataset; aliases",
+                           description="Print the store's counts: per table; per protocol (pairs, models, "
+                                       "datasets, scores, facts); per dataset; aliases.\n\nexample:\n"
+                                       "  recommender history stats --db sqlite:///team.db")
     stats.set_defaults(func=_stats)
 
-    export = sub.add_parser("export", help="write every table to a folder (a round trip loses nothing)")
+    export = sub.add_parser("export", help="write every table to a folder (a round trip loses nothing)",
+                            description="Write every table of the store to FOLDER as CSV or Parquet (ingesting "
+                                        "them again loses nothing).\n\nexample:\n  recommender history export "
+                                        "out/ --to parquet")
     export.add_argument("folder")
-    export.add_argument("--to", choices=("csv", "parquet"), default="csv", help="file type (default csv)")
+    export.add_argument("--to", choices=("csv", "parquet"), default="csv", help="file type")
     export.add_argument("--overwrite", action="store_true",
                         help="replace FOLDER even when it holds files an earlier export did not write")
     export.set_defaults(func=_export)
+    for command in sub.choices.values():  # --db after the subcommand too
+        add_db_argument(command)
 
 
 def _init(args: argparse.Namespace) -> int:
     """Create the store and load the bundled history (again: nothing is added twice)."""
     from recommender.history.bundled import load_bundled
+    from recommender.history.store import store_for_writing
 
     start = time.perf_counter()
     with store_for_writing(args.db) as store:
@@ -67,31 +108,87 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    """Ingest one file; on any problem print one line per problem and change nothing (create no store)."""
-    from recommender.history.ingest import parse_pairs, read_batch
+    """Ingest one file (and its --alias definitions); on any problem print one line per problem and change
+    nothing (create no store)."""
+    from recommender.history.ingest import alias_batch, parse_aliases, parse_pairs, read_batch
+
+    def batches() -> list[Batch]:
+        stored = _stored_aliases(args.db)
+        definitions = alias_batch(parse_aliases(args.alias), "--alias", "--alias", stored)
+        new = definitions.tables["dataset_aliases"]
+        batch = read_batch(args.file, args.kind, args.preset, parse_pairs(args.map, "--map"),
+                           parse_pairs(args.set, "--set"), args.source,
+                           {**stored, **dict(zip(new["alias"], new["dataset"]))})
+        return [definitions, batch] if len(new) else [batch]
+
+    added = _write(args, batches, "ingest")
+    if added is None:
+        return 1
+    print(", ".join(f"{kind}: {n} added" for part in added for kind, n in part.items()))
+    return 0
+
+
+def _alias(args: argparse.Namespace) -> int:
+    """Add dataset aliases from arguments and/or a file; on any problem print one line per problem, add none."""
+    import pandas as pd
+
+    from recommender.errors import UserError
+    from recommender.history.ingest import alias_batch, parse_aliases, read_table
+
+    def batches() -> list[Batch]:
+        frames = [parse_aliases(args.definitions)]
+        if args.file:
+            frames.append(read_table(args.file))
+        definitions = pd.concat(frames, ignore_index=True)
+        if definitions.empty:
+            raise UserError("no alias given: pass ALIAS=DATASET arguments or --file")
+        label = args.file if args.file and not args.definitions else "aliases"
+        return [alias_batch(definitions, label, Path(args.file).name if args.file else "command line",
+                            _stored_aliases(args.db))]
+
+    added = _write(args, batches, "alias")
+    if added is None:
+        return 1
+    print(f"dataset_aliases: {added[0].get('dataset_aliases', 0)} added")
+    return 0
+
+
+def _stored_aliases(url: str | None) -> dict[str, str]:
+    """The aliases of the store at `url` (none when there is no readable store yet: the write creates it)."""
+    from recommender.errors import UserError
+    from recommender.history.store import open_store
 
     try:
-        batch = read_batch(args.file, args.kind, args.preset, parse_pairs(args.map, "--map"),
-                           parse_pairs(args.set, "--set"), args.source)
-        if batch.problems:
-            raise IngestError(batch.problems)
+        return open_store(url).alias_map()
+    except UserError:
+        return {}
+
+
+def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: str) -> list[dict[str, int]] | None:
+    """Write the batches `make` builds, all or nothing; on problems print one line each and return None."""
+    from recommender.history.store import IngestError, store_for_writing
+
+    try:
+        batches = make()
+        problems = [line for batch in batches for line in batch.problems]
+        if problems:
+            raise IngestError(problems)
         with store_for_writing(args.db) as store:
-            added = store.write(batch, args.replace)
+            return store.write_all(batches, getattr(args, "replace", False))
     except IngestError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
-        hint = "" if args.replace or not any("is stored with" in p for p in exc.problems) else \
+        hint = "" if getattr(args, "replace", True) or not any("is stored with" in p for p in exc.problems) else \
             " (`--replace` takes the file's values over stored ones)"
-        print(f"recommender history ingest: {len(exc.problems)} problem(s); nothing was ingested{hint}",
+        print(f"recommender history {command}: {len(exc.problems)} problem(s); nothing was ingested{hint}",
               file=sys.stderr)
-        return 1
-    print(", ".join(f"{kind}: {n} added" for kind, n in added.items()))
-    return 0
+        return None
 
 
 def _stats(args: argparse.Namespace) -> int:
     """Print the store's counts."""
     from recommender.history.export import stats
+    from recommender.history.store import open_store
 
     for title, table in stats(open_store(args.db)).items():
         print(f"== {title}")
@@ -102,6 +199,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     """Write the store's tables to a folder."""
     from recommender.history.export import export
+    from recommender.history.store import open_store
 
     for path in export(open_store(args.db), args.folder, args.to, args.overwrite):
         print(path)

@@ -26,14 +26,19 @@ def tables(store: Store) -> dict[str, pd.DataFrame]:
     """Every table of the store in the long format of `ingest`, by kind."""
     jobs = store.jobs().rename(columns={"test_value": "value"})
     jobs = _expand(_expand(jobs[[*JOB_COLUMNS, "hparams", "extra"]], "hparams", HP_PREFIX), "extra", EXTRA_PREFIX)
+    protocols = pd.concat([_expand(store.protocol_facts(), "extra", EXTRA_PREFIX), store.protocol_examples()],
+                          ignore_index=True)  # a row with a dataset: the protocol's examples on that dataset
     return {"jobs": jobs,
             "models": _expand(store.model_features(), "extra", EXTRA_PREFIX),
             "datasets": _expand(store.dataset_features(), "extra", EXTRA_PREFIX),
-            "scores": store.scores().drop(columns="repeat")}
+            "scores": store.scores().drop(columns="repeat"),
+            "protocols": protocols,
+            "dataset_aliases": store.aliases()}
 
 
 def export(store: Store, folder: str | Path, to: str = "csv", overwrite: bool = False) -> list[Path]:
-    """Write jobs, models, datasets and scores as `<kind>.csv` or `<kind>.parquet`; returns the paths.
+    """Write jobs, models, datasets, scores, protocols and dataset_aliases as `<kind>.csv` or `<kind>.parquet`
+    (`history ingest --kind KIND` reads the first five back, `history alias --file` the aliases); the paths.
 
     The files are built in a new folder beside `folder` and swapped in whole, so an interrupted export leaves
     the earlier one intact and never a mix of two; a non-empty folder an export did not write is refused
@@ -55,13 +60,27 @@ def export(store: Store, folder: str | Path, to: str = "csv", overwrite: bool = 
 
 
 def stats(store: Store) -> dict[str, pd.DataFrame]:
-    """Counts per table, per protocol (jobs, models, datasets, pairs) and per dataset."""
+    """Counts per table; per protocol: its history, jobs, pairs, models, datasets, and the pairs and datasets with
+    stored scores (which scores); per dataset; the dataset aliases; the protocols' facts."""
     counts = pd.DataFrame(list(store.counts().items()), columns=["table", "rows"])
     jobs = store.jobs()[["protocol", "dataset", "model"]]
     pairs = jobs.drop_duplicates()
     per_protocol = jobs.groupby("protocol").agg(jobs=("model", "size"), models=("model", "nunique"),
                                                 datasets=("dataset", "nunique"))
     per_protocol["pairs"] = pairs.groupby("protocol").size()
+    scored = pairs.merge(store.scores()[["model", "dataset", "score"]].drop_duplicates(), on=["model", "dataset"])
+    per_protocol["scored_pairs"] = scored.drop_duplicates(["protocol", "model", "dataset"]).groupby("protocol").size()
+    per_protocol["scored_datasets"] = scored.groupby("protocol")["dataset"].nunique()
+    per_protocol["scores"] = scored.groupby("protocol")["score"].agg(lambda names: ",".join(sorted(set(names))))
+    per_protocol = per_protocol.fillna({"scored_pairs": 0, "scored_datasets": 0, "scores": "-"})
+    per_protocol = per_protocol.astype({"scored_pairs": int, "scored_datasets": int})
+    facts = store.protocol_facts().drop(columns=["source", "extra"]).set_index("protocol")
+    per_protocol = per_protocol.join(facts[["history"]]).fillna({"history": "-"})
     per_dataset = jobs.groupby("dataset").agg(jobs=("model", "size"), models=("model", "nunique"),
                                               protocols=("protocol", "nunique"))
-    return {"tables": counts, "per protocol": per_protocol.reset_index(), "per dataset": per_dataset.reset_index()}
+    return {"tables": counts,
+            "per protocol": per_protocol[["history", "jobs", "pairs", "models", "datasets", "scored_pairs",
+                                          "scored_datasets", "scores"]].reset_index(),
+            "per dataset": per_dataset.reset_index(),
+            "dataset aliases": store.aliases(),
+            "protocol facts": facts.dropna(axis=1, how="all").reset_index()}

@@ -89,8 +89,11 @@ def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str = "long",
                 mapping: Mapping[str, str] | None = None, constants: Mapping[str, str] | None = None,
-                source: str | None = None) -> Batch:
-    """Validate a raw table as `kind` in format `preset`: the batch holds store rows and every problem found."""
+                source: str | None = None, aliases: Mapping[str, str] | None = None) -> Batch:
+    """Validate a raw table as `kind` in format `preset`: the batch holds store rows and every problem found.
+
+    `aliases` (alias -> dataset) renames every dataset to its canonical name, so rows land on that dataset.
+    """
     if kind not in KINDS:
         raise UserError(f"{label}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     if preset not in PRESETS:
@@ -106,14 +109,47 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
     records.check_cells(frame, batch)
     source = source or Path(label).name
     for table_kind, table in PRESETS[preset](frame, kind).items():
+        if "dataset" in table and aliases:
+            table = table.assign(dataset=resolve_aliases(table["dataset"], aliases))
         if table_kind == "jobs":
             batch.tables["jobs"] = records.job_rows(table, batch, source)
         elif table_kind == "scores":
             batch.tables["scores"] = records.score_rows(table, batch, source)
+        elif table_kind == "protocol_datasets":
+            batch.tables[table_kind] = records.protocol_dataset_rows(table, batch, source)
         else:
             rows = records.feature_rows(table, table_kind, batch, source)
             batch.tables[table_kind] = records.merge_features(rows, table_kind, batch)
     return batch
+
+
+def resolve_aliases(names: pd.Series, aliases: Mapping[str, str]) -> pd.Series:
+    """Dataset names with each alias replaced by its dataset (other names, and missing cells, as they are)."""
+    return names.map(lambda name: aliases.get(records.text_or_none(name), name))
+
+
+def alias_batch(definitions: pd.DataFrame, label: str, source: str | None = None,
+                aliases: Mapping[str, str] | None = None) -> Batch:
+    """Validate alias definitions (columns alias, dataset, optional source): a dataset that is itself a stored
+    alias is resolved to its dataset, so an alias always names a canonical dataset."""
+    frame = definitions.assign(**{ROW: range(1, len(definitions) + 1)})
+    if aliases and "dataset" in frame:
+        frame = frame.assign(dataset=resolve_aliases(frame["dataset"], aliases))
+    batch = Batch(label)
+    records.check_cells(frame, batch)
+    batch.tables["dataset_aliases"] = records.alias_rows(frame, batch, source or Path(label).name)
+    return batch
+
+
+def parse_aliases(items: list[str] | None) -> pd.DataFrame:
+    """`--alias ALIAS=DATASET` arguments as alias definitions."""
+    rows = []
+    for item in items or []:
+        alias, sep, dataset = item.partition("=")
+        if not sep or not alias.strip() or not dataset.strip():
+            raise UserError(f"--alias expects ALIAS=DATASET, got {item!r}")
+        rows.append((alias.strip(), dataset.strip()))
+    return pd.DataFrame(rows, columns=["alias", "dataset"], dtype=object)
 
 
 def ingest_file(store: Store, path: str | Path, kind: str = "jobs", preset: str = "long",
@@ -126,10 +162,11 @@ def ingest_file(store: Store, path: str | Path, kind: str = "jobs", preset: str 
     except for scores, where it names the data a score was computed on. `replace` overwrites stored values
     that differ instead of reporting them.
     """
-    return store.write(read_batch(path, kind, preset, mapping, constants, source), replace)
+    return store.write(read_batch(path, kind, preset, mapping, constants, source, store.alias_map()), replace)
 
 
 def read_batch(path: str | Path, kind: str = "jobs", preset: str = "long", mapping: Mapping[str, str] | None = None,
-               constants: Mapping[str, str] | None = None, source: str | None = None) -> Batch:
+               constants: Mapping[str, str] | None = None, source: str | None = None,
+               aliases: Mapping[str, str] | None = None) -> Batch:
     """Read and validate one file (nothing is written): the batch `ingest_file` stores."""
-    return build_batch(read_table(path), str(path), kind, preset, mapping, constants, source)
+    return build_batch(read_table(path), str(path), kind, preset, mapping, constants, source, aliases)

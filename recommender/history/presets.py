@@ -7,9 +7,11 @@ does not know are kept as extra. `long` is our own format and needs no conversio
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
@@ -24,6 +26,64 @@ SHIFT_ALIASES = {"model_identifier": "model", "train_dataset_name": "dataset", "
 PARC_ALIASES = {"Architecture": "arch", "Source Dataset": "pretrain_dataset", "Target Dataset": "dataset",
                 "Oracle": "value"}
 PARC_MISSING = -1.0  # the PARC oracle tables write -1 where a fine-tuning run has no result
+
+
+TRANSFERGRAPH_HPARAMS = ["lr", "epochs", "batch_size", "train_slice", "val_slice", "test_slice", "lr_scheduler",
+                         "peft_method", "lora_r", "lora_alpha", "optimizer"]
+FACT_HPARAMS = {"epochs": "epochs", "train_slice": "split", "peft_method": "peft", "lora_r": "lora_r",
+                "optimizer": "optimizer"}  # hyper-parameter -> protocol fact, where all of a protocol's jobs agree
+
+
+def slice_size(train_slice: object) -> tuple[float, float]:
+    """(examples, fraction of the train split) of a slice: `:800` is 800 examples, `:80%` and `:0.8` are 0.8 of
+    the split; NaN where the slice does not say."""
+    text = "" if pd.isna(train_slice) else str(train_slice).strip()
+    if re.fullmatch(r":\d+", text):
+        return float(text[1:]), math.nan
+    if re.fullmatch(r":\d+(\.\d+)?%", text):
+        return math.nan, float(text[1:-1]) / 100
+    if re.fullmatch(r":0?\.\d+|:1\.0*", text):
+        return math.nan, float(text[1:])
+    return math.nan, math.nan
+
+
+def transfergraph_protocol(train_slice: object, peft: object, lora_r: object, epochs: object) -> str:
+    """`transfergraph:<parts>` from a record's own settings: the train slice (`70pct`, `800ex`), the fine-tuning
+    method (`full`, `lora-r8`), the epochs (`30ep`); a setting the record does not have is left out."""
+    parts = []
+    examples, fraction = slice_size(train_slice)
+    if not math.isnan(fraction):
+        parts.append(f"{fraction * 100:g}pct")
+    elif not math.isnan(examples):
+        parts.append(f"{examples:g}ex")
+    elif not pd.isna(train_slice):
+        parts.append(str(train_slice).strip())
+    if not pd.isna(peft):
+        rank = pd.to_numeric(lora_r, errors="coerce")
+        parts.append(str(peft).strip() + ("" if pd.isna(rank) else f"-r{float(rank):g}"))
+    parts.append("?ep" if pd.isna(epochs) else f"{float(epochs):g}ep")
+    return "transfergraph:" + "-".join(parts)
+
+
+def protocol_facts(jobs: pd.DataFrame, history: str) -> pd.DataFrame:
+    """One row of facts per protocol, read from its jobs' hyper-parameters (`hp.<name>` columns): learning-rate
+    range; epochs, train slice, PEFT method, LoRA rank, optimiser where every job agrees; the slice's examples or
+    fraction of the train split."""
+    rows = []
+    for protocol, group in jobs.groupby("protocol", sort=True):
+        row = {ROW: group[ROW].iloc[0], "protocol": protocol, "history": history}
+        if "source" in group:
+            row["source"] = group["source"].iloc[0]
+        if HP_PREFIX + "lr" in group:
+            lr = pd.to_numeric(group[HP_PREFIX + "lr"], errors="coerce")
+            row["lr_min"], row["lr_max"] = lr.min(), lr.max()
+        for name, fact in FACT_HPARAMS.items():
+            values = group[HP_PREFIX + name].map(text_or_none).dropna().unique() if HP_PREFIX + name in group else []
+            if len(values) == 1:
+                row[fact] = values[0]
+        row["examples"], row["train_fraction"] = slice_size(row.get("split"))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def shift_protocol(train_slice: object, epochs: object) -> str:
@@ -48,12 +108,26 @@ def _feature_tables(jobs: pd.DataFrame, model_cols: list[str], dataset_cols: lis
 
 
 def long(frame: pd.DataFrame, kind: str) -> Tables:
-    """Our long format: jobs may also carry model and dataset features, which go to their tables."""
+    """Our long format: jobs may also carry model and dataset features, which go to their tables, and a `history`
+    column (a protocol fact). Protocols: one row of facts per protocol, or per (protocol, dataset) for examples."""
+    if kind == "protocols":  # a row naming a dataset gives the protocol's training examples on that dataset
+        per_dataset = frame["dataset"].map(text_or_none).notna() if "dataset" in frame else False
+        return {"protocols": frame[~per_dataset].drop(columns="dataset", errors="ignore"),
+                "protocol_datasets": frame[per_dataset]}
     if kind != "jobs":
         return {kind: frame}
-    return {"jobs": frame, **_feature_tables(frame, ["family", "pretrain_dataset", "input_size", "params_m",
-                                                     "gmacs", "imagenet_top1"],
-                                             ["examples", "classes", "modality", "group"])}
+    tables = {"jobs": frame, **_feature_tables(frame, ["family", "pretrain_dataset", "input_size", "params_m",
+                                                       "gmacs", "imagenet_top1"],
+                                               ["examples", "classes", "modality", "group"])}
+    return {**tables, **_history_facts(frame)}
+
+
+def _history_facts(jobs: pd.DataFrame) -> Tables:
+    """A `history` column names the history a protocol's jobs come from: a protocol fact."""
+    if "history" not in jobs or "protocol" not in jobs:
+        return {}
+    named = jobs[jobs["protocol"].map(text_or_none).notna() & jobs["history"].map(text_or_none).notna()]
+    return {"protocols": named[[ROW, "protocol", "history", *(["source"] if "source" in named else [])]]}
 
 
 def shift(frame: pd.DataFrame, kind: str) -> Tables:
@@ -69,7 +143,28 @@ def shift(frame: pd.DataFrame, kind: str) -> Tables:
                                        frame.get("epochs", pd.Series(index=frame.index)))])
     frame = frame.rename(columns={c: HP_PREFIX + c for c in SHIFT_HPARAMS if c in frame})
     frame = frame.drop(columns=[c for c in ("Unnamed: 0", "hash") if c in frame])
-    return {"jobs": frame, **_feature_tables(frame, [], ["modality"])}
+    return {"jobs": frame, **_feature_tables(frame, [], ["modality"]), "protocols": protocol_facts(frame, "shift")}
+
+
+def transfergraph(frame: pd.DataFrame, kind: str) -> Tables:
+    """TransferGraph's fine-tuning records (`records.csv`): protocol named from each record's slice, PEFT method
+    and epochs; its `dataset_size` gives the training examples per dataset (times the train slice's fraction
+    where there is one), and its other columns stay with each job as extra."""
+    frame = frame.rename(columns={"train_runtime_s": "seconds"})
+    frame = frame.assign(protocol=[transfergraph_protocol(*settings) for settings in zip(
+        *(frame[c] if c in frame else pd.Series(index=frame.index) for c in
+          ("train_slice", "peft_method", "lora_r", "epochs")))])
+    frame = frame.rename(columns={c: HP_PREFIX + c for c in TRANSFERGRAPH_HPARAMS if c in frame})
+    facts = protocol_facts(frame, "transfergraph")
+    tables = {"jobs": frame, **_feature_tables(frame, [], ["modality", "classes"]), "protocols": facts}
+    if "dataset_size" in frame:
+        sizes = frame.assign(size=pd.to_numeric(frame["dataset_size"], errors="coerce")).dropna(subset=["size"])
+        sizes = sizes.drop_duplicates(["protocol", "dataset", "size"])
+        fraction = sizes["protocol"].map(facts.set_index("protocol")["train_fraction"])
+        sizes = sizes.assign(examples=np.floor(sizes["size"] * fraction.fillna(1.0)))
+        tables["protocol_datasets"] = sizes[[ROW, "protocol", "dataset", "examples",
+                                             *(["source"] if "source" in sizes else [])]]
+    return tables
 
 
 def _literal_dict(text: object) -> dict:
@@ -91,7 +186,8 @@ def parc(frame: pd.DataFrame, kind: str) -> Tables:
     frame = frame.assign(metric=frame.get("metric", "oracle_finetune_accuracy"), protocol="parc")
     frame = frame[pd.to_numeric(frame["value"], errors="coerce") != PARC_MISSING]
     frame = frame.rename(columns={"arch": "family"})
-    return {"jobs": frame, **_feature_tables(frame, ["family", "pretrain_dataset"], ["modality"])}
+    return {"jobs": frame, **_feature_tables(frame, ["family", "pretrain_dataset"], ["modality"]),
+            **_history_facts(frame)}
 
 
 def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_columns: list[str],
@@ -137,6 +233,6 @@ def wandb(frame: pd.DataFrame, kind: str) -> Tables:
 
 
 PRESETS: dict[str, Callable[[pd.DataFrame, str], Tables]] = {
-    "long": long, "shift": shift, "parc": parc, "mlflow": mlflow, "wandb": wandb,
+    "long": long, "shift": shift, "transfergraph": transfergraph, "parc": parc, "mlflow": mlflow, "wandb": wandb,
 }
-JOBS_ONLY = {"shift", "parc", "mlflow", "wandb"}
+JOBS_ONLY = {"shift", "transfergraph", "parc", "mlflow", "wandb"}

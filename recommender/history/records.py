@@ -31,14 +31,17 @@ from recommender.history.schema import (
     MODEL_FEATURES,
 )
 
-KINDS = ("jobs", "models", "datasets", "scores")
-NUMERIC_FEATURES = {"input_size", "params_m", "gmacs", "imagenet_top1", "examples", "classes"}
+KINDS = ("jobs", "models", "datasets", "scores", "protocols")
+NUMERIC_FEATURES = {"input_size", "params_m", "gmacs", "imagenet_top1", "examples", "classes", "train_fraction",
+                    "epochs", "lr_min", "lr_max", "lora_r"}
 HP_PREFIX, EXTRA_PREFIX = "hp.", "extra."
 ROW = "_row"  # 1-based data row of the input file, carried so problems can name it
 MISSING_NUMBER = {"", "na", "nan", "null", "none"}  # text that means "no number" in a number column
 JOB_NUMBERS = ["test_value", "val_value", "seconds"]
 SCORE_NUMBERS = ["value", "seconds"]
-FILE_COLUMN = {"test_value": "value"}  # store column -> the column name a file uses, for messages
+FILE_COLUMN = {"test_value": "value"}
+# Protocol facts that span the jobs of several files (a learning-rate grid): combined, never in conflict.
+RANGE_FEATURES = {"lr_min": min, "lr_max": max}  # store column -> the column name a file uses, for messages
 
 
 @dataclass
@@ -254,7 +257,7 @@ def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     out["hparams"] = _json_column(frame, hp, HP_PREFIX, batch)
     out["seed"], out["run"] = _optional_text(frame, "seed"), _optional_text(frame, "run")
     known = {"model", "dataset", "metric", "protocol", "source", "value", "val_value", "seconds", "seed", "run",
-             "ingested_at", ROW, *hp, *MODEL_FEATURES, *DATASET_FEATURES}
+             "ingested_at", "history", ROW, *hp, *MODEL_FEATURES, *DATASET_FEATURES}
     out["extra"] = _json_column(frame, [c for c in frame.columns if c not in known], EXTRA_PREFIX, batch)
     check_text(out, "jobs", batch)
     valid = out.dropna(subset=["model", "dataset", "metric", "protocol", "source"])
@@ -283,6 +286,38 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     return _duplicates(valid, SCORE_NUMBERS, batch)
 
 
+def protocol_dataset_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
+    """Validated (protocol, dataset, examples) rows: a protocol's training examples on one dataset."""
+    out = pd.DataFrame({ROW: frame[ROW]}, index=frame.index)
+    for name in ("protocol", "dataset"):
+        out[name] = _text_column(frame, name, batch)
+    out["examples"] = _number_column(frame, "examples", batch, required=True)
+    for row in frame.loc[out["examples"] < 0, ROW]:
+        batch.problem(row, "examples", "negative number of examples")
+    out["source"] = _text_column(frame, "source", batch, default=source)
+    check_text(out, "protocol_datasets", batch)
+    out = out.dropna(subset=["protocol", "dataset"])
+    return _duplicates(out.assign(key=list(zip(out["protocol"], out["dataset"]))), ["examples"], batch)
+
+
+def alias_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
+    """Validated (alias, dataset, source) rows; an alias naming itself or defined twice differently is a problem."""
+    out = pd.DataFrame({ROW: frame[ROW]}, index=frame.index)
+    for name in ("alias", "dataset"):
+        out[name] = _text_column(frame, name, batch)
+    out["source"] = _text_column(frame, "source", batch, default=source)
+    for row in out.loc[out["alias"] == out["dataset"], ROW]:
+        batch.problem(row, "alias", "an alias must differ from its dataset")
+    check_text(out, "dataset_aliases", batch)
+    out = out.dropna(subset=["alias", "dataset"])
+    targets = set(out["dataset"])
+    for row, alias in zip(out[ROW], out["alias"]):
+        if alias in targets:
+            batch.problem(row, "alias", f"{alias!r} is also the dataset of another alias (aliases name a dataset "
+                                        "directly, never another alias)")
+    return _duplicates(out.assign(key=out["alias"]), ["dataset"], batch)
+
+
 def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
     """One row per id: values of repeated ids are combined; two different non-missing values are a problem."""
     id_col = ID_COLUMN[kind]
@@ -309,6 +344,9 @@ def combine_features(base: pd.Series, other: pd.Series, kind: str, conflict: Con
     combined = base.copy()
     for name in FEATURES[kind]:
         if is_missing(other[name]) or same_value(base[name], other[name]):
+            continue
+        if name in RANGE_FEATURES and not is_missing(base[name]):
+            combined[name] = RANGE_FEATURES[name](base[name], other[name])  # a range widens, never conflicts
             continue
         if replace or is_missing(base[name]):
             combined[name] = other[name]

@@ -10,7 +10,9 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
 # Bump when a table changes shape; stored in `meta` so that an old file is recognised, never misread.
 # 2: jobs and scores are identified by `key`, a hash of their content (see records.identity), not by file.
-SCHEMA_VERSION = 2
+# 3: dataset aliases and protocol facts (tables added; a version-2 store is upgraded in place by a write).
+SCHEMA_VERSION = 3
+UPGRADABLE = {2}  # versions that only lack tables of this one
 
 metadata = MetaData()
 
@@ -88,6 +90,44 @@ scores = Table(
     Column("ingested_at", String(40), nullable=False),
 )
 
+# Another name of a dataset: resolved to `dataset` when rows are ingested and when a query names a dataset.
+dataset_aliases = Table(
+    "dataset_aliases", metadata,
+    Column("alias", String(200), primary_key=True),
+    Column("dataset", String(200), nullable=False),
+    Column("source", String(1000), nullable=False),
+)
+
+# What a protocol is, as data: its history, training examples (a count, or a fraction of the full train split),
+# epochs, learning-rate range, optimiser, full fine-tuning or PEFT (LoRA rank), the train split used.
+PROTOCOL_FEATURES = ("history", "examples", "train_fraction", "epochs", "lr_min", "lr_max", "optimizer", "peft",
+                     "lora_r", "split")
+protocols = Table(
+    "protocols", metadata,
+    Column("protocol", String(100), primary_key=True),
+    Column("history", String(200)),
+    Column("examples", Float),
+    Column("train_fraction", Float),
+    Column("epochs", Float),
+    Column("lr_min", Float),
+    Column("lr_max", Float),
+    Column("optimizer", String(100)),
+    Column("peft", String(50)),
+    Column("lora_r", Float),
+    Column("split", String(100)),
+    Column("source", String(1000), nullable=False),
+    Column("extra", Text, nullable=False),
+)
+
+# Training examples of one dataset under one protocol, where the protocol's own count varies by dataset.
+protocol_datasets = Table(
+    "protocol_datasets", metadata,
+    Column("protocol", String(100), primary_key=True),
+    Column("dataset", String(200), primary_key=True),
+    Column("examples", Float, nullable=False),
+    Column("source", String(1000), nullable=False),
+)
+
 # The fields a feature table holds (besides its id, `source` and `extra`), by kind.
-FEATURES = {"models": MODEL_FEATURES, "datasets": DATASET_FEATURES}
-ID_COLUMN = {"models": "model", "datasets": "dataset"}
+FEATURES = {"models": MODEL_FEATURES, "datasets": DATASET_FEATURES, "protocols": PROTOCOL_FEATURES}
+ID_COLUMN = {"models": "model", "datasets": "dataset", "protocols": "protocol"}

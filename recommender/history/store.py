@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from recommender.errors import UserError
 from recommender.history import schema
-from recommender.history.aggregate import best_over_hparams, train_size
+from recommender.history.aggregate import best_over_hparams
 from recommender.history.engine import (
     make_engine,
     resolve_url,
@@ -38,6 +38,8 @@ KEY_CHUNK = 5000  # keys per lookup query: below SQLite's limit on bound paramet
 
 PAIR_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
                 "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
+PROTOCOL_COLUMNS = ["p_" + name for name in schema.PROTOCOL_FEATURES]  # the pair table's protocol facts
+TABLES = ("jobs", "models", "datasets", "scores", "dataset_aliases", "protocols", "protocol_datasets")
 
 
 class IngestError(UserError):
@@ -78,8 +80,11 @@ class Store:
         with self.engine.connect() as conn:
             if not inspect(conn).has_table("meta"):
                 raise UserError(f"no store at {self.url}: run `recommender history init`")
-            self._check_version(conn.execute(select(schema.meta.c.value)
-                                             .where(schema.meta.c.key == "schema_version")).scalar())
+            found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
+            if found is not None and int(str(found)) in schema.UPGRADABLE:
+                raise UserError(f"store {self.url} has schema version {found}, without dataset aliases and "
+                                "protocol facts: run `recommender history init` to upgrade it in place")
+            self._check_version(found)
 
     def _create_schema(self) -> None:
         """Create missing tables and record the schema version; refuse a store of another version."""
@@ -88,6 +93,10 @@ class Store:
             found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(schema.meta.insert(), {"key": "schema_version", "value": str(schema.SCHEMA_VERSION)})
+            elif int(str(found)) in schema.UPGRADABLE:  # create_all has just added the tables it lacked
+                conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version"),
+                             {"value": str(schema.SCHEMA_VERSION)})
+                found = schema.SCHEMA_VERSION
             self._check_version(found or schema.SCHEMA_VERSION)
 
     def _check_version(self, found: object) -> None:
@@ -148,15 +157,69 @@ class Store:
         return counts
 
     def _write_batch(self, conn: Connection, batch: Batch, problems: Batch, replace: bool) -> dict[str, int]:
-        """Write one batch's tables inside an open transaction, features first; rows added per table."""
+        """Write one batch's tables inside an open transaction, aliases and features first; rows added per table."""
         added: dict[str, int] = {}
-        for kind in ("models", "datasets"):
+        if "dataset_aliases" in batch.tables:
+            added["dataset_aliases"] = self._write_aliases(conn, batch.tables["dataset_aliases"], problems)
+        _check_canonical(conn, batch, problems)
+        for kind in ("models", "datasets", "protocols"):
             if kind in batch.tables:
                 added[kind] = self._write_features(conn, kind, batch.tables[kind], problems, replace)
+        if "protocol_datasets" in batch.tables:
+            added["protocol_datasets"] = self._write_protocol_datasets(conn, batch.tables["protocol_datasets"],
+                                                                       problems, replace)
         for kind in ("jobs", "scores"):
             if kind in batch.tables:
                 added[kind] = self._write_keyed(conn, kind, batch.tables[kind], problems, replace)
         return added
+
+    def _write_aliases(self, conn: Connection, rows: pd.DataFrame, problems: Batch) -> int:
+        """Add new aliases; the same definition again adds nothing; an alias stored for another dataset, an alias
+        that is a stored dataset's name, or a dataset that is a stored alias is a problem."""
+        stored = pd.read_sql(select(schema.dataset_aliases), conn).set_index("alias")["dataset"]
+        names = _stored_dataset_names(conn)
+        inserts = []
+        for row in rows.to_dict("records"):
+            alias, dataset = row["alias"], row["dataset"]
+            if alias in stored.index:
+                if stored[alias] != dataset:
+                    problems.problem(row[ROW], "dataset", f"alias {alias!r} is stored for dataset "
+                                                          f"{stored[alias]!r}, not {dataset!r}")
+            elif dataset in stored.index:
+                problems.problem(row[ROW], "dataset", f"{dataset!r} is itself an alias of {stored[dataset]!r}")
+            elif alias in names or alias in set(stored):
+                problems.problem(row[ROW], "alias", f"{alias!r} is a dataset the store holds rows for, not a "
+                                                    "free name")
+            else:
+                inserts.append(row)
+        if inserts:
+            conn.execute(schema.dataset_aliases.insert(),
+                         _records(pd.DataFrame(inserts)[["alias", "dataset", "source"]]))
+        return len(inserts)
+
+    def _write_protocol_datasets(self, conn: Connection, rows: pd.DataFrame, problems: Batch, replace: bool) -> int:
+        """Insert new (protocol, dataset) example counts; another stored count is a conflict (or replaced)."""
+        table = schema.protocol_datasets
+        stored = pd.read_sql(select(table), conn).set_index(["protocol", "dataset"])["examples"]
+        inserts, updates = [], []
+        for row in rows.to_dict("records"):
+            ident = (row["protocol"], row["dataset"])
+            if ident not in stored.index:
+                inserts.append(row)
+            elif not same_value(stored[ident], row["examples"]):
+                if replace:
+                    updates.append(row)
+                else:
+                    problems.problem(row[ROW], "examples", f"protocol {ident[0]!r} on {ident[1]!r} is stored "
+                                     f"with {_shown(stored[ident])} examples, not {_shown(row['examples'])}")
+        columns = ["protocol", "dataset", "examples", "source"]
+        if inserts:
+            conn.execute(table.insert(), _records(pd.DataFrame(inserts)[columns]))
+        for row in updates:
+            conn.execute(table.update().where((table.c.protocol == row["protocol"])
+                                              & (table.c.dataset == row["dataset"]))
+                         .values(examples=row["examples"], source=row["source"]))
+        return len(inserts)
 
     def _write_keyed(self, conn: Connection, kind: str, rows: pd.DataFrame, problems: Batch, replace: bool) -> int:
         """Insert rows whose key is new; a stored key with other values is a conflict (or, with `replace`, is
@@ -230,6 +293,7 @@ class Store:
         """The jobs of a selection (every given filter must match), hyper-parameters as a JSON text column."""
         table = schema.jobs
         query = select(table)
+        dataset = None if dataset is None else self.resolve_dataset(dataset)
         for column, value in (("protocol", protocol), ("model", model), ("dataset", dataset),
                               ("metric", metric), ("source", source)):
             if value is not None:
@@ -238,6 +302,28 @@ class Store:
             query = query.where(table.c.dataset.in_(select(schema.datasets.c.dataset)
                                                     .where(schema.datasets.c.modality == modality)))
         return self._read(query.order_by(table.c.id)).drop(columns=["id", "key"])
+
+    def aliases(self) -> pd.DataFrame:
+        """Every dataset alias: alias, dataset (canonical), source."""
+        return self._read(select(schema.dataset_aliases).order_by(schema.dataset_aliases.c.alias))
+
+    def alias_map(self) -> dict[str, str]:
+        """alias -> canonical dataset."""
+        return dict(self.aliases()[["alias", "dataset"]].itertuples(index=False))
+
+    def resolve_dataset(self, name: str) -> str:
+        """The canonical name of a dataset (a name that is no alias is returned as it is)."""
+        found = self._read(select(schema.dataset_aliases.c.dataset).where(schema.dataset_aliases.c.alias == name))
+        return name if found.empty else str(found["dataset"].iloc[0])
+
+    def protocol_facts(self) -> pd.DataFrame:
+        """Every protocol with its facts (history, examples or train fraction, epochs, learning rates, ...)."""
+        return self._read(select(schema.protocols).order_by(schema.protocols.c.protocol))
+
+    def protocol_examples(self) -> pd.DataFrame:
+        """Training examples per (protocol, dataset), where a protocol's count varies by dataset."""
+        table = schema.protocol_datasets
+        return self._read(select(table).order_by(table.c.protocol, table.c.dataset))
 
     def protocols(self) -> pd.DataFrame:
         """Each protocol with its metrics and number of jobs."""
@@ -296,26 +382,74 @@ class Store:
         wide = latest.pivot(index=["model", "dataset"], columns="score", values="value")
         return wide[list(names)].add_prefix("score_").reset_index().rename_axis(columns=None)
 
-    def pair_table(self, protocol: str, modality: str | None = None, scores: Sequence[str] = (),
+    def pair_table(self, protocol: str | Sequence[str], modality: str | None = None, scores: Sequence[str] = (),
                    select: str = "val", metric: str | None = None, score_source: str | None = None) -> pd.DataFrame:
-        """The pair table of docs/contracts.md for one protocol, plus `examples_full`; scores as `score_table` picks."""
-        pairs = self.pairs(protocol, select, metric, modality)
+        """The pair table of docs/contracts.md for one protocol, a list of them, or "all" (every stored protocol).
+
+        Pairs are identified within one (dataset, protocol); each row carries its `protocol` and the protocol's
+        facts as `p_<fact>`, with `p_examples` the training examples on that dataset (`examples` too, falling back
+        to `examples_full` where the protocol does not say). Scores as `score_table` picks them (per model and
+        dataset, whatever the protocol). Each protocol's performance uses `metric`, or its own default metric.
+        """
+        names = self._protocol_names(protocol)
+        pairs = pd.concat([self.pairs(name, select, metric, modality).assign(protocol=name) for name in names],
+                          ignore_index=True)
         models = self.model_features().drop(columns=["source", "extra"])
         datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(
             columns={"examples": "examples_full"})
-        table = pairs.merge(models, on="model", how="left").merge(datasets, on="dataset", how="left")
-        table["examples"] = train_size(protocol, table["examples_full"])
-        columns = [*PAIR_COLUMNS, "examples_full"]
+        facts = self.protocol_facts().drop(columns=["source", "extra"]).add_prefix("p_")
+        per_dataset = self.protocol_examples().drop(columns="source").rename(columns={"examples": "examples_pd"})
+        table = (pairs.merge(models, on="model", how="left").merge(datasets, on="dataset", how="left")
+                 .merge(facts, left_on="protocol", right_on="p_protocol", how="left")
+                 .merge(per_dataset, on=["protocol", "dataset"], how="left"))
+        table = table.reindex(columns=[*table.columns, *(c for c in PROTOCOL_COLUMNS if c not in table)])
+        full = table["examples_full"].astype(float)
+        table["p_examples"] = (table["examples_pd"].astype(float).fillna(table["p_examples"].astype(float))
+                               .fillna(np.floor(full * table["p_train_fraction"].astype(float))))
+        table["examples"] = table["p_examples"].fillna(full)
+        columns = [*PAIR_COLUMNS, "examples_full", "protocol", *PROTOCOL_COLUMNS]
         if scores:
             table = table.merge(self.score_table(scores, score_source), on=["model", "dataset"], how="left")
             columns += [f"score_{name}" for name in scores]
-        return table[columns].sort_values(["dataset", "model"], ignore_index=True)
+        return table[columns].sort_values(["protocol", "dataset", "model"], ignore_index=True)
+
+    def _protocol_names(self, protocol: str | Sequence[str]) -> list[str]:
+        """The protocols a pair-table call names: one, several (a list or "a,b"), or "all" stored ones."""
+        stored = sorted(self.protocols()["protocol"].unique())
+        if isinstance(protocol, str):
+            if protocol == "all":
+                if not stored:
+                    raise UserError("no jobs stored; run `recommender history init`")
+                return stored
+            protocol = protocol.split(",")
+        names = list(dict.fromkeys(name.strip() for name in protocol))
+        if not names or "" in names:
+            raise UserError(f"protocol names must not be blank: {protocol!r}")
+        return names
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
         with self.engine.connect() as conn:
-            return {name: conn.execute(text(f"SELECT COUNT(*) FROM {name}")).scalar_one()
-                    for name in ("jobs", "models", "datasets", "scores")}
+            return {name: conn.execute(text(f"SELECT COUNT(*) FROM {name}")).scalar_one() for name in TABLES}
+
+
+def _stored_dataset_names(conn: Connection) -> set[str]:
+    """Every dataset name the store holds rows under (jobs, scores, dataset features, protocol examples)."""
+    tables = (schema.jobs, schema.scores, schema.datasets, schema.protocol_datasets)
+    return {name for table in tables for name in conn.execute(select(table.c.dataset).distinct()).scalars()}
+
+
+def _check_canonical(conn: Connection, batch: Batch, problems: Batch) -> None:
+    """A row under a name that is a stored alias was read before the alias was defined: a problem, never a
+    second name for one dataset in the store."""
+    aliases = dict(conn.execute(select(schema.dataset_aliases.c.alias, schema.dataset_aliases.c.dataset)).all())
+    for kind, rows in batch.tables.items():
+        if kind == "dataset_aliases" or "dataset" not in rows:
+            continue
+        for row, name in zip(rows[ROW], rows["dataset"]):
+            if name in aliases:
+                problems.problem(row, "dataset", f"{name!r} is an alias of {aliases[name]!r} (defined after the "
+                                                 "file was read): ingest it again")
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
