@@ -13,22 +13,13 @@ from scipy.stats import weightedtau
 
 from recommender.cli import main
 from recommender.history import open_store
-from recommender.history.bundled import load_bundled
 from recommender.models import load_recommender, make_recommender, normalise_target
 
 
 @pytest.fixture(scope="module")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A fresh SQLite store holding the bundled real histories."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'history.db'}"
-    load_bundled(open_store(url, create=True))
-    return url
-
-
-@pytest.fixture(scope="module")
-def vision(store_url: str) -> pd.DataFrame:
+def vision(bundled_store_url: str) -> pd.DataFrame:
     """SHiFT vision VTAB-1k pairs with the stored LogME scores."""
-    return open_store(store_url).pair_table("vtab1k", modality="image", scores=["logme"])
+    return open_store(bundled_store_url).pair_table("vtab1k", modality="image", scores=["logme"])
 
 
 def mean_normalised_baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
@@ -54,19 +45,12 @@ def test_learned_beats_task_agnostic_baseline_on_two_loo_folds(vision, kind):
     assert np.mean(learned) > np.mean(baseline), (folds, learned, baseline)
 
 
-def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of one `recommender` command."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
-def trained_fm(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+def trained_fm(bundled_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An FM trained by the CLI on the SHiFT vision pairs."""
     folder = str(tmp_path_factory.mktemp("fm"))
     assert main(["train", "--recommender", "fm", "--modality", "image", "--param", "epochs=60",
-                 "--db", store_url, "--out", folder]) == 0
+                 "--db", bundled_store_url, "--out", folder]) == 0
     return folder
 
 
@@ -81,10 +65,10 @@ def test_train_writes_a_loadable_recommender(trained_fm, vision):
     assert training["modalities"] == ["image"] and est.training_ == training
 
 
-def test_recommend_known_dataset_matches_the_api(capsys, store_url, trained_fm, vision):
+def test_recommend_known_dataset_matches_the_api(cli, bundled_store_url, trained_fm, vision):
     """The CLI's top-k equals ranking the store's models with the loaded recommender directly."""
-    code, out, _ = run_cli(capsys, "recommend", "--model", trained_fm, "--dataset", "dtd", "--top-k", "5",
-                           "--db", store_url, "--json")
+    code, out, _ = cli("recommend", "--model", trained_fm, "--dataset", "dtd", "--top-k", "5",
+                       "--db", bundled_store_url, "--json")
     assert code == 0
     rows = json.loads(out)
     pool = vision.drop_duplicates("model").assign(**vision[vision["dataset"] == "dtd"].iloc[0][
@@ -95,58 +79,58 @@ def test_recommend_known_dataset_matches_the_api(capsys, store_url, trained_fm, 
     np.testing.assert_allclose([r["predicted"] for r in rows], np.sort(predicted)[::-1][:5], rtol=1e-12)
 
 
-def test_recommend_new_dataset_and_pool_file(capsys, store_url, trained_fm, tmp_path):
+def test_recommend_new_dataset_and_pool_file(cli, bundled_store_url, trained_fm, tmp_path):
     """A dataset not in the store is described by flags; a pool file may hold a never-seen model."""
     pool = tmp_path / "pool.csv"
     pd.DataFrame({"model": ["google/vit-base-patch16-224", "my/new-model"],
                   "family": [None, "vit"], "params_m": [None, 86.0]}).to_csv(pool, index=False)
-    code, out, _ = run_cli(capsys, "recommend", "--model", trained_fm, "--dataset", "my-new-task", "--classes", "5",
-                           "--examples", "800", "--group", "vtab-natural", "--modality", "image", "--pool", str(pool),
-                           "--top-k", "3", "--db", store_url, "--csv")
+    code, out, _ = cli("recommend", "--model", trained_fm, "--dataset", "my-new-task", "--classes", "5",
+                       "--examples", "800", "--group", "vtab-natural", "--modality", "image", "--pool", str(pool),
+                       "--top-k", "3", "--db", bundled_store_url, "--csv")
     assert code == 0
     table = pd.read_csv(io.StringIO(out))
     assert sorted(table["model"]) == ["google/vit-base-patch16-224", "my/new-model"]
     assert np.isfinite(table["predicted"]).all() and table["predicted"].is_monotonic_decreasing
 
 
-def test_train_with_tuning_keeps_the_study_in_the_store(capsys, store_url, tmp_path):
+def test_train_with_tuning_keeps_the_study_in_the_store(cli, bundled_store_url, tmp_path):
     """--tune N runs N Optuna trials whose study lives in the store's database."""
-    code, out, _ = run_cli(capsys, "train", "--recommender", "lr", "--modality", "image", "--tune", "2",
-                           "--db", store_url, "--out", str(tmp_path / "lr"))
+    code, out, _ = cli("train", "--recommender", "lr", "--modality", "image", "--tune", "2",
+                       "--db", bundled_store_url, "--out", str(tmp_path / "lr"))
     assert code == 0 and "trained lr" in out
-    studies = optuna.get_all_study_summaries(storage=store_url)
+    studies = optuna.get_all_study_summaries(storage=bundled_store_url)
     assert any(s.study_name.startswith("recommender-lr-") and s.n_trials == 2 for s in studies)
 
 
-def test_cli_errors_are_one_line(capsys, store_url, trained_fm, tmp_path):
+def test_cli_errors_are_one_line(cli, bundled_store_url, trained_fm, tmp_path):
     """Bad hyper-parameters, missing scores and unknown folders exit 2 with one line naming the problem."""
-    code, _, err = run_cli(capsys, "train", "--recommender", "fm", "--param", "loss=hinge", "--modality", "image",
-                           "--db", store_url, "--out", str(tmp_path / "x"))
+    code, _, err = cli("train", "--recommender", "fm", "--param", "loss=hinge", "--modality", "image",
+                       "--db", bundled_store_url, "--out", str(tmp_path / "x"))
     assert code == 2 and "unknown loss" in err and err.count("\n") == 1
-    code, _, err = run_cli(capsys, "recommend", "--model", str(tmp_path), "--dataset", "dtd", "--db", store_url)
+    code, _, err = cli("recommend", "--model", str(tmp_path), "--dataset", "dtd", "--db", bundled_store_url)
     assert code == 2 and "no saved recommender" in err
 
 
-def test_recommend_new_dataset_with_a_scores_file(capsys, store_url, tmp_path):
+def test_recommend_new_dataset_with_a_scores_file(cli, bundled_store_url, tmp_path):
     """An LR on d,m,logme ranks a new dataset by the LogME values of a long-format scores file."""
-    assert run_cli(capsys, "train", "--recommender", "lr", "--features", "d,m,logme", "--modality", "image",
-                   "--db", store_url, "--out", str(tmp_path / "lr"))[0] == 0
+    assert cli("train", "--recommender", "lr", "--features", "d,m,logme", "--modality", "image",
+               "--db", bundled_store_url, "--out", str(tmp_path / "lr"))[0] == 0
     models = ["google/vit-base-patch16-224", "facebook/deit-tiny-patch16-224", "microsoft/resnet-50"]
     scores = tmp_path / "scores.csv"
     pd.DataFrame({"model": models, "score": "logme", "value": [0.1, 0.5, 0.3]}).to_csv(scores, index=False)
     pool = tmp_path / "pool.csv"
     pd.DataFrame({"model": models}).to_csv(pool, index=False)
     argv = ["recommend", "--model", str(tmp_path / "lr"), "--dataset", "fresh", "--classes", "10", "--pool",
-            str(pool), "--db", store_url, "--json"]
-    code, out, _ = run_cli(capsys, *argv, "--scores", str(scores))
+            str(pool), "--db", bundled_store_url, "--json"]
+    code, out, _ = cli(*argv, "--scores", str(scores))
     assert code == 0
     with_scores = {r["model"]: r["predicted"] for r in json.loads(out)}
     flipped = tmp_path / "flipped.csv"
     pd.DataFrame({"model": models, "score": "logme", "value": [0.5, 0.1, 0.3]}).to_csv(flipped, index=False)
-    code, out, _ = run_cli(capsys, *argv, "--scores", str(flipped))
+    code, out, _ = cli(*argv, "--scores", str(flipped))
     swapped = {r["model"]: r["predicted"] for r in json.loads(out)}
     # swapping two models' LogME moves their predictions in opposite directions by the same amount
     assert swapped[models[0]] - with_scores[models[0]] == pytest.approx(with_scores[models[1]] - swapped[models[1]])
     assert swapped[models[0]] != pytest.approx(with_scores[models[0]])
-    code, _, err = run_cli(capsys, *argv)
+    code, _, err = cli(*argv)
     assert code == 2 and "pass --scores FILE" in err

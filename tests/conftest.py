@@ -1,0 +1,218 @@
+"""Shared fixtures: stores, pair tables, feature matrices, a CLI runner and brute-force reference correlations.
+
+Factories are handed out as fixtures (call them with the sizes a test needs) so that no test module imports
+helpers from another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+DATA = Path(__file__).parent / "data"
+SMALL_ZOO = DATA / "history" / "small_zoos_long.csv"  # 4 models x 2 datasets, no model or dataset facts
+
+
+# --- stores -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def empty_store_url(tmp_path: Path) -> str:
+    """The SQLAlchemy URL of a fresh SQLite store with its schema and no rows."""
+    from recommender.history import open_store
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    open_store(url, create=True)
+    return url
+
+
+@pytest.fixture()
+def empty_store(empty_store_url: str):
+    """A fresh SQLite store with its schema and no rows."""
+    from recommender.history import open_store
+
+    return open_store(empty_store_url)
+
+
+@pytest.fixture()
+def small_store_url(empty_store_url: str) -> str:
+    """A SQLite store holding the 8 small-zoo jobs of tests/data/history/small_zoos_long.csv, protocol full-finetune."""
+    from recommender.history import open_store
+    from recommender.history.ingest import ingest_file
+
+    added = ingest_file(open_store(empty_store_url), SMALL_ZOO, constants={"protocol": "full-finetune"})
+    assert added["jobs"] == 8
+    return empty_store_url
+
+
+@pytest.fixture(scope="session")
+def bundled_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite store holding the whole bundled history, loaded once per session (about 10 s).
+
+    Shared by every module that asks for it: read from it, and write nothing but Optuna studies to it."""
+    from recommender.history import open_store
+    from recommender.history.bundled import load_bundled
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('bundled') / 'history.db'}"
+    load_bundled(open_store(url, create=True))
+    return url
+
+
+# --- pair tables --------------------------------------------------------------------------------------------------
+
+def _synthetic_pairs(n_models: int = 40, n_datasets: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Every (model, dataset) pair with pair-table side columns drawn at random (row 3's gmacs missing),
+    a random score_logme and no performance."""
+    rng = np.random.default_rng(seed)
+    models = pd.DataFrame({
+        "model": [f"m{i}" for i in range(n_models)],
+        "family": rng.choice(["vit", "resnet", "swin", "convnext"], n_models),
+        "pretrain_dataset": rng.choice(["in1k", "in21k", None], n_models),
+        "params_m": rng.lognormal(3, 1, n_models),
+        "gmacs": rng.lognormal(1, 1, n_models),
+        "input_size": rng.choice([224.0, 384.0], n_models),
+        "imagenet_top1": rng.uniform(70, 88, n_models),
+    })
+    models.loc[3, "gmacs"] = np.nan
+    datasets = pd.DataFrame({
+        "dataset": [f"d{i}" for i in range(n_datasets)],
+        "group": rng.choice(["natural", "specialized", "structured"], n_datasets),
+        "modality": "image",
+        "examples": rng.choice([800.0, 1000.0, 50000.0], n_datasets),
+        "classes": rng.integers(2, 100, n_datasets).astype(float),
+    })
+    pairs = models.merge(datasets, how="cross")
+    pairs["score_logme"] = rng.normal(size=len(pairs))
+    return pairs
+
+
+def _quality_pairs(n_datasets: int = 5, n_models: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Pairs whose performance = model quality + dataset offset + noise (sd 0.02); score_good tracks it (sd 0.01),
+    score_bad is noise; imagenet_top1 follows the quality loosely."""
+    rng = np.random.default_rng(seed)
+    quality = np.linspace(0.0, 0.3, n_models)
+    rows = []
+    for d in range(n_datasets):
+        for m in range(n_models):
+            perf = 0.5 + 0.1 * d / n_datasets + quality[m] + rng.normal(0, 0.02)
+            rows.append({
+                "model": f"m{m}", "dataset": f"d{d}", "performance": perf, "selected_by": "val",
+                "family": ["a", "b"][m % 2], "pretrain_dataset": "in1k", "params_m": 10.0 + m,
+                "gmacs": 1.0 + m, "input_size": 224.0, "imagenet_top1": 70 + 10 * quality[m] + rng.normal(0, 0.5),
+                "examples": 800.0, "classes": 10.0 + d, "modality": "image", "group": ["x", "y"][d % 2],
+                "score_good": perf + rng.normal(0, 0.01), "score_bad": rng.normal(),
+            })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def synthetic_pairs() -> Callable[..., pd.DataFrame]:
+    """Factory ``synthetic_pairs(n_models=40, n_datasets=12, seed=0)``: random facts for every pair, no performance."""
+    return _synthetic_pairs
+
+
+@pytest.fixture(scope="session")
+def quality_pairs() -> Callable[..., pd.DataFrame]:
+    """Factory ``quality_pairs(n_datasets=5, n_models=10, seed=0)``: a full pair table with a known best model."""
+    return _quality_pairs
+
+
+@pytest.fixture()
+def tiny_pairs() -> pd.DataFrame:
+    """A tiny full pair table: 6 models x 4 datasets, performance, facts, score_good and score_bad."""
+    return _quality_pairs(n_datasets=4, n_models=6, seed=1)
+
+
+# --- feature matrices ---------------------------------------------------------------------------------------------
+
+def _clusters(seed: int, n: int, d: int, k: int, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian class clusters: features (n, d) and labels (n,) with every class present."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % k)
+    return rng.normal(0, 2, (k, d))[y] + rng.normal(0, spread, (n, d)), y
+
+
+@pytest.fixture(scope="session")
+def clusters() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """Factory ``clusters(seed, n, d, k, spread=1.0)``: seeded class-clustered features and their labels."""
+    return _clusters
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+
+class CliResult(NamedTuple):
+    """What one `recommender` command did."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def err_lines(self) -> list[str]:
+        """stderr split into lines."""
+        return self.err.splitlines()
+
+
+@pytest.fixture()
+def cli(capsys: pytest.CaptureFixture) -> Callable[..., CliResult]:
+    """``cli("train", "--db", url, ...)`` runs ``recommender.cli.main`` in-process: exit code, stdout, stderr."""
+    from recommender.cli import main
+
+    def run(*argv: object) -> CliResult:
+        capsys.readouterr()  # only this command's output
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+# --- brute-force reference correlations (independent of scipy) ----------------------------------------------------
+
+def _weighted_tau_one_ranking(x: Sequence[float], y: Sequence[float]) -> float:
+    """Vigna's additive hyperbolic weighted tau with ties, weights from the decreasing lexicographic rank by (x, y):
+    pair (i, j) weighs 1/(r_i + 1) + 1/(r_j + 1); tau = sum w sgn sgn / sqrt(sum w [x_i != x_j] sum w [y_i != y_j])."""
+    n = len(x)
+    order = sorted(range(n), key=lambda i: (x[i], y[i]), reverse=True)
+    rank = np.empty(n)
+    rank[order] = np.arange(n)
+    weight = 1.0 / (rank + 1.0)
+    both = x_only = y_only = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            w = weight[i] + weight[j]
+            sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+            both += w * sx * sy
+            x_only += w * (sx != 0)
+            y_only += w * (sy != 0)
+    denominator = np.sqrt(x_only * y_only)
+    return both / denominator if denominator > 0 else float("nan")
+
+
+def _brute_weighted_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """scipy.stats.weightedtau's defaults by definition in O(n^2): the mean over the rankings by (x, y) and (y, x)."""
+    x, y = [float(v) for v in x], [float(v) for v in y]
+    return (_weighted_tau_one_ranking(x, y) + _weighted_tau_one_ranking(y, x)) / 2
+
+
+def _brute_kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b in O(n^2): (concordant - discordant) / sqrt(pairs untied in x * pairs untied in y)."""
+    n = len(x)
+    s = [(np.sign(x[i] - x[j]), np.sign(y[i] - y[j])) for i in range(n) for j in range(i + 1, n)]
+    return sum(a * b for a, b in s) / np.sqrt(sum(a != 0 for a, _ in s) * sum(b != 0 for _, b in s))
+
+
+@pytest.fixture(scope="session")
+def brute_weighted_tau() -> Callable[[Sequence[float], Sequence[float]], float]:
+    """Weighted tau (scipy's defaults) computed pair by pair, to check code that calls scipy."""
+    return _brute_weighted_tau
+
+
+@pytest.fixture(scope="session")
+def brute_kendall_tau_b() -> Callable[[Sequence[float], Sequence[float]], float]:
+    """Kendall's tau-b computed pair by pair."""
+    return _brute_kendall_tau_b
