@@ -12,3 +12,14 @@ def zscore_within(values: pd.Series, groups: pd.Series | np.ndarray) -> pd.Serie
     std = by.transform("std", ddof=0)
     # a group where every value is equal (or only one is known) ranks nothing above anything: centre it at 0
     return ((values - by.transform("mean")) / std).where(std > 0, 0.0).where(values.notna())
+
+
+def ranking_groups(frame: pd.DataFrame) -> pd.Series:
+    """The group each pair is ranked and normalised in: its dataset, or (dataset, protocol) when the table has a
+    protocol column (results of two protocols on one dataset are not comparable). Labels are strings, the dataset
+    alone where the protocol is missing, else ``dataset [protocol]``."""
+    datasets = frame["dataset"].astype(str)
+    if "protocol" not in frame.columns:
+        return datasets
+    protocol = frame["protocol"]
+    return datasets.where(protocol.isna(), datasets + " [" + protocol.astype(str) + "]")

@@ -6,13 +6,17 @@ import re
 from collections.abc import Iterable
 
 from recommender.errors import UserError
+from recommender.evaluation.sources import HistoryAccuracy, SourceChoice, Stacked
 from recommender.evaluation.strategies import (Adaptive, ColumnRanking, Hybrid, Learned, MeanNormalisedPerformance,
                                                Oracle, RandomPick, Strategy)
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
         "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME, "
-        "adaptive:similarity|lr|ucb (adaptive search, sequential with evaluate --adaptive)")
+        "adaptive:similarity|lr|ucb (adaptive search, sequential with evaluate --adaptive), "
+        "stack+NAME[+NAME] / stack-lr+NAME (learned d,m,S: ridge on the mean-perf or LR prior and z-scored scores), "
+        "auto:LEARNED (LEARNED on its protocol's history or on all, chosen on inner folds), "
+        "history-accuracy (the training protocols' own results on the dataset; cross-protocol reference)")
 ADAPTIVE = ("similarity", "lr", "ucb")
 
 
@@ -51,6 +55,13 @@ def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_t
         return Hybrid(_learned(learned, tune_trials), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
     if head == "adaptive" and rest in ADAPTIVE:
         return Adaptive(rest, budgets)
+    if head == "auto" and re.fullmatch(r"(lr|fm|stack|stack-lr)(\+\w+)*", rest):
+        return SourceChoice(make_strategy(rest, budgets, tune_trials))
+    if spec == "history-accuracy":
+        return HistoryAccuracy()
+    if re.fullmatch(r"(stack|stack-lr)(\+\w+)+", spec):
+        prior, *scores = spec.split("+")
+        return Stacked(MeanNormalisedPerformance() if prior == "stack" else _learned("lr", tune_trials), tuple(scores))
     if not rest and re.fullmatch(r"(lr|fm)(\+\w+)*", spec):
         return _learned(spec, tune_trials)
     if not rest and (spec == "mean-perf" or spec in AGNOSTIC):
@@ -59,9 +70,13 @@ def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_t
 
 
 def scores_needed(specs: Iterable[str]) -> list[str]:
-    """The stored score names that the named strategies read (to ask the store for them)."""
+    """The stored score names that the named strategies read (to ask the store for them); `lr+p` adds the
+    protocol block, not a score."""
+    from recommender.models.features import BLOCKS  # late: sklearn only when a run needs it
+
     names = []
     for spec in specs:
+        spec = spec.removeprefix("auto:")
         found = re.findall(r"(?:^score:|:)(\w+)$", spec) + re.findall(r"\+(\w+)", spec)
-        names += [n for n in found if n not in names]
+        names += [n for n in found if n not in names and n not in BLOCKS]
     return names

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
+from recommender.normalise import ranking_groups
 
 ISSUE_COLUMNS = ["dataset", "model", "issue", "detail"]
 MIN_MODELS = 3
@@ -22,20 +23,24 @@ def check_pairs(pairs: pd.DataFrame, broken_fraction: float = 0.01, drop_broken:
 
     Dropped: pairs without a finite performance; near-zero broken runs (performance below `broken_fraction`
     of the dataset's best, e.g. SHiFT's 0.0-accuracy runs) unless `drop_broken` is False, when they are only
-    flagged. Duplicated (model, dataset) pairs mean mixed protocols and raise."""
+    flagged. A pair appears once per (model, dataset), or once per (model, dataset, protocol) in a table with a
+    protocol column; a duplicate means mixed protocols and raises. Runs are compared within each dataset, or each
+    (dataset, protocol) (`recommender.normalise.ranking_groups`)."""
     missing = {"model", "dataset", "performance"} - set(pairs.columns)
     if missing:
         raise UserError(f"pair table lacks column(s) {sorted(missing)}")
-    dup = pairs.duplicated(["model", "dataset"])
+    key = ["model", "dataset", *(["protocol"] if "protocol" in pairs.columns else [])]
+    dup = pairs.duplicated(key)
     if dup.any():
-        first = pairs.loc[dup, ["model", "dataset"]].iloc[0]
-        raise UserError(f"pair ({first['model']}, {first['dataset']}) appears twice: one protocol per pair table")
+        first = pairs.loc[dup, key].iloc[0]
+        where = " under one protocol" if "protocol" in key else ": one protocol per pair table without a protocol column"
+        raise UserError(f"pair ({', '.join(map(str, first))}) appears twice{where}")
     perf = pd.to_numeric(pairs["performance"], errors="coerce")
     bad = ~np.isfinite(perf.to_numpy(dtype=float))
     rows = [{"dataset": d, "model": m, "issue": "missing performance", "detail": "dropped"}
             for d, m in pairs.loc[bad, ["dataset", "model"]].itertuples(index=False)]
     kept = pairs.loc[~bad].assign(performance=perf[~bad].astype(float))
-    best = kept.groupby("dataset")["performance"].transform("max")
+    best = kept.groupby(ranking_groups(kept))["performance"].transform("max")
     broken = (best > 0) & (kept["performance"] < broken_fraction * best)
     action = "dropped" if drop_broken else "kept"
     rows += [{"dataset": d, "model": m, "issue": "broken run",
@@ -47,9 +52,10 @@ def check_pairs(pairs: pd.DataFrame, broken_fraction: float = 0.01, drop_broken:
 
 
 def rankable(test: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """The datasets of a test table that can be ranked, and issues for those that cannot (too few models, constant)."""
+    """The ranking groups (datasets, or (dataset, protocol) labels of `ranking_groups`) of a test table that can be
+    ranked, and issues for those that cannot (too few models, constant performance)."""
     ok, rows = [], []
-    for dataset, part in test.groupby("dataset", sort=True):
+    for dataset, part in test.groupby(ranking_groups(test), sort=True):
         if len(part) < MIN_MODELS:
             rows.append({"dataset": dataset, "model": None, "issue": "too few models",
                          "detail": f"{len(part)} < {MIN_MODELS} models: not evaluated"})

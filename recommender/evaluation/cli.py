@@ -71,7 +71,13 @@ def load_pairs(args: argparse.Namespace, scores: list[str]) -> pd.DataFrame:
         raise UserError("give --protocol (a store protocol such as vtab1k) or --pairs FILE")
     from recommender.history import open_store
 
-    return open_store(args.db).pair_table(args.protocol, args.modality, scores, select=args.select or "val")
+    protocols = "all" if args.protocol == "all" else [*comma_list(args.protocol), *args.train_protocols]
+    return open_store(args.db).pair_table(protocols, args.modality, scores, select=args.select or "val")
+
+
+def tested_protocols(args: argparse.Namespace) -> list[str] | None:
+    """The protocols whose pairs are ranked (--protocol; None: every protocol of the table)."""
+    return None if args.protocol in (None, "all") else comma_list(args.protocol)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     check_folder_target(Path(args.out), "evaluate", args.overwrite)  # refused now, not after the evaluation
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
     pairs, issues = check_pairs(load_pairs(args, scores_needed(args.strategies)), drop_broken=not args.keep_broken)
-    folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds))
+    folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds),
+                       protocols=tested_protocols(args), train_protocols=args.train_protocols)
     if not folds:
         raise UserError(f"split {args.split} gives no fold on this pair table")
     progress = getattr(args, "verbose", False) or sys.stderr.isatty()  # `recommender --verbose`
@@ -126,7 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=SPLITS, required=True)
     p.add_argument("--strategies", type=comma_list, default=comma_list("oracle,random,mean-perf"), help=HELP)
     p.add_argument("--budgets", type=_ints, default=(1, 2, 3, 5, 10), help="budgets B, e.g. 1,3,5")
-    p.add_argument("--protocol", help="store protocol, e.g. vtab1k, parc, full-finetune")
+    p.add_argument("--protocol", help="store protocol(s) whose pairs are ranked, e.g. vtab1k, a,b or all (pairs are "
+                                      "ranked within one dataset and protocol)")
+    p.add_argument("--train-protocols", type=comma_list, default=[],
+                   help="protocols added to training only: the cross-protocol split trains on these alone; the other "
+                        "splits add them as extra history")
     p.add_argument("--modality", help="only datasets of this modality (image, text); with --pairs, by its modality "
                                       "column")
     p.add_argument("--select", choices=("val", "test"),

@@ -15,6 +15,7 @@ from recommender.evaluation.measures import budget_measures, rank_correlations, 
 from recommender.evaluation.sequential import adaptive_preferences
 from recommender.evaluation.splits import Fold
 from recommender.evaluation.strategies import Strategy, without_truth
+from recommender.normalise import ranking_groups
 
 RESULT_COLUMNS = ["fold", "repeat", "dataset", "strategy", "measure", "budget", "value"]
 
@@ -28,9 +29,10 @@ class Evaluation:
     issues: pd.DataFrame
 
     def summary(self) -> pd.DataFrame:
-        """Mean over (fold, dataset) units per strategy, measure and budget, with std and a bootstrap 95% CI."""
+        """Mean over (fold, dataset) units per strategy, measure and budget (and seen, cross-protocol), with std and
+        a bootstrap 95% CI."""
         rows = []
-        keys = ["strategy", "measure", "budget"]
+        keys = ["strategy", "measure", "budget", *(["seen"] if "seen" in self.results.columns else [])]
         for key, part in self.results.groupby(keys, dropna=False, sort=False):
             rows.append(dict(zip(keys, key)) | summarize(part["value"], part["repeat"]))
         return pd.DataFrame(rows, columns=keys + ["mean", "std", "ci_low", "ci_high", "n"])
@@ -67,7 +69,7 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
     for fold in tqdm(folds, desc="folds", unit="fold", disable=not progress):
         datasets, unrankable = rankable(fold.test)
         notes += unrankable.to_dict("records")
-        test = fold.test.loc[fold.test["dataset"].isin(datasets)]
+        test = fold.test.loc[ranking_groups(fold.test).isin(datasets)]
         if test.empty:
             continue
         hidden = without_truth(test)
@@ -80,7 +82,8 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
             else:
                 pref = est.predict(shown)
                 by_budget = dict.fromkeys(budgets, pref)
-            for dataset, part in test.groupby("dataset", sort=True):
+            for dataset, part in test.groupby(ranking_groups(test), sort=True):  # one ranking per (dataset, protocol)
+                seen = pd.NA if fold.seen is None else str(part["dataset"].iloc[0]) in fold.seen
                 at = test.index.get_indexer(part.index)
                 truth = part["performance"].to_numpy(dtype=float)
                 if est.ranks and not np.isfinite(pref[at]).any():
@@ -91,12 +94,14 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
                 if adaptive and est.adaptive:
                     budget_prefs = adaptive_preferences(est, hidden.loc[part.index], truth, budgets)
                 rows, found = _dataset_rows(name, pref[at], truth, est, budget_prefs)
-                results += [(fold.name, fold.repeat, dataset, *row) for row in rows]
+                results += [(fold.name, fold.repeat, dataset, *row, seen) for row in rows]
                 notes += [{"dataset": dataset, "model": None} | f for f in found]
                 predictions.append(pd.DataFrame({"fold": fold.name, "dataset": dataset, "model": part["model"].to_numpy(),
                                                  "strategy": name, "prediction": pref[at], "performance": truth}))
+    results = pd.DataFrame(results, columns=[*RESULT_COLUMNS, "seen"]).astype({"budget": "Int64"})
     return Evaluation(
-        results=pd.DataFrame(results, columns=RESULT_COLUMNS).astype({"budget": "Int64"}),
+        # `seen` (cross-protocol: does training hold the dataset under its protocols?) only where a fold says
+        results=results.drop(columns="seen") if results["seen"].isna().all() else results,
         predictions=pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(),
         issues=issues_frame(notes).drop_duplicates(ignore_index=True),
     )

@@ -1,4 +1,8 @@
-"""Evaluation splits of a pair table (SPEC §4): unseen model, unseen dataset, leave-one-dataset-out."""
+"""Evaluation splits of a pair table (SPEC §4): unseen model, unseen dataset, leave-one-dataset-out, cross-protocol.
+
+A table with a `protocol` column may hold several protocols (histories). The pairs tested are those of the target
+protocols (all of them unless named); the others are extra training history. A held-out dataset leaves training
+under every protocol, so no result on it reaches a strategy."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
+from recommender.normalise import ranking_groups
 
-SPLITS = ("unseen-model", "unseen-dataset", "loo")
+SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")
 
 
 @dataclass(frozen=True)
@@ -21,14 +26,15 @@ class Fold:
     repeat: int
     train: pd.DataFrame
     test: pd.DataFrame
+    seen: frozenset[str] | None = None  # cross-protocol: the test datasets that training holds under its protocols
 
 
 def unseen_model_folds(pairs: pd.DataFrame, seeds: Sequence[int] = (0, 1, 2, 3, 4),
                        test_fraction: float = 0.2) -> Iterator[Fold]:
-    """Per dataset and seed: train on a random (1 - test_fraction) of its models, test on the rest."""
+    """Per dataset (and protocol) and seed: train on a random (1 - test_fraction) of its models, test on the rest."""
     if not 0 < test_fraction < 1:
         raise UserError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    for dataset, part in pairs.groupby("dataset", sort=True):
+    for dataset, part in pairs.groupby(ranking_groups(pairs), sort=True):
         models = np.sort(part["model"].unique())
         n_test = max(1, int(round(test_fraction * models.size)))
         if models.size - n_test < 1:
@@ -61,13 +67,42 @@ def loo_folds(pairs: pd.DataFrame) -> Iterator[Fold]:
         yield Fold(dataset, 0, pairs.loc[~held], pairs.loc[held])
 
 
+def cross_protocol_folds(pairs: pd.DataFrame, train_protocols: Sequence[str], target: pd.Series) -> Iterator[Fold]:
+    """Train on every pair of the training protocols; test on the target protocols' pairs of the models that
+    training holds, one fold per target dataset, each marked seen or not by the training protocols."""
+    if not train_protocols:
+        raise UserError("cross-protocol needs --train-protocols (the protocols to train on)")
+    train = pairs.loc[pairs["protocol"].isin(train_protocols)]
+    if train.empty:
+        raise UserError(f"cross-protocol: no pairs under the training protocols {', '.join(train_protocols)}")
+    test = pairs.loc[target & ~pairs["protocol"].isin(train_protocols) & pairs["model"].isin(train["model"])]
+    if test.empty:
+        raise UserError("cross-protocol: no target pair shares a model with the training protocols")
+    seen = frozenset(train["dataset"].astype(str)) & frozenset(test["dataset"].astype(str))
+    for dataset in sorted(test["dataset"].unique()):
+        yield Fold(str(dataset), 0, train, test.loc[test["dataset"] == dataset], seen)
+
+
 def make_folds(pairs: pd.DataFrame, split: str, sources: Sequence[str] = (), seeds: Sequence[int] = (0, 1, 2, 3, 4),
-               test_fraction: float = 0.2) -> list[Fold]:
-    """The folds of a named split."""
-    if split == "unseen-model":
-        return list(unseen_model_folds(pairs, seeds, test_fraction))
+               test_fraction: float = 0.2, protocols: Sequence[str] | None = None,
+               train_protocols: Sequence[str] = ()) -> list[Fold]:
+    """The folds of a named split. With `protocols` (a table with a `protocol` column) only those protocols' pairs
+    are tested; `train_protocols` are what cross-protocol trains on (they must not be tested)."""
+    if (protocols or train_protocols) and "protocol" not in pairs.columns:
+        raise UserError("naming protocols needs a pair table with a protocol column")
+    target = pairs["protocol"].isin(protocols) if protocols else pd.Series(True, index=pairs.index)
+    if protocols and not target.any():
+        raise UserError(f"no pairs under the protocol(s) {', '.join(protocols)}")
+    if split == "cross-protocol":
+        if set(protocols or ()) & set(train_protocols):
+            raise UserError("cross-protocol: a protocol cannot be both trained on and tested")
+        return list(cross_protocol_folds(pairs, train_protocols, target))
+    if split == "unseen-model":  # within one dataset and protocol: other protocols' results are not this ranking's
+        return list(unseen_model_folds(pairs.loc[target], seeds, test_fraction))
     if split == "unseen-dataset":
-        return list(unseen_dataset_folds(pairs, sources))
+        return [Fold(f.name, f.repeat, f.train, f.test.loc[target], f.seen) for f in unseen_dataset_folds(pairs, sources)
+                if target.loc[f.test.index].any()]
     if split == "loo":
-        return list(loo_folds(pairs))
+        return [Fold(f.name, f.repeat, f.train, f.test.loc[target], f.seen) for f in loo_folds(pairs)
+                if target.loc[f.test.index].any()]
     raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")

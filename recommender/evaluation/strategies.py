@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, clone
 from recommender.errors import UserError
 from recommender.evaluation.measures import budget_measures
 from recommender.evaluation.splits import Fold, loo_folds, unseen_model_folds
-from recommender.normalise import zscore_within
+from recommender.normalise import ranking_groups, zscore_within
 
 TRUTH = ["performance", "selected_by"]
 
@@ -77,11 +77,12 @@ class ColumnRanking(Strategy):
 
 
 class MeanNormalisedPerformance(Strategy):
-    """Task-agnostic: each model's mean z-scored performance over the training datasets it was fine-tuned on."""
+    """Task-agnostic: each model's mean z-scored performance over the training datasets (and protocols) it was
+    fine-tuned on."""
 
     def fit(self, train: pd.DataFrame) -> "MeanNormalisedPerformance":
         """Z-score performance within each training dataset and average per model."""
-        z = zscore_within(train["performance"], train["dataset"])
+        z = zscore_within(train["performance"], ranking_groups(train))
         self.model_means_ = z.groupby(train["model"]).mean()
         return self
 
@@ -162,7 +163,7 @@ class Hybrid(Strategy):
             agn = clone(self.agnostic).fit(fold.train)
             awa = clone(self.aware).fit(fold.train)
             features = without_truth(fold.test)
-            for _, part in features.groupby("dataset"):
+            for _, part in features.groupby(ranking_groups(features)):
                 truth = fold.test.loc[part.index, "performance"].to_numpy(dtype=float)
                 if truth.size < 2 or truth.max() <= 0:
                     continue

@@ -17,6 +17,7 @@ from recommender.errors import UserError
 from recommender.models.features import PairEncoder, parse_features
 from recommender.models.saved import META_FILE, ArraySpec, read_metadata, read_weights, write_saved
 from recommender.models.targets import check_target, check_target_name, normalise_target
+from recommender.normalise import ranking_groups
 
 JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -74,7 +75,8 @@ class PairRecommender(BaseEstimator, ABC):
         self._check_params()
         self.encoder_ = PairEncoder(self.features).fit(X)
         Z = self.encoder_.transform(X)
-        datasets = X["dataset"] if "dataset" in X.columns else pd.Series("all", index=X.index)
+        # ranked and normalised within each dataset, or each (dataset, protocol) of a table with protocols
+        datasets = ranking_groups(X) if "dataset" in X.columns else pd.Series("all", index=X.index)
         self._fit_encoded(Z, normalise_target(target, datasets, self.target), datasets)
         self.n_features_ = Z.shape[1]
         self.training_ = training_summary(X)

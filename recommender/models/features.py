@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from recommender.errors import UserError
-from recommender.normalise import zscore_within
+from recommender.normalise import ranking_groups, zscore_within
 
 MISSING = "<missing>"  # category standing for a missing categorical value
 
@@ -33,9 +33,14 @@ BLOCKS: dict[str, Block] = {
         categorical=("family", "pretrain_dataset"),
         scalar=("params_m", "gmacs", "input_size", "imagenet_top1"),
     ),
+    # the protocol's facts (SPEC §2): its source history, PEFT method, optimiser; training examples, epochs,
+    # learning-rate range, LoRA rank -- so one model can learn from several protocols and what carries across them
+    "p": Block(categorical=("p_history", "p_peft", "p_optimizer"),
+               scalar=("p_examples", "p_epochs", "p_lr_min", "p_lr_max", "p_lora_r")),
 }
 ALIASES: dict[str, tuple[str, ...]] = {"d": ("d_id", "d_side"), "m": ("m_id", "m_side")}
 LINEAR_SCALARS = frozenset({"input_size", "imagenet_top1"})  # scalars that are not log-scaled (SPEC §3)
+RATE_SCALARS = frozenset({"p_lr_min", "p_lr_max"})  # positive rates spanning decades: log10, not log1p
 
 
 def parse_features(features: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -78,9 +83,10 @@ def numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def normalise_scores(X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Z-score each score column within each dataset (SPEC §1: scores compare models on one dataset only)."""
+    """Z-score each score column within each dataset, or (dataset, protocol) (SPEC §1: scores compare models on one
+    dataset only)."""
     out = pd.DataFrame(index=X.index)
-    groups = X["dataset"].astype(str)
+    groups = ranking_groups(X)
     for col, values in numeric(X, list(columns)).items():
         if np.isinf(values).any():
             raise UserError(f"column {col} holds an infinite value")
@@ -90,8 +96,13 @@ def normalise_scores(X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def log_sizes(frame: pd.DataFrame) -> pd.DataFrame:
     """log1p of the size columns, so sizes spanning orders of magnitude become comparable (zeros stay finite);
-    the other scalars (input size, ImageNet top-1) stay linear, as SPEC §3 lists them."""
-    return frame.apply(lambda col: np.log1p(col) if col.name not in LINEAR_SCALARS else col)
+    log10 of learning rates (1e-5 and 1e-2 must differ by more than log1p's 0.01); the other scalars (input size,
+    ImageNet top-1) stay linear, as SPEC §3 lists them."""
+    def scale(col: pd.Series) -> pd.Series:
+        if col.name in RATE_SCALARS:
+            return np.log10(col)
+        return col if col.name in LINEAR_SCALARS else np.log1p(col)
+    return frame.apply(scale)
 
 
 STATE_KEYS = ("categories", "impute", "mean", "scale", "scalar_missing", "score_missing")
@@ -156,6 +167,8 @@ class PairEncoder(TransformerMixin, BaseEstimator):
                 raise UserError(f"column {col} holds an infinite value")
             if col not in LINEAR_SCALARS and (values[col] < 0).any():
                 raise UserError(f"column {col} must hold non-negative values (it is log-scaled)")
+            if col in RATE_SCALARS and (values[col] == 0).any():
+                raise UserError(f"column {col} must hold positive values (a learning rate, log-scaled)")
             frame[col] = values[col]
         if scores:
             frame = frame.join(normalise_scores(X, scores))

@@ -23,7 +23,8 @@ class LinearRecommender(PairRecommender):
     """Ridge-regularised linear model on the encoded pair features, optionally with model x dataset-side products.
 
     Without the products every new dataset gets the same model ranking (its id block is zero); the products
-    z_model * z_dataset_side let a model's predicted rank move with the dataset's group, classes and size.
+    z_model * z_dataset_side let a model's predicted rank move with the dataset's group, classes and size, and,
+    with the protocol block ``p``, with the protocol's facts (its history, examples, epochs, learning rate).
     The defaults (products on, alpha 10) won on inner dataset-grouped folds of SHiFT vision LOO training folds.
     """
 
@@ -45,7 +46,7 @@ class LinearRecommender(PairRecommender):
     def _interaction_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Masks of the encoded model columns and dataset-side columns whose products the design adds."""
         sources = self.encoder_.sources()
-        return np.isin(sources, block_sources("m_id", "m_side")), np.isin(sources, block_sources("d_side"))
+        return np.isin(sources, block_sources("m_id", "m_side")), np.isin(sources, block_sources("d_side", "p"))
 
     def _design(self, Z: np.ndarray) -> np.ndarray:
         """Z, plus the products of each model column with each dataset-side column when interactions are on."""

@@ -30,7 +30,8 @@ def check_target_name(how: object) -> None:
 
 
 def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") -> np.ndarray:
-    """Performance z-scored within each dataset (``"zscore"``) or left as is (``"raw"``)."""
+    """Performance z-scored within each group of ``datasets`` (``"zscore"``; a dataset, or a (dataset, protocol)
+    label of ``recommender.normalise.ranking_groups``) or left as is (``"raw"``)."""
     check_target_name(how)
     if how == "raw":
         return np.asarray(y, dtype=np.float64)
@@ -39,7 +40,8 @@ def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") ->
 
 
 def mean_weighted_tau(pred: np.ndarray, y: np.ndarray, datasets: pd.Series) -> float:
-    """scipy's weighted Kendall tau (defaults) per dataset, averaged; NaN where no dataset is rankable.
+    """scipy's weighted Kendall tau (defaults) per group of ``datasets`` (a dataset or a (dataset, protocol) label),
+    averaged; NaN where no group is rankable.
 
     A dataset counts as evaluation counts it (recommender.evaluation.checks.rankable): at least 3 models and
     performance that is not constant, so tuning optimises the measure that is reported."""

@@ -14,6 +14,7 @@ from sklearn.model_selection import GroupKFold
 from recommender.errors import UserError
 from recommender.models.factory import make_recommender, recommender_class
 from recommender.models.targets import check_target, mean_weighted_tau
+from recommender.normalise import ranking_groups
 
 
 def suggest_lr(trial: optuna.Trial) -> dict[str, object]:
@@ -51,7 +52,7 @@ def validation_tau(
     taus = []
     for train, val in splits:
         est = make_recommender(kind, **params).fit(X.iloc[train], y[train])
-        taus.append(mean_weighted_tau(est.predict(X.iloc[val]), y[val], X["dataset"].iloc[val]))
+        taus.append(mean_weighted_tau(est.predict(X.iloc[val]), y[val], ranking_groups(X.iloc[val])))
     tau = float(np.nanmean(taus)) if np.isfinite(taus).any() else float("nan")
     return tau if np.isfinite(tau) else -1.0
 

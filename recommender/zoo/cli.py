@@ -90,7 +90,8 @@ def run_rank(args: argparse.Namespace) -> int:
     """Extract features, score every model, predict with the recommender, print the top-k."""
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
-    from recommender.zoo.rank import DEFAULT_SCORES, load_checked_recommender, rank_pool, score_pool, with_store_facts
+    from recommender.zoo.rank import (DEFAULT_SCORES, load_checked_recommender, rank_pool, score_pool, stacking_for,
+                                      with_store_facts)
     from recommender.zoo.zoos import resolve_models
 
     ds = subsample(load_dataset(args.data), args.n, args.seed)
@@ -98,24 +99,29 @@ def run_rank(args: argparse.Namespace) -> int:
     scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
     cache = None if args.no_cache else FeatureCache(args.cache)
     progress = not args.json and (args.verbose or sys.stderr.isatty())
-    recommender = None
+    recommender = stacking = None
     if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
         recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
     pairs = score_pool(providers, ds, scores, cache=cache, progress=progress)
     if recommender is not None:
         from recommender.history import open_store
 
-        pairs = with_store_facts(pairs, open_store(args.db).model_features().set_index("model"))
-    ranked = rank_pool(pairs, scores, recommender)
+        store = open_store(args.db)
+        pairs = with_store_facts(pairs, store.model_features().set_index("model"))
+        stacking = stacking_for(store, recommender, scores)  # a d,m recommender still uses the scores computed
+    ranked, evidence = rank_pool(pairs, scores, recommender, stacking)
     top = ranked.head(args.top_k)
     if args.csv:
         ranked.to_csv(args.csv, index=False)
     if args.json:
+        print(f"recommender rank: {evidence}", file=sys.stderr)
         print(json.dumps(json.loads(top.to_json(orient="records")), indent=1))
     else:
-        cols = ["rank", "model", *(["predicted"] if recommender is not None else []), *[f"score_{s}" for s in scores],
+        ordered = [c for c in ("combined", "predicted") if c in ranked.columns]
+        cols = ["rank", "model", *ordered, *[f"score_{s}" for s in scores],
                 "seconds_extract", *[f"seconds_{s}" for s in scores], *(["seconds_predict"] if recommender is not None else [])]
         print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; top {len(top)} of {len(ranked)} models")
+        print(evidence)
         print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.log_scores:  # after the output, so that a store problem never loses the ranking
         print(f"logged {log_scores(ranked, scores, args.db)} new score(s) into the store", file=sys.stderr)

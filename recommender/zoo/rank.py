@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -75,22 +76,80 @@ def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
     return est
 
 
-def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: object | None = None) -> pd.DataFrame:
-    """Order the pool by the recommender's predicted performance when given (with a warning for each kind of
-    missing evidence, e.g. a model it knows nothing about), else by the first score."""
+@dataclass(frozen=True)
+class Stacking:
+    """How a d,m-only recommender's prediction is combined with the scores just computed: weights of the prior
+    (the prediction) and of each score, all z-scored over the pool, and where the weights come from."""
+
+    weights: dict[str, float]
+    origin: str
+
+
+def stacking_for(store: object, recommender: object, scores: Sequence[str]) -> Stacking | None:
+    """The stacking rule for a recommender that uses no score (None for one that does): ridge weights of the
+    history prior (mean-perf of the recommender's training protocol) and the scores the store holds with it,
+    fitted on the spot (`recommender.evaluation.sources.Stacked`); equal weights where the store holds none."""
+    from recommender.evaluation.sources import Stacked
+    from recommender.evaluation.strategies import MeanNormalisedPerformance
+    from recommender.models.features import parse_features
+
+    if parse_features(recommender.features)[1]:
+        return None
+    training = recommender.training_
+    protocol = training.get("protocol") or "vtab1k"
+    stored = sorted(set(store.scores(list(scores))["score"]))
+    if stored:
+        pairs = store.pair_table(protocol, training.get("modality"), scores=stored, select=training.get("select") or "val")
+        scored = pairs.reindex(columns=[f"score_{s}" for s in stored]).notna().any(axis=1)
+        if pairs.loc[scored, "dataset"].nunique() >= 2:
+            fitted = Stacked(MeanNormalisedPerformance(), tuple(stored)).fit(pairs)
+            return Stacking({k: float(v) for k, v in fitted.weights_.items()},
+                            f"weights fitted on {int(scored.sum())} stored pairs with scores under {protocol}")
+    return Stacking(dict.fromkeys(["prior", *scores], 1.0),
+                    f"equal weights (the store holds no {', '.join(scores)} under {protocol} to fit them on)")
+
+
+def _pool_z(values: pd.Series) -> np.ndarray:
+    """values z-scored over the pool; a missing value counts as the pool mean (0)."""
+    from recommender.normalise import zscore_within
+
+    return zscore_within(values.astype(float), np.zeros(len(values))).fillna(0.0).to_numpy()
+
+
+def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: object | None = None,
+              stacking: Stacking | None = None) -> tuple[pd.DataFrame, str]:
+    """Order the pool, and say by which evidence: by the recommender's prediction when given (with a warning for
+    each kind of missing evidence, e.g. a model it knows nothing about), which uses the scores if it was trained
+    with them, or is stacked with them by ``stacking`` (``stacking_for``); else by the first score."""
     out = pairs.copy()
     if recommender is not None:
         from recommender.models.evidence import warn_missing_evidence
+        from recommender.models.features import parse_features
 
         warn_missing_evidence(recommender, out)
         start = time.perf_counter()
         out["predicted"] = np.asarray(recommender.predict(out), dtype=float)
         out["seconds_predict"] = time.perf_counter() - start
         key = "predicted"
+        history = recommender.training_.get("protocol") or "vtab1k"
+        used = [c.removeprefix("score_") for c in parse_features(recommender.features)[1]]
+        evidence = f"{recommender.kind} ({recommender.features}) trained on history {history}"
+        evidence += f", with the computed score(s) {', '.join(used)} as features" if used else ""
+        if stacking is not None:
+            weights = {k: w for k, w in stacking.weights.items() if k == "prior" or f"score_{k}" in out.columns}
+            out["combined"] = sum(w * _pool_z(out["predicted"] if k == "prior" else out[f"score_{k}"])
+                                  for k, w in weights.items())
+            key = "combined"
+            evidence += (", stacked with the computed score(s) "
+                         + ", ".join(f"{k} ({w:.2f})" for k, w in weights.items() if k != "prior")
+                         + f" against the prediction ({weights['prior']:.2f}); {stacking.origin}")
+            unused = [s for s in scores if s not in weights]
+            evidence += f"; not used (no stored history to weigh them): {', '.join(unused)}" if unused else ""
     else:
         key = f"score_{scores[0]}"
+        evidence = f"the computed score {scores[0]} alone (no --recommender)"
     if out[key].isna().all():
         raise UserError(f"cannot rank: {key} is missing for every model")
     out = out.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
-    return out
+    return out, "ordered by " + evidence
