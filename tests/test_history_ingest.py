@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -290,3 +291,93 @@ def test_interrupted_export_keeps_the_previous_file(store, tmp_path: Path, monke
                                                      "datasets.csv", "jobs.csv", "models.csv", "protocols.csv",
                                                      "scores.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.db", "history.db-shm", "history.db-wal", "out"]
+
+
+def _jobs_file(tmp_path: Path, rows: list[tuple[str, str, str, float]]) -> Path:
+    """A long-format jobs file of (model, dataset, protocol, value) rows."""
+    path = tmp_path / "jobs.csv"
+    pd.DataFrame(rows, columns=["model", "dataset", "protocol", "value"]).assign(metric="acc").to_csv(path, index=False)
+    return path
+
+
+def test_an_alias_row_lands_on_the_canonical_dataset(tmp_path: Path, capsys) -> None:
+    """`--alias pets=oxford_iiit_pet`: the row under `pets` is stored under `oxford_iiit_pet`, and a query that
+    names either finds it; a later file under `pets` lands there too."""
+    db = str(tmp_path / "h.db")
+    path = _jobs_file(tmp_path, [("m1", "pets", "p", 0.5), ("m2", "oxford_iiit_pet", "p", 0.7)])
+    assert main(["history", "--db", db, "ingest", str(path), "--alias", "pets=oxford_iiit_pet"]) == 0
+    assert "dataset_aliases: 1 added, jobs: 2 added" in capsys.readouterr().out
+    store = open_store(db)
+    assert store.jobs()["dataset"].tolist() == ["oxford_iiit_pet", "oxford_iiit_pet"]
+    assert store.jobs(dataset="pets")["model"].tolist() == ["m1", "m2"]
+    assert store.alias_map() == {"pets": "oxford_iiit_pet"}
+    later = _jobs_file(tmp_path, [("m3", "pets", "p", 0.6)])
+    assert main(["history", "--db", db, "ingest", str(later)]) == 0
+    assert set(store.pair_table("p")["dataset"]) == {"oxford_iiit_pet"} and len(store.pair_table("p")) == 3
+    assert main(["history", "--db", db, "stats"]) == 0
+    assert "pets oxford_iiit_pet" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("definition, reason", [
+    ("pets=flowers", "dataset: alias 'pets' is stored for dataset 'oxford_iiit_pet', not 'flowers'"),
+    ("oxford_iiit_pet=other", "alias: 'oxford_iiit_pet' is a dataset the store holds rows for, not a free name"),
+    ("x=x", "alias: an alias must differ from its dataset"),
+])
+def test_a_conflicting_alias_is_one_line_and_changes_nothing(tmp_path: Path, capsys, definition: str,
+                                                            reason: str) -> None:
+    """An alias stored for another dataset, naming a stored dataset, or naming itself: one line, exit 1, nothing
+    added (neither the alias nor the file's jobs)."""
+    db = str(tmp_path / "h.db")
+    assert main(["history", "--db", db, "ingest", str(_jobs_file(tmp_path, [("m1", "oxford_iiit_pet", "p", 0.5)])),
+                 "--alias", "pets=oxford_iiit_pet"]) == 0
+    before = snapshot(open_store(db))
+    capsys.readouterr()
+    other = _jobs_file(tmp_path, [("m9", "z", "p", 0.1)])
+    assert main(["history", "--db", db, "ingest", str(other), "--alias", definition]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"--alias: row 1: {reason}" and lines[1].endswith("1 problem(s); nothing was ingested")
+    assert_same_store(before, snapshot(open_store(db)))
+    assert main(["history", "--db", db, "alias", definition]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[0] == f"aliases: row 1: {reason}"
+
+
+def test_alias_command_and_file(tmp_path: Path, capsys) -> None:
+    """`history alias A=D --file F`: all or nothing; a dataset that is an alias resolves to its dataset."""
+    db = str(tmp_path / "h.db")
+    table = tmp_path / "aliases.csv"
+    pd.DataFrame({"alias": ["flowers"], "dataset": ["oxford_flowers102"], "source": ["TransferGraph"]}).to_csv(
+        table, index=False)
+    assert main(["history", "--db", db, "alias", "pets=oxford_iiit_pet", "--file", str(table)]) == 0
+    assert capsys.readouterr().out.strip() == "dataset_aliases: 2 added"
+    assert main(["history", "--db", db, "alias", "oxpets=pets"]) == 0  # names the alias' dataset, never an alias
+    assert open_store(db).alias_map() == {"flowers": "oxford_flowers102", "oxpets": "oxford_iiit_pet",
+                                          "pets": "oxford_iiit_pet"}
+    assert main(["history", "--db", db, "alias", "pets=oxford_iiit_pet"]) == 0  # the same again: nothing added
+    assert "dataset_aliases: 0 added" in capsys.readouterr().out
+
+
+def test_multi_protocol_pair_table_with_facts(store, tmp_path: Path) -> None:
+    """Two protocols, facts from a protocols file (one per-dataset count): each row carries its protocol's facts;
+    a pair appears once per protocol; `examples` falls back to the full train split where no fact says."""
+    ingest_file(store, _jobs_file(tmp_path, [("m1", "d1", "a", 0.5), ("m2", "d1", "a", 0.7),
+                                             ("m1", "d1", "b", 0.2), ("m1", "d2", "b", 0.4)]))
+    datasets = tmp_path / "datasets.csv"
+    pd.DataFrame({"dataset": ["d1", "d2"], "examples": [1000, 500]}).to_csv(datasets, index=False)
+    ingest_file(store, datasets, kind="datasets")
+    facts = tmp_path / "facts.csv"
+    pd.DataFrame({"protocol": ["a", "b", "b"], "dataset": [None, None, "d2"], "history": ["mine", "theirs", None],
+                  "train_fraction": [0.25, None, None], "lr_min": [1e-3, 0.1, None], "lr_max": [1e-2, 0.1, None],
+                  "peft": ["lora", "full", None], "lora_r": [8, None, None], "examples": [None, None, 77]}).to_csv(
+        facts, index=False)
+    assert ingest_file(store, facts, kind="protocols") == {"protocols": 2, "protocol_datasets": 1}
+    table = store.pair_table(["a", "b"]).set_index(["protocol", "dataset", "model"])
+    assert len(table) == 4 and table.index.is_unique
+    assert table.loc[("a", "d1", "m2"), ["p_history", "p_peft", "p_lora_r", "p_lr_min", "p_lr_max"]].tolist() == [
+        "mine", "lora", 8.0, 1e-3, 1e-2]
+    assert table.loc[("a", "d1", "m1"), "examples"] == 250  # floor(0.25 * 1000)
+    assert table.loc[("b", "d1", "m1"), "examples"] == 1000 and np.isnan(table.loc[("b", "d1", "m1"), "p_examples"])
+    assert table.loc[("b", "d2", "m1"), "p_examples"] == 77 == table.loc[("b", "d2", "m1"), "examples"]
+    pd.testing.assert_frame_equal(store.pair_table("all"), store.pair_table("a,b"))
+    with pytest.raises(IngestError, match=r"protocol 'b' on 'd2' is stored with 77\.0 examples, not 78\.0"):
+        pd.DataFrame({"protocol": ["b"], "dataset": ["d2"], "examples": [78]}).to_csv(facts, index=False)
+        ingest_file(store, facts, kind="protocols")

@@ -310,7 +310,7 @@ def alias_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
         batch.problem(row, "alias", "an alias must differ from its dataset")
     check_text(out, "dataset_aliases", batch)
     out = out.dropna(subset=["alias", "dataset"])
-    targets = set(out["dataset"])
+    targets = set(out.loc[out["alias"] != out["dataset"], "dataset"])
     for row, alias in zip(out[ROW], out["alias"]):
         if alias in targets:
             batch.problem(row, "alias", f"{alias!r} is also the dataset of another alias (aliases name a dataset "

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from recommender.cli import main
 from recommender.errors import UserError
 from recommender.history import IngestError, open_store
-from recommender.history.ingest import build_batch, ingest_file, read_table
+from recommender.history.ingest import alias_batch, build_batch, ingest_file, read_table
 from recommender.history.schema import metadata
 
 DATA = Path(__file__).parents[1] / "data" / "history"
@@ -325,10 +325,41 @@ def test_export_refuses_a_foreign_folder_and_swaps_whole(store, tmp_path: Path,
     assert code == 2 and len(err) == 1 and "give --overwrite to replace all of it" in err[0]
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
     assert main(["history", "--db", db, "export", str(out), "--overwrite", "--to", "parquet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", "datasets.parquet", "jobs.parquet",
-                                                     "models.parquet", "scores.parquet"]
+    kinds = ["dataset_aliases", "datasets", "jobs", "models", "protocols", "scores"]
+    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", *(f"{k}.parquet" for k in kinds)]
     assert main(["history", "--db", db, "export", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", "datasets.csv", "jobs.csv",
-                                                     "models.csv", "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", *(f"{k}.csv" for k in kinds)]
     assert len(pd.read_csv(out / "jobs.csv")) == 8
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# ---- aliases and schema upgrade (issue 11) ---------------------------------------------------------------------
+def test_a_file_read_before_its_alias_was_defined_is_refused(tmp_path: Path) -> None:
+    """A batch built while `pets` was no alias, written after another writer defined it: refused, so the store
+    never holds one dataset under two names."""
+    store = open_store(str(tmp_path / "h.db"), create=True)
+    frame = pd.DataFrame({"model": ["m"], "dataset": ["pets"], "protocol": ["p"], "metric": ["acc"], "value": [0.5]})
+    stale = build_batch(frame, "late.csv", aliases=store.alias_map())
+    store.write(alias_batch(pd.DataFrame({"alias": ["pets"], "dataset": ["oxford_iiit_pet"]}), "aliases"))
+    with pytest.raises(IngestError, match=r"late.csv: row 1: dataset: 'pets' is an alias of 'oxford_iiit_pet'"):
+        store.write(stale)
+    assert store.counts()["jobs"] == 0
+
+
+def test_a_version_2_store_is_upgraded_by_a_write_and_refused_for_reading(tmp_path: Path) -> None:
+    """A version-2 store lacks the alias and protocol tables: reading it says to run `history init`; opening it
+    for writing adds the tables and keeps its rows."""
+    db = tmp_path / "h.db"
+    store = open_store(str(db), create=True)
+    store.write(build_batch(pd.DataFrame({"model": ["m"], "dataset": ["d"], "protocol": ["p"], "metric": ["acc"],
+                                          "value": [0.5]}), "old.csv"))
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        for table in ("dataset_aliases", "protocols", "protocol_datasets"):
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(UserError, match="schema version 2, .* run `recommender history init` to upgrade it"):
+        open_store(str(db))
+    upgraded = open_store(str(db), create=True)
+    assert upgraded.schema_version() == 3 and upgraded.counts()["jobs"] == 1 and upgraded.aliases().empty
