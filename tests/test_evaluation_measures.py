@@ -4,20 +4,41 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recommender.errors import UserError
 from recommender.evaluation.measures import budget_measures, rank_correlations, summarize, weighted_tau
 
-VECTORS = json.loads((Path(__file__).parent / "data/reference/reference_vectors.json").read_text())["evaluation_vectors"]
+REFERENCE = Path(__file__).parent / "data" / "reference" / "reference_vectors.json"
+VECTORS = json.loads(REFERENCE.read_text())["evaluation_vectors"]
 TABLES = VECTORS["tllib_readme_tables"]
 
 
+def pearson_by_formula(x, y) -> float:
+    """Pearson's r as centred dot product over the norms."""
+    x, y = np.asarray(x, dtype=float) - np.mean(x), np.asarray(y, dtype=float) - np.mean(y)
+    return float(x @ y / np.sqrt((x @ x) * (y @ y)))
+
+
+def spearman_by_ranks(x, y) -> float:
+    """Spearman's rho as Pearson's r of average ranks (ties share their mean rank), ranked by pandas."""
+    return pearson_by_formula(pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy())
+
+
 @pytest.mark.parametrize("case", TABLES, ids=lambda c: f"{c['dataset']}-{c['method']}")
-def test_published_tables(case):
-    """Correlations and top-k measures of the 32 published tables (values computed with scipy/SFDA code; 1e-9 = float noise)."""
+def test_published_tables(case, brute_weighted_tau, brute_kendall_tau_b):
+    """Correlations and top-k measures of the 32 published tables (values computed with scipy/SFDA code;
+    1e-9 = float noise).
+
+    The correlations are also recomputed apart from scipy, which rank_correlations calls: weighted tau and tau-b
+    pair by pair, Pearson and Spearman by formula (1e-12: float64 sums of at most a few hundred terms)."""
     s, t = case["scores"], case["finetune_acc"]
     corr = rank_correlations(s, t)
+    assert corr["weighted_tau"] == pytest.approx(brute_weighted_tau(s, t), abs=1e-12)
+    assert corr["kendall_tau"] == pytest.approx(brute_kendall_tau_b(s, t), abs=1e-12)
+    assert corr["pearson"] == pytest.approx(pearson_by_formula(s, t), abs=1e-12)
+    assert corr["spearman"] == pytest.approx(spearman_by_ranks(s, t), abs=1e-12)
     assert corr["weighted_tau"] == pytest.approx(case["weightedtau_scipy_default"], abs=1e-9)
     assert corr["kendall_tau"] == pytest.approx(case["kendalltau_b"], abs=1e-9)
     assert corr["pearson"] == pytest.approx(case["pearson"], abs=1e-9)
@@ -29,9 +50,13 @@ def test_published_tables(case):
 
 
 @pytest.mark.parametrize("case", VECTORS["small_synthetic"], ids=range(3))
-def test_small_cases_with_ties(case):
-    """Tiny cases, one with tied scores: weighted tau and tau-b as scipy gives them (1e-12: float noise)."""
+def test_small_cases_with_ties(case, brute_weighted_tau, brute_kendall_tau_b):
+    """Tiny cases, one with tied scores: weighted tau and tau-b as scipy gave them when the reference was made,
+    and as computed pair by pair here (1e-12: float noise)."""
     assert weighted_tau(case["x"], case["y"]) == pytest.approx(case["weightedtau_default"], abs=1e-12)
+    assert weighted_tau(case["x"], case["y"]) == pytest.approx(brute_weighted_tau(case["x"], case["y"]), abs=1e-12)
+    assert rank_correlations(case["x"], case["y"])["kendall_tau"] == pytest.approx(
+        brute_kendall_tau_b(case["x"], case["y"]), abs=1e-12)
     assert rank_correlations(case["x"], case["y"])["kendall_tau"] == pytest.approx(case["kendalltau_b"], abs=1e-12)
 
 
