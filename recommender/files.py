@@ -41,6 +41,9 @@ def check_folder_target(target: Path, kind: str, overwrite: bool = False) -> Non
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise UserError(f"{target} is a file; give a folder")
+    above = next((p for p in target.parents if p.exists()), None)  # the nearest existing folder above it
+    if above is not None and not above.is_dir():
+        raise UserError(f"{target}: {above} is a file, not a folder")
     if overwrite or not target.is_dir() or written_by(target) == kind or not any(target.iterdir()):
         return
     raise UserError(f"{target} is a non-empty folder that `recommender {kind}` did not write; "

@@ -49,7 +49,11 @@ def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
     """A pair table file (CSV or Parquet), keeping only the pairs of `modality` when one is given."""
     if not path.is_file():
         raise UserError(f"no pair table at {path}")
-    pairs = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+    try:
+        pairs = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
+    except ValueError as exc:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError, pyarrow's ArrowInvalid
+        raise UserError(f"{path}: not a readable {kind} pair table ({exc})") from exc
     if modality is None:
         return with_fact_columns(pairs, path)
     if "modality" not in pairs.columns:
