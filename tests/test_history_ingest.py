@@ -252,7 +252,8 @@ def test_export_round_trip_loses_nothing(store, tmp_path: Path, to: str) -> None
     store.write(alias_batch(pd.DataFrame({"alias": ["pets"], "dataset": ["oxford_iiit_pet"]}), "aliases"))
     facts = tmp_path / "facts.csv"  # a protocol's facts, and its examples on one dataset
     pd.DataFrame({"protocol": ["parc", "parc"], "dataset": [None, "pets"], "history": ["parc", None],
-                  "epochs": [30, None], "optimizer": ["sgd", None], "examples": [None, 3680]}).to_csv(facts, index=False)
+                  "epochs": [30, None], "optimizer": ["sgd", None], "examples": [None, 3680]}
+                 ).to_csv(facts, index=False)
     assert ingest_file(store, facts, kind="protocols") == {"protocols": 1, "protocol_datasets": 1}
     export(store, tmp_path / "out", to)
     copy = open_store(str(tmp_path / "copy.db"), create=True)
