@@ -1,7 +1,22 @@
-"""Recommend which pre-trained model to fine-tune: score models on your data, keep a history of fine-tuning runs,
-train recommenders on it and evaluate them honestly.
+"""recommender: which pre-trained model should you fine-tune for your task? It answers without fine-tuning them all.
 
-Example: recommender history init && recommender evaluate --split loo --protocol vtab1k --out eval/"""
+It keeps a history of fine-tuning runs (yours and the bundled published ones), learns from it which models transfer
+well to which datasets, and recommends the models most worth fine-tuning on a new dataset. It can also score models
+on your own data (transferability scores) and evaluate recommendation strategies honestly.
+
+main commands:
+  history init     create the history store and load the bundled histories (run this first)
+  train            train a recommender (lr or fm) on the history
+  recommend        the models to fine-tune on one or many datasets, with their expected performance
+  rank             rank a zoo of models on your data: features, scores and a recommender's prediction
+  evaluate         how well search strategies would have chosen, on splits of the history
+
+example:
+  recommender history init
+  recommender train --recommender fm --modality image --out models/fm
+  recommender recommend --model models/fm --dataset dtd --top-k 5
+
+`recommender COMMAND --help` describes each command; --db URL picks the history store (before or after COMMAND)."""
 
 from __future__ import annotations
 
@@ -10,14 +25,13 @@ import importlib
 import sys
 import traceback
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from zipfile import BadZipFile
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from recommender.cli_args import Parser, add_db_argument
 from recommender.errors import UserError
 
-# Each module defines register(subparsers); a subcommand's parser sets `func(args) -> int`.
+# Each module defines register(subparsers); a subcommand's parser sets `func(args) -> int`. The modules import only
+# argparse-level names at their top, so that building the parser (and `--help`) is instant.
 COMMAND_MODULES: tuple[str, ...] = (
     "recommender.history.cli",
     "recommender.scores.cli",
@@ -27,27 +41,48 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.models.next_cli",
 )
 
-# Errors of the user's input or environment (bad input, files, folders, URLs, servers): one line, no traceback.
-# A corrupt zip (.npz) raises BadZipFile, which is not an OSError. Anything else is a bug and shows its traceback.
-USER_FACING = (UserError, OSError, BadZipFile, SQLAlchemyError)
+
+def user_facing(exc: BaseException) -> bool:
+    """Whether exc is an error of the user's input or environment (bad input, files, folders, URLs, servers),
+    printed as one line without a traceback; anything else is a bug and shows its traceback.
+
+    A corrupt zip (.npz) raises BadZipFile, which is not an OSError. SQLAlchemy's errors count only where a command
+    loaded SQLAlchemy (it cannot raise them otherwise), so that start-up need not import it."""
+    sqlalchemy = sys.modules.get("sqlalchemy.exc")
+    kinds = (UserError, OSError, BadZipFile, *((sqlalchemy.SQLAlchemyError,) if sqlalchemy else ()))
+    return isinstance(exc, kinds)
 
 
 def package_version() -> str:
     """The installed version of the package ("unknown" when run from a source tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version  # late: only `--version` needs it
+
     try:
         return version("recommender")
     except PackageNotFoundError:
         return "unknown"
 
 
+class VersionAction(argparse.Action):
+    """`--version`: print the package version and exit (looked up only when asked for)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="recommender", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = Parser(prog="recommender", description=__doc__)
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--verbose", action="store_true", help="show progress bars and library logs")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_db_argument(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
@@ -56,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 def error_lines(exc: BaseException) -> list[str]:
     """The message lines to print for a user error (several for a list of problems)."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
-    if isinstance(exc, SQLAlchemyError):  # later lines are SQL, parameters and a documentation link
+    sqlalchemy = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy and isinstance(exc, sqlalchemy.SQLAlchemyError):  # later lines: SQL, parameters, a link
         return [f"{type(exc).__name__}: {lines[0] if lines else ''}"]
     return lines or [type(exc).__name__]
 
@@ -69,17 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = lambda message, *_, **__: print(f"{prefix}warning: {message}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
-    except USER_FACING as exc:
+    except Exception as exc:
+        if not user_facing(exc):  # a bug, not the user's input: the traceback is what a report needs
+            traceback.print_exc()
+            print(f"{prefix}internal error: {type(exc).__name__}: {exc} (a bug; please report it with the "
+                  "traceback above)", file=sys.stderr)
+            return 1
         if args.debug:
             traceback.print_exc()
         for line in error_lines(exc):
             print(f"{prefix}error: {line}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a bug, not the user's input: the traceback is what a report needs
-        traceback.print_exc()
-        print(f"{prefix}internal error: {type(exc).__name__}: {exc} (a bug; please report it with the traceback "
-              "above)", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def test_recommend_known_dataset_matches_the_api(cli, bundled_store_url, trained
     predicted = load_recommender(trained_fm).predict(pool)
     want = pool["model"].to_numpy()[np.argsort(-predicted, kind="stable")[:5]]
     assert [r["model"] for r in rows] == list(want)
-    np.testing.assert_allclose([r["predicted"] for r in rows], np.sort(predicted)[::-1][:5], rtol=1e-12)
+    np.testing.assert_allclose([r["predicted_z"] for r in rows], np.sort(predicted)[::-1][:5], rtol=1e-12)
 
 
 def test_recommend_new_dataset_and_pool_file(cli, bundled_store_url, trained_fm, tmp_path):
@@ -90,7 +90,7 @@ def test_recommend_new_dataset_and_pool_file(cli, bundled_store_url, trained_fm,
     assert code == 0
     table = pd.read_csv(io.StringIO(out))
     assert sorted(table["model"]) == ["google/vit-base-patch16-224", "my/new-model"]
-    assert np.isfinite(table["predicted"]).all() and table["predicted"].is_monotonic_decreasing
+    assert np.isfinite(table["predicted_z"]).all() and table["predicted_z"].is_monotonic_decreasing
 
 
 def test_train_with_tuning_keeps_the_study_in_the_store(cli, bundled_store_url, tmp_path):
@@ -124,11 +124,11 @@ def test_recommend_new_dataset_with_a_scores_file(cli, bundled_store_url, tmp_pa
             str(pool), "--db", bundled_store_url, "--json"]
     code, out, _ = cli(*argv, "--scores", str(scores))
     assert code == 0
-    with_scores = {r["model"]: r["predicted"] for r in json.loads(out)}
+    with_scores = {r["model"]: r["predicted_z"] for r in json.loads(out)}
     flipped = tmp_path / "flipped.csv"
     pd.DataFrame({"model": models, "score": "logme", "value": [0.5, 0.1, 0.3]}).to_csv(flipped, index=False)
     code, out, _ = cli(*argv, "--scores", str(flipped))
-    swapped = {r["model"]: r["predicted"] for r in json.loads(out)}
+    swapped = {r["model"]: r["predicted_z"] for r in json.loads(out)}
     # swapping two models' LogME moves their predictions in opposite directions by the same amount
     assert swapped[models[0]] - with_scores[models[0]] == pytest.approx(with_scores[models[1]] - swapped[models[1]])
     assert swapped[models[0]] != pytest.approx(with_scores[models[0]])

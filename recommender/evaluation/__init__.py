@@ -1,10 +1,11 @@
-"""Evaluation of model recommendations: measures, splits, search strategies, reports (SPEC §4-6)."""
+"""Evaluation of model recommendations: measures, splits, search strategies, reports (SPEC §4-6).
 
-from recommender.evaluation.catalog import make_strategy
-from recommender.evaluation.checks import check_pairs
-from recommender.evaluation.measures import budget_measures, rank_correlations, summarize, weighted_tau
-from recommender.evaluation.runner import Evaluation, evaluate
-from recommender.evaluation.splits import Fold, make_folds
+The names below load on first use (PEP 562), so that `recommender --help` does not import the strategies."""
 
-__all__ = ["Evaluation", "Fold", "budget_measures", "check_pairs", "evaluate", "make_folds", "make_strategy",
-           "rank_correlations", "summarize", "weighted_tau"]
+from recommender.lazy import lazy_exports
+
+_EXPORTS = {"make_strategy": "catalog", "check_pairs": "checks", "budget_measures": "measures",
+            "rank_correlations": "measures", "summarize": "measures", "weighted_tau": "measures",
+            "Evaluation": "runner", "evaluate": "runner", "Fold": "splits", "make_folds": "splits"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,22 +1,20 @@
-"""Learned recommenders (SPEC §3): pair encoder, LR and FM, Optuna tuning, save/load."""
+"""Learned recommenders (SPEC §3): pair encoder, LR and FM, Optuna tuning, save/load.
 
-from recommender.models.base import PairRecommender
-from recommender.models.factory import load_recommender, make_recommender
-from recommender.models.features import PairEncoder, parse_features
-from recommender.models.fm import FMRecommender
-from recommender.models.linear import LinearRecommender
-from recommender.models.targets import mean_weighted_tau, normalise_target
-from recommender.models.tuning import tune
+The names below load on first use (PEP 562), so that `recommender --help` does not import torch."""
 
-__all__ = [
-    "FMRecommender",
-    "LinearRecommender",
-    "PairEncoder",
-    "PairRecommender",
-    "load_recommender",
-    "make_recommender",
-    "mean_weighted_tau",
-    "normalise_target",
-    "parse_features",
-    "tune",
-]
+from recommender.lazy import lazy_exports
+
+_EXPORTS = {
+    "FMRecommender": "fm",
+    "LinearRecommender": "linear",
+    "PairEncoder": "features",
+    "PairRecommender": "base",
+    "load_recommender": "factory",
+    "make_recommender": "factory",
+    "mean_weighted_tau": "targets",
+    "normalise_target": "targets",
+    "parse_features": "features",
+    "tune": "tuning",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,25 +6,46 @@ import argparse
 import json
 import time
 
-import pandas as pd
-
-from recommender.cli_args import add_db_argument
+from recommender.cli_args import add_db_argument, comma_list
 from recommender.errors import UserError
-from recommender.history import Store, open_store
-from recommender.history.ingest import read_table
-from recommender.models.evidence import check_evidence
-from recommender.models.factory import RECOMMENDERS, load_recommender, make_recommender
-from recommender.models.features import parse_features
-from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
-from recommender.models.tuning import tune
+from recommender.models.factory import RECOMMENDERS
+
+# the store, the recommenders (torch for fm) and Optuna load when a command runs: `--help` stays instant
+
+TRAIN_DESCRIPTION = """\
+Train a learned recommender on the history store's (model, dataset) pairs of one protocol: LR
+(ridge on the encoded pair) or FM (factorisation machine), optionally tuned with Optuna on
+inner dataset-grouped splits. The target is performance z-scored within each dataset.
+
+example:
+  recommender train --recommender fm --features d,m --protocol vtab1k --modality image --out models/fm
+  recommender train --recommender lr --features d,m,logme --modality image --tune 30 --out models/lr"""
+
+RECOMMEND_DESCRIPTION = """\
+Recommend the models most worth fine-tuning on one or many datasets, with a recommender written
+by `recommender train`. Each row gives the model's facts (family, parameters in millions,
+pre-training data), its expected performance in the metric's units (the predicted z-score read
+with the dataset's spread in the history; for a dataset new to the history, the typical training
+dataset's, and a note says so), the z-score itself, and whether the pair is in the training
+history (in_sample: its measured value is shown too).
+
+example:
+  recommender recommend --model models/fm --dataset dtd --top-k 5
+  recommender recommend --model models/fm --dataset my-task --classes 10 --examples 800 \\
+      --group vtab-natural --modality image
+  recommender recommend --model models/fm --datasets dtd,svhn,eurosat --top-k 3 --csv
+  recommender recommend --model models/fm --datasets-file datasets.csv --json"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` and `recommend` commands."""
-    train = subparsers.add_parser("train", help="train an LR or FM recommender on the history store")
+    train = subparsers.add_parser("train", help="train an LR or FM recommender on the history store",
+                                  description=TRAIN_DESCRIPTION)
     train.add_argument("--recommender", required=True, choices=sorted(RECOMMENDERS), help="lr or fm")
     train.add_argument("--features", default="d,m", help="feature set, e.g. d,m or d,m,logme (default d,m)")
-    train.add_argument("--protocol", default="vtab1k", help="training protocol of the pairs (default vtab1k)")
+    train.add_argument("--protocol", default="vtab1k",
+                       help="training protocol(s) of the pairs: one, a,b or all (default vtab1k); pairs are normalised "
+                            "within each (dataset, protocol), and the p feature block gives the protocols' facts")
     train.add_argument("--modality", help="keep one modality, e.g. image")
     train.add_argument("--select", default="val", choices=("val", "test"),
                        help="pick each pair's best hyper-parameters by validation (default) or test value")
@@ -37,17 +58,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="folder to write the trained recommender to")
     train.set_defaults(func=run_train)
 
-    rec = subparsers.add_parser("recommend", help="rank a pool of models for a dataset with a trained recommender")
+    rec = subparsers.add_parser("recommend", help="the models to fine-tune on one or many datasets, with their "
+                                                  "expected performance", description=RECOMMEND_DESCRIPTION)
     rec.add_argument("--model", required=True, help="folder written by `recommender train`")
-    rec.add_argument("--dataset", required=True, help="dataset name (a store dataset, or a new one)")
+    which = rec.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dataset", help="dataset name (a store dataset, or a new one described by the flags below)")
+    which.add_argument("--datasets", type=comma_list, metavar="A,B,...",
+                       help="several datasets at once (the flags below apply to each); one table")
+    which.add_argument("--datasets-file", metavar="FILE",
+                       help="CSV/Parquet/JSON Lines of datasets: a dataset column and any of examples, classes, "
+                            "group, modality (a blank cell: the store's value, if any); one table")
     rec.add_argument("--examples", type=float, help="training examples of the dataset")
     rec.add_argument("--classes", type=float, help="number of classes")
-    rec.add_argument("--group", help="dataset group, e.g. vtab-natural")
-    rec.add_argument("--modality", help="dataset modality, e.g. image")
-    rec.add_argument("--scores", help="CSV/Parquet of scores on this dataset: model,score,value or model,score_<name>")
+    rec.add_argument("--group", help="dataset group, e.g. vtab-natural (one the store knows)")
+    rec.add_argument("--modality", help="dataset modality, e.g. image (one the store knows)")
+    rec.add_argument("--scores", help="CSV/Parquet of scores on the dataset: model,score,value or model,score_<name> "
+                                      "(and a dataset column for several datasets)")
     rec.add_argument("--pool", help="CSV/Parquet of candidate models (a 'model' column, optional feature columns); "
                                     "default: every model of the training protocol in the store")
-    rec.add_argument("--top-k", type=int, default=10, help="how many models to print (default 10)")
+    rec.add_argument("--top-k", type=int, default=10, help="how many models to show per dataset")
     rec.add_argument("--allow-modality-mismatch", action="store_true",
                      help="rank a dataset of a modality the recommender was never trained on (refused otherwise; "
                           "a warning says so)")
@@ -74,11 +103,17 @@ def parse_params(items: list[str]) -> dict[str, object]:
 
 def score_names(features: str) -> list[str]:
     """Stored score names the feature set needs (``score_logme`` -> ``logme``)."""
+    from recommender.models.features import parse_features
+
     return [column.removeprefix("score_") for column in parse_features(features)[1]]
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train on the store's pair table, optionally tune, and write the recommender to --out."""
+    from recommender.history import open_store
+    from recommender.models.factory import make_recommender
+    from recommender.models.tuning import tune
+
     store = open_store(args.db)
     pairs = store.pair_table(args.protocol, args.modality, scores=score_names(args.features), select=args.select)
     if pairs.empty:
@@ -101,51 +136,30 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, args: argparse.Namespace) -> dict[str, object]:
-    """The dataset's features: from the training protocol's pairs, else the store, overridden by the flags."""
-    row: dict[str, object] = {"dataset": args.dataset}
-    known = pairs[pairs["dataset"] == args.dataset]
-    stored = datasets[datasets["dataset"] == args.dataset]
-    if not known.empty:
-        row.update(known.iloc[0][list(DATASET_COLUMNS)].to_dict())
-    elif not stored.empty:
-        row.update(stored.iloc[0].reindex(list(DATASET_COLUMNS)).to_dict())
-    flags = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
-    row.update({k: v for k, v in flags.items() if v is not None})
-    return row
-
-
-def model_pool(store: Store, path: str) -> pd.DataFrame:
-    """Candidate models from a file; the model features it leaves out come from the store."""
-    pool = read_table(path)
-    stored = store.model_features().reindex(columns=list(MODEL_COLUMNS))
-    missing = [c for c in MODEL_COLUMNS if c not in pool.columns]
-    return pool.merge(stored[["model", *missing]], on="model", how="left")
-
-
 def run_recommend(args: argparse.Namespace) -> int:
-    """Print the top-k models of the pool for the dataset, by predicted normalised performance."""
+    """Print the top-k models of the pool for each dataset: one table, with expected performance and notes."""
+    from recommender.history import open_store
+    from recommender.models.factory import load_recommender
+    from recommender.models.recommend import dataset_requests, recommend
+
+    facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
+    requests = dataset_requests(args.datasets or ([args.dataset] if args.dataset else []), args.datasets_file,
+                                **facts)
     est = load_recommender(args.model)
-    training = est.training_
-    store = open_store(args.db)
-    names = score_names(est.features)
-    pairs = store.pair_table(training.get("protocol", "vtab1k"), training.get("modality"), select="val")
-    pool = model_pool(store, args.pool) if args.pool else pairs
-    scores = read_table(args.scores) if args.scores else None
-    if scores is None and names:
-        scores = store.scores(names)
-        scores = scores[scores["dataset"] == args.dataset]
-        if scores.empty:
-            raise UserError(f"features {est.features} need scores ({', '.join(names)}): the store has none "
-                            f"for {args.dataset}; pass --scores FILE")
-    candidates = candidate_pairs(pool, dataset_row(pairs, store.dataset_features(), args), scores)
-    check_evidence(est, candidates, args.allow_modality_mismatch)
-    best = top_k(candidates, est.predict(candidates), args.top_k)
+    result = recommend(est, open_store(args.db), requests, args.pool, args.scores, args.top_k,
+                       args.allow_modality_mismatch, where=args.datasets_file or "flags")
+    table = result.table
     if args.json:
-        print(json.dumps(best.to_dict(orient="records"), indent=2))
+        print(json.dumps(table.to_dict(orient="records"), indent=2))
     elif args.csv:
-        print(best.to_csv(index=False), end="")
+        print(table.to_csv(index=False), end="")
     else:
-        print(f"top {len(best)} of {len(candidates)} models for {args.dataset} ({est.kind}, {est.features}):")
-        print(best.to_string(index=False, float_format="%.4f"))
+        shown = table if len(requests) > 1 else table.drop(columns="dataset")
+        what = requests["dataset"].iloc[0] if len(requests) == 1 else f"{len(requests)} datasets"
+        print(f"top {min(args.top_k, result.pool_size)} of {result.pool_size} models for {what} ({est.kind}, {est.features}, trained on "
+              f"{est.training_.get('protocol')}); expected: predicted {result.metric}; predicted_z: within the "
+              f"dataset, in standard deviations; measured: the history's value where in_sample")
+        print(shown.to_string(index=False, float_format="%.4g", na_rep="-"))
+        for note in result.notes:  # JSON and CSV stay tables only; `expected` is explained in --help
+            print(f"note: {note}")
     return 0

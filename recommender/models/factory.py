@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recommender.errors import UserError
-from recommender.models.base import PairRecommender
-from recommender.models.fm import FMRecommender
-from recommender.models.linear import LinearRecommender
-from recommender.models.saved import META_FILE, read_metadata
 
-RECOMMENDERS: dict[str, type[PairRecommender]] = {"lr": LinearRecommender, "fm": FMRecommender}
+if TYPE_CHECKING:
+    from recommender.models.base import PairRecommender
+
+# kind -> (module, class): imported when used, so that naming the kinds (e.g. in --help) does not load torch
+RECOMMENDERS: dict[str, tuple[str, str]] = {"lr": ("recommender.models.linear", "LinearRecommender"),
+                                            "fm": ("recommender.models.fm", "FMRecommender")}
 
 
 def recommender_class(kind: str) -> type[PairRecommender]:
     """The estimator class named ``kind`` ("lr" or "fm")."""
     try:
-        return RECOMMENDERS[kind]
+        module, name = RECOMMENDERS[kind]
     except KeyError:
         raise UserError(f"unknown recommender {kind!r}: use one of {', '.join(RECOMMENDERS)}") from None
+    return getattr(importlib.import_module(module), name)
 
 
 def make_recommender(kind: str, features: str = "d,m", **params: object) -> PairRecommender:
@@ -32,8 +36,10 @@ def make_recommender(kind: str, features: str = "d,m", **params: object) -> Pair
 
 def load_recommender(path: str | Path) -> PairRecommender:
     """Load whichever recommender ``save`` wrote to ``path`` (JSON and plain arrays, all checked; never a pickle)."""
+    from recommender.models.saved import META_FILE, read_metadata
+
     meta = read_metadata(path)
     if meta["kind"] not in RECOMMENDERS:
         raise UserError(f"{Path(path) / META_FILE}: unknown recommender kind {meta['kind']!r} "
                         f"(known: {', '.join(RECOMMENDERS)})")
-    return RECOMMENDERS[meta["kind"]].from_metadata(path, meta)
+    return recommender_class(meta["kind"]).from_metadata(path, meta)

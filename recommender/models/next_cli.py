@@ -10,12 +10,20 @@ STRATEGIES = ("similarity", "lr", "ucb")
 # chosen on inner leave-one-dataset-out folds of SHiFT vision (`--tune` chooses again on the store's history);
 # lr and ucb are always chosen on inner folds
 DEFAULTS = {"similarity": {"beta": 5.0, "shrink": 4.0}}
+DESCRIPTION = """\
+The next model(s) to fine-tune on a dataset, given the results already observed there (its jobs in
+the store and an --observed file): an adaptive search learned from every other dataset of the
+protocol.
+
+example:
+  recommender next --dataset dtd --budget 3
+  recommender next --dataset my-task --observed results.csv --strategy ucb --budget 2"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `next` command."""
     p = subparsers.add_parser("next", help="the next model(s) to fine-tune, given the results observed so far",
-                              description=__doc__)
+                              description=DESCRIPTION)
     p.add_argument("--dataset", required=True, help="the target dataset (its jobs in the store count as observed)")
     p.add_argument("--budget", type=int, default=1, help="how many models to fine-tune next (default 1)")
     p.add_argument("--observed", help="CSV/Parquet/JSON Lines of model,performance results on the dataset "
@@ -43,7 +51,7 @@ def run_next(args: argparse.Namespace) -> int:
     from recommender.history import open_store
     from recommender.history.ingest import read_table
     from recommender.models.adaptive import make_adaptive, next_models, observed_results
-    from recommender.models.cli import dataset_row
+    from recommender.models.recommend import dataset_row
     from recommender.models.pairs import candidate_pairs
 
     store = open_store(args.db)
@@ -61,7 +69,9 @@ def run_next(args: argparse.Namespace) -> int:
             f" (overriding {len(observed.index.intersection(given.index))} stored)"
             if observed.index.intersection(given.index).size else ""))
         observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
-    candidates = candidate_pairs(train, dataset_row(pairs, store.dataset_features(), args))
+    candidates = candidate_pairs(train, dataset_row(pairs, store.dataset_features(), args.dataset,
+                                                    examples=args.examples, classes=args.classes, group=args.group,
+                                                    modality=args.modality))
     fixed = {} if args.tune else DEFAULTS.get(args.strategy, {})
     est = make_adaptive(args.strategy, budgets=(1, 3, 5, 10), **fixed).fit(train)
     best = next_models(est, candidates, observed, args.budget)

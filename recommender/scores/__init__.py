@@ -1,12 +1,11 @@
-"""Transferability scores: how well a pre-trained model's features F suit a target task (larger is better)."""
+"""Transferability scores: how well a pre-trained model's features F suit a target task (larger is better).
 
-from recommender.scores.hscore import hscore
-from recommender.scores.lfc import lfc
-from recommender.scores.logme import logme
-from recommender.scores.parc import parc
-from recommender.scores.probes import knn_accuracy, linear_probe_accuracy
-from recommender.scores.registry import SCORES, Score, default_names, score_all
-from recommender.scores.source import leep, nce
+The names below load on first use (PEP 562), so that `recommender --help` does not import scikit-learn."""
 
-__all__ = ["SCORES", "Score", "default_names", "hscore", "knn_accuracy", "leep", "lfc", "linear_probe_accuracy",
-           "logme", "nce", "parc", "score_all"]
+from recommender.lazy import lazy_exports
+
+_EXPORTS = {"SCORES": "registry", "Score": "registry", "default_names": "registry", "score_all": "registry",
+            "hscore": "hscore", "lfc": "lfc", "logme": "logme", "parc": "parc", "knn_accuracy": "probes",
+            "linear_probe_accuracy": "probes", "leep": "source", "nce": "source"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -479,7 +479,7 @@ def test_recommend_warns_one_line_each_for_unknown_models_and_a_dataset_without_
     code, out, lines = run(capsys, "recommend", "--model", str(lr_folder), "--dataset", "my-new-task",
                            "--pool", str(pool), "--db", store_url, "--json")
     assert code == 0
-    assert len({r["predicted"] for r in json.loads(out)}) == 1  # the ties the warnings explain
+    assert len({r["predicted_z"] for r in json.loads(out)}) == 1  # the ties the warnings explain
     assert lines == [
         ("recommender recommend: warning: dataset my-new-task is new to the recommender and has no facts "
          "(group, modality, examples, classes): its ranking is the one any new dataset gets"),

@@ -1,0 +1,216 @@
+"""Recommendations from a trained recommender: the datasets asked about (one, a list or a file of facts), the pool
+of candidate models, the pairs to predict, and the predictions read as expected performance in the metric's units.
+
+A recommender predicts performance z-scored within each dataset (its training target). A z-score is read back in
+the metric's units with the dataset's own mean and standard deviation (population, as the target used) over the
+training history's pairs; a dataset new to the history has no scale of its own, so the typical training dataset's
+(the mean of their means and of their standard deviations) stands in, and a note says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender.errors import UserError
+from recommender.history import Store
+from recommender.history.ingest import read_table
+from recommender.models.base import PairRecommender
+from recommender.models.evidence import check_evidence
+from recommender.models.features import parse_features
+from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
+
+FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
+NUMBER_FACTS = ("examples", "classes")
+MODEL_FACTS = ("family", "params_m", "pretrain_dataset")  # shown beside each recommendation
+COLUMNS = ["dataset", "rank", "model", *MODEL_FACTS, "expected", "predicted_z", "in_sample", "measured"]
+
+
+@dataclass
+class Recommendation:
+    """The top-k models of each dataset asked about, as one table (``COLUMNS``), and what a reader should know."""
+
+    table: pd.DataFrame
+    pool_size: int  # candidate models per dataset
+    metric: str  # the unit of `expected` and `measured`
+    notes: list[str] = field(default_factory=list)
+
+
+def dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, name: str,
+                **facts: object) -> dict[str, object]:
+    """The pair-table features of dataset ``name``: from the training pairs, else the store's dataset facts, each
+    overridden by the given ``facts`` (examples, classes, group, modality) that are not None or NaN."""
+    row: dict[str, object] = {"dataset": name}
+    known = pairs[pairs["dataset"] == name]
+    stored = datasets[datasets["dataset"] == name]
+    if not known.empty:
+        row.update(known.iloc[0][list(DATASET_COLUMNS)].to_dict())
+    elif not stored.empty:
+        row.update(stored.iloc[0].reindex(list(DATASET_COLUMNS)).to_dict())
+    row.update({k: v for k, v in facts.items() if v is not None and not (isinstance(v, float) and math.isnan(v))})
+    return row
+
+
+def model_pool(store: Store, path: str | Path) -> pd.DataFrame:
+    """Candidate models from a file; the model features it leaves out (a column or a blank cell) come from the
+    store."""
+    pool = read_table(path)
+    if "model" not in pool.columns:
+        raise UserError(f"{path}: the model pool needs a 'model' column")
+    pool = pool.reindex(columns=list(dict.fromkeys([*pool.columns, *MODEL_COLUMNS])))
+    stored = store.model_features().set_index("model").reindex(pool["model"])
+    for column in MODEL_COLUMNS[1:]:
+        pool[column] = pool[column].where(pool[column].notna(), stored[column].to_numpy())
+    return pool
+
+
+def dataset_requests(names: Sequence[str] = (), path: str | Path | None = None,
+                     **facts: object) -> pd.DataFrame:
+    """The datasets asked about, one row each with columns ``dataset`` and ``FACTS``: the ``names`` with the same
+    ``facts`` (flags), or the rows of a file (CSV/Parquet/JSON Lines: a ``dataset`` column and any of ``FACTS``)."""
+    if path is not None:
+        if any(v is not None for v in facts.values()):
+            raise UserError("with a datasets file, give the datasets' facts as its columns, not as flags")
+        return _read_requests(Path(path))
+    if not names:
+        raise UserError("no dataset given")
+    duplicated = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicated:
+        raise UserError(f"dataset(s) named twice: {', '.join(duplicated)}")
+    return pd.DataFrame([{"dataset": name, **{k: facts.get(k) for k in FACTS}} for name in names],
+                        columns=["dataset", *FACTS])
+
+
+def _read_requests(path: Path) -> pd.DataFrame:
+    """A datasets file, checked: one line naming the file, row and column of the first problem."""
+    table = read_table(path)
+    unknown = [c for c in table.columns if c not in ("dataset", *FACTS)]
+    if "dataset" not in table.columns or unknown:
+        raise UserError(f"{path}: columns must be dataset and any of {', '.join(FACTS)}"
+                        + (f"; unknown column(s) {', '.join(map(str, unknown))}" if unknown else
+                           "; no dataset column"))
+    if table.empty:
+        raise UserError(f"{path}: no datasets")
+    out = table.reindex(columns=["dataset", *FACTS]).reset_index(drop=True)
+    for i, name in enumerate(out["dataset"], start=1):
+        if pd.isna(name) or not str(name).strip():
+            raise UserError(f"{path}: row {i}: dataset: blank name")
+        if (out["dataset"].iloc[: i - 1] == name).any():
+            raise UserError(f"{path}: row {i}: dataset: {name} is named again")
+    for column in NUMBER_FACTS:
+        values = pd.to_numeric(out[column], errors="coerce")
+        for i, (text, value) in enumerate(zip(out[column], values, strict=True), start=1):
+            if pd.notna(text) and not (np.isfinite(value) and value > 0):
+                raise UserError(f"{path}: row {i}: {column}: {text!r} is not a positive number")
+        out[column] = values.astype(float)
+    return out
+
+
+def check_known_values(requests: pd.DataFrame, known: pd.DataFrame, where: str) -> None:
+    """Refuse a group or modality the store has never seen (a typo would silently rank as a new kind of dataset):
+    one line listing the known values. ``where`` names the source of the requests (flags or a file). A store that
+    holds no value of a column (no dataset facts) cannot tell: nothing is refused there."""
+    for column in ("group", "modality"):
+        values = set(known[column].dropna().astype(str)) if column in known.columns else set()
+        for i, value in enumerate(requests[column] if values else (), start=1):
+            if pd.notna(value) and str(value) not in values:
+                at = f"--{column}" if where == "flags" else f"{where}: row {i}: {column}:"
+                raise UserError(f"{at} unknown {column} {value!r}; the store knows {', '.join(sorted(values))}")
+
+
+def performance_scale(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per training dataset, the mean and population standard deviation of its measured performance (the scale of
+    the within-dataset z-score the recommenders learn)."""
+    measured = pairs[pairs["performance"].notna()]
+    return measured.groupby("dataset")["performance"].agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)))
+
+
+def dataset_scale(dataset: str, scale: pd.DataFrame) -> tuple[float, float, bool]:
+    """The mean and standard deviation that read ``dataset``'s z-scores in the metric's units (expected =
+    mean + z * std): its own (``performance_scale``), else the typical training dataset's (the mean of the means
+    and of the standard deviations), and whether they are its own."""
+    if dataset in scale.index:
+        return float(scale.loc[dataset, "mean"]), float(scale.loc[dataset, "std"]), True
+    return float(scale["mean"].mean()), float(scale["std"].mean()), False
+
+
+def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_path: str | Path | None = None,
+              scores_path: str | Path | None = None, k: int = 10, allow_modality_mismatch: bool = False,
+              where: str = "flags") -> Recommendation:
+    """The top ``k`` models of the pool for each requested dataset (``dataset_requests``), by the recommender's
+    prediction, with expected performance, the model facts and whether the pair was in the training history.
+
+    The pool is the training protocol's models in the store, or ``pool_path``'s. Score features come from
+    ``scores_path`` (model,score,value or model,score_<name>; with a ``dataset`` column for several datasets) or
+    else from the store. A group or modality the store does not know is refused (``check_known_values``; ``where``
+    names the requests' source: "flags" or a file)."""
+    training = est.training_
+    protocol = str(training.get("protocol", "vtab1k"))
+    pairs = store.pair_table(protocol, training.get("modality"), select=str(training.get("select", "val")))
+    datasets = store.dataset_features()
+    check_known_values(requests, datasets, where)
+    pool = model_pool(store, pool_path) if pool_path else pairs
+    scores = _scores(est, store, requests["dataset"].tolist(), scores_path)
+    rows = [dataset_row(pairs, datasets, r["dataset"], **{k: r[k] for k in FACTS}) for r in requests.to_dict("records")]
+    candidates = pd.concat([candidate_pairs(pool, row, None if scores is None else
+                                            scores[scores["dataset"] == row["dataset"]].drop(columns="dataset"))
+                            for row in rows], ignore_index=True)
+    check_evidence(est, candidates, allow_modality_mismatch)
+    predicted = np.asarray(est.predict(candidates), dtype=float)
+    scale = performance_scale(pairs)
+    measured = pairs.dropna(subset=["performance"]).drop_duplicates(["model", "dataset"]).set_index(
+        ["model", "dataset"])["performance"]
+    tables, typical = [], []
+    for row in rows:
+        name = row["dataset"]
+        mine = (candidates["dataset"] == name).to_numpy()
+        best = top_k(candidates.loc[mine].reset_index(drop=True), predicted[mine], k)
+        facts = candidates.loc[mine].drop_duplicates("model").set_index("model").reindex(best["model"])
+        raw = best["predicted"].to_numpy()
+        mean, std, own = dataset_scale(name, scale)
+        if est.target == "raw":  # the prediction is in the metric's units already; a dataset without spread: z 0
+            expected, z = raw, (raw - mean) / std if std > 0 else np.zeros_like(raw)
+        else:
+            expected, z = mean + raw * std, raw
+        if not own:
+            typical.append(name)
+        keys = pd.MultiIndex.from_arrays([best["model"], [name] * len(best)])
+        tables.append(pd.DataFrame({
+            "dataset": name, "rank": best["rank"].to_numpy(), "model": best["model"].to_numpy(),
+            **{c: facts[c].to_numpy() for c in MODEL_FACTS}, "expected": expected, "predicted_z": z,
+            "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy()}))
+    table = pd.concat(tables, ignore_index=True)[COLUMNS]
+    table["params_m"] = pd.to_numeric(table["params_m"], errors="coerce")
+    metric = ", ".join(sorted({store.default_metric(p) for p in pairs["protocol"].dropna().unique()}))
+    notes = []
+    if typical:
+        notes.append(f"{', '.join(typical)}: not in the training history, so `expected` uses the typical scale of "
+                     f"its {len(scale)} datasets (mean {scale['mean'].mean():.4g}, std {scale['std'].mean():.4g}); "
+                     f"the ranking and predicted_z do not depend on it")
+    return Recommendation(table, int(pool["model"].nunique()), metric, notes)
+
+
+def _scores(est: PairRecommender, store: Store, names: list[str], path: str | Path | None) -> pd.DataFrame | None:
+    """The scores the recommender's features need, with a ``dataset`` column: from the file, else the store."""
+    needed = [column.removeprefix("score_") for column in parse_features(est.features)[1]]
+    if path is not None:
+        scores = read_table(path)
+        if "dataset" not in scores.columns:
+            if len(names) > 1:
+                raise UserError(f"{path}: a scores file for several datasets needs a dataset column")
+            scores = scores.assign(dataset=names[0])
+        return scores
+    if not needed:
+        return None
+    scores = store.scores(needed)
+    scores = scores[scores["dataset"].isin(names)]
+    missing = [n for n in names if n not in set(scores["dataset"])]
+    if missing:
+        raise UserError(f"features {est.features} need scores ({', '.join(needed)}): the store has none for "
+                        f"{', '.join(missing)}; pass --scores FILE")
+    return scores[["model", "dataset", "score", "value"]]
