@@ -8,15 +8,25 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from recommender.errors import UserError
-from recommender.evaluation.catalog import HELP, make_strategy, scores_needed
-from recommender.evaluation.checks import check_pairs
 from recommender.cli_args import add_db_argument, comma_list
-from recommender.evaluation.splits import SPLITS, make_folds
-from recommender.files import check_folder_target
+from recommender.errors import UserError
+from recommender.evaluation.catalog import HELP
+from recommender.evaluation.splits import SPLITS
+
+if TYPE_CHECKING:  # pandas, the strategies and the runner load when the command runs: `--help` stays instant
+    import pandas as pd
+
+DESCRIPTION = """\
+Evaluate search strategies on the training history: on each fold of a split (models or datasets
+held out), each strategy ranks the held-out models, and the report measures what it would have
+picked (regret at each budget B, rank correlations) against the measured fine-tuning results.
+Writes report.md, tables and plots to --out.
+
+example:
+  recommender evaluate --split loo --protocol vtab1k --strategies oracle,random,fm,score:logme --out eval/
+  recommender evaluate --split unseen-model --pairs pairs.csv --budgets 1,3,5 --out eval-pairs/"""
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -47,6 +57,8 @@ def with_fact_columns(pairs: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
     """A pair table file (CSV or Parquet), keeping only the pairs of `modality` when one is given."""
+    import pandas as pd
+
     if not path.is_file():
         raise UserError(f"no pair table at {path}")
     kind = "Parquet" if path.suffix == ".parquet" else "CSV"
@@ -86,8 +98,13 @@ def tested_protocols(args: argparse.Namespace) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
-    from recommender.evaluation.report import write_report  # late: matplotlib and the runner only when running
+    # late: the strategies, matplotlib and the runner only when running
+    from recommender.evaluation.catalog import make_strategy, scores_needed
+    from recommender.evaluation.checks import check_pairs
+    from recommender.evaluation.report import write_report
     from recommender.evaluation.runner import evaluate
+    from recommender.evaluation.splits import make_folds
+    from recommender.files import check_folder_target
 
     check_folder_target(Path(args.out), "evaluate", args.overwrite)  # refused now, not after the evaluation
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
@@ -133,7 +150,7 @@ def progress_lines() -> Iterator[None]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `evaluate` subcommand."""
     p = subparsers.add_parser("evaluate", help="evaluate search strategies on the training history",
-                              description=__doc__)
+                              description=DESCRIPTION)
     p.add_argument("--split", choices=SPLITS, required=True)
     p.add_argument("--strategies", type=comma_list, default=comma_list("oracle,random,mean-perf"), help=HELP)
     p.add_argument("--budgets", type=_ints, default=(1, 2, 3, 5, 10), help="budgets B, e.g. 1,3,5")
