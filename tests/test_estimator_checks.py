@@ -1,0 +1,191 @@
+"""scikit-learn-style common checks over every learned recommender and every strategy of the catalog.
+
+Recommenders come from ``recommender.models.factory.RECOMMENDERS`` through ``make_recommender``; strategies from
+``make_strategy`` on one spec per form of the catalog's mini-language, built from the catalog's own lists, so a
+recommender kind, task-agnostic ranking or adaptive kind added there is checked here without editing this file
+(and a new Strategy class that no spec reaches fails ``test_every_strategy_class_is_reached``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, clone
+
+import recommender.evaluation  # noqa: F401  (registers every Strategy subclass the package defines)
+from recommender.errors import UserError
+from recommender.evaluation import catalog
+from recommender.evaluation.strategies import Strategy, without_truth
+from recommender.models import load_recommender, make_recommender
+from recommender.models.factory import RECOMMENDERS
+
+SCORE = "good"  # the tiny table's score column that tracks performance
+FAST = {"fm": {"epochs": 10}}  # enough to move every FM weight; the checks are about plumbing, not accuracy
+AGNOSTIC = ["mean-perf", *catalog.AGNOSTIC]
+SPECS = [
+    "oracle", "random", *AGNOSTIC, f"score:{SCORE}",
+    *(f"hybrid:{a}:{SCORE}" for a in AGNOSTIC),
+    *RECOMMENDERS, *(f"{k}+{SCORE}" for k in RECOMMENDERS),
+    *(f"learned-hybrid:{k}:{SCORE}" for k in RECOMMENDERS),
+    *(f"adaptive:{k}" for k in catalog.ADAPTIVE),
+    "history-accuracy", f"stack+{SCORE}", f"stack-lr+{SCORE}",
+    *(f"auto:{k}" for k in RECOMMENDERS), f"auto:stack+{SCORE}",
+]
+BUDGET = 1  # in every strategy's default budgets
+
+
+def split(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on every dataset but the last; test on the last."""
+    last = pairs["dataset"] == sorted(pairs["dataset"].unique())[-1]
+    return pairs[~last].reset_index(drop=True), pairs[last].reset_index(drop=True)
+
+
+def unseen(test: pd.DataFrame) -> pd.DataFrame:
+    """The test rows moved to a never-seen dataset, plus one never-seen model with a known model's facts."""
+    rows = test.assign(dataset="never-seen-dataset", classes=37.0)
+    new_model = rows.head(1).assign(model="never-seen/model", family="never-seen-family")
+    return pd.concat([rows, new_model], ignore_index=True)
+
+
+def same_params(a: BaseEstimator, b: BaseEstimator) -> bool:
+    """Equal constructor parameters, comparing nested estimators by type and parameters rather than identity."""
+    pa, pb = a.get_params(deep=False), b.get_params(deep=False)
+    if type(a) is not type(b) or set(pa) != set(pb):
+        return False
+    return all(same_params(v, pb[k]) if isinstance(v, BaseEstimator) else v == pb[k] for k, v in pa.items())
+
+
+def fitted_attributes(est: BaseEstimator) -> list[str]:
+    """Attributes set by fit (scikit-learn's trailing-underscore convention)."""
+    return [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]
+
+
+# --- recommenders ---------------------------------------------------------------------------------------------------
+
+def recommender(kind: str):
+    """An unfitted recommender of this kind on d,m and the tiny table's score, fast settings."""
+    return make_recommender(kind, features=f"d,m,{SCORE}", **FAST.get(kind, {}))
+
+
+@pytest.mark.parametrize("kind", RECOMMENDERS)
+def test_recommender_clone_is_an_unfitted_equal_copy(kind, tiny_pairs):
+    est = recommender(kind).fit(without_truth(tiny_pairs), tiny_pairs["performance"])
+    copy = clone(est)
+    assert copy is not est and same_params(copy, est) and copy.get_params() == est.get_params()
+    assert fitted_attributes(est) and not fitted_attributes(copy)
+
+
+@pytest.mark.parametrize("kind", RECOMMENDERS)
+def test_recommender_params_round_trip(kind):
+    est = recommender(kind)
+    params = est.get_params()
+    assert type(est)(**params).get_params() == params  # the constructor stores its arguments untouched
+    other = make_recommender(kind)
+    assert other.set_params(**params) is other and other.get_params() == params
+    with pytest.raises(ValueError, match="no_such_param"):
+        other.set_params(no_such_param=1)
+
+
+@pytest.mark.parametrize("kind", RECOMMENDERS)
+def test_recommender_fits_and_predicts_seen_and_unseen_ids(kind, tiny_pairs):
+    """Finite scores, one per row, for the test dataset's models and for a new dataset and a new model."""
+    train, test = split(tiny_pairs)
+    est = recommender(kind).fit(without_truth(train), train["performance"])
+    for rows in (without_truth(test), without_truth(unseen(test))):
+        pred = est.predict(rows)
+        assert pred.shape == (len(rows),) and np.isfinite(pred).all()
+
+
+@pytest.mark.parametrize("kind", RECOMMENDERS)
+def test_recommender_save_load_gives_identical_predictions(kind, tiny_pairs, tmp_path):
+    train, test = split(tiny_pairs)
+    est = recommender(kind).fit(without_truth(train), train["performance"])
+    back = load_recommender(est.save(tmp_path / "model"))
+    assert type(back) is type(est) and back.get_params() == est.get_params()
+    rows = without_truth(unseen(test))
+    np.testing.assert_array_equal(back.predict(rows), est.predict(rows))
+
+
+@pytest.mark.parametrize("kind", RECOMMENDERS)
+def test_recommender_refit_with_the_same_seed_is_identical(kind, tiny_pairs):
+    train, test = split(tiny_pairs)
+    runs = [recommender(kind).fit(without_truth(train), train["performance"]).predict(without_truth(test))
+            for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+# --- strategies -----------------------------------------------------------------------------------------------------
+
+def fit_strategy(spec: str, train: pd.DataFrame) -> Strategy:
+    """make_strategy(spec) fitted on train; skipped, with the reason, when it needs input a tiny table lacks."""
+    try:
+        return catalog.make_strategy(spec).fit(train)
+    except UserError as exc:
+        if "column" in str(exc) or "lack" in str(exc):
+            pytest.skip(f"{spec} needs input the tiny table lacks: {exc}")
+        raise
+
+
+def predict(strategy: Strategy, test: pd.DataFrame) -> np.ndarray:
+    """Predictions as the runner asks for them: the truth only for strategies that need it, at a budget."""
+    return strategy.predict(test if strategy.needs_truth else without_truth(test), budget=BUDGET)
+
+
+@pytest.fixture(scope="module")
+def fitted_strategies() -> dict[str, Strategy]:
+    """Strategies fitted once per module (each is refitted once more by the determinism check)."""
+    return {}
+
+
+def fitted(spec: str, train: pd.DataFrame, cache: dict[str, Strategy]) -> Strategy:
+    """The strategy of spec fitted on train, from the module's cache."""
+    if spec not in cache:
+        cache[spec] = fit_strategy(spec, train)
+    return cache[spec]
+
+
+def test_every_strategy_class_is_reached():
+    """Each concrete Strategy subclass of the package is built by some spec checked here."""
+    def subclasses(cls: type) -> set[type]:
+        return {c for s in cls.__subclasses__() for c in {s} | subclasses(s)}
+
+    package = {c for c in subclasses(Strategy) if c.__module__.startswith("recommender.")}
+    reached = set()
+    for spec in SPECS:
+        strategy = catalog.make_strategy(spec)
+        reached |= {type(strategy)} | {type(v) for v in strategy.get_params().values() if isinstance(v, Strategy)}
+    assert package <= reached, f"no spec here builds {sorted(c.__name__ for c in package - reached)}"
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_strategy_clone_and_params_round_trip(spec, tiny_pairs, fitted_strategies):
+    strategy = catalog.make_strategy(spec)
+    copy = clone(strategy)
+    assert copy is not strategy and same_params(copy, strategy)
+    again = clone(strategy)
+    assert again.set_params(**strategy.get_params(deep=False)) is again and same_params(again, strategy)
+    train, _ = split(tiny_pairs)
+    fit = fitted(spec, train, fitted_strategies)
+    assert not fitted_attributes(clone(fit)) and same_params(clone(fit), strategy)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_strategy_fits_and_predicts_seen_and_unseen_ids(spec, tiny_pairs, fitted_strategies):
+    """One number per row, never infinite: finite on the training pairs (every model and dataset seen); NaN (no
+    opinion) is allowed on the held-out dataset and for a never-seen model or dataset."""
+    train, test = split(tiny_pairs)
+    strategy = fitted(spec, train, fitted_strategies)
+    pred = predict(strategy, train)
+    assert pred.shape == (len(train),) and np.isfinite(pred).all()
+    for rows in (test, unseen(test)):
+        pred = predict(strategy, rows)
+        assert pred.shape == (len(rows),) and not np.isinf(pred).any()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_strategy_refit_gives_identical_predictions(spec, tiny_pairs, fitted_strategies):
+    train, test = split(tiny_pairs)
+    first = predict(fitted(spec, train, fitted_strategies), unseen(test))
+    second = predict(fit_strategy(spec, train), unseen(test))
+    np.testing.assert_array_equal(first, second)
