@@ -1,14 +1,16 @@
-"""Strategies by name, as the CLI and the experiments write them."""
+"""Strategies and splits by name, as the CLI and the experiments write them (imported without pandas or
+scikit-learn, so that `recommender evaluate --help` is instant)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from recommender.errors import UserError
-from recommender.evaluation.sources import HistoryAccuracy, SourceChoice, Stacked
-from recommender.evaluation.strategies import (Adaptive, ColumnRanking, Hybrid, Learned, MeanNormalisedPerformance,
-                                               Oracle, RandomPick, Strategy)
+
+if TYPE_CHECKING:  # the strategies (scikit-learn, SciPy) load when one is made: the CLI's HELP costs nothing
+    from recommender.evaluation.strategies import Learned, Strategy
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
@@ -18,10 +20,13 @@ HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (
         "auto:LEARNED (LEARNED on its protocol's history or on all, chosen on inner folds), "
         "history-accuracy (the training protocols' own results on the dataset; cross-protocol reference)")
 ADAPTIVE = ("similarity", "lr", "ucb")
+SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")  # recommender.evaluation.splits.make_folds
 
 
 def _agnostic(name: str) -> Strategy:
     """A task-agnostic ranking by name."""
+    from recommender.evaluation.strategies import ColumnRanking, MeanNormalisedPerformance
+
     if name == "mean-perf":
         return MeanNormalisedPerformance()
     if name in AGNOSTIC:
@@ -31,6 +36,8 @@ def _agnostic(name: str) -> Strategy:
 
 def _learned(spec: str, tune_trials: int) -> Learned:
     """`lr`, `fm`, `lr+logme`: a learned recommender on d,m plus the named scores."""
+    from recommender.evaluation.strategies import Learned
+
     kind, *scores = spec.split("+")
     if kind not in ("lr", "fm"):
         raise UserError(f"unknown learned recommender {kind!r}; choose lr or fm")
@@ -39,6 +46,16 @@ def _learned(spec: str, tune_trials: int) -> Learned:
 
 def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_trials: int = 0) -> Strategy:
     """The strategy a name stands for (see HELP); learned ones are tuned with `tune_trials` Optuna trials."""
+    from recommender.evaluation.sources import HistoryAccuracy, SourceChoice, Stacked
+    from recommender.evaluation.strategies import (
+        Adaptive,
+        ColumnRanking,
+        Hybrid,
+        MeanNormalisedPerformance,
+        Oracle,
+        RandomPick,
+    )
+
     head, _, rest = spec.partition(":")
     if spec == "oracle":
         return Oracle()

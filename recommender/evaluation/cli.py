@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument, comma_list
 from recommender.errors import UserError
-from recommender.evaluation.catalog import HELP
-from recommender.evaluation.splits import SPLITS
+from recommender.evaluation.catalog import HELP, SPLITS
 
 if TYPE_CHECKING:  # pandas, the strategies and the runner load when the command runs: `--help` stays instant
     import pandas as pd

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
+from recommender.evaluation.catalog import SPLITS  # the names, where the CLI reads them without pandas
 from recommender.normalise import ranking_groups
-
-SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")
 
 
 @dataclass(frozen=True)
