@@ -183,7 +183,7 @@ def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str,
         if scatter and len(ev.predictions) and len(budgets):
             (folder / "scatter").mkdir()
             for dataset in sorted(ev.predictions["dataset"].unique()):
-                path = folder / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset) + ".png")
+                path = folder / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset).strip("_") + ".png")
                 scatters.append(plot_scatter(ev.predictions, ev.results, dataset, int(budgets.max()), path))
         blocks = report_blocks(ev, summary, notes, title, context, scatters)
         (folder / "report.md").write_text(to_markdown(blocks))
