@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from recommender.evaluation.splits import Fold
 from recommender.evaluation.strategies import Strategy, without_truth
 from recommender.normalise import ranking_groups
 
+log = logging.getLogger(__name__)  # one progress line per fold and strategy, for logs
 RESULT_COLUMNS = ["fold", "repeat", "dataset", "strategy", "measure", "budget", "value"]
 
 
@@ -66,7 +68,7 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
     are of their first ranking. Datasets that cannot be ranked, strategies with no prediction on a dataset, and
     missing predictions go to `issues`."""
     results, predictions, notes = [], [], [] if issues is None else issues.to_dict("records")
-    for fold in tqdm(folds, desc="folds", unit="fold", disable=not progress):
+    for i, fold in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress), 1):
         datasets, unrankable = rankable(fold.test)
         notes += unrankable.to_dict("records")
         test = fold.test.loc[ranking_groups(fold.test).isin(datasets)]
@@ -74,6 +76,7 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
             continue
         hidden = without_truth(test)
         for name, proto in strategies.items():
+            log.info("fold %d/%d (%s): %s", i, len(folds), fold.name, name)
             est = clone(proto).fit(fold.train)
             shown = test if est.needs_truth else hidden
             if est.budget_dependent:
