@@ -15,7 +15,8 @@ from recommender.cli import build_parser, main
 HEAVY = ("torch", "lightning", "optuna", "matplotlib", "sklearn", "scipy", "pandas", "sqlalchemy")
 
 
-def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+def commands(parser: argparse.ArgumentParser,
+             path: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
     """Every command's parser, by its words (`("history", "init")`), the top level included."""
     found = {path: parser}
     for action in parser._actions:  # argparse exposes subcommands only through its actions
