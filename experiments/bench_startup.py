@@ -64,7 +64,8 @@ def main() -> int:
         "# Start-up: `recommender ... --help` wall time",
         "",
         f"`python experiments/bench_startup.py --repeats {args.repeats}`: each command in a fresh process, "
-        f"median of {args.repeats}, run as `{' '.join(Path(a).name for a in entry)}`; Python {platform.python_version()}, {os.cpu_count()} CPU(s), load average "
+        f"median of {args.repeats}, run as `{' '.join(Path(a).name for a in entry)}`; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), load average "
         f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} at the end.",
         "",
         f"Baseline, a bare interpreter (`python -c pass`), same run: **{baseline:.3f} s**. "
