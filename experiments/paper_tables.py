@@ -10,7 +10,7 @@
 Usage (about 20 minutes on a 2-core machine with the defaults):
     python experiments/paper_tables.py --out experiments/results
     python experiments/paper_tables.py --db sqlite:///my.db --benchmarks shift-vision --tune-trials 10
-Without --db, a temporary SQLite store is created and the bundled history (history/) loaded into it.
+Without --db, a temporary SQLite store is created and the bundled history loaded into it.
 """
 
 from __future__ import annotations

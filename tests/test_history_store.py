@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +18,7 @@ CONTRACT_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", 
                     "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
 
 
-SHARED = HISTORY_DIR.parent.parent / "shared" / "data"  # the files the bundled copies were made from
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the files the bundled copies were made from
 
 
 def raw(name: str) -> pd.DataFrame:

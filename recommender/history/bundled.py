@@ -1,18 +1,23 @@
-"""The real public histories shipped in `history/` (see history/SOURCES.md) and how `history init` loads them."""
+"""The real public histories shipped as package data in `bundled_data/` (see its SOURCES.md) and how
+`history init` loads them (read through importlib.resources, so a wheel install works from any folder)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from recommender.history.ingest import alias_batch, build_batch, read_table
 from recommender.history.store import Store
 
-HISTORY_DIR = Path(__file__).resolve().parents[2] / "history"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+HISTORY_DIR: Traversable = resources.files("recommender.history") / "bundled_data"
 SCORE_NAMES = {"logme": "logme", "regularized_hscore": "hscore_reg"}
 
 
@@ -84,19 +89,25 @@ BUNDLED = (
 )
 
 
-def load_bundled(store: Store, directory: Path = HISTORY_DIR) -> pd.DataFrame:
+def read_bundled(name: str, directory: Traversable = HISTORY_DIR) -> pd.DataFrame:
+    """One bundled file as a raw table (as `read_table` reads it)."""
+    with resources.as_file(directory / name) as path:
+        return read_table(path)
+
+
+def load_bundled(store: Store, directory: Traversable = HISTORY_DIR) -> pd.DataFrame:
     """Ingest the alias table and every bundled file in one transaction (all or nothing; again adds nothing);
     rows, added and read seconds per file. Rows land on the canonical dataset names."""
     start = time.perf_counter()
-    definitions = read_table(directory / ALIASES_FILE)
+    definitions = read_bundled(ALIASES_FILE, directory)
     aliases = alias_batch(definitions, ALIASES_FILE, aliases=store.alias_map())
     known = Known({**store.alias_map(), **dict(zip(definitions["alias"], definitions["dataset"]))},
-                  frozenset(read_table(directory / DATASETS_FILE)["dataset"]))
+                  frozenset(read_bundled(DATASETS_FILE, directory)["dataset"]))
     batches = [aliases]
     rows = [{"file": ALIASES_FILE, "rows": len(definitions), "seconds": time.perf_counter() - start}]
     for spec in BUNDLED:
         start = time.perf_counter()
-        frame = read_table(directory / spec.name)
+        frame = read_bundled(spec.name, directory)
         if spec.prepare is not None:
             frame = spec.prepare(frame, known)
         batches.append(build_batch(frame, spec.name, spec.kind, spec.preset, spec.mapping, spec.constants,
