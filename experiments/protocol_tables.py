@@ -1,0 +1,130 @@
+"""One table of splits x strategies x histories across protocols (issue 11), on the bundled history.
+
+Runs (`TG` = TransferGraph's re-run, `SHiFT` = VTAB-1k; test values choose each pair's best hyper-parameters):
+- TG image and TG text (full fine-tuning) leave-one-dataset-out, ranked on the datasets with stored scores;
+- TG image + SHiFT vision leave-one-dataset-out (SHiFT as extra history; TG's scored datasets ranked);
+- cross-protocol SHiFT -> TG and TG -> SHiFT, image and text (seen and unseen datasets apart, with the training
+  protocol's own results as the `history-accuracy` reference);
+- SHiFT vision leave-one-dataset-out (the static LR figure of the README).
+
+Writes protocol_tables.md (means) and protocol_tables.csv (every per-dataset number) to --out, with the time taken.
+    python experiments/protocol_tables.py --out experiments/results
+Without --db, a temporary SQLite store is created and the bundled history loaded into it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
+
+TG_IMAGE, TG_TEXT, SHIFT = "transfergraph:70pct-30ep", "transfergraph:full-5ep", "vtab1k"
+SCORES = ("logme", "hscore_reg")
+BUDGETS = (1, 3, 5, 10)
+S = "+".join(SCORES)
+BASE = ["mean-perf", *(f"score:{s}" for s in SCORES)]
+LEARNED_S = ["lr", f"lr+{S}", f"stack+{S}"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One evaluation: the protocols loaded, those ranked, those cross-protocol trains on, and the strategies."""
+
+    name: str
+    modality: str
+    split: str
+    tested: tuple[str, ...]
+    extra: tuple[str, ...]
+    strategies: tuple[str, ...]
+    scored_only: bool = False  # rank only the datasets with stored scores
+
+
+RUNS = (
+    Run("TG image LOO", "image", "loo", (TG_IMAGE,), (), (*BASE, *LEARNED_S, "fm", f"fm+{S}"), True),
+    Run("TG text (full) LOO", "text", "loo", (TG_TEXT,), (), (*BASE, *LEARNED_S, "fm", f"fm+{S}"), True),
+    Run("TG image + SHiFT LOO", "image", "loo", (TG_IMAGE,), (SHIFT,),
+        (*BASE, *LEARNED_S, "lr+p", f"auto:stack+{S}", "auto:lr"), True),
+    Run("SHiFT -> TG image", "image", "cross-protocol", (TG_IMAGE,), (SHIFT,),
+        (*BASE, "history-accuracy", *LEARNED_S)),
+    Run("TG -> SHiFT image", "image", "cross-protocol", (SHIFT,), (TG_IMAGE,),
+        (*BASE, "history-accuracy", *LEARNED_S)),
+    Run("SHiFT -> TG text", "text", "cross-protocol", (TG_TEXT,), (SHIFT,), (*BASE, "history-accuracy", *LEARNED_S)),
+    Run("TG -> SHiFT text", "text", "cross-protocol", (SHIFT,), (TG_TEXT,), (*BASE, "history-accuracy", *LEARNED_S)),
+    Run("SHiFT vision LOO", "image", "loo", (SHIFT,), (), ("mean-perf", "lr")),
+)
+
+
+def run_one(store, run: Run) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """Per-dataset results and the summary of one run, and its seconds."""
+    start = time.perf_counter()
+    raw = store.pair_table([*run.tested, *run.extra], run.modality, SCORES, select="test")
+    pairs, issues = check_pairs(raw)
+    train = run.extra if run.split == "cross-protocol" else ()
+    folds = make_folds(pairs, run.split, protocols=list(run.tested), train_protocols=list(train))
+    if run.scored_only:
+        folds = [f for f in folds if f.test[[f"score_{s}" for s in SCORES]].notna().any(axis=None)]
+    ev = evaluate(folds, {s: make_strategy(s, BUDGETS) for s in run.strategies}, BUDGETS, issues=issues)
+    seconds = time.perf_counter() - start
+    return ev.results.assign(run=run.name), ev.summary().assign(run=run.name), seconds
+
+
+def table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per run, strategy (and seen): weighted tau and relative regret at each budget, n datasets."""
+    keys = ["run", "strategy", *(["seen"] if "seen" in summary.columns else [])]
+    tau = summary[summary["measure"] == "weighted_tau"].set_index(keys)
+    regret = summary[summary["measure"] == "relative_regret"].pivot_table(index=keys, columns="budget", values="mean",
+                                                                          dropna=False)
+    out = pd.DataFrame({"weighted tau": tau["mean"], "std": tau["std"], "n": tau["n"]}).join(
+        regret.rename(columns=lambda b: f"rel. regret B={b}"), how="outer")
+    order = {name: i for i, name in enumerate(summary["run"].drop_duplicates())}
+    return out.reset_index().sort_values(["run"], key=lambda c: c.map(order), kind="stable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every evaluation; write the Markdown table and the per-dataset CSV."""
+    from recommender.history import open_store
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", help="store URL (default: a temporary store loaded with the bundled history)")
+    parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--runs", help="comma-separated run names (default: all)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.runs.split(",")) if args.runs else {r.name for r in RUNS}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
+        if not args.db:
+            from recommender.history.bundled import load_bundled
+
+            load_bundled(store)
+        results, summaries, times = [], [], {}
+        for run in (r for r in RUNS if r.name in wanted):
+            found, summary, times[run.name] = run_one(store, run)
+            results.append(found)
+            summaries.append(summary)
+            print(f"{run.name}: {times[run.name]:.0f} s", file=sys.stderr)
+    total = time.perf_counter() - started
+    pd.concat(results, ignore_index=True).to_csv(out / "protocol_tables.csv", index=False)
+    frame = table(pd.concat(summaries, ignore_index=True))
+    command = " ".join(["python experiments/protocol_tables.py", *(sys.argv[1:] if argv is None else argv)])
+    lines = ["# Protocols and cross-protocol (issue 11)", "", f"Command: `{command}`", "",
+             f"Took {total:.0f} s in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ").", "",
+             "Means over the ranked datasets; `seen`: cross-protocol datasets that training holds under its own "
+             "protocol. Per-dataset numbers: protocol_tables.csv.", "",
+             frame.to_markdown(index=False, floatfmt=".3f"), ""]
+    (out / "protocol_tables.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {out / 'protocol_tables.md'} in {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
