@@ -198,7 +198,8 @@ def test_duplicate_key_within_a_file(store, tmp_path: Path) -> None:
     frame = pd.concat([frame, frame.head(1).assign(value=1.0)], ignore_index=True)
     path = tmp_path / "dup.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(IngestError, match=r"row 3: key: duplicate key with a different value \(also row 1\)"):
+    with pytest.raises(IngestError, match=r"rows 2-3 \(2 rows\): key: duplicate key with a different value "
+                                          r"\(also row 1\)"):
         ingest_file(store, path)
     assert set(store.counts().values()) == {0}
 
@@ -222,7 +223,9 @@ def test_unknown_kind_format_and_missing_protocol(store, tmp_path: Path) -> None
         ingest_file(store, DATA / "small_zoos_long.csv", preset="comet")
     with pytest.raises(IngestError) as caught:
         ingest_file(store, DATA / "small_zoos_long.csv")
-    assert len(caught.value.problems) == 8 and caught.value.problems[0].endswith("row 1: protocol: missing protocol")
+    # contract changed: the 8 identical lines collapse into one, with a hint (issue 13)
+    assert caught.value.problems == [f"{DATA / 'small_zoos_long.csv'}: rows 1-8 (8 rows): protocol: missing protocol; "
+                                     "add --set protocol=NAME (or --map COLUMN=protocol)"]
 
 
 def test_cli_prints_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -307,7 +310,7 @@ def test_an_alias_row_lands_on_the_canonical_dataset(tmp_path: Path, capsys) -> 
     db = str(tmp_path / "h.db")
     path = _jobs_file(tmp_path, [("m1", "pets", "p", 0.5), ("m2", "oxford_iiit_pet", "p", 0.7)])
     assert main(["history", "--db", db, "ingest", str(path), "--alias", "pets=oxford_iiit_pet"]) == 0
-    assert "dataset_aliases: 1 added, jobs: 2 added" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines() == ["dataset_aliases: 1 added", "jobs: 2 added"]
     store = open_store(db)
     assert store.jobs()["dataset"].tolist() == ["oxford_iiit_pet", "oxford_iiit_pet"]
     assert store.jobs(dataset="pets")["model"].tolist() == ["m1", "m2"]

@@ -12,7 +12,7 @@ from recommender.errors import UserError
 from recommender.history import open_store
 from recommender.history.aggregate import best_over_hparams
 from recommender.history.bundled import HISTORY_DIR, load_bundled
-from recommender.history.store import PAIR_COLUMNS, PROTOCOL_COLUMNS
+from recommender.history.pair_table import PAIR_COLUMNS, PROTOCOL_COLUMNS
 
 CONTRACT_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
                     "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]

@@ -1,4 +1,4 @@
-"""`recommender history init|ingest|stats|export`: the training-history store from the command line."""
+"""`recommender history init|ingest|alias|upgrade|stats|export`: the training-history store from the command line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from recommender.cli_args import add_db_argument
 
 if TYPE_CHECKING:  # the store modules (SQLAlchemy, pandas) load when a command runs: `--help` stays instant
     from recommender.history.records import Batch
+    from recommender.history.writer import Changes
 
 DESCRIPTION = """\
 The training-history store: fine-tuning jobs (yours and the bundled published histories), model and
@@ -74,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     alias.add_argument("--file", help="a table of aliases: columns alias, dataset and optionally source (a note)")
     alias.set_defaults(func=_alias)
 
+    upgrade = sub.add_parser("upgrade", help="upgrade a store of an older schema version in place (keeps every row)",
+                             description="Upgrade the store to this version's schema in place, all or nothing, "
+                                         "keeping every row. Every other command refuses a store of an older "
+                                         "version.\n\nexample:\n  recommender history upgrade --db my.db")
+    upgrade.set_defaults(func=_upgrade)
+
     stats = sub.add_parser("stats", help="counts per table; per protocol (pairs, models, datasets, scores, "
                                          "facts); per dataset; aliases",
                            description="Print the store's counts: per table; per protocol (pairs, models, "
@@ -121,10 +128,10 @@ def _ingest(args: argparse.Namespace) -> int:
                            {**stored, **dict(zip(new["alias"], new["dataset"]))})
         return [definitions, batch] if len(new) else [batch]
 
-    added = _write(args, batches, "ingest")
-    if added is None:
+    changes = _write(args, batches, "ingest")
+    if changes is None:
         return 1
-    print(", ".join(f"{kind}: {n} added" for part in added for kind, n in part.items()))
+    _print_changes(changes)
     return 0
 
 
@@ -146,11 +153,22 @@ def _alias(args: argparse.Namespace) -> int:
         return [alias_batch(definitions, label, Path(args.file).name if args.file else "command line",
                             _stored_aliases(args.db))]
 
-    added = _write(args, batches, "alias")
-    if added is None:
+    changes = _write(args, batches, "alias")
+    if changes is None:
         return 1
-    print(f"dataset_aliases: {added[0].get('dataset_aliases', 0)} added")
+    _print_changes(changes)
     return 0
+
+
+def _print_changes(changes: list[Changes]) -> None:
+    """One line per table the write touched: rows added, and unchanged, updated or replaced where any were."""
+    totals: dict[str, dict[str, int]] = {}
+    for part in changes:
+        for table, counts in part.items():
+            for what, n in counts.items():
+                totals.setdefault(table, dict.fromkeys(counts, 0))[what] += n
+    for table, counts in totals.items():
+        print(f"{table}: " + ", ".join(f"{n} {what}" for what, n in counts.items() if n or what == "added"))
 
 
 def _stored_aliases(url: str | None) -> dict[str, str]:
@@ -164,8 +182,9 @@ def _stored_aliases(url: str | None) -> dict[str, str]:
         return {}
 
 
-def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: str) -> list[dict[str, int]] | None:
-    """Write the batches `make` builds, all or nothing; on problems print one line each and return None."""
+def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: str) -> list[Changes] | None:
+    """Write the batches `make` builds, all or nothing; what changed per batch, or None after printing each
+    problem on its own line."""
     from recommender.history.store import IngestError, store_for_writing
 
     try:
@@ -174,7 +193,7 @@ def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: s
         if problems:
             raise IngestError(problems)
         with store_for_writing(args.db) as store:
-            return store.write_all(batches, getattr(args, "replace", False))
+            return store.write_changes(batches, getattr(args, "replace", False))
     except IngestError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -183,6 +202,17 @@ def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: s
         print(f"recommender history {command}: {len(exc.problems)} problem(s); nothing was ingested{hint}",
               file=sys.stderr)
         return None
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    """Upgrade the store's schema in place."""
+    from recommender.history.store import Store
+
+    store = Store(args.db, check=False)
+    before, after = store.upgrade()
+    print(f"store {store.url}: schema version {before} -> {after}" if after != before else
+          f"store {store.url}: already at schema version {after}")
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -100,7 +100,8 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
         raise UserError(f"{label}: unknown format {preset!r} (expected one of {', '.join(PRESETS)})")
     if preset in JOBS_ONLY and kind != "jobs":
         raise UserError(f"{label}: format {preset!r} holds jobs, not {kind}")
-    frame = frame.rename(columns=dict(mapping or {})).assign(**dict(constants or {}))
+    frame = _drop_blank_twins(frame.rename(columns=dict(mapping or {})))
+    frame = frame.drop(columns=[c for c in constants or {} if c in frame]).assign(**dict(constants or {}))
     duplicated = frame.columns[frame.columns.duplicated()]
     if len(duplicated):
         raise UserError(f"{label}: column {duplicated[0]!r} appears twice (check --map)")
@@ -121,6 +122,22 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
             rows = records.feature_rows(table, table_kind, batch, source)
             batch.tables[table_kind] = records.merge_features(rows, table_kind, batch)
     return batch
+
+
+def _drop_blank_twins(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where --map gives a column the name of another, an all-blank one of the two holds nothing: it is dropped
+    (exports carry empty `model` or `dataset` columns beside the filled ones); two filled ones stay a problem."""
+    names = frame.columns
+    if not names.duplicated().any():
+        return frame
+    blank = [frame.iloc[:, i].map(records.text_or_none).isna().all() for i in range(len(names))]
+    keep = [True] * len(names)
+    for name in names[names.duplicated()].unique():
+        positions = [i for i, n in enumerate(names) if n == name]
+        filled = [i for i in positions if not blank[i]] or positions[:1]
+        for i in positions:
+            keep[i] = i in filled
+    return frame.loc[:, keep]
 
 
 def resolve_aliases(names: pd.Series, aliases: Mapping[str, str]) -> pd.Series:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
-from recommender.history.records import HP_PREFIX, ROW, text_or_none
+from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, ROW, text_or_none
 
 Tables = dict[str, pd.DataFrame]
 
@@ -191,8 +191,9 @@ def parc(frame: pd.DataFrame, kind: str) -> Tables:
 
 
 def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_columns: list[str],
-                 seconds: pd.Series | None) -> Tables:
-    """Experiment-tracker runs (one row per run) to one job per logged test metric."""
+                 seconds: pd.Series | None, shown_prefix: str | None = None) -> Tables:
+    """Experiment-tracker runs (one row per run) to one job per logged test metric (`shown_prefix`: the metric
+    columns' prefix as the file has it, for the message when there is none)."""
     fields = ("model", "dataset", "protocol")  # these travel as params / config in a tracker
     names = {c: c[len(hp_prefix):] for c in frame if c.startswith(hp_prefix)}
     base = frame.rename(columns={c: n if n in fields else HP_PREFIX + n for c, n in names.items()})
@@ -203,7 +204,8 @@ def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_col
         base = base.assign(seconds=seconds)
     tests = [c for c in base if re.fullmatch(re.escape(metric_prefix) + r"test[_/.].+", c)]
     if not tests:
-        raise UserError(f"no test metric column ({metric_prefix}test_<name>) in the runs export")
+        shown = metric_prefix if shown_prefix is None else shown_prefix
+        raise UserError(f"no test metric column ({shown}test_<name>) in the runs export")
     # A run that did not log a metric has no job for it (a run that logged none is reported as missing a value).
     logged = base[tests].map(lambda v: text_or_none(v) is not None)
     jobs = []  # other logged metrics stay with each job as extra
@@ -232,7 +234,77 @@ def wandb(frame: pd.DataFrame, kind: str) -> Tables:
     return _runs_export(frame, "config.", "summary.", ["id", "run_id", "name"], seconds)
 
 
+# The CSV a tracker's web UI downloads from its runs table names config/params and summary/metrics columns without
+# a prefix. A column named like a metric (`test_acc`, `val/acc`, `train_loss`, `eval.f1`) is taken as one; the UI's
+# own columns, and names starting with `_` (W&B internals) or `mlflow.` (MLflow system tags), are kept as extra;
+# every other column is taken as a setting (a hyper-parameter).
+UI_METRIC = re.compile(r"(test|val|valid|train|eval)[_/.].+")
+WANDB_UI_COLUMNS = {"Name", "ID", "State", "Notes", "User", "Tags", "Created", "Updated", "Sweep", "Group",
+                    "Job Type", "Hostname", "Runtime"}
+MLFLOW_UI_COLUMNS = {"Start Time", "Duration", "Run ID", "Name", "Source Type", "Source Name", "User", "Status",
+                     "Created", "Dataset", "Models", "Version", "Description"}
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
+
+
+def _ui_export(frame: pd.DataFrame, own: set[str], run_column: str | None, seconds: pd.Series | None) -> Tables:
+    """An unprefixed runs-table download, given the prefixes of the API exports and read as they are."""
+    def prefixed(column: str) -> str:
+        if column == ROW:
+            return column
+        if column == run_column:
+            return "run"
+        if column in own or column.startswith(("_", "mlflow.")):
+            return EXTRA_PREFIX + column
+        return ("metric." if UI_METRIC.fullmatch(column) else "setting.") + column
+
+    frame = frame.drop(columns=[c for c in ("Runtime", "Duration") if c in frame])
+    return _runs_export(frame.rename(columns=prefixed), "setting.", "metric.", ["run"], seconds, shown_prefix="")
+
+
+def wandb_ui(frame: pd.DataFrame, kind: str) -> Tables:
+    """The CSV of the W&B web UI's runs table (Export as CSV): columns as shown there, without prefixes.
+
+    Assumed columns: `Name` (the run's display name), `ID` (the run id, where the column is shown), `State`,
+    `Notes`, `User`, `Tags`, `Created`, `Updated`, `Sweep`, `Group`, `Job Type`, `Hostname` (kept as extra),
+    `Runtime` (seconds); then the config columns (settings: `model`, `dataset`, `protocol`, `lr`, ...) and the
+    summary columns (`test_acc`, `val_acc`, ...), both unprefixed. The run is identified by `ID`, else by `Name`
+    (a name two runs share is then reported as a duplicate key).
+    """
+    run_column = "ID" if "ID" in frame else "Name" if "Name" in frame else None
+    seconds = pd.to_numeric(frame["Runtime"], errors="coerce") if "Runtime" in frame else None
+    return _ui_export(frame, WANDB_UI_COLUMNS - {run_column} if run_column else WANDB_UI_COLUMNS, run_column,
+                      seconds)
+
+
+def duration_seconds(text: object) -> float | str | None:
+    """MLflow's shown duration (`850ms`, `32.1s`, `1.5min`, `2.0h`, `1.0d`) in seconds; other text as it is
+    (then refused as not a number), None where blank."""
+    value = text_or_none(text)
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-z]+)\s*", value.lower())
+    if match is None or match.group(2) not in DURATION_UNITS:
+        return value
+    try:
+        return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    except ValueError:
+        return value
+
+
+def mlflow_ui(frame: pd.DataFrame, kind: str) -> Tables:
+    """The CSV of the MLflow web UI's runs table (Download CSV): columns as shown there, without prefixes.
+
+    Assumed columns: `Start Time`, `Duration` (as shown: `32.1s`, `1.5min`, `2.0h`), `Run ID`, `Name`,
+    `Source Type`, `Source Name`, `User`, `Status` (kept as extra, `Run ID` identifying the run); then the
+    params (settings: `model`, `dataset`, `protocol`, `lr`, ...), the metrics (`test_acc`, `val_acc`, ...) and
+    the tags, each unprefixed.
+    """
+    seconds = frame["Duration"].map(duration_seconds) if "Duration" in frame else None
+    return _ui_export(frame, MLFLOW_UI_COLUMNS - {"Run ID"}, "Run ID" if "Run ID" in frame else None, seconds)
+
+
 PRESETS: dict[str, Callable[[pd.DataFrame, str], Tables]] = {
     "long": long, "shift": shift, "transfergraph": transfergraph, "parc": parc, "mlflow": mlflow, "wandb": wandb,
+    "mlflow-ui": mlflow_ui, "wandb-ui": wandb_ui,
 }
-JOBS_ONLY = {"shift", "transfergraph", "parc", "mlflow", "wandb"}
+JOBS_ONLY = {"shift", "transfergraph", "parc", "mlflow", "wandb", "mlflow-ui", "wandb-ui"}

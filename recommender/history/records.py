@@ -44,17 +44,62 @@ FILE_COLUMN = {"test_value": "value"}
 RANGE_FEATURES = {"lr_min": min, "lr_max": max}  # store column -> the column name a file uses, for messages
 
 
+# How to supply a required field a file has no column for, added to its problem line.
+MISSING_HINTS = {
+    "protocol": "add --set protocol=NAME (or --map COLUMN=protocol)",
+    "metric": "add --set metric=NAME (or --map COLUMN=metric)",
+    "model": "name the model column with --map COLUMN=model",
+    "dataset": "name the dataset column with --map COLUMN=dataset",
+    "value": "name the test value's column with --map COLUMN=value",
+    "score": "add --set score=NAME (or --map COLUMN=score)",
+}
+SHOWN_RANGES = 8  # row ranges written out in one problem line before the rest are elided
+
+
 @dataclass
 class Batch:
-    """Validated rows of one input, per table, plus the problems found (empty when the input is clean)."""
+    """Validated rows of one input, per table, plus the problems found (none when the input is clean)."""
 
     label: str
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    found: list[tuple[int, str, str]] = field(default_factory=list)  # (row, column, reason), in the order found
 
     def problem(self, row: object, column: str, reason: str) -> None:
-        """Record one problem as `file: row N: column: reason`."""
-        self.problems.append(f"{self.label}: row {row}: {column}: {reason}")
+        """Record one problem of a data row (1-based) in a column."""
+        self.found.append((int(row), column, reason))  # type: ignore[call-overload]
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per distinct (column, reason), in the order first found: `file: row N: column: reason`, or
+        `file: rows 1-3000 (3000 rows): column: reason` where rows share it."""
+        rows: dict[tuple[str, str], list[int]] = {}
+        for row, column, reason in self.found:
+            rows.setdefault((column, reason), []).append(row)
+        return [f"{self.label}: {row_span(numbers)}: {column}: {reason}" for (column, reason), numbers in rows.items()]
+
+
+def row_span(rows: list[int]) -> str:
+    """`row 5`, or `rows 1-3, 7 (4 rows)`: runs of consecutive rows as ranges (the first few, then `...`)."""
+    rows = sorted(set(rows))
+    if len(rows) == 1:
+        return f"row {rows[0]}"
+    ranges: list[list[int]] = []
+    for row in rows:
+        if ranges and row == ranges[-1][1] + 1:
+            ranges[-1][1] = row
+        else:
+            ranges.append([row, row])
+    written = [str(a) if a == b else f"{a}-{b}" for a, b in ranges[:SHOWN_RANGES]]
+    more = ", ..." if len(ranges) > SHOWN_RANGES else ""
+    return f"rows {', '.join(written)}{more} ({len(rows)} rows)"
+
+
+def shown(value: object) -> str:
+    """A value in a message: a plain Python repr (0.5, 'vit'), never numpy's (np.float64(0.5)); "nothing" when
+    missing."""
+    if is_missing(value):
+        return "nothing"
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def now_utc() -> str:
@@ -93,9 +138,9 @@ def real_number(value: object) -> tuple[float, str | None]:
     if is_missing(value):
         return math.nan, None
     if isinstance(value, (bool, np.bool_)):
-        return math.nan, f"not a real number: boolean {value!r}"
+        return math.nan, f"not a real number: boolean {shown(value)}"
     if isinstance(value, (complex, np.complexfloating)):
-        return math.nan, f"not a real number: complex {value!r}"
+        return math.nan, f"not a real number: complex {shown(value)}"
     if isinstance(value, (dt.date, dt.time, dt.timedelta, np.datetime64, np.timedelta64)):
         return math.nan, f"not a real number: time {str(value)!r}"
     if isinstance(value, str):
@@ -104,12 +149,12 @@ def real_number(value: object) -> tuple[float, str | None]:
         try:
             number = float(value)
         except ValueError:
-            return math.nan, f"not a number: {value!r}"
+            return math.nan, f"not a number: {shown(value)}"
     elif isinstance(value, (int, float, np.integer, np.floating)):
         number = float(value)
     else:
-        return math.nan, f"not a number: {value!r}"
-    return (number, None) if math.isfinite(number) else (math.nan, f"not finite: {value!r}")
+        return math.nan, f"not a number: {shown(value)}"
+    return (number, None) if math.isfinite(number) else (math.nan, f"not finite: {shown(value)}")
 
 
 def text_or_none(value: object) -> str | None:
@@ -137,8 +182,14 @@ def _text_column(frame: pd.DataFrame, column: str, batch: Batch, default: str | 
     if default is not None:
         values = values.fillna(default)
     for row in frame.loc[values.isna(), ROW]:
-        batch.problem(row, column, f"missing {column}")
+        batch.problem(row, column, missing(frame, column))
     return values
+
+
+def missing(frame: pd.DataFrame, column: str) -> str:
+    """The reason for a missing required cell; where the file has no such column, how to supply one."""
+    hint = MISSING_HINTS.get(column) if column not in frame else None
+    return f"missing {column}" + (f"; {hint}" if hint else "")
 
 
 def _optional_text(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -155,7 +206,7 @@ def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: boo
     for row, value in zip(frame[ROW], raw):
         number, reason = real_number(value)
         if reason is None and required and math.isnan(number):
-            reason = f"missing {column}"
+            reason = missing(frame, column)
         if reason is not None:
             batch.problem(row, column, reason)
         numbers.append(number)
@@ -168,7 +219,7 @@ def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Ba
         if pd.api.types.is_complex_dtype(frame[column]) or frame[column].dtype == object:
             for row, value in zip(frame[ROW], frame[column]):
                 if isinstance(value, (complex, np.complexfloating)):
-                    batch.problem(row, column, f"complex numbers are not supported: {value!r}")
+                    batch.problem(row, column, f"complex numbers are not supported: {shown(value)}")
     names = [c[len(prefix):] if c.startswith(prefix) else c for c in columns]
     records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
     return pd.Series([to_json(dict(zip(names, r.values()))) for r in records], index=frame.index, dtype=object)
@@ -329,7 +380,7 @@ def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
         first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
             first = combine_features(first, other, kind, lambda name, old, new: batch.problem(
-                other[ROW], name, f"{kind[:-1]} {ident!r} has {old!r} (row {first[ROW]}), not {new!r}"))
+                other[ROW], name, f"{kind[:-1]} {ident!r} has {shown(old)} (row {first[ROW]}), not {shown(new)}"))
         merged.append(first.to_frame().T)
     return pd.concat(merged).sort_values(ROW)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
-# Bump when a table changes shape; stored in `meta` so that an old file is recognised, never misread.
-# 2: jobs and scores are identified by `key`, a hash of their content (see records.identity), not by file.
-# 3: dataset aliases and protocol facts (tables added; a version-2 store is upgraded in place by a write).
+# Bump when a table changes shape, with a migration `schema<N>` in migrations/versions that brings a store of the
+# previous version to this one (`recommender history upgrade`); stored in `meta`, so an old store is recognised,
+# never misread. 2: jobs and scores are identified by `key`, a hash of their content (see records.key_of), not by
+# file. 3: dataset aliases and protocol facts (tables added).
 SCHEMA_VERSION = 3
-UPGRADABLE = {2}  # versions that only lack tables of this one
 
 metadata = MetaData()
 

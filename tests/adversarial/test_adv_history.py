@@ -309,8 +309,10 @@ def test_cli_errors_are_one_line_and_create_nothing(tmp_path: Path, monkeypatch:
 def test_a_failed_first_ingest_leaves_no_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A file with a bad row, ingested into a store that does not exist yet: exit 1 and no store file."""
     db = tmp_path / "deep" / "new.db"
-    code, err = _cli(["history", "--db", str(db), "ingest", str(ZOO)], capsys)  # no protocol: 8 problems
-    assert code == 1 and len(err) == 9 and not (tmp_path / "deep").exists()
+    code, err = _cli(["history", "--db", str(db), "ingest", str(ZOO)], capsys)  # no protocol: 8 rows, one line
+    assert code == 1 and len(err) == 2 and not (tmp_path / "deep").exists()
+    assert err[0].endswith("rows 1-8 (8 rows): protocol: missing protocol; add --set protocol=NAME (or --map "
+                           "COLUMN=protocol)")
 
 
 # ---- export --------------------------------------------------------------------------------------------------
@@ -346,20 +348,27 @@ def test_a_file_read_before_its_alias_was_defined_is_refused(tmp_path: Path) -> 
     assert store.counts()["jobs"] == 0
 
 
-def test_a_version_2_store_is_upgraded_by_a_write_and_refused_for_reading(tmp_path: Path) -> None:
-    """A version-2 store lacks the alias and protocol tables: reading it says to run `history init`; opening it
-    for writing adds the tables and keeps its rows."""
+def test_a_version_2_store_is_refused_until_upgraded(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A version-2 store lacks the alias and protocol tables: reading and writing commands alike refuse it in one
+    line that names `recommender history upgrade`, and change nothing; `upgrade` adds the tables, keeps its rows."""
     db = tmp_path / "h.db"
     store = open_store(str(db), create=True)
     store.write(build_batch(pd.DataFrame({"model": ["m"], "dataset": ["d"], "protocol": ["p"], "metric": ["acc"],
                                           "value": [0.5]}), "old.csv"))
     engine = create_engine(f"sqlite:///{db}")
-    with engine.begin() as conn:
-        for table in ("dataset_aliases", "protocols", "protocol_datasets"):
+    with engine.begin() as conn:  # what a version-2 store looked like (before the migrations' version table too)
+        for table in ("dataset_aliases", "protocols", "protocol_datasets", "recommender_history_version"):
             conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
     engine.dispose()
-    with pytest.raises(UserError, match="schema version 2, .* run `recommender history init` to upgrade it"):
-        open_store(str(db))
-    upgraded = open_store(str(db), create=True)
+    before = db.read_bytes()
+    for command in (["stats"], ["init"], ["ingest", str(ZOO), "--set", "protocol=p"], ["alias", "a=d"]):
+        code, err = _cli(["history", "--db", str(db), *command], capsys)
+        assert code == 2 and len(err) == 1, (command, err)
+        assert "has schema version 2; this code reads version 3: run `recommender history --db" in err[0]
+        assert err[0].endswith("upgrade` (keeps every row)")
+    assert db.read_bytes() == before
+    assert main(["history", "--db", str(db), "upgrade"]) == 0
+    assert capsys.readouterr().out.strip().endswith("schema version 2 -> 3")
+    upgraded = open_store(str(db))
     assert upgraded.schema_version() == 3 and upgraded.counts()["jobs"] == 1 and upgraded.aliases().empty

@@ -1,0 +1,94 @@
+"""Assembling the pair table of docs/contracts.md from the store: performance per pair, features, facts, scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from recommender.errors import UserError
+from recommender.history import schema
+from recommender.history.aggregate import best_over_hparams
+from recommender.history.queries import Queries
+
+PAIR_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
+                "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
+PROTOCOL_COLUMNS = ["p_" + name for name in schema.PROTOCOL_FEATURES]  # the pair table's protocol facts
+
+
+class PairTables(Queries):
+    """Pair tables, performance matrices and score tables built from the store's queries (a base of `Store`)."""
+
+    def pairs(self, protocol: str, select: str = "val", metric: str | None = None,
+              modality: str | None = None) -> pd.DataFrame:
+        """One row per (model, dataset) of a protocol: performance aggregated over hyper-parameters, selected_by."""
+        metric = metric or self.default_metric(protocol)
+        return best_over_hparams(self.jobs(protocol=protocol, metric=metric, modality=modality), select)
+
+    def performance_matrix(self, protocol: str, select: str = "val", metric: str | None = None) -> pd.DataFrame:
+        """Models x datasets performance under one protocol (NaN where a pair was not run)."""
+        pairs = self.pairs(protocol, select, metric)
+        return pairs.pivot(index="model", columns="dataset", values="performance")
+
+    def score_table(self, names: Sequence[str], source: str | None = None) -> pd.DataFrame:
+        """Scores per (model, dataset) as `score_<name>`: the most recently ingested value (of `source` if given)."""
+        # One stored computation, never a mean: sources and runs differ in data (a subsample, the full split).
+        long = self.scores(names)
+        if source is not None:
+            long = long[long["source"] == source]
+        missing = sorted(set(names) - set(long["score"]))
+        if missing:
+            have = ", ".join(sorted(self.scores()["score"].unique())) or "none"
+            where = f" from source {source!r}" if source is not None else ""
+            raise UserError(f"no stored score named {', '.join(missing)}{where} (stored scores: {have})")
+        # scores() is in insertion order, so a stable sort leaves the last-written row last among equal times.
+        latest = long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"],
+                                                                               keep="last")
+        wide = latest.pivot(index=["model", "dataset"], columns="score", values="value")
+        return wide[list(names)].add_prefix("score_").reset_index().rename_axis(columns=None)
+
+    def pair_table(self, protocol: str | Sequence[str], modality: str | None = None, scores: Sequence[str] = (),
+                   select: str = "val", metric: str | None = None, score_source: str | None = None) -> pd.DataFrame:
+        """The pair table of docs/contracts.md for one protocol, a list of them, or "all" (every stored protocol).
+
+        Pairs are identified within one (dataset, protocol); each row carries its `protocol` and the protocol's
+        facts as `p_<fact>`, with `p_examples` the training examples on that dataset (`examples` too, falling back
+        to `examples_full` where the protocol does not say). Scores as `score_table` picks them (per model and
+        dataset, whatever the protocol). Each protocol's performance uses `metric`, or its own default metric.
+        """
+        names = self._protocol_names(protocol)
+        pairs = pd.concat([self.pairs(name, select, metric, modality).assign(protocol=name) for name in names],
+                          ignore_index=True)
+        models = self.model_features().drop(columns=["source", "extra"])
+        datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(
+            columns={"examples": "examples_full"})
+        facts = self.protocol_facts().drop(columns=["source", "extra"]).add_prefix("p_")
+        per_dataset = self.protocol_examples().drop(columns="source").rename(columns={"examples": "examples_pd"})
+        table = (pairs.merge(models, on="model", how="left").merge(datasets, on="dataset", how="left")
+                 .merge(facts, left_on="protocol", right_on="p_protocol", how="left")
+                 .merge(per_dataset, on=["protocol", "dataset"], how="left"))
+        table = table.reindex(columns=[*table.columns, *(c for c in PROTOCOL_COLUMNS if c not in table)])
+        full = table["examples_full"].astype(float)
+        table["p_examples"] = (table["examples_pd"].astype(float).fillna(table["p_examples"].astype(float))
+                               .fillna(np.floor(full * table["p_train_fraction"].astype(float))))
+        table["examples"] = table["p_examples"].fillna(full)
+        columns = [*PAIR_COLUMNS, "examples_full", "protocol", *PROTOCOL_COLUMNS]
+        if scores:
+            table = table.merge(self.score_table(scores, score_source), on=["model", "dataset"], how="left")
+            columns += [f"score_{name}" for name in scores]
+        return table[columns].sort_values(["protocol", "dataset", "model"], ignore_index=True)
+
+    def _protocol_names(self, protocol: str | Sequence[str]) -> list[str]:
+        """The protocols a pair-table call names: one, several (a list or "a,b"), or "all" stored ones."""
+        stored = sorted(self.protocols()["protocol"].unique())
+        if isinstance(protocol, str):
+            if protocol == "all":
+                if not stored:
+                    raise UserError("no jobs stored; run `recommender history init`")
+                return stored
+            protocol = protocol.split(",")
+        names = list(dict.fromkeys(name.strip() for name in protocol))
+        if not names or "" in names:
+            raise UserError(f"protocol names must not be blank: {protocol!r}")
+        return names
