@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--format", default="long", dest="preset",
                         help="long (ours), shift (SHiFT ftrecords), transfergraph (TransferGraph records), "
                              "parc (PARC oracles), "
-                             "mlflow (mlflow.search_runs export), wandb (W&B runs export)")
+                             "mlflow (mlflow.search_runs export), wandb (W&B runs export), mlflow-ui and "
+                             "wandb-ui (the CSV of the MLflow or W&B web UI's runs table, unprefixed columns)")
     ingest.add_argument("--map", action="append", metavar="COLUMN=FIELD",
                         help="rename a column of the file to a field of ours (repeatable), e.g. acc=value")
     ingest.add_argument("--set", action="append", metavar="FIELD=VALUE",
@@ -125,7 +126,7 @@ def _ingest(args: argparse.Namespace) -> int:
         new = definitions.tables["dataset_aliases"]
         batch = read_batch(args.file, args.kind, args.preset, parse_pairs(args.map, "--map"),
                            parse_pairs(args.set, "--set"), args.source,
-                           {**stored, **dict(zip(new["alias"], new["dataset"]))})
+                           {**stored, **dict(zip(new["alias"], new["dataset"], strict=True))})
         return [definitions, batch] if len(new) else [batch]
 
     changes = _write(args, batches, "ingest")

@@ -71,7 +71,8 @@ class PairTables(Queries):
         table = table.reindex(columns=[*table.columns, *(c for c in PROTOCOL_COLUMNS if c not in table)])
         full = table["examples_full"].astype(float)
         table["p_examples"] = (table["examples_pd"].astype(float).fillna(table["p_examples"].astype(float))
-                               .fillna(np.floor(full * table["p_train_fraction"].astype(float))))
+                               .fillna(pd.Series(np.floor(full * table["p_train_fraction"].astype(float)),
+                                                 index=table.index)))
         table["examples"] = table["p_examples"].fillna(full)
         columns = [*PAIR_COLUMNS, "examples_full", "protocol", *PROTOCOL_COLUMNS]
         if scores:

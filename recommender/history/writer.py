@@ -203,9 +203,11 @@ class Writer:
                 inserts.append(row)
                 continue
             old = stored.loc[row[id_col]]
-            merged = combine_features(old, row, kind, lambda name, was, new: problems.problem(
-                row[ROW], name, f"{kind[:-1]} {row[id_col]!r} is stored with {shown(was)}, not {shown(new)}"),
-                replace)
+
+            def conflict(name: str, was: object, new: object, row: pd.Series = row) -> None:
+                problems.problem(row[ROW], name, f"{kind[:-1]} {row[id_col]!r} is stored with {shown(was)}, "
+                                                 f"not {shown(new)}")
+            merged = combine_features(old, row, kind, conflict, replace)
             if not merged.equals(old):
                 updates.append({id_col: row[id_col], **merged.drop("source").to_dict()})
                 replaced += _overwrites(old, merged, kind)
@@ -239,7 +241,7 @@ def _check_canonical(conn: Connection, batch: Batch, problems: Batch) -> None:
     for kind, rows in batch.tables.items():
         if kind == "dataset_aliases" or "dataset" not in rows:
             continue
-        for row, name in zip(rows[ROW], rows["dataset"]):
+        for row, name in zip(rows[ROW], rows["dataset"], strict=True):
             if name in aliases:
                 problems.problem(row, "dataset", f"{name!r} is an alias of {aliases[name]!r} (defined after the "
                                                  "file was read): ingest it again")
