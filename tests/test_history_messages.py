@@ -164,3 +164,11 @@ def test_map_over_an_all_blank_column(tmp_path: Path) -> None:
     frame.assign(model=["a", "b"]).to_csv(path, index=False)
     with pytest.raises(UserError, match="column 'model' appears twice"):
         ingest_file(store, path, preset="wandb", mapping=mapping, constants={"protocol": "p"})
+
+
+def test_messages_mask_a_store_password() -> None:
+    """A PostgreSQL URL's password never reaches a message; a SQLite path is shown as given."""
+    from recommender.history.engine import shown_url
+
+    assert shown_url("postgresql+psycopg://user:secret@host:5432/db") == "postgresql+psycopg://user:***@host:5432/db"
+    assert shown_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"

@@ -105,13 +105,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _init(args: argparse.Namespace) -> int:
     """Create the store and load the bundled history (again: nothing is added twice)."""
     from recommender.history.bundled import load_bundled
+    from recommender.history.engine import shown_url
     from recommender.history.store import store_for_writing
 
     start = time.perf_counter()
     with store_for_writing(args.db) as store:
         report = load_bundled(store)
     print(report.to_string(index=False, float_format="%.2f"))
-    print(f"store {store.url}: {store.counts()} ({time.perf_counter() - start:.1f} s)")
+    print(f"store {shown_url(store.url)}: {store.counts()} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -207,12 +208,13 @@ def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: s
 
 def _upgrade(args: argparse.Namespace) -> int:
     """Upgrade the store's schema in place."""
+    from recommender.history.engine import shown_url
     from recommender.history.store import Store
 
     store = Store(args.db, check=False)
     before, after = store.upgrade()
-    print(f"store {store.url}: schema version {before} -> {after}" if after != before else
-          f"store {store.url}: already at schema version {after}")
+    print(f"store {shown_url(store.url)}: schema version {before} -> {after}" if after != before else
+          f"store {shown_url(store.url)}: already at schema version {after}")
     return 0
 
 

@@ -45,6 +45,14 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """The URL as messages show it: a PostgreSQL password is masked (``***``)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for an in-memory database or another backend)."""
     if not url.startswith("sqlite"):

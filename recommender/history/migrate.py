@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 
 from recommender.errors import UserError
 from recommender.history import schema
-from recommender.history.engine import write_transaction
+from recommender.history.engine import shown_url, write_transaction
 
 if TYPE_CHECKING:  # Alembic loads only when a store is created or upgraded
     from alembic.config import Config
@@ -41,12 +41,12 @@ def stored_version(conn: Connection) -> int | None:
 def check_version(found: int | None, url: str) -> None:
     """Refuse a database that holds no store, an older store (point to the upgrade) or a newer one."""
     if found is None:
-        raise UserError(f"no store at {url}: run `recommender history init`")
+        raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
     if found < schema.SCHEMA_VERSION:
-        raise UserError(f"store {url} has schema version {found}; this code reads version {schema.SCHEMA_VERSION}: "
-                        f"run `recommender history --db {url} upgrade` (keeps every row)")
+        raise UserError(f"store {shown_url(url)} has schema version {found}; this code reads version {schema.SCHEMA_VERSION}: "
+                        f"run `recommender history --db {shown_url(url)} upgrade` (keeps every row)")
     if found > schema.SCHEMA_VERSION:
-        raise UserError(f"store {url} has schema version {found}, newer than this code's {schema.SCHEMA_VERSION}: "
+        raise UserError(f"store {shown_url(url)} has schema version {found}, newer than this code's {schema.SCHEMA_VERSION}: "
                         "upgrade the recommender package")
 
 
@@ -67,7 +67,7 @@ def upgrade(engine: Engine, url: str) -> tuple[int, int]:
     with write_transaction(engine) as conn:
         before = stored_version(conn)
         if before is None:
-            raise UserError(f"no store at {url}: run `recommender history init`")
+            raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
         if before > schema.SCHEMA_VERSION:
             check_version(before, url)
         if not inspect(conn).has_table(VERSION_TABLE):  # a store from before the migrations: say where it stands

@@ -14,7 +14,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from recommender.errors import UserError
 from recommender.history import migrate
-from recommender.history.engine import make_engine, resolve_url, retry_locked, sqlite_path, write_transaction
+from recommender.history.engine import (
+    make_engine,
+    resolve_url,
+    retry_locked,
+    shown_url,
+    sqlite_path,
+    write_transaction,
+)
 from recommender.history.pair_table import PairTables
 from recommender.history.writer import IngestError, Writer
 
@@ -81,7 +88,7 @@ class Store(Writer, PairTables):
         with self.engine.connect() as conn:
             found = migrate.stored_version(conn)
         if found is None:
-            raise UserError(f"no store at {self.url}: run `recommender history init`")
+            raise UserError(f"no store at {shown_url(self.url)}: run `recommender history init`")
         return found
 
 
