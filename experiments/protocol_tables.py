@@ -25,6 +25,9 @@ import pandas as pd
 
 from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
 
+sys.path.insert(0, str(Path(__file__).parent))
+from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
+
 TG_IMAGE, TG_TEXT, SHIFT = "transfergraph:70pct-30ep", "transfergraph:full-5ep", "vtab1k"
 SCORES = ("logme", "hscore_reg")
 BUDGETS = (1, 3, 5, 10)
@@ -77,12 +80,13 @@ def run_one(store, run: Run) -> tuple[pd.DataFrame, pd.DataFrame, float]:
 
 def table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per run, strategy (and seen): weighted tau and relative regret at each budget, n datasets."""
+    if "seen" in summary.columns:  # cross-protocol runs only; a label, so that pivots keep the other runs' rows
+        summary = summary.assign(seen=summary["seen"].map({True: "seen", False: "unseen"}).fillna("-"))
     keys = ["run", "strategy", *(["seen"] if "seen" in summary.columns else [])]
     tau = summary[summary["measure"] == "weighted_tau"].set_index(keys)
-    regret = summary[summary["measure"] == "relative_regret"].pivot_table(index=keys, columns="budget", values="mean",
-                                                                          dropna=False)
-    out = pd.DataFrame({"weighted tau": tau["mean"], "std": tau["std"], "n": tau["n"]}).join(
-        regret.rename(columns=lambda b: f"rel. regret B={b}"), how="outer")
+    regret = summary[summary["measure"] == "relative_regret"].pivot_table(index=keys, columns="budget", values="mean")
+    out = regret.rename(columns=lambda b: f"rel. regret B={b}").join(
+        pd.DataFrame({"weighted tau": tau["mean"], "std": tau["std"], "n": tau["n"]}), how="left")
     order = {name: i for i, name in enumerate(summary["run"].drop_duplicates())}
     return out.reset_index().sort_values(["run"], key=lambda c: c.map(order), kind="stable")
 
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Took {total:.0f} s in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ").", "",
              "Means over the ranked datasets; `seen`: cross-protocol datasets that training holds under its own "
              "protocol. Per-dataset numbers: protocol_tables.csv.", "",
-             frame.to_markdown(index=False, floatfmt=".3f"), ""]
+             markdown(frame.set_index("run").round(3)), ""]
     (out / "protocol_tables.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {out / 'protocol_tables.md'} in {total:.0f} s")
     return 0
