@@ -10,9 +10,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 import pytest
 
+from recommender.contracts import finetune_protocol as default_protocol
 from recommender.errors import UserError
 from recommender.zoo.datasets import load_dataset, subsample
-from recommender.zoo.finetune import accuracy_percent, default_protocol, finetune, split_dataset
+from recommender.zoo.finetune import accuracy_percent, finetune, split_dataset
 from recommender.zoo.zoos import get_provider, package_installed
 
 

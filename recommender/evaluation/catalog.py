@@ -4,10 +4,13 @@ scikit-learn, so that `recommender evaluate --help` is instant)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
+from recommender.models.factory import RECOMMENDERS
 
 if TYPE_CHECKING:  # the strategies (scikit-learn, SciPy) load when one is made: the CLI's HELP costs nothing
     from recommender.evaluation.strategies import Learned, Strategy
@@ -16,11 +19,74 @@ AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
         "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME, "
         "adaptive:similarity|lr|ucb (adaptive search, sequential with evaluate --adaptive), "
-        "stack+NAME[+NAME] / stack-lr+NAME (learned d,m,S: ridge on the mean-perf or LR prior and z-scored scores), "
+        "stack+NAME[+NAME] / stack-lr+NAME (learned d,m,S: ridge on the mean-perf or LR prior and z-scored scores; "
+        "stack+lr+NAME adds LR d,m's prediction as a second prior, stackcv+... chooses the ridge strength and "
+        "z-score or rank transform on inner folds), "
         "auto:LEARNED (LEARNED on its protocol's history or on all, chosen on inner folds), "
         "history-accuracy (the training protocols' own results on the dataset; cross-protocol reference)")
 ADAPTIVE = ("similarity", "lr", "ucb")
+PRIORS = ("lr", "fm")  # in a stack's name, extra priors (their d,m prediction), not scores
+LEARNED = tuple(RECOMMENDERS)  # lr, fm: the learned recommenders' kinds
 SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")  # recommender.evaluation.splits.make_folds
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A strategy name parsed (see HELP): its form, its parts, and the stored scores it reads.
+
+    `form` is one of oracle, random, history-accuracy, agnostic (`name` = imagenet, size or mean-perf), score,
+    hybrid (`name` = the agnostic part), learned-hybrid (`inner` = the learned part), adaptive (`name` = its kind),
+    auto (`inner` = the strategy chosen for), stack (`name` = stack or stack-lr) and learned (`name` = lr or fm).
+    `tokens` are the `+` parts after a learned or stack head (scores, or feature blocks like `p`)."""
+
+    form: str
+    name: str = ""
+    score: str = ""  # the ranking score of score:, hybrid: and learned-hybrid:
+    tokens: tuple[str, ...] = ()
+    inner: StrategySpec | None = None
+
+    def reads(self) -> list[str]:
+        """The names of `score` and `tokens` (feature blocks included) of this strategy and its inner one."""
+        names = [*([self.score] if self.score else []), *self.tokens, *(self.inner.reads() if self.inner else [])]
+        return list(dict.fromkeys(names))
+
+
+def _plus(spec: str, heads: Iterable[str], need_tokens: bool = False) -> StrategySpec | None:
+    """`head+token+token` with a head of `heads` and word tokens, or None."""
+    head, *tokens = spec.split("+")
+    if head not in heads or (need_tokens and not tokens) or not all(re.fullmatch(r"\w+", t) for t in tokens):
+        return None
+    return StrategySpec("stack" if head.startswith("stack") else "learned", head, tokens=tuple(tokens))
+
+
+def parse_strategy(spec: str) -> StrategySpec:
+    """The one parser of the strategy mini-language (HELP); an unknown name is a one-line error."""
+    head, _, rest = spec.partition(":")
+    parsed: StrategySpec | None = None
+    if spec in ("oracle", "random", "history-accuracy"):
+        parsed = StrategySpec(spec)
+    elif spec == "mean-perf" or spec in AGNOSTIC:
+        parsed = StrategySpec("agnostic", spec)
+    elif head == "score" and rest:
+        parsed = StrategySpec("score", score=rest)
+    elif head in ("hybrid", "learned-hybrid") and rest.count(":") == 1:
+        first, score = rest.split(":")
+        if head == "hybrid":
+            parsed = StrategySpec("hybrid", first, score=score)
+        else:  # the learned part is checked when the strategy is made, naming the unknown recommender
+            kind, *tokens = first.split("+")
+            learned = StrategySpec("learned", kind, tokens=tuple(tokens))
+            parsed = StrategySpec("learned-hybrid", score=score, inner=learned)
+    elif head == "adaptive" and rest in ADAPTIVE:
+        parsed = StrategySpec("adaptive", rest)
+    elif head == "auto" and rest:
+        inner = _plus(rest, (*LEARNED, "stack", "stack-lr"))
+        parsed = StrategySpec("auto", inner=parse_strategy(rest)) if inner else None
+    elif not rest:
+        parsed = _plus(spec, LEARNED) or _plus(spec, ("stack", "stack-lr"), need_tokens=True)
+    if parsed is None:
+        raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")
+    return parsed
 
 
 def _agnostic(name: str) -> Strategy:
@@ -34,18 +100,23 @@ def _agnostic(name: str) -> Strategy:
     raise UserError(f"unknown task-agnostic strategy {name!r}; choose mean-perf, {', '.join(AGNOSTIC)}")
 
 
-def _learned(spec: str, tune_trials: int) -> Learned:
-    """`lr`, `fm`, `lr+logme`: a learned recommender on d,m plus the named scores."""
+def _learned(kind: str, tokens: Sequence[str], tune_trials: int) -> Learned:
+    """`lr`, `fm`, `lr+logme`: a learned recommender on d,m plus the named scores (or feature blocks)."""
     from recommender.evaluation.strategies import Learned
 
-    kind, *scores = spec.split("+")
-    if kind not in ("lr", "fm"):
-        raise UserError(f"unknown learned recommender {kind!r}; choose lr or fm")
-    return Learned(kind, ",".join(["d", "m", *scores]), tune_trials=tune_trials)
+    if kind not in LEARNED:
+        raise UserError(f"unknown learned recommender {kind!r}; choose {' or '.join(LEARNED)}")
+    return Learned(kind, ",".join(["d", "m", *tokens]), tune_trials=tune_trials)
 
 
-def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_trials: int = 0) -> Strategy:
+def make_strategy(spec: str, budgets: tuple[int, ...] = EVALUATION_BUDGETS, tune_trials: int = 0) -> Strategy:
     """The strategy a name stands for (see HELP); learned ones are tuned with `tune_trials` Optuna trials."""
+    return _build(parse_strategy(spec), budgets, tune_trials)
+
+
+def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int) -> Strategy:
+    """The strategy of a parsed name."""
+    from recommender.contracts import score_column
     from recommender.evaluation.sources import HistoryAccuracy, SourceChoice, Stacked
     from recommender.evaluation.strategies import (
         Adaptive,
@@ -56,44 +127,37 @@ def make_strategy(spec: str, budgets: tuple[int, ...] = (1, 2, 3, 5, 10), tune_t
         RandomPick,
     )
 
-    head, _, rest = spec.partition(":")
-    if spec == "oracle":
+    form = parsed.form
+    if form == "oracle":
         return Oracle()
-    if spec == "random":
+    if form == "random":
         return RandomPick()
-    if head == "score" and rest:
-        return ColumnRanking(f"score_{rest}")
-    if head == "hybrid" and rest.count(":") == 1:
-        agnostic, score = rest.split(":")
-        return Hybrid(_agnostic(agnostic), ColumnRanking(f"score_{score}"), budgets)
-    if head == "learned-hybrid" and rest.count(":") == 1:
-        learned, score = rest.split(":")
-        # few inner folds: each refits the learned ranking
-        return Hybrid(_learned(learned, tune_trials), ColumnRanking(f"score_{score}"), budgets, max_inner_folds=3)
-    if head == "adaptive" and rest in ADAPTIVE:
-        return Adaptive(rest, budgets)
-    if head == "auto" and re.fullmatch(r"(lr|fm|stack|stack-lr)(\+\w+)*", rest):
-        return SourceChoice(make_strategy(rest, budgets, tune_trials))
-    if spec == "history-accuracy":
+    if form == "history-accuracy":
         return HistoryAccuracy()
-    if re.fullmatch(r"(stack|stack-lr)(\+\w+)+", spec):
-        prior, *scores = spec.split("+")
-        return Stacked(MeanNormalisedPerformance() if prior == "stack" else _learned("lr", tune_trials), tuple(scores))
-    if not rest and re.fullmatch(r"(lr|fm)(\+\w+)*", spec):
-        return _learned(spec, tune_trials)
-    if not rest and (spec == "mean-perf" or spec in AGNOSTIC):
-        return _agnostic(spec)
-    raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")
+    if form == "agnostic":
+        return _agnostic(parsed.name)
+    if form == "score":
+        return ColumnRanking(score_column(parsed.score))
+    if form == "hybrid":
+        return Hybrid(_agnostic(parsed.name), ColumnRanking(score_column(parsed.score)), budgets)
+    if form == "learned-hybrid" and parsed.inner is not None:
+        learned = _learned(parsed.inner.name, parsed.inner.tokens, tune_trials)
+        # few inner folds: each refits the learned ranking
+        return Hybrid(learned, ColumnRanking(score_column(parsed.score)), budgets, max_inner_folds=3)
+    if form == "adaptive":
+        return Adaptive(parsed.name, budgets)
+    if form == "auto" and parsed.inner is not None:
+        return SourceChoice(_build(parsed.inner, budgets, tune_trials))
+    if form == "stack":
+        prior = MeanNormalisedPerformance() if parsed.name == "stack" else _learned("lr", (), tune_trials)
+        return Stacked(prior, parsed.tokens)
+    return _learned(parsed.name, parsed.tokens, tune_trials)
 
 
 def scores_needed(specs: Iterable[str]) -> list[str]:
     """The stored score names that the named strategies read (to ask the store for them); `lr+p` adds the
     protocol block, not a score."""
-    from recommender.models.features import BLOCKS  # late: sklearn only when a run needs it
+    from recommender.models.features import ALIASES, BLOCKS  # late: sklearn only when a run needs it
 
-    names = []
-    for spec in specs:
-        spec = spec.removeprefix("auto:")
-        found = re.findall(r"(?:^score:|:)(\w+)$", spec) + re.findall(r"\+(\w+)", spec)
-        names += [n for n in found if n not in names and n not in BLOCKS]
-    return names
+    names = [name for spec in specs for name in parse_strategy(spec).reads()]
+    return [name for name in dict.fromkeys(names) if name not in BLOCKS and name not in ALIASES]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recommender.contracts import MIN_MODELS
 from recommender.errors import UserError
 from recommender.normalise import ranking_groups
 
 ISSUE_COLUMNS = ["dataset", "model", "issue", "detail"]
-MIN_MODELS = 3
 
 
 def issues_frame(rows: list[dict]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument, comma_list
+from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
 from recommender.evaluation.catalog import HELP, SPLITS
 
@@ -152,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=DESCRIPTION)
     p.add_argument("--split", choices=SPLITS, required=True)
     p.add_argument("--strategies", type=comma_list, default=comma_list("oracle,random,mean-perf"), help=HELP)
-    p.add_argument("--budgets", type=_ints, default=(1, 2, 3, 5, 10), help="budgets B, e.g. 1,3,5")
+    p.add_argument("--budgets", type=_ints, default=EVALUATION_BUDGETS, help="budgets B, e.g. 1,3,5")
     p.add_argument("--protocol", help="store protocol(s) whose pairs are ranked, e.g. vtab1k, a,b or all (pairs are "
                                       "ranked within one dataset and protocol)")
     p.add_argument("--train-protocols", type=comma_list, default=[],

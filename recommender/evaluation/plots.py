@@ -11,7 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D  # a Figure without pyplot: no display backend, no global state
 
-from recommender.evaluation.catalog import AGNOSTIC
+from recommender.errors import UserError
+from recommender.evaluation.catalog import parse_strategy
 
 # Okabe-Ito colours (distinguishable with colour-blindness), one per family, never reassigned between reports.
 FAMILY_COLOURS: dict[str, str] = {
@@ -32,18 +33,18 @@ AGNOSTIC_LABELS = {"imagenet": "ImageNet top-1 (%)", "size": "parameters (millio
                    "mean-perf": "mean z-scored performance on the training datasets"}
 
 
+FAMILIES = {"oracle": "oracle", "random": "random", "adaptive": "adaptive", "agnostic": "agnostic",
+            "score": "task-aware score", "hybrid": "hybrid", "learned-hybrid": "hybrid", "learned": "learned"}
+
+
 def family(strategy: str) -> str:
-    """The family of a strategy name: oracle, random, agnostic, task-aware score, hybrid, learned or adaptive."""
-    head = strategy.split(":")[0].split("+")[0]
-    if head in ("oracle", "random", "adaptive"):
-        return head
-    if head in AGNOSTIC or head == "mean-perf":
-        return "agnostic"
-    if head == "score":
-        return "task-aware score"
-    if head in ("hybrid", "learned-hybrid"):
-        return "hybrid"
-    return "learned" if head in ("lr", "fm") else "other"
+    """The family of a strategy name: oracle, random, agnostic, task-aware score, hybrid, learned, adaptive or
+    other (stacked, auto, history-accuracy, or a name no strategy has)."""
+    try:
+        form = parse_strategy(strategy).form
+    except UserError:
+        return "other"
+    return FAMILIES.get(form, "other")
 
 
 def styles(strategies: list[str]) -> dict[str, dict[str, str]]:

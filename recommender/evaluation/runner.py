@@ -11,7 +11,8 @@ import pandas as pd
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from recommender.evaluation.checks import MIN_MODELS, issues_frame, rankable
+from recommender.contracts import EVALUATION_BUDGETS, MIN_MODELS
+from recommender.evaluation.checks import issues_frame, rankable
 from recommender.evaluation.measures import budget_measures, rank_correlations, summarize
 from recommender.evaluation.sequential import adaptive_preferences
 from recommender.evaluation.splits import Fold
@@ -59,7 +60,7 @@ def _dataset_rows(name: str, pref: np.ndarray, truth: np.ndarray, strategy: Stra
     return rows, issues
 
 
-def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets: Sequence[int] = (1, 2, 3, 5, 10),
+def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets: Sequence[int] = EVALUATION_BUDGETS,
              progress: bool = False, issues: pd.DataFrame | None = None, adaptive: bool = False) -> Evaluation:
     """Fit each strategy on each fold's training pairs and measure its ranking of each test dataset.
 

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, clone
 
+from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
 from recommender.evaluation.measures import budget_measures
 from recommender.evaluation.splits import Fold, loo_folds, unseen_model_folds
@@ -150,7 +151,7 @@ class Hybrid(Strategy):
     budget_dependent = True
 
     def __init__(self, agnostic: Strategy | None = None, aware: Strategy | None = None,
-                 budgets: tuple[int, ...] = (1, 2, 3, 5, 10), max_inner_folds: int = 8):
+                 budgets: tuple[int, ...] = EVALUATION_BUDGETS, max_inner_folds: int = 8):
         self.agnostic = agnostic
         self.aware = aware
         self.budgets = budgets
@@ -196,7 +197,7 @@ class Adaptive(Strategy):
 
     adaptive = True
 
-    def __init__(self, kind: str = "similarity", budgets: tuple[int, ...] = (1, 2, 3, 5, 10),
+    def __init__(self, kind: str = "similarity", budgets: tuple[int, ...] = EVALUATION_BUDGETS,
                  params: dict | None = None):
         self.kind = kind
         self.budgets = budgets

@@ -7,14 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from recommender.contracts import (
+    EXAMPLES_FULL,
+    PAIR_TABLE_COLUMNS,
+    PROTOCOL_COLUMNS,
+    PROTOCOL_PREFIX,
+    protocol_names,
+    score_column,
+)
 from recommender.errors import UserError
-from recommender.history import schema
 from recommender.history.aggregate import best_over_hparams
 from recommender.history.queries import Queries
-
-PAIR_COLUMNS = ["model", "dataset", "performance", "selected_by", "family", "pretrain_dataset", "params_m",
-                "gmacs", "input_size", "imagenet_top1", "examples", "classes", "modality", "group"]
-PROTOCOL_COLUMNS = ["p_" + name for name in schema.PROTOCOL_FEATURES]  # the pair table's protocol facts
 
 
 class PairTables(Queries):
@@ -46,7 +49,7 @@ class PairTables(Queries):
         latest = long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"],
                                                                                keep="last")
         wide = latest.pivot(index=["model", "dataset"], columns="score", values="value")
-        return wide[list(names)].add_prefix("score_").reset_index().rename_axis(columns=None)
+        return wide[list(names)].rename(columns=score_column).reset_index().rename_axis(columns=None)
 
     def pair_table(self, protocol: str | Sequence[str], modality: str | None = None, scores: Sequence[str] = (),
                    select: str = "val", metric: str | None = None, score_source: str | None = None) -> pd.DataFrame:
@@ -57,39 +60,25 @@ class PairTables(Queries):
         to `examples_full` where the protocol does not say). Scores as `score_table` picks them (per model and
         dataset, whatever the protocol). Each protocol's performance uses `metric`, or its own default metric.
         """
-        names = self._protocol_names(protocol)
+        names = protocol_names(protocol, list(self.protocols()["protocol"].unique()))
         pairs = pd.concat([self.pairs(name, select, metric, modality).assign(protocol=name) for name in names],
                           ignore_index=True)
         models = self.model_features().drop(columns=["source", "extra"])
         datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(
-            columns={"examples": "examples_full"})
-        facts = self.protocol_facts().drop(columns=["source", "extra"]).add_prefix("p_")
+            columns={"examples": EXAMPLES_FULL})
+        facts = self.protocol_facts().drop(columns=["source", "extra"]).add_prefix(PROTOCOL_PREFIX)
         per_dataset = self.protocol_examples().drop(columns="source").rename(columns={"examples": "examples_pd"})
         table = (pairs.merge(models, on="model", how="left").merge(datasets, on="dataset", how="left")
                  .merge(facts, left_on="protocol", right_on="p_protocol", how="left")
                  .merge(per_dataset, on=["protocol", "dataset"], how="left"))
         table = table.reindex(columns=[*table.columns, *(c for c in PROTOCOL_COLUMNS if c not in table)])
-        full = table["examples_full"].astype(float)
+        full = table[EXAMPLES_FULL].astype(float)
         table["p_examples"] = (table["examples_pd"].astype(float).fillna(table["p_examples"].astype(float))
                                .fillna(pd.Series(np.floor(full * table["p_train_fraction"].astype(float)),
                                                  index=table.index)))
         table["examples"] = table["p_examples"].fillna(full)
-        columns = [*PAIR_COLUMNS, "examples_full", "protocol", *PROTOCOL_COLUMNS]
+        columns = list(PAIR_TABLE_COLUMNS)
         if scores:
             table = table.merge(self.score_table(scores, score_source), on=["model", "dataset"], how="left")
-            columns += [f"score_{name}" for name in scores]
+            columns += [score_column(name) for name in scores]
         return table[columns].sort_values(["protocol", "dataset", "model"], ignore_index=True)
-
-    def _protocol_names(self, protocol: str | Sequence[str]) -> list[str]:
-        """The protocols a pair-table call names: one, several (a list or "a,b"), or "all" stored ones."""
-        stored = sorted(self.protocols()["protocol"].unique())
-        if isinstance(protocol, str):
-            if protocol == "all":
-                if not stored:
-                    raise UserError("no jobs stored; run `recommender history init`")
-                return stored
-            protocol = protocol.split(",")
-        names = list(dict.fromkeys(name.strip() for name in protocol))
-        if not names or "" in names:
-            raise UserError(f"protocol names must not be blank: {protocol!r}")
-        return names

@@ -7,13 +7,13 @@ does not know are kept as extra. `long` is our own format and needs no conversio
 from __future__ import annotations
 
 import ast
-import math
 import re
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from recommender.contracts import shift_protocol, slice_size, transfergraph_protocol
 from recommender.errors import UserError
 from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, ROW, text_or_none
 
@@ -34,35 +34,14 @@ FACT_HPARAMS = {"epochs": "epochs", "train_slice": "split", "peft_method": "peft
                 "optimizer": "optimizer"}  # hyper-parameter -> protocol fact, where all of a protocol's jobs agree
 
 
-def slice_size(train_slice: object) -> tuple[float, float]:
-    """(examples, fraction of the train split) of a slice: `:800` is 800 examples, `:80%` and `:0.8` are 0.8 of
-    the split; NaN where the slice does not say."""
-    text = "" if pd.isna(train_slice) else str(train_slice).strip()
-    if re.fullmatch(r":\d+", text):
-        return float(text[1:]), math.nan
-    if re.fullmatch(r":\d+(\.\d+)?%", text):
-        return math.nan, float(text[1:-1]) / 100
-    if re.fullmatch(r":0?\.\d+|:1\.0*", text):
-        return math.nan, float(text[1:])
-    return math.nan, math.nan
+def _text(value: object) -> str | None:
+    """A setting as text for a protocol name (None where missing)."""
+    return None if pd.isna(value) else str(value)
 
 
-def transfergraph_protocol(train_slice: object, peft: object, lora_r: object, epochs: object) -> str:
-    """`transfergraph:<parts>` from a record's own settings: the train slice (`70pct`, `800ex`), the fine-tuning
-    method (`full`, `lora-r8`), the epochs (`30ep`); a setting the record does not have is left out."""
-    parts = []
-    examples, fraction = slice_size(train_slice)
-    if not math.isnan(fraction):
-        parts.append(f"{fraction * 100:g}pct")
-    elif not math.isnan(examples):
-        parts.append(f"{examples:g}ex")
-    elif not pd.isna(train_slice):
-        parts.append(str(train_slice).strip())
-    if not pd.isna(peft):
-        rank = pd.to_numeric(lora_r, errors="coerce")
-        parts.append(str(peft).strip() + ("" if pd.isna(rank) else f"-r{float(rank):g}"))
-    parts.append("?ep" if pd.isna(epochs) else f"{float(epochs):g}ep")
-    return "transfergraph:" + "-".join(parts)
+def _number(value: object) -> float | None:
+    """A numeric setting for a protocol name (None where missing; text that is not a number raises)."""
+    return None if pd.isna(value) else float(value)  # type: ignore[arg-type]
 
 
 def protocol_facts(jobs: pd.DataFrame, history: str) -> pd.DataFrame:
@@ -84,13 +63,6 @@ def protocol_facts(jobs: pd.DataFrame, history: str) -> pd.DataFrame:
         row["examples"], row["train_fraction"] = slice_size(row.get("split"))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def shift_protocol(train_slice: object, epochs: object) -> str:
-    """SHiFT's protocol name: `vtab1k` for the `:800`, 25-epoch runs, else `shift:<train_slice>:<epochs>ep`."""
-    slice_text = "unsliced" if pd.isna(train_slice) else str(train_slice)
-    epochs_text = "?" if pd.isna(epochs) else f"{float(epochs):g}"
-    return "vtab1k" if (slice_text, epochs_text) == (":800", "25") else f"shift:{slice_text}:{epochs_text}ep"
 
 
 def _feature_tables(jobs: pd.DataFrame, model_cols: list[str], dataset_cols: list[str]) -> Tables:
@@ -138,9 +110,9 @@ def shift(frame: pd.DataFrame, kind: str) -> Tables:
     if "configs" in frame:  # the original file keeps the learning rate in a Python dict literal
         configs = pd.DataFrame([_literal_dict(c) for c in frame.pop("configs")], index=frame.index)
         frame = frame.join(configs[[c for c in configs if c not in frame]])
-    frame = frame.assign(protocol=[shift_protocol(s, e) for s, e in
+    frame = frame.assign(protocol=[shift_protocol(_text(s), _number(e)) for s, e in
                                    zip(frame.get("train_slice", pd.Series(index=frame.index)),
-                                       frame.get("epochs", pd.Series(index=frame.index)))])
+                                       frame.get("epochs", pd.Series(index=frame.index)), strict=True)])
     frame = frame.rename(columns={c: HP_PREFIX + c for c in SHIFT_HPARAMS if c in frame})
     frame = frame.drop(columns=[c for c in ("Unnamed: 0", "hash") if c in frame])
     return {"jobs": frame, **_feature_tables(frame, [], ["modality"]), "protocols": protocol_facts(frame, "shift")}
@@ -151,9 +123,12 @@ def transfergraph(frame: pd.DataFrame, kind: str) -> Tables:
     and epochs; its `dataset_size` gives the training examples per dataset (times the train slice's fraction
     where there is one), and its other columns stay with each job as extra."""
     frame = frame.rename(columns={"train_runtime_s": "seconds"})
-    frame = frame.assign(protocol=[transfergraph_protocol(*settings) for settings in zip(
-        *(frame[c] if c in frame else pd.Series(index=frame.index) for c in
-          ("train_slice", "peft_method", "lora_r", "epochs")))])
+    frame = frame.assign(protocol=[
+        transfergraph_protocol(_text(train_slice), _text(peft), _number(pd.to_numeric(lora_r, errors="coerce")),
+                               _number(epochs))
+        for train_slice, peft, lora_r, epochs in zip(
+            *(frame[c] if c in frame else pd.Series(index=frame.index) for c in
+              ("train_slice", "peft_method", "lora_r", "epochs")), strict=True)])
     frame = frame.rename(columns={c: HP_PREFIX + c for c in TRANSFERGRAPH_HPARAMS if c in frame})
     facts = protocol_facts(frame, "transfergraph")
     tables = {"jobs": frame, **_feature_tables(frame, [], ["modality", "classes"]), "protocols": facts}

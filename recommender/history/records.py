@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from recommender.contracts import DATASET_FACTS, MODEL_FACTS, SAME_VALUE_RTOL
 from recommender.history import schema
-from recommender.history.schema import (
-    DATASET_FEATURES,
-    FEATURES,
-    ID_COLUMN,
-    JOB_IDENTITY,
-    MODEL_FEATURES,
-)
+from recommender.history.schema import FEATURES, ID_COLUMN, JOB_IDENTITY
 
 KINDS = ("jobs", "models", "datasets", "scores", "protocols")
 NUMERIC_FEATURES = {"input_size", "params_m", "gmacs", "imagenet_top1", "examples", "classes", "train_fraction",
@@ -246,11 +241,11 @@ def _duplicates(rows: pd.DataFrame, compared: list[str], batch: Batch) -> pd.Dat
 
 
 def same_value(a: object, b: object) -> bool:
-    """Equal as stored: missing equals missing, numbers agree to 1e-9 relative (text formats round), text exactly."""
+    """Equal as stored: missing equals missing, numbers within SAME_VALUE_RTOL (text formats round), text exactly."""
     if is_missing(a) or is_missing(b):
         return is_missing(a) and is_missing(b)
     if isinstance(a, (int, float, np.integer, np.floating)) and isinstance(b, (int, float, np.integer, np.floating)):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+        return math.isclose(float(a), float(b), rel_tol=SAME_VALUE_RTOL, abs_tol=0.0)
     return a == b
 
 
@@ -308,7 +303,7 @@ def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     out["hparams"] = _json_column(frame, hp, HP_PREFIX, batch)
     out["seed"], out["run"] = _optional_text(frame, "seed"), _optional_text(frame, "run")
     known = {"model", "dataset", "metric", "protocol", "source", "value", "val_value", "seconds", "seed", "run",
-             "ingested_at", "history", ROW, *hp, *MODEL_FEATURES, *DATASET_FEATURES}
+             "ingested_at", "history", ROW, *hp, *MODEL_FACTS, *DATASET_FACTS}
     out["extra"] = _json_column(frame, [c for c in frame.columns if c not in known], EXTRA_PREFIX, batch)
     check_text(out, "jobs", batch)
     valid = out.dropna(subset=["model", "dataset", "metric", "protocol", "source"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
+from recommender.contracts import DATASET_FACTS, MODEL_FACTS, PROTOCOL_FACTS
+
 # Bump when a table changes shape, with a migration `schema<N>` in migrations/versions that brings a store of the
 # previous version to this one (`recommender history upgrade`); stored in `meta`, so an old store is recognised,
 # never misread. 2: jobs and scores are identified by `key`, a hash of their content (see records.key_of), not by
@@ -46,7 +48,6 @@ jobs = Table(
     Column("ingested_at", String(40), nullable=False),
 )
 
-MODEL_FEATURES = ("family", "pretrain_dataset", "input_size", "params_m", "gmacs", "imagenet_top1")
 models = Table(
     "models", metadata,
     Column("model", String(300), primary_key=True),
@@ -60,7 +61,6 @@ models = Table(
     Column("extra", Text, nullable=False),
 )
 
-DATASET_FEATURES = ("examples", "classes", "modality", "group")
 datasets = Table(
     "datasets", metadata,
     Column("dataset", String(200), primary_key=True),
@@ -100,8 +100,6 @@ dataset_aliases = Table(
 
 # What a protocol is, as data: its history, training examples (a count, or a fraction of the full train split),
 # epochs, learning-rate range, optimiser, full fine-tuning or PEFT (LoRA rank), the train split used.
-PROTOCOL_FEATURES = ("history", "examples", "train_fraction", "epochs", "lr_min", "lr_max", "optimizer", "peft",
-                     "lora_r", "split")
 protocols = Table(
     "protocols", metadata,
     Column("protocol", String(100), primary_key=True),
@@ -129,5 +127,5 @@ protocol_datasets = Table(
 )
 
 # The fields a feature table holds (besides its id, `source` and `extra`), by kind.
-FEATURES = {"models": MODEL_FEATURES, "datasets": DATASET_FEATURES, "protocols": PROTOCOL_FEATURES}
+FEATURES = {"models": MODEL_FACTS, "datasets": DATASET_FACTS, "protocols": PROTOCOL_FACTS}  # recommender.contracts
 ID_COLUMN = {"models": "model", "datasets": "dataset", "protocols": "protocol"}

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from recommender.contracts import ADAPTIVE_BUDGETS
 from recommender.errors import UserError
 from recommender.normalise import zscore_within
 
@@ -200,7 +201,7 @@ class SimilaritySearch(AdaptiveRecommender):
     GRID = {"beta": (2.0, 5.0, 10.0, 20.0), "shrink": (1.0, 4.0, 16.0), "explore": (0.25, 0.5, 1.0)}
 
     def __init__(self, beta: float | None = None, shrink: float | None = None, explore: float | None = 0.0,
-                 budgets: tuple[int, ...] = (1, 3, 5, 10), max_inner_folds: int = 8):
+                 budgets: tuple[int, ...] = ADAPTIVE_BUDGETS, max_inner_folds: int = 8):
         self.beta = beta
         self.shrink = shrink
         self.explore = explore
@@ -253,7 +254,7 @@ class WarmStartLR(AdaptiveRecommender):
     GRID = {"lam": (1.0, 4.0, 16.0), "factors": (2, 4, 8), "explore": (0.25, 0.5, 1.0)}
 
     def __init__(self, lam: float | None = None, factors: int | None = None, explore: float | None = 0.0,
-                 features: str = "d,m", budgets: tuple[int, ...] = (1, 3, 5, 10), max_inner_folds: int = 8):
+                 features: str = "d,m", budgets: tuple[int, ...] = ADAPTIVE_BUDGETS, max_inner_folds: int = 8):
         self.lam = lam
         self.factors = factors
         self.explore = explore

@@ -11,6 +11,17 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from recommender.contracts import (
+    DATASET,
+    DATASET_CATEGORICAL,
+    DATASET_SCALARS,
+    MODEL,
+    MODEL_CATEGORICAL,
+    MODEL_SCALARS,
+    is_score_column,
+    protocol_column,
+    score_column,
+)
 from recommender.errors import UserError
 from recommender.normalise import ranking_groups, zscore_within
 
@@ -26,21 +37,19 @@ class Block:
 
 
 BLOCKS: dict[str, Block] = {
-    "d_id": Block(categorical=("dataset",)),
-    "d_side": Block(categorical=("group", "modality"), scalar=("examples", "classes")),
-    "m_id": Block(categorical=("model",)),
-    "m_side": Block(
-        categorical=("family", "pretrain_dataset"),
-        scalar=("params_m", "gmacs", "input_size", "imagenet_top1"),
-    ),
+    "d_id": Block(categorical=(DATASET,)),
+    "d_side": Block(categorical=DATASET_CATEGORICAL, scalar=DATASET_SCALARS),
+    "m_id": Block(categorical=(MODEL,)),
+    "m_side": Block(categorical=MODEL_CATEGORICAL, scalar=MODEL_SCALARS),
     # the protocol's facts (SPEC §2): its source history, PEFT method, optimiser; training examples, epochs,
     # learning-rate range, LoRA rank -- so one model can learn from several protocols and what carries across them
-    "p": Block(categorical=("p_history", "p_peft", "p_optimizer"),
-               scalar=("p_examples", "p_epochs", "p_lr_min", "p_lr_max", "p_lora_r")),
+    "p": Block(categorical=tuple(map(protocol_column, ("history", "peft", "optimizer"))),
+               scalar=tuple(map(protocol_column, ("examples", "epochs", "lr_min", "lr_max", "lora_r")))),
 }
 ALIASES: dict[str, tuple[str, ...]] = {"d": ("d_id", "d_side"), "m": ("m_id", "m_side")}
 LINEAR_SCALARS = frozenset({"input_size", "imagenet_top1"})  # scalars that are not log-scaled (SPEC §3)
-RATE_SCALARS = frozenset({"p_lr_min", "p_lr_max"})  # positive rates spanning decades: log10, not log1p
+# positive rates spanning decades: log10, not log1p
+RATE_SCALARS = frozenset({protocol_column("lr_min"), protocol_column("lr_max")})
 
 
 def parse_features(features: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -55,7 +64,7 @@ def parse_features(features: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if parts:
             blocks.extend(p for p in parts if p not in blocks)
             continue
-        column = token if token.startswith("score_") else f"score_{token}"
+        column = token if is_score_column(token) else score_column(token)
         if column not in scores:
             scores.append(column)
     return tuple(blocks), tuple(scores)

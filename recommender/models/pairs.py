@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import pandas as pd
 
+from recommender.contracts import DATASET_COLUMNS, MODEL_COLUMNS, SCORE_PREFIX, is_score_column
 from recommender.errors import UserError
-from recommender.models.features import BLOCKS, numeric
-
-MODEL_COLUMNS = ("model", *BLOCKS["m_side"].categorical, *BLOCKS["m_side"].scalar)
-DATASET_COLUMNS = ("dataset", *BLOCKS["d_side"].categorical, *BLOCKS["d_side"].scalar)
+from recommender.models.features import numeric
 
 
 def wide_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Scores per model as ``score_<name>`` columns, from wide files or long ``model, score, value`` rows."""
+    """Scores per model as ``score_<name>`` columns, from wide files or long ``model, score, value`` rows.
+
+    A score given twice for one model takes its last row, as the store keeps the latest stored value: a score is
+    one computation, never a mean (runs differ in data, e.g. a subsample and the full split)."""
     if "model" not in scores.columns:
         raise UserError("a scores file needs a 'model' column")
     if {"score", "value"} <= set(scores.columns):
-        wide = scores.assign(value=numeric(scores, ["value"])["value"]).pivot_table(index="model", columns="score", values="value", aggfunc="mean")
-        return wide.add_prefix("score_").reset_index().rename_axis(columns=None)
-    columns = [c for c in scores.columns if c.startswith("score_")]
+        latest = scores.assign(value=numeric(scores, ["value"])["value"]).drop_duplicates(["model", "score"],
+                                                                                          keep="last")
+        wide = latest.pivot(index="model", columns="score", values="value")
+        return wide.add_prefix(SCORE_PREFIX).reset_index().rename_axis(columns=None)
+    columns = [c for c in scores.columns if is_score_column(c)]
     if not columns:
         raise UserError("a scores file needs 'score' and 'value' columns or 'score_<name>' columns")
-    return numeric(scores, columns).assign(model=scores["model"]).groupby("model", as_index=False).mean()
+    latest = numeric(scores, columns).assign(model=scores["model"]).drop_duplicates("model", keep="last")
+    return latest[["model", *columns]].sort_values("model", ignore_index=True)
 
 
 def candidate_pairs(pool: pd.DataFrame, dataset: dict[str, object], scores: pd.DataFrame | None = None) -> pd.DataFrame:

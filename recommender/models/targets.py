@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import weightedtau
 
+from recommender.contracts import MIN_MODELS
 from recommender.errors import UserError
 from recommender.normalise import zscore_within
 
 TARGETS = ("zscore", "raw")
-MIN_MODELS = 3  # fewer models rank too little to measure (the evaluation's rule too)
 
 
 def check_target(y: object, n_rows: int) -> np.ndarray:

@@ -19,19 +19,13 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader
 
+from recommender.contracts import finetune_protocol
 from recommender.errors import UserError
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.providers import Provider
 from recommender.zoo.rank import dataset_row
 
 SOURCE = "recommender finetune"
-
-
-def default_protocol(max_epochs: int, train_examples: int) -> str:
-    """The protocol a run is logged under unless named: what was run, e.g. `finetune:3ep-120ex`.
-
-    Runs with other budgets are not comparable, so they never share a protocol (nor the bundled `full-finetune`)."""
-    return f"finetune:{max_epochs}ep-{train_examples}ex"
 
 
 def accuracy_percent(correct: int, n: int) -> float:
@@ -140,7 +134,7 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
     """One fine-tuning run (fresh pre-trained weights) with early stopping on validation accuracy; returns the job.
 
     Accuracies are exact counts over the validation and test parts, in % rounded by `accuracy_percent`;
-    the protocol defaults to `default_protocol(max_epochs, train examples)`."""
+    the protocol defaults to `contracts.finetune_protocol(max_epochs, train examples)`."""
     L.seed_everything(seed, workers=True, verbose=False)
     provider.reset_encoder()  # every run starts from the pre-trained weights
     dim = provider.features(ds.items[:2]).shape[1]
@@ -159,7 +153,7 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
     val_correct = _correct(model, _loader(provider, ds, split.val, batch_size, False, seed))
     test_correct = _correct(model, _loader(provider, ds, split.test, batch_size, False, seed))
     provider.reset_encoder()  # do not leave fine-tuned weights behind for feature extraction
-    return {"model": provider.name, "dataset": ds.name, "protocol": protocol or default_protocol(max_epochs, len(split.train)),
+    return {"model": provider.name, "dataset": ds.name, "protocol": protocol or finetune_protocol(max_epochs, len(split.train)),
             "metric": "accuracy", "value": accuracy_percent(test_correct, len(split.test)),
             "val_value": accuracy_percent(val_correct, len(split.val)), "seconds": time.perf_counter() - start, "source": SOURCE,
             "hp.lr": lr, "hp.batch_size": batch_size, "hp.max_epochs": max_epochs, "hp.epochs_run": trainer.current_epoch,
@@ -172,7 +166,7 @@ def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3
 
     `full_examples` is the size of the whole dataset when ds is a subsample (the store's dataset feature);
     the subsample's training size is the hyper-parameter `hp.train_examples`. `protocol` names the runs'
-    protocol in the store (default: `default_protocol` of the epochs and training examples)."""
+    protocol in the store (default: `contracts.finetune_protocol` of the epochs and training examples)."""
     if protocol is not None:
         protocol = protocol.strip()
         if not protocol:

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from recommender.contracts import MODEL_FACTS
 from recommender.errors import UserError
 
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """Pair-table model features (docs/contracts.md): family, pre-training data, size, upstream accuracy."""
+    """Pair-table model features: family, pre-training data, size, upstream accuracy (`contracts.MODEL_FACTS`,
+    the fields in that order)."""
 
     family: str | None = None
     pretrain_dataset: str | None = None
@@ -35,7 +37,7 @@ class ModelFacts:
 
     def as_row(self) -> dict:
         """The facts as pair-table columns (None becomes NaN)."""
-        return {k: (np.nan if v is None else v) for k, v in self.__dict__.items()}
+        return {name: (np.nan if getattr(self, name) is None else getattr(self, name)) for name in MODEL_FACTS}
 
 
 @dataclass
