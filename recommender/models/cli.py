@@ -7,6 +7,7 @@ import json
 import time
 
 from recommender.cli_args import add_db_argument, comma_list
+from recommender.contracts import DEFAULT_PROTOCOL, score_name
 from recommender.errors import UserError
 from recommender.models.factory import RECOMMENDERS
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   description=TRAIN_DESCRIPTION)
     train.add_argument("--recommender", required=True, choices=sorted(RECOMMENDERS), help="lr or fm")
     train.add_argument("--features", default="d,m", help="feature set, e.g. d,m or d,m,logme (default d,m)")
-    train.add_argument("--protocol", default="vtab1k",
+    train.add_argument("--protocol", default=DEFAULT_PROTOCOL,
                        help="training protocol(s) of the pairs: one, a,b or all (default vtab1k); pairs are normalised "
                             "within each (dataset, protocol), and the p feature block gives the protocols' facts")
     train.add_argument("--modality", help="keep one modality, e.g. image")
@@ -105,7 +106,7 @@ def score_names(features: str) -> list[str]:
     """Stored score names the feature set needs (``score_logme`` -> ``logme``)."""
     from recommender.models.features import parse_features
 
-    return [column.removeprefix("score_") for column in parse_features(features)[1]]
+    return [score_name(column) for column in parse_features(features)[1]]
 
 
 def run_train(args: argparse.Namespace) -> int:

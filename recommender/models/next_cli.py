@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from recommender.cli_args import add_db_argument
-from recommender.contracts import ADAPTIVE_BUDGETS
+from recommender.contracts import ADAPTIVE_BUDGETS, DEFAULT_PROTOCOL
 
 STRATEGIES = ("similarity", "lr", "ucb")
 # chosen on inner leave-one-dataset-out folds of SHiFT vision (`--tune` chooses again on the store's history);
@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=1, help="how many models to fine-tune next (default 1)")
     p.add_argument("--observed", help="CSV/Parquet/JSON Lines of model,performance results on the dataset "
                                       "(added to, and overriding, the store's jobs)")
-    p.add_argument("--protocol", default="vtab1k", help="protocol of the history and the results (default vtab1k)")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
+                   help="protocol of the history and the results (default vtab1k)")
     p.add_argument("--modality", help="keep one modality of the history, e.g. image")
     p.add_argument("--select", default="val", choices=("val", "test"),
                    help="which value picks each stored pair's best hyper-parameters (default val)")
