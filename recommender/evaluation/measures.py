@@ -8,6 +8,7 @@ from scipy import stats
 from scipy.special import comb
 
 from recommender.errors import UserError
+from recommender.regret import relative_regret
 
 CORRELATIONS = ("weighted_tau", "kendall_tau", "pearson", "spearman")
 BUDGET_MEASURES = ("regret", "relative_regret", "rel", "recall")
@@ -83,7 +84,7 @@ def budget_measures(score, performance, budget: int) -> dict[str, float]:
     hit = (t == best).astype(float)
     recall = _expected_max(hit[tied], hit[above].max() if above.any() else 0.0, need)
     regret = best - picked
-    relative = regret / best if best > 0 else float("nan")
+    relative = relative_regret(best, picked)
     rel = picked / best if best > 0 else float("nan")
     return {"regret": float(regret), "relative_regret": float(relative), "rel": float(rel), "recall": float(recall)}
 

@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator
 from recommender.contracts import ADAPTIVE_BUDGETS
 from recommender.errors import UserError
 from recommender.normalise import zscore_within
+from recommender.regret import relative_regret_of_picks
 
 TOP_REASONS = 3  # training datasets (or observed models) named in a pick's reason
 
@@ -119,8 +120,6 @@ class AdaptiveRecommender(BaseEstimator, ABC):
 
     def _choose(self, train: pd.DataFrame, fixed: dict) -> dict:
         """The grid point with the lowest mean adaptive relative regret on inner leave-one-dataset-out folds."""
-        from recommender.evaluation.measures import budget_measures  # the one home of the regret measure
-
         free = self._free()
         if not free:
             return {}
@@ -140,8 +139,7 @@ class AdaptiveRecommender(BaseEstimator, ABC):
             hidden = target.drop(columns=["performance", "selected_by"], errors="ignore")
             for i, config in enumerate(configs):
                 picks = simulate(self._open(prepared, hidden, fixed | config), truth, max(self.budgets))
-                pref = pick_preference(picks, truth.size)
-                loss[i] += np.mean([budget_measures(pref, truth, b)["relative_regret"] for b in self.budgets])
+                loss[i] += np.mean([relative_regret_of_picks(truth, picks, b) for b in self.budgets])
         self.inner_loss_ = loss
         return configs[int(np.argmin(loss))]
 
@@ -265,18 +263,49 @@ class WarmStartLR(AdaptiveRecommender):
     def _prepare(self, train: pd.DataFrame) -> tuple:
         from recommender.models.factory import make_recommender
 
-        lr = make_recommender("lr", features=self.features).fit(train)
-        Z = zscore_matrix(train)
-        # latent model factors of the training z-matrix (missing pairs at 0, the dataset mean)
-        U, s, _ = np.linalg.svd(Z.fillna(0.0).to_numpy(), full_matrices=False)
-        return lr, pd.DataFrame(U * s, index=Z.index)
+        return make_recommender("lr", features=self.features).fit(train), model_factors(train)
 
     def _open(self, prepared: tuple, candidates: pd.DataFrame, params: dict) -> Session:
         lr, factors = prepared
-        k = min(int(params["factors"]), factors.shape[1])
-        F = factors.reindex(candidates["model"].to_numpy()).iloc[:, :k].fillna(0.0).to_numpy()
-        Phi = np.column_stack([standardise(lr.predict(candidates))] + [standardise(f) for f in F.T])
-        return _WarmSession(Phi, candidates["model"].to_numpy(), params["lam"], params["explore"])
+        return warm_session(lr.predict(candidates), candidates["model"].to_numpy(), factors, params)
+
+
+# the LR warm start of `recommend`: chosen on inner leave-one-dataset-out folds of SHiFT vision (WarmStartLR.fit)
+WARM_START = {"lam": 1.0, "factors": 8, "explore": 0.0}
+
+
+def model_factors(train: pd.DataFrame) -> pd.DataFrame:
+    """Latent model factors (models x components, largest first) of the training z-matrix, missing pairs at 0
+    (the dataset mean)."""
+    Z = zscore_matrix(train)
+    if Z.empty:  # no other dataset: no factors, the warm start moves the prediction's scale only
+        return pd.DataFrame(index=Z.index)
+    U, s, _ = np.linalg.svd(Z.fillna(0.0).to_numpy(), full_matrices=False)
+    return pd.DataFrame(U * s, index=Z.index)
+
+
+def warm_session(prediction: np.ndarray, models: np.ndarray, factors: pd.DataFrame, params: dict) -> _WarmSession:
+    """A warm-start session over candidates `models` with the static `prediction`: features [prediction, the
+    first params["factors"] model factors], each standardised; params also give "lam" and "explore"."""
+    k = min(int(params["factors"]), factors.shape[1])
+    F = factors.reindex(models).iloc[:, :k].fillna(0.0).to_numpy()
+    Phi = np.column_stack([standardise(np.asarray(prediction, dtype=float))] + [standardise(f) for f in F.T])
+    return _WarmSession(Phi, np.asarray(models), params["lam"], params.get("explore", 0.0))
+
+
+def warm_update(prediction: np.ndarray, models: np.ndarray, observed: pd.Series, factors: pd.DataFrame,
+                params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A static prediction of the candidates `models` updated with the observed results (performance by model) as
+    `WarmStartLR` does, and its posterior std, both in the prediction's own units (the warm start's standardised
+    score read back with the prediction's mean and std). With fewer than two observed results, or none with
+    spread, the prediction comes back unchanged (the warm start's prior is "the static model is right")."""
+    prediction = np.asarray(prediction, dtype=float)
+    observed = observed[observed.index.isin(models)]  # a result of a model outside the candidates moves nothing
+    at = pd.Index(models).get_indexer(observed.index)
+    ranking = warm_session(prediction, models, factors, params).rank(list(at), observed.to_numpy(dtype=float))
+    centre, scale = prediction.mean(), prediction.std() or 1.0
+    informed = len(observed) >= 2 and np.ptp(observed.to_numpy(dtype=float)) > 0
+    return (centre + scale * ranking.score if informed else prediction), scale * ranking.spread
 
 
 ADAPTIVE = {"similarity": SimilaritySearch, "lr": WarmStartLR}
@@ -316,6 +345,25 @@ def observed_results(frame: pd.DataFrame, label: str, pool: set[str]) -> pd.Seri
         raise UserError("\n".join(problems))
     return pd.Series(pd.to_numeric(frame["performance"]).to_numpy(dtype=float),
                      index=frame["model"].astype(str).str.strip(), name="performance")
+
+
+def gather_observed(pairs: pd.DataFrame, dataset: str, pool: set[str], path: str | None = None,
+                    protocol: str = "") -> tuple[pd.Series, list[str]]:
+    """The results observed on `dataset`: its measured pairs in `pairs` (the store's jobs of the protocol) for
+    models of `pool`, then the `model,performance` rows of the file at `path` (checked by `observed_results`),
+    which override stored ones. Also one phrase per source saying what was used."""
+    from recommender.history.ingest import read_table
+
+    logged = pairs[(pairs["dataset"] == dataset) & pairs["model"].isin(pool) & pairs["performance"].notna()]
+    observed = logged.drop_duplicates("model").set_index("model")["performance"].astype(float)
+    sources = [f"{len(observed)} result(s) logged in the store for {dataset}" + (f" under {protocol}" if protocol
+                                                                                 else "")]
+    if path:
+        given = observed_results(read_table(path), path, pool)
+        both = observed.index.intersection(given.index)
+        sources.append(f"{len(given)} from {path}" + (f" (overriding {both.size} stored)" if both.size else ""))
+        observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
+    return observed, sources
 
 
 def next_models(est: AdaptiveRecommender, candidates: pd.DataFrame, observed: pd.Series, budget: int

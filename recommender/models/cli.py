@@ -28,12 +28,16 @@ by `recommender train`. Each row gives the model's facts (family, parameters in 
 pre-training data), its expected performance in the metric's units (the predicted z-score read
 with the dataset's spread in the history; for a dataset new to the history, the typical training
 dataset's, and a note says so), the z-score itself, and whether the pair is in the training
-history (in_sample: its measured value is shown too).
+history (in_sample: its measured value is shown too). The results already observed on a dataset
+(its jobs logged in the store under the protocol, and an --observed file) update the ranking
+with the adaptive LR warm start; tried models show their result in `observed`, every model its
+spread (posterior std, in predicted_z units), and a note says what was used.
 
 example:
   recommender recommend --model models/fm --dataset dtd --top-k 5
   recommender recommend --model models/fm --dataset my-task --classes 10 --examples 800 \\
       --group vtab-natural --modality image
+  recommender recommend --model models/fm --dataset my-task --observed results.csv
   recommender recommend --model models/fm --datasets dtd,svhn,eurosat --top-k 3 --csv
   recommender recommend --model models/fm --datasets-file datasets.csv --json"""
 
@@ -77,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "(and a dataset column for several datasets)")
     rec.add_argument("--pool", help="CSV/Parquet of candidate models (a 'model' column, optional feature columns); "
                                     "default: every model of the training protocol in the store")
+    rec.add_argument("--observed", metavar="FILE", help="CSV/Parquet/JSON Lines of model,performance results on "
+                                                     "the --dataset (added to, and overriding, its logged jobs)")
     rec.add_argument("--top-k", type=int, default=10, help="how many models to show per dataset")
     rec.add_argument("--allow-modality-mismatch", action="store_true",
                      help="rank a dataset of a modality the recommender was never trained on (refused otherwise; "
@@ -148,7 +154,8 @@ def run_recommend(args: argparse.Namespace) -> int:
                                 **facts)
     est = load_recommender(args.model)
     result = recommend(est, open_store(args.db), requests, args.pool, args.scores, args.top_k,
-                       args.allow_modality_mismatch, where=args.datasets_file or "flags")
+                       args.allow_modality_mismatch, where=args.datasets_file or "flags",
+                       observed_path=args.observed)
     table = result.table
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=2))
@@ -159,7 +166,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         what = requests["dataset"].iloc[0] if len(requests) == 1 else f"{len(requests)} datasets"
         print(f"top {min(args.top_k, result.pool_size)} of {result.pool_size} models for {what} ({est.kind}, {est.features}, trained on "
               f"{est.training_.get('protocol')}); expected: predicted {result.metric}; predicted_z: within the "
-              f"dataset, in standard deviations; measured: the history's value where in_sample")
+              f"dataset, in standard deviations, spread its posterior std; measured: the history's value where "
+              f"in_sample; observed: the result on the dataset where already tried")
         print(shown.to_string(index=False, float_format="%.4g", na_rep="-"))
         for note in result.notes:  # JSON and CSV stay tables only; `expected` is explained in --help
             print(f"note: {note}")

@@ -47,12 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_next(args: argparse.Namespace) -> int:
     """Fit the adaptive recommender on every other dataset of the protocol and print the next picks."""
-    import pandas as pd  # late: `recommender --help` stays fast
-
     from recommender.errors import UserError
     from recommender.history import open_store
-    from recommender.history.ingest import read_table
-    from recommender.models.adaptive import make_adaptive, next_models, observed_results
+    from recommender.models.adaptive import gather_observed, make_adaptive, next_models
     from recommender.models.recommend import dataset_row
     from recommender.models.pairs import candidate_pairs
 
@@ -62,20 +59,12 @@ def run_next(args: argparse.Namespace) -> int:
     if train["dataset"].nunique() < 1:
         raise UserError(f"the store has no other dataset under protocol {args.protocol!r} to learn from")
     pool = set(train["model"])
-    logged = pairs[(pairs["dataset"] == args.dataset) & pairs["model"].isin(pool) & pairs["performance"].notna()]
-    observed = logged.set_index("model")["performance"]
-    sources = [f"{len(observed)} result(s) logged in the store for {args.dataset} under {args.protocol}"]
-    if args.observed:
-        given = observed_results(read_table(args.observed), args.observed, pool)
-        sources.append(f"{len(given)} from {args.observed}" + (
-            f" (overriding {len(observed.index.intersection(given.index))} stored)"
-            if observed.index.intersection(given.index).size else ""))
-        observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
+    observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, args.protocol)
     candidates = candidate_pairs(train, dataset_row(pairs, store.dataset_features(), args.dataset,
                                                     examples=args.examples, classes=args.classes, group=args.group,
                                                     modality=args.modality))
     fixed = {} if args.tune else DEFAULTS.get(args.strategy, {})
-    est = make_adaptive(args.strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
+    est = make_adaptive(args.strategy, budgets=(1, 3, 5, 10), **fixed).fit(train)
     best = next_models(est, candidates, observed, args.budget)
     print(f"{args.dataset}: used {'; '.join(sources)}; {args.strategy} over {train['dataset'].nunique()} training "
           f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")

@@ -20,6 +20,7 @@ import pandas as pd
 from recommender.errors import UserError
 from recommender.history import Store
 from recommender.history.ingest import read_table
+from recommender.models.adaptive import WARM_START, gather_observed, model_factors, warm_update
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
 from recommender.models.features import parse_features
@@ -28,7 +29,8 @@ from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_p
 FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
 NUMBER_FACTS = ("examples", "classes")
 MODEL_FACTS = ("family", "params_m", "pretrain_dataset")  # shown beside each recommendation
-COLUMNS = ["dataset", "rank", "model", *MODEL_FACTS, "expected", "predicted_z", "in_sample", "measured"]
+COLUMNS = ["dataset", "rank", "model", *MODEL_FACTS, "expected", "predicted_z", "spread", "in_sample", "measured",
+           "observed"]
 
 
 @dataclass
@@ -141,19 +143,26 @@ def dataset_scale(dataset: str, scale: pd.DataFrame) -> tuple[float, float, bool
 
 def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_path: str | Path | None = None,
               scores_path: str | Path | None = None, k: int = 10, allow_modality_mismatch: bool = False,
-              where: str = "flags") -> Recommendation:
+              where: str = "flags", observed_path: str | Path | None = None) -> Recommendation:
     """The top ``k`` models of the pool for each requested dataset (``dataset_requests``), by the recommender's
     prediction, with expected performance, the model facts and whether the pair was in the training history.
 
     The pool is the training protocol's models in the store, or ``pool_path``'s. Score features come from
     ``scores_path`` (model,score,value or model,score_<name>; with a ``dataset`` column for several datasets) or
     else from the store. A group or modality the store does not know is refused (``check_known_values``; ``where``
-    names the requests' source: "flags" or a file)."""
+    names the requests' source: "flags" or a file).
+
+    Each dataset's results observed so far -- its jobs in the store under the protocol, and for one dataset the
+    ``observed_path`` file of model,performance rows -- update the prediction (``adaptive_update``): the ranking
+    is by the updated prediction, ``observed`` shows the tried models' results and ``spread`` the prediction's
+    posterior std (in predicted_z units); a note says what was used."""
     training = est.training_
     protocol = str(training.get("protocol", "vtab1k"))
     pairs = store.pair_table(protocol, training.get("modality"), select=str(training.get("select", "val")))
     datasets = store.dataset_features()
     check_known_values(requests, datasets, where)
+    if observed_path is not None and len(requests) > 1:
+        raise UserError("--observed holds results on one dataset: use it with --dataset")
     pool = model_pool(store, pool_path) if pool_path else pairs
     scores = _scores(est, store, requests["dataset"].tolist(), scores_path)
     rows = [dataset_row(pairs, datasets, r["dataset"], **{k: r[k] for k in FACTS}) for r in requests.to_dict("records")]
@@ -165,16 +174,23 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
     scale = performance_scale(pairs)
     measured = pairs.dropna(subset=["performance"]).drop_duplicates(["model", "dataset"]).set_index(
         ["model", "dataset"])["performance"]
-    tables, typical = [], []
+    tables, typical, notes = [], [], []
     for row in rows:
         name = row["dataset"]
         mine = (candidates["dataset"] == name).to_numpy()
-        best = top_k(candidates.loc[mine].reset_index(drop=True), predicted[mine], k)
+        models = candidates.loc[mine, "model"].astype(str).to_numpy()
+        updated, spread, observed, note = adaptive_update(predicted[mine], models, pairs, name, observed_path,
+                                                          str(training.get("protocol", "vtab1k")))
+        notes += [note] if note else []
+        best = top_k(candidates.loc[mine].reset_index(drop=True), updated, k)
         facts = candidates.loc[mine].drop_duplicates("model").set_index("model").reindex(best["model"])
         raw = best["predicted"].to_numpy()
         mean, std, own = dataset_scale(name, scale)
+        # the posterior std of each shown model, in the prediction's units
+        sd = pd.Series(spread, index=models).groupby(level=0).first().reindex(best["model"]).to_numpy()
         if est.target == "raw":  # the prediction is in the metric's units already; a dataset without spread: z 0
             expected, z = raw, (raw - mean) / std if std > 0 else np.zeros_like(raw)
+            sd = sd / std if std > 0 else np.zeros_like(sd)
         else:
             expected, z = mean + raw * std, raw
         if not own:
@@ -182,17 +198,35 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         keys = pd.MultiIndex.from_arrays([best["model"], [name] * len(best)])
         tables.append(pd.DataFrame({
             "dataset": name, "rank": best["rank"].to_numpy(), "model": best["model"].to_numpy(),
-            **{c: facts[c].to_numpy() for c in MODEL_FACTS}, "expected": expected, "predicted_z": z,
-            "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy()}))
+            **{c: facts[c].to_numpy() for c in MODEL_FACTS}, "expected": expected, "predicted_z": z, "spread": sd,
+            "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy(),
+            "observed": observed.reindex(best["model"]).to_numpy(dtype=float)}))
     table = pd.concat(tables, ignore_index=True)[COLUMNS]
     table["params_m"] = pd.to_numeric(table["params_m"], errors="coerce")
     metric = ", ".join(sorted({store.default_metric(p) for p in pairs["protocol"].dropna().unique()}))
-    notes = []
     if typical:
         notes.append(f"{', '.join(typical)}: not in the training history, so `expected` uses the typical scale of "
                      f"its {len(scale)} datasets (mean {scale['mean'].mean():.4g}, std {scale['std'].mean():.4g}); "
                      f"the ranking and predicted_z do not depend on it")
     return Recommendation(table, int(pool["model"].nunique()), metric, notes)
+
+
+def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFrame, name: str,
+                    path: str | Path | None, protocol: str) -> tuple[np.ndarray, np.ndarray, pd.Series, str]:
+    """One dataset's static prediction of the candidate ``models`` updated with the results observed there (its
+    measured pairs in ``pairs``, then the file at ``path``; ``gather_observed``) by the LR warm start of
+    ``recommender.models.adaptive`` (``warm_update``, hyper-parameters ``WARM_START``; the model factors come from
+    the other datasets' pairs). Returns the updated prediction (the static one with fewer than two distinct
+    results), its posterior std, the observed results by model and a note saying what was used ("" if nothing)."""
+    observed, sources = gather_observed(pairs, name, set(models), None if path is None else str(path), protocol)
+    others = pairs[(pairs["dataset"] != name) & pairs["performance"].notna()]
+    updated, spread = warm_update(prediction, models, observed, model_factors(others), WARM_START)
+    if observed.empty:
+        return updated, spread, observed, ""
+    how = ("the ranking is the prediction updated with them (LR warm start); tried models show `observed`"
+           if not np.array_equal(updated, prediction) else
+           "fewer than 2 distinct results, so the ranking is the static one; tried models show `observed`")
+    return updated, spread, observed, f"{name}: used {'; '.join(sources)}; {how}"
 
 
 def _scores(est: PairRecommender, store: Store, names: list[str], path: str | Path | None) -> pd.DataFrame | None:
