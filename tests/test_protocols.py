@@ -3,6 +3,8 @@ cross-protocol split, the choice between own and all histories, and `rank` sayin
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,3 +164,132 @@ def test_rank_says_which_evidence_ordered_the_pool():
     assert {"predicted", "score_logme", "combined"} <= set(ranked.columns)  # each model's scores beside it
     assert evidence == ("ordered by lr (d,m) trained on history toy, stacked with the computed score(s) logme "
                         "(2.00) against the prediction (1.00); test weights")
+
+
+P_MODELS = [f"m{i}" for i in range(6)]
+P_DATASETS = {"d0": 1000.0, "d1": 2000.0, "d2": 400.0, "d3": 800.0}  # full training splits
+
+
+@pytest.fixture(scope="module")
+def p_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store of 6 models x 4 image datasets under two protocols whose model rankings differ: `a` (LoRA, half of
+    each split) and `b` (full fine-tuning on a fixed 100 examples), with model, dataset and protocol facts."""
+    from recommender.history import open_store
+    from recommender.history.ingest import ingest_file
+
+    folder = tmp_path_factory.mktemp("pstore")
+    rng = np.random.default_rng(5)
+    quality = np.linspace(0, 1, len(P_MODELS))
+    jobs = pd.DataFrame([{"model": m, "dataset": d, "metric": "top1", "protocol": p,
+                          "value": round(50 + 10 * (q if p == "a" else 1 - q) + rng.normal(0, 1), 2)}
+                         for p in "ab" for d in P_DATASETS for m, q in zip(P_MODELS, quality, strict=True)])
+    tables = {
+        "models": pd.DataFrame({"model": P_MODELS, "family": ["vit", "resnet"] * 3, "params_m": [5.0, 11.7, 22.0,
+                                                                                                  25.6, 86.0, 44.5]}),
+        "datasets": pd.DataFrame({"dataset": list(P_DATASETS), "group": ["natural", "structured"] * 2,
+                                  "modality": "image", "examples": list(P_DATASETS.values()), "classes": 10.0}),
+        "protocols": pd.DataFrame({"protocol": ["a", "b"], "dataset": None,  # (a file without it is refused)
+                                   "history": ["mine", "theirs"], "train_fraction": [0.5, None],
+                                   "examples": [None, 100.0], "epochs": [4.0, 30.0], "lr_min": [1e-3, 0.1],
+                                   "lr_max": [1e-2, 0.1], "peft": ["lora", "full"], "lora_r": [8.0, None]}),
+        "jobs": jobs}
+    url = f"sqlite:///{folder / 'history.db'}"
+    store = open_store(url, create=True)
+    for kind, frame in tables.items():
+        frame.to_csv(folder / f"{kind}.csv", index=False)
+        ingest_file(store, folder / f"{kind}.csv", kind=kind)
+    return url
+
+
+def _recommend_json(capsys: pytest.CaptureFixture, *argv: str) -> pd.DataFrame:
+    from recommender.cli import main
+
+    assert main(["recommend", *argv, "--top-k", "6", "--json"]) == 0
+    return pd.DataFrame(json.loads(capsys.readouterr().out)).set_index("model")
+
+
+def _hand_pairs(dataset: str, examples: float, group: str, protocol: dict[str, object]) -> pd.DataFrame:
+    """The 6 models on one dataset with the facts written out by hand (as the store was given them)."""
+    return pd.DataFrame({"model": P_MODELS, "family": ["vit", "resnet"] * 3,
+                         "params_m": [5.0, 11.7, 22.0, 25.6, 86.0, 44.5], "pretrain_dataset": None, "gmacs": np.nan,
+                         "input_size": np.nan, "imagenet_top1": np.nan, "dataset": dataset, "group": group,
+                         "modality": "image", "examples": examples, "classes": 10.0, "p_examples": examples,
+                         **protocol})
+
+
+PROTOCOL_A = {"p_history": "mine", "p_peft": "lora", "p_optimizer": None, "p_epochs": 4.0, "p_lr_min": 1e-3,
+              "p_lr_max": 1e-2, "p_lora_r": 8.0}
+PROTOCOL_B = {"p_history": "theirs", "p_peft": "full", "p_optimizer": None, "p_epochs": 30.0, "p_lr_min": 0.1,
+              "p_lr_max": 0.1, "p_lora_r": np.nan}
+
+
+def test_recommend_with_a_p_featured_recommender_reads_the_named_protocols_facts(p_store, tmp_path, capsys):
+    from recommender.cli import main
+    from recommender.models.factory import load_recommender
+
+    folder = str(tmp_path / "lr_p")
+    assert main(["train", "--recommender", "lr", "--features", "d,m,p", "--protocol", "a,b", "--db", p_store,
+                 "--out", folder]) == 0
+    est = load_recommender(folder)
+    capsys.readouterr()
+    # a new dataset (no observed results to update the prediction) under a (half its 3000: 1500) and under b
+    # (a fixed 100)
+    new = ("--dataset", "new", "--examples", "3000", "--classes", "10", "--group", "natural", "--modality", "image")
+    cases = [((*new, "--protocol", "a"), _hand_pairs("new", 1500.0, "natural", PROTOCOL_A)),
+             ((*new, "--protocol", "b"), _hand_pairs("new", 100.0, "natural", PROTOCOL_B))]
+    got = []
+    for argv, hand in cases:
+        table = _recommend_json(capsys, "--model", folder, "--db", p_store, *argv)
+        expected = pd.Series(est.predict(hand), index=P_MODELS)
+        # the same encoder and ridge on the same numbers: equal up to float summation order
+        np.testing.assert_allclose(table.loc[P_MODELS, "predicted_z"], expected, rtol=0, atol=1e-9)
+        got.append(table.loc[P_MODELS, "predicted_z"].to_numpy())
+    # the protocol's facts reach the ranking: a and b reverse the models, and the recommender learned it
+    assert weightedtau(got[0], got[1]).statistic < 0
+    # several training protocols and none named: refused; an unknown one: one line listing the known ones
+    assert main(["recommend", "--model", folder, "--db", p_store, "--dataset", "d1"]) == 2
+    assert "trained on several protocols (a, b): name the one you fine-tune under with --protocol" in \
+        capsys.readouterr().err
+    assert main(["recommend", "--model", folder, "--db", p_store, "--dataset", "d1", "--protocol", "c"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown protocol 'c'; the store knows a, b" in err and len(err.strip().splitlines()) == 1
+
+
+def test_protocol_facts_of_a_stored_dataset_are_the_pair_tables(p_store):
+    """On a dataset the store holds under the protocol, the candidates get the pair table's examples (half of d1's
+    2000 under a), not the train fraction applied again to a count that is already the protocol's."""
+    from recommender.history import open_store
+    from recommender.models.recommend import with_protocol
+
+    store = open_store(p_store)
+    known = store.pair_table("a")
+    candidates = known.loc[known["dataset"] == "d1", ["model", "dataset", "examples"]]
+    filled = with_protocol(candidates, store, "a", known)
+    assert filled["p_examples"].tolist() == [1000.0] * 6 == filled["examples"].tolist()
+    assert filled[list(PROTOCOL_A)].iloc[0].to_dict() == PROTOCOL_A | {"p_optimizer": None}
+    unknown = with_protocol(candidates.assign(dataset="other", examples=2001.0), store, "a", known)
+    assert unknown["p_examples"].tolist() == [1000.0] * 6  # floor(0.5 * 2001)
+
+
+def test_rank_pool_with_a_p_featured_recommender_gets_its_training_protocols_facts(p_store, tmp_path):
+    import warnings
+
+    from recommender.history import open_store
+    from recommender.models import make_recommender
+    from recommender.zoo.rank import rank_pool, with_protocol_facts
+
+    store = open_store(p_store)
+    pairs = store.pair_table("b")
+    est = make_recommender("lr", features="d,m,p,logme").fit(pairs.assign(score_logme=0.0))
+    est.training_["protocol"] = "b"
+    pool = _hand_pairs("mine", 5000.0, np.nan, {}).drop(columns="p_examples").assign(
+        score_logme=np.linspace(1, 2, 6))
+    with pytest.raises(UserError, match="pair table lacks column"):
+        est.predict(pool)
+    filled = with_protocol_facts(pool, store, est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the new dataset's missing group: warned elsewhere
+        ranked, evidence = rank_pool(filled, ["logme"], est)
+    hand = _hand_pairs("mine", 100.0, np.nan, PROTOCOL_B).assign(score_logme=np.linspace(1, 2, 6))
+    np.testing.assert_allclose(ranked.set_index("model").loc[P_MODELS, "predicted"], est.predict(hand), atol=1e-9)
+    assert evidence.endswith("as features, for protocol b")

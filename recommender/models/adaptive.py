@@ -38,8 +38,9 @@ TOP_REASONS = 3  # training datasets (or observed models) named in a pick's reas
 def zscore_matrix(train: pd.DataFrame) -> pd.DataFrame:
     """Models x training datasets of performance z-scored within each dataset (NaN where a pair is missing)."""
     z = zscore_within(train["performance"].astype(float), train["dataset"])
-    return (pd.DataFrame({"model": train["model"].to_numpy(), "dataset": train["dataset"].to_numpy(), "z": z.to_numpy()})
-            .pivot_table(index="model", columns="dataset", values="z", aggfunc="mean"))
+    frame = pd.DataFrame({"model": train["model"].to_numpy(), "dataset": train["dataset"].to_numpy(),
+                          "z": z.to_numpy()})
+    return frame.pivot_table(index="model", columns="dataset", values="z", aggfunc="mean")
 
 
 def standardise(v: np.ndarray) -> np.ndarray:
@@ -123,7 +124,7 @@ class AdaptiveRecommender(BaseEstimator, ABC):
         free = self._free()
         if not free:
             return {}
-        configs = [dict(zip(free, values)) for values in itertools.product(*free.values())]
+        configs = [dict(zip(free, values, strict=True)) for values in itertools.product(*free.values())]
         datasets = np.sort(train["dataset"].unique())
         if datasets.size < 3:  # too few datasets to hold one out and still learn: the first grid point
             return configs[0]
@@ -329,7 +330,7 @@ def observed_results(frame: pd.DataFrame, label: str, pool: set[str]) -> pd.Seri
     if missing:
         raise UserError(f"{label}: missing column(s) {', '.join(missing)} (need model,performance)")
     problems, seen = [], {}
-    for row, (model, value) in enumerate(zip(frame["model"], frame["performance"]), 1):
+    for row, (model, value) in enumerate(zip(frame["model"], frame["performance"], strict=True), 1):
         model = "" if pd.isna(model) else str(model).strip()
         number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
         if not model:

@@ -81,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "(and a dataset column for several datasets)")
     rec.add_argument("--pool", help="CSV/Parquet of candidate models (a 'model' column, optional feature columns); "
                                     "default: every model of the training protocol in the store")
+    rec.add_argument("--protocol", help="the protocol you fine-tune under (a stored one), whose facts a recommender "
+                                        "with the p block reads; default: its training protocol")
     rec.add_argument("--observed", metavar="FILE", help="CSV/Parquet/JSON Lines of model,performance results on "
                                                      "the --dataset (added to, and overriding, its logged jobs)")
     rec.add_argument("--top-k", type=int, default=10, help="how many models to show per dataset")
@@ -154,7 +156,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                                 **facts)
     est = load_recommender(args.model)
     result = recommend(est, open_store(args.db), requests, args.pool, args.scores, args.top_k,
-                       args.allow_modality_mismatch, where=args.datasets_file or "flags",
+                       args.allow_modality_mismatch, where=args.datasets_file or "flags", protocol=args.protocol,
                        observed_path=args.observed)
     table = result.table
     if args.json:

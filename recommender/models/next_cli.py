@@ -50,8 +50,8 @@ def run_next(args: argparse.Namespace) -> int:
     from recommender.errors import UserError
     from recommender.history import open_store
     from recommender.models.adaptive import gather_observed, make_adaptive, next_models
-    from recommender.models.recommend import dataset_row
     from recommender.models.pairs import candidate_pairs
+    from recommender.models.recommend import dataset_row
 
     store = open_store(args.db)
     pairs = store.pair_table(args.protocol, args.modality, select=args.select)

@@ -23,7 +23,7 @@ from recommender.history.ingest import read_table
 from recommender.models.adaptive import WARM_START, gather_observed, model_factors, warm_update
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
-from recommender.models.features import parse_features
+from recommender.models.features import BLOCKS, parse_features
 from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
 
 FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
@@ -141,24 +141,75 @@ def dataset_scale(dataset: str, scale: pd.DataFrame) -> tuple[float, float, bool
     return float(scale["mean"].mean()), float(scale["std"].mean()), False
 
 
+def target_protocol(est: PairRecommender, store: Store, named: str | None = None) -> str | None:
+    """The protocol whose facts the candidate pairs carry: ``named`` (refused with one line listing the store's
+    protocols if unknown), else, for a recommender with the protocol block ``p``, its one training protocol (one
+    trained on several must be told which); None for a recommender without ``p`` and no protocol named."""
+    known = sorted(set(store.protocol_facts()["protocol"]) | set(store.protocols()["protocol"]))
+    if named is None:
+        if "p" not in parse_features(est.features)[0]:
+            return None
+        trained = str(est.training_.get("protocol") or "vtab1k")
+        names = known if trained == "all" else [n.strip() for n in trained.split(",")]
+        if len(names) > 1:
+            raise UserError(f"the recommender was trained on several protocols ({', '.join(names)}): name the one "
+                            f"you fine-tune under with --protocol")
+        named = names[0]
+    if named not in known:
+        raise UserError(f"unknown protocol {named!r}; the store knows {', '.join(known) or 'none'}")
+    return named
+
+
+def with_protocol(candidates: pd.DataFrame, store: Store, protocol: str,
+                  known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The candidate pairs with ``protocol`` and its facts as the ``p_`` columns, as the store's pair table gives
+    them: on a dataset of ``known`` (pair-table rows under ``protocol``) its ``p_examples`` and ``examples``; on
+    another, the candidates' ``examples`` read as the full training split, ``p_examples`` the protocol's count on
+    the dataset (per dataset, else fixed, else its train fraction of the split) and ``examples`` that count where
+    the protocol gives one."""
+    facts = store.protocol_facts().set_index("protocol")
+    row = facts.loc[protocol] if protocol in facts.index else pd.Series(dtype=object)
+    columns = [*BLOCKS["p"].categorical, *BLOCKS["p"].scalar]
+    out = candidates.assign(protocol=protocol, **{c: row.get(c.removeprefix("p_"), np.nan) for c in columns})
+    per_dataset = store.protocol_examples()
+    per_dataset = per_dataset[per_dataset["protocol"] == protocol].set_index("dataset")["examples"]
+    full = pd.to_numeric(out["examples"], errors="coerce").astype(float)
+    number = {k: float(row[k]) if pd.notna(row.get(k)) else np.nan for k in ("examples", "train_fraction")}
+    counts = (out["dataset"].map(per_dataset).astype(float).fillna(number["examples"])
+              .fillna(np.floor(full * number["train_fraction"])))
+    out = out.assign(p_examples=counts, examples=counts.fillna(full))
+    if known is not None and not known.empty:
+        stored = known.drop_duplicates("dataset").set_index("dataset")
+        mine = out["dataset"].isin(stored.index)
+        for column in ("p_examples", "examples"):
+            out.loc[mine, column] = out.loc[mine, "dataset"].map(stored[column]).astype(float)
+    return out
+
+
 def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_path: str | Path | None = None,
               scores_path: str | Path | None = None, k: int = 10, allow_modality_mismatch: bool = False,
-              where: str = "flags", observed_path: str | Path | None = None) -> Recommendation:
+              where: str = "flags", protocol: str | None = None, observed_path: str | Path | None = None
+              ) -> Recommendation:
     """The top ``k`` models of the pool for each requested dataset (``dataset_requests``), by the recommender's
     prediction, with expected performance, the model facts and whether the pair was in the training history.
 
     The pool is the training protocol's models in the store, or ``pool_path``'s. Score features come from
     ``scores_path`` (model,score,value or model,score_<name>; with a ``dataset`` column for several datasets) or
     else from the store. A group or modality the store does not know is refused (``check_known_values``; ``where``
-    names the requests' source: "flags" or a file).
+    names the requests' source: "flags" or a file). The pairs carry the facts of ``protocol`` (the protocol the
+    user fine-tunes under), by default of the training protocol when the recommender uses them
+    (``target_protocol``).
 
     Each dataset's results observed so far -- its jobs in the store under the protocol, and for one dataset the
     ``observed_path`` file of model,performance rows -- update the prediction (``adaptive_update``): the ranking
     is by the updated prediction, ``observed`` shows the tried models' results and ``spread`` the prediction's
     posterior std (in predicted_z units); a note says what was used."""
     training = est.training_
-    protocol = str(training.get("protocol", "vtab1k"))
-    pairs = store.pair_table(protocol, training.get("modality"), select=str(training.get("select", "val")))
+    target = target_protocol(est, store, protocol)
+    pairs = store.pair_table(str(training.get("protocol", "vtab1k")), training.get("modality"),
+                             select=str(training.get("select", "val")))
+    if target is not None and (pairs["protocol"] == target).any():  # the dataset facts and scale under it
+        pairs = pairs[pairs["protocol"] == target]
     datasets = store.dataset_features()
     check_known_values(requests, datasets, where)
     if observed_path is not None and len(requests) > 1:
@@ -169,6 +220,8 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
     candidates = pd.concat([candidate_pairs(pool, row, None if scores is None else
                                             scores[scores["dataset"] == row["dataset"]].drop(columns="dataset"))
                             for row in rows], ignore_index=True)
+    if target is not None:
+        candidates = with_protocol(candidates, store, target, pairs[pairs["protocol"] == target])
     check_evidence(est, candidates, allow_modality_mismatch)
     predicted = np.asarray(est.predict(candidates), dtype=float)
     scale = performance_scale(pairs)

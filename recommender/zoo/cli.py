@@ -91,7 +91,7 @@ def run_rank(args: argparse.Namespace) -> int:
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.rank import (DEFAULT_SCORES, load_checked_recommender, rank_pool, score_pool, stacking_for,
-                                      with_store_facts)
+                                      with_protocol_facts, with_store_facts)
     from recommender.zoo.zoos import resolve_models
 
     ds = subsample(load_dataset(args.data), args.n, args.seed)
@@ -108,6 +108,7 @@ def run_rank(args: argparse.Namespace) -> int:
 
         store = open_store(args.db)
         pairs = with_store_facts(pairs, store.model_features().set_index("model"))
+        pairs = with_protocol_facts(pairs, store, recommender, args.protocol)  # for a recommender with the p block
         stacking = stacking_for(store, recommender, scores)  # a d,m recommender still uses the scores computed
     ranked, evidence = rank_pool(pairs, scores, recommender, stacking)
     top = ranked.head(args.top_k)
@@ -165,6 +166,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-modality-mismatch", action="store_true",
                    help="use --recommender on a dataset of a modality it was never trained on (refused otherwise; "
                         "a warning says so)")
+    p.add_argument("--protocol", default=None, help="the protocol you fine-tune under, whose facts a recommender with "
+                                                    "the p block reads (default: its training protocol)")
     p.add_argument("--top-k", type=int, default=5, help="how many models to print (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the top-k as JSON")
     p.add_argument("--csv", default=None, help="write the full ranked table to this CSV file")

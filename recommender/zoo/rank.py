@@ -76,6 +76,17 @@ def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
     return est
 
 
+def with_protocol_facts(pairs: pd.DataFrame, store: object, recommender: object,
+                        protocol: str | None = None) -> pd.DataFrame:
+    """The scored pool with the facts (``p_`` columns) of the protocol the user fine-tunes under, for a recommender
+    that reads them (the ``p`` block): ``protocol``, else its training protocol; unchanged otherwise
+    (`recommender.models.recommend.target_protocol`, `with_protocol`)."""
+    from recommender.models.recommend import target_protocol, with_protocol
+
+    target = target_protocol(recommender, store, protocol)
+    return pairs if target is None else with_protocol(pairs, store, target)
+
+
 @dataclass(frozen=True)
 class Stacking:
     """How a d,m-only recommender's prediction is combined with the scores just computed: weights of the prior
@@ -135,6 +146,7 @@ def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: object | 
         used = [c.removeprefix("score_") for c in parse_features(recommender.features)[1]]
         evidence = f"{recommender.kind} ({recommender.features}) trained on history {history}"
         evidence += f", with the computed score(s) {', '.join(used)} as features" if used else ""
+        evidence += f", for protocol {out['protocol'].iloc[0]}" if "protocol" in out.columns else ""
         if stacking is not None:
             weights = {k: w for k, w in stacking.weights.items() if k == "prior" or f"score_{k}" in out.columns}
             out["combined"] = sum(w * _pool_z(out["predicted"] if k == "prior" else out[f"score_{k}"])
