@@ -26,6 +26,7 @@ HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (
         "history-accuracy (the training protocols' own results on the dataset; cross-protocol reference)")
 ADAPTIVE = ("similarity", "lr", "ucb")
 PRIORS = ("lr", "fm")  # in a stack's name, extra priors (their d,m prediction), not scores
+STACKS = ("stack", "stackcv", "stack-lr")
 LEARNED = tuple(RECOMMENDERS)  # lr, fm: the learned recommenders' kinds
 SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")  # recommender.evaluation.splits.make_folds
 
@@ -36,7 +37,8 @@ class StrategySpec:
 
     `form` is one of oracle, random, history-accuracy, agnostic (`name` = imagenet, size or mean-perf), score,
     hybrid (`name` = the agnostic part), learned-hybrid (`inner` = the learned part), adaptive (`name` = its kind),
-    auto (`inner` = the strategy chosen for), stack (`name` = stack or stack-lr) and learned (`name` = lr or fm).
+    auto (`inner` = the strategy chosen for), stack (`name` = stack, stackcv or stack-lr) and learned (`name` = lr
+    or fm).
     `tokens` are the `+` parts after a learned or stack head (scores, or feature blocks like `p`)."""
 
     form: str
@@ -80,10 +82,10 @@ def parse_strategy(spec: str) -> StrategySpec:
     elif head == "adaptive" and rest in ADAPTIVE:
         parsed = StrategySpec("adaptive", rest)
     elif head == "auto" and rest:
-        inner = _plus(rest, (*LEARNED, "stack", "stack-lr"))
+        inner = _plus(rest, (*LEARNED, *STACKS))
         parsed = StrategySpec("auto", inner=parse_strategy(rest)) if inner else None
     elif not rest:
-        parsed = _plus(spec, LEARNED) or _plus(spec, ("stack", "stack-lr"), need_tokens=True)
+        parsed = _plus(spec, LEARNED) or _plus(spec, STACKS, need_tokens=True)
     if parsed is None:
         raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")
     return parsed
@@ -149,8 +151,10 @@ def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int) -> 
     if form == "auto" and parsed.inner is not None:
         return SourceChoice(_build(parsed.inner, budgets, tune_trials))
     if form == "stack":
-        prior = MeanNormalisedPerformance() if parsed.name == "stack" else _learned("lr", (), tune_trials)
-        return Stacked(prior, parsed.tokens)
+        prior = _learned("lr", (), tune_trials) if parsed.name == "stack-lr" else MeanNormalisedPerformance()
+        extra = tuple(_learned(name, (), tune_trials) for name in parsed.tokens if name in PRIORS)
+        return Stacked(prior, tuple(t for t in parsed.tokens if t not in PRIORS),
+                       None if parsed.name == "stackcv" else 1.0, extra)
     return _learned(parsed.name, parsed.tokens, tune_trials)
 
 
@@ -160,4 +164,4 @@ def scores_needed(specs: Iterable[str]) -> list[str]:
     from recommender.models.features import ALIASES, BLOCKS  # late: sklearn only when a run needs it
 
     names = [name for spec in specs for name in parse_strategy(spec).reads()]
-    return [name for name in dict.fromkeys(names) if name not in BLOCKS and name not in ALIASES]
+    return [name for name in dict.fromkeys(names) if name not in BLOCKS and name not in ALIASES and name not in PRIORS]
