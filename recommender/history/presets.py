@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,14 +35,14 @@ FACT_HPARAMS = {"epochs": "epochs", "train_slice": "split", "peft_method": "peft
                 "optimizer": "optimizer"}  # hyper-parameter -> protocol fact, where all of a protocol's jobs agree
 
 
-def _text(value: object) -> str | None:
+def _text(value: Any) -> str | None:
     """A setting as text for a protocol name (None where missing)."""
     return None if pd.isna(value) else str(value)
 
 
-def _number(value: object) -> float | None:
+def _number(value: Any) -> float | None:
     """A numeric setting for a protocol name (None where missing; text that is not a number raises)."""
-    return None if pd.isna(value) else float(value)  # type: ignore[arg-type]
+    return None if pd.isna(value) else float(value)
 
 
 def protocol_facts(jobs: pd.DataFrame, history: str) -> pd.DataFrame:
