@@ -293,3 +293,27 @@ def test_rank_pool_with_a_p_featured_recommender_gets_its_training_protocols_fac
     hand = _hand_pairs("mine", 100.0, np.nan, PROTOCOL_B).assign(score_logme=np.linspace(1, 2, 6))
     np.testing.assert_allclose(ranked.set_index("model").loc[P_MODELS, "predicted"], est.predict(hand), atol=1e-9)
     assert evidence.endswith("as features, for protocol b")
+
+
+def test_stackcv_chooses_the_rank_transform_on_inner_folds_when_a_score_has_outliers():
+    """A score that orders the models like their performance but puts one model 1000 units away: z-scored, the
+    outlier flattens the others to one value; ranked, the order survives. Chosen on the training datasets alone."""
+    from recommender.evaluation.sources import ALPHAS, Stacked
+    from recommender.evaluation.strategies import MeanNormalisedPerformance
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for d in range(6):
+        truth = rng.permutation(10).astype(float)  # a new model order on every dataset: the prior cannot help
+        score = truth + rng.normal(0, 0.3, 10)
+        score[np.argmin(truth)] = -1000.0  # the worst model, far out
+        rows += [{"model": f"m{m}", "dataset": f"d{d}", "performance": truth[m], "score_s": score[m]}
+                 for m in range(10)]
+    train = pd.DataFrame(rows)
+    test, rest = train[train["dataset"] == "d5"], train[train["dataset"] != "d5"]
+    chosen = Stacked(MeanNormalisedPerformance(), ("s",), alpha=None).fit(rest)
+    assert chosen.transform_ == "rank" and chosen.alpha_ in ALPHAS
+    fixed = Stacked(MeanNormalisedPerformance(), ("s",)).fit(rest)  # z-scores, alpha 1
+    tau = {name: weightedtau(est.predict(test.drop(columns="performance")), test["performance"]).statistic
+           for name, est in (("chosen", chosen), ("fixed", fixed))}
+    assert tau["chosen"] > 0.9 > tau["fixed"]
