@@ -25,9 +25,9 @@ HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (
         "auto:LEARNED (LEARNED on its protocol's history or on all, chosen on inner folds), "
         "history-accuracy (the training protocols' own results on the dataset; cross-protocol reference)")
 ADAPTIVE = ("similarity", "lr", "ucb")
-PRIORS = ("lr", "fm")  # in a stack's name, extra priors (their d,m prediction), not scores
-STACKS = ("stack", "stackcv", "stack-lr")
 LEARNED = tuple(RECOMMENDERS)  # lr, fm: the learned recommenders' kinds
+PRIORS = LEARNED  # in a stack's name, extra priors (their d,m prediction), not scores
+STACKS = ("stack", "stackcv", "stack-lr")
 SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")  # recommender.evaluation.splits.make_folds
 
 
