@@ -64,7 +64,7 @@ def run_next(args: argparse.Namespace) -> int:
                                                     examples=args.examples, classes=args.classes, group=args.group,
                                                     modality=args.modality))
     fixed = {} if args.tune else DEFAULTS.get(args.strategy, {})
-    est = make_adaptive(args.strategy, budgets=(1, 3, 5, 10), **fixed).fit(train)
+    est = make_adaptive(args.strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
     best = next_models(est, candidates, observed, args.budget)
     print(f"{args.dataset}: used {'; '.join(sources)}; {args.strategy} over {train['dataset'].nunique()} training "
           f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")
