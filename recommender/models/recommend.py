@@ -233,7 +233,7 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         mine = (candidates["dataset"] == name).to_numpy()
         models = candidates.loc[mine, "model"].astype(str).to_numpy()
         updated, spread, observed, note = adaptive_update(predicted[mine], models, pairs, name, observed_path,
-                                                          str(training.get("protocol", "vtab1k")))
+                                                          target or str(training.get("protocol", "vtab1k")))
         notes += [note] if note else []
         best = top_k(candidates.loc[mine].reset_index(drop=True), updated, k)
         facts = candidates.loc[mine].drop_duplicates("model").set_index("model").reindex(best["model"])
