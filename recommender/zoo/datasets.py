@@ -104,12 +104,16 @@ def load_table(path: str | Path, **columns: str) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    elif path.suffix in (".csv", ".tsv"):
-        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-    else:
+    if path.suffix not in (".parquet", ".csv", ".tsv"):
         raise UserError(f"data file {path}: expected .csv, .tsv or .parquet")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, ImportError) as exc:  # ArrowInvalid is a ValueError
+        raise UserError(f"data file {path}: cannot read it as {path.suffix[1:]}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     return from_table(df, path.stem, **columns)
 
 
@@ -127,10 +131,17 @@ def load_image_folder(path: str | Path) -> Dataset:
 def load_arrays(path: str | Path) -> Dataset:
     """A dataset from an .npz file holding `X` (n x H x W [x 3] images, or n x D flat grey squares) and `y`."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        if "X" not in z or "y" not in z:
-            raise UserError(f"array file {path}: needs arrays named X and y, found {', '.join(z.files)}")
-        X, labels = z["X"], z["y"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z or "y" not in z:
+                raise UserError(f"array file {path}: needs arrays named X and y, found {', '.join(z.files)}")
+            X, labels = z["X"], z["y"]
+    except ValueError as exc:  # object arrays (pickles) are refused by allow_pickle=False
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"array file {path}: {exc}") from None
+    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
+        raise UserError(f"array file {path}: X must hold numbers (pixel values), not {X.dtype}")
     if len(X) != len(labels):
         raise UserError(f"array file {path}: X has {len(X)} rows but y has {len(labels)}")
     if X.ndim == 2:  # flat pixel rows, e.g. MNIST's 784 columns: reshape to squares
