@@ -1,0 +1,160 @@
+"""Where independent tasks run: in this process, in local processes or as Ray tasks, with results in task order.
+
+The heavy commands (`rank`, `evaluate`) hand one function and a list of items to `make_executor(...).map`.
+A task must not share random state with another: every item carries what it needs (its seed included), so the
+results are the same whichever executor runs them. Only the standard library is imported here (the CLI builds
+its parsers from this module); Ray loads when a Ray executor is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from recommender.errors import UserError
+
+KINDS = ("serial", "local", "ray")
+RAY_MISSING = "the ray executor needs Ray: pip install 'recommender[ray]' (or pip install -c constraints.txt 'ray>=2.9')"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: cap the BLAS/OpenMP threads of a worker process so that the workers together use the
+    cores once (set before numpy or torch is imported in the fresh process; Ray does the same for its tasks)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+@dataclass(frozen=True)
+class SerialExecutor:
+    """Every task in this process, one after the other."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
+        """[fn(item) for item in items]."""
+        return [fn(item) for item in items]
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """Tasks in a pool of ``workers`` fresh (spawned) processes on this machine: fn and the items must be picklable
+    (fn a module-level function). Spawned, not forked, as torch and BLAS threads do not survive a fork."""
+
+    workers: int
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
+        """fn over the items in the pool; results in item order, the first task error raised as is."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        items = list(items)
+        if not items:
+            return []
+        workers = min(self.workers, len(items))
+        threads = max(1, available_cores() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_limit_threads, initargs=(threads,)) as pool:
+            return list(pool.map(fn, items))
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    """fn(item): the one Ray remote function, so that any callable (a builtin too) can be the task."""
+    return fn(item)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT that accepts no connection, in one line (ray.init would retry it for ever)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or address == "auto":
+        return  # "auto" and other forms are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
+
+
+@dataclass(frozen=True)
+class RayExecutor:
+    """Tasks as Ray tasks (one CPU each) on the cluster that `ray.init` joined: ``address`` (e.g. `ray://host:10001`
+    or `host:6379`, as `ray start --head` prints) or a local one of ``workers`` CPUs started on first use."""
+
+    address: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError(RAY_MISSING) from None
+        if not ray.is_initialized():  # an earlier executor in this process already joined a cluster: reuse it
+            if self.address:
+                _check_reachable(self.address)
+                try:
+                    ray.init(address=self.address, logging_level="warning", log_to_driver=False)
+                except ConnectionError as exc:
+                    raise UserError(f"--address {self.address}: no Ray cluster answers there ({exc})") from None
+            else:
+                ray.init(num_cpus=self.workers or available_cores(), include_dashboard=False,
+                         logging_level="warning", log_to_driver=False)
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
+        """fn over the items as Ray tasks; results in item order, a task's own error re-raised without Ray's wrapper."""
+        import ray
+        from ray.exceptions import RayTaskError
+
+        task = ray.remote(num_cpus=1, max_retries=0)(_call)
+        refs = [task.remote(fn, item) for item in items]
+        try:
+            return ray.get(refs)
+        except RayTaskError as exc:
+            for ref in refs:  # stop what is still running: the command fails as a whole
+                ray.cancel(ref, force=True)
+            raise exc.cause from None
+
+
+Executor = SerialExecutor | LocalExecutor | RayExecutor
+
+
+def make_executor(kind: str = "serial", address: str | None = None, workers: int | None = None) -> Executor:
+    """The executor named ``kind``: "serial", "local" (``workers`` processes, default: the cores available) or
+    "ray" (joins ``address``, else starts a local Ray of ``workers`` CPUs). ``address`` needs "ray"."""
+    if kind not in KINDS:
+        raise UserError(f"unknown executor {kind!r}: choose from {', '.join(KINDS)}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    if address and kind != "ray":
+        raise UserError(f"--address joins a Ray cluster: add --executor ray (not {kind})")
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "local":
+        return LocalExecutor(workers or available_cores())
+    return RayExecutor(address, workers)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, task: str) -> None:
+    """--executor, --workers and --address on a command whose ``task`` (e.g. "one model") runs as a unit."""
+    parser.add_argument("--executor", choices=KINDS, default="serial",
+                        help=f"where each task ({task}) runs: serial (this process), local (processes on this "
+                             "machine) or ray (a Ray cluster; pip install 'recommender[ray]'); results are the same "
+                             "(default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes (local) or CPUs of a Ray started here (default: the cores available)")
+    parser.add_argument("--address", default=None,
+                        help="join this Ray cluster (as `ray start --head` prints, e.g. 10.0.0.1:6379) instead of "
+                             "starting one; needs --executor ray")
+
+
+def executor_from_args(args: argparse.Namespace) -> Executor:
+    """The executor the command's --executor, --workers and --address ask for."""
+    return make_executor(args.executor, args.address, args.workers)

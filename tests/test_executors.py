@@ -1,0 +1,94 @@
+"""recommender.executors: every executor gives the serial results in item order, and a task's error as itself.
+
+Task functions come from the standard library or the package: spawned processes and Ray workers import them by
+name, and neither need find this test module."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+from recommender.errors import UserError
+from recommender.executors import make_executor
+
+
+
+def _has_ray() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_ray = pytest.mark.skipif(not _has_ray(), reason="ray is not installed (pip install 'recommender[ray]')")
+
+# large then small: a pool that returned results as they finish would put the small ones first
+ITEMS = [30_000, 20_000, 5, 0, 10_000, 7]
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+    """A local Ray of 2 CPUs, shut down after the module."""
+    import ray
+
+    executor = make_executor("ray", workers=2)
+    yield executor
+    ray.shutdown()
+
+
+def test_serial_is_a_plain_loop() -> None:
+    assert make_executor("serial").map(math.factorial, ITEMS) == [math.factorial(i) for i in ITEMS]
+
+
+def test_local_processes_keep_item_order() -> None:
+    assert make_executor("local", workers=2).map(math.factorial, ITEMS) == [math.factorial(i) for i in ITEMS]
+    assert make_executor("local", workers=2).map(math.factorial, []) == []
+
+
+def test_local_task_error_is_raised_as_itself() -> None:
+    # make_executor itself is the task: "bogus" makes it raise the package's UserError inside the worker
+    with pytest.raises(UserError, match="unknown executor 'bogus'"):
+        make_executor("local", workers=2).map(make_executor, ["serial", "bogus"])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"kind": "threads"}, "unknown executor 'threads': choose from serial, local, ray"),
+    ({"kind": "local", "workers": 0}, "--workers must be >= 1, got 0"),
+    ({"kind": "local", "address": "10.0.0.1:6379"}, "--address joins a Ray cluster: add --executor ray"),
+])
+def test_bad_settings_are_one_line(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        make_executor(**kwargs)
+
+
+def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if it were not installed
+    with pytest.raises(UserError, match=r"pip install 'recommender\[ray\]'"):
+        make_executor("ray")
+
+
+@needs_ray
+def test_ray_keeps_item_order(ray_executor) -> None:
+    assert ray_executor.map(math.factorial, ITEMS) == [math.factorial(i) for i in ITEMS]
+
+
+@needs_ray
+def test_ray_task_error_is_raised_as_itself(ray_executor) -> None:
+    with pytest.raises(UserError, match="unknown executor 'bogus'") as info:
+        ray_executor.map(make_executor, ["serial", "bogus"])
+    assert type(info.value) is UserError  # not Ray's wrapper, whose message holds the remote traceback
+
+
+@needs_ray
+def test_ray_bad_address_is_one_line() -> None:
+    import ray
+
+    ray.shutdown()  # joining happens only when no cluster is joined yet
+    try:
+        with pytest.raises(UserError, match="--address 127.0.0.1:1: no Ray cluster answers there"):
+            make_executor("ray", address="127.0.0.1:1")
+    finally:
+        ray.shutdown()
