@@ -86,7 +86,7 @@ def regret_figure(summary: pd.DataFrame) -> Figure:
     gap = np.diff(np.log10(budgets)).min() if len(budgets) > 1 else 0.3
     offsets = np.linspace(-0.3, 0.3, len(names)) * gap if len(names) > 1 else np.zeros(1)
     style = styles(names)
-    for offset, name in zip(offsets, names):
+    for offset, name in zip(offsets, names, strict=True):
         line = part[part["strategy"] == name].sort_values("budget")
         x = line["budget"].astype(int).to_numpy() * 10 ** offset
         mean = line["mean"].to_numpy(dtype=float)
@@ -141,7 +141,7 @@ def scatter_figure(predictions: pd.DataFrame, results: pd.DataFrame, dataset: st
     fig = Figure(figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows + header))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     style = styles(list(dict.fromkeys(preds["strategy"])))
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):  # the grid may have spare panels
         p = preds[preds["strategy"] == name]
         known = p[p["prediction"].notna()]
         top = _top(known, budget)

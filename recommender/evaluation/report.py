@@ -59,7 +59,7 @@ def summary_table(summary: pd.DataFrame, notes: pd.DataFrame,
     """One row per strategy of `notes` (in its order); columns `weighted_tau`, `relative_regret@B`, ... as
     `mean ± std` ("—" = not defined), then family, n and note."""
     part = summary[summary["measure"].isin(measures)].copy()
-    part["column"] = [m if pd.isna(b) else f"{m}@{b}" for m, b in zip(part["measure"], part["budget"])]
+    part["column"] = [m if pd.isna(b) else f"{m}@{b}" for m, b in zip(part["measure"], part["budget"], strict=True)]
     part["cell"] = part.apply(_cell, axis=1) if len(part) else pd.Series(dtype=str)
     table = part.pivot(index="strategy", columns="column", values="cell")
     order = [c for m in measures for c in part["column"].drop_duplicates() if c.split("@")[0] == m]

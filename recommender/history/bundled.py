@@ -101,7 +101,7 @@ def load_bundled(store: Store, directory: Traversable = HISTORY_DIR) -> pd.DataF
     start = time.perf_counter()
     definitions = read_bundled(ALIASES_FILE, directory)
     aliases = alias_batch(definitions, ALIASES_FILE, aliases=store.alias_map())
-    known = Known({**store.alias_map(), **dict(zip(definitions["alias"], definitions["dataset"]))},
+    known = Known({**store.alias_map(), **dict(zip(definitions["alias"], definitions["dataset"], strict=True))},
                   frozenset(read_bundled(DATASETS_FILE, directory)["dataset"]))
     batches = [aliases]
     rows = [{"file": ALIASES_FILE, "rows": len(definitions), "seconds": time.perf_counter() - start}]
@@ -114,6 +114,6 @@ def load_bundled(store: Store, directory: Traversable = HISTORY_DIR) -> pd.DataF
                                    aliases=known.aliases))
         rows.append({"file": spec.name, "rows": len(frame), "seconds": time.perf_counter() - start})
     kinds = ["dataset_aliases", *(spec.kind for spec in BUNDLED)]
-    for row, kind, added in zip(rows, kinds, store.write_all(batches)):
+    for row, kind, added in zip(rows, kinds, store.write_all(batches), strict=True):
         row["added"] = added.get(kind, 0)
     return pd.DataFrame(rows, columns=["file", "rows", "added", "seconds"])

@@ -198,7 +198,7 @@ def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: boo
     """A numeric column of finite real numbers; anything else is a problem; blanks allowed unless required."""
     raw = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index, dtype=object)
     numbers = []
-    for row, value in zip(frame[ROW], raw):
+    for row, value in zip(frame[ROW], raw, strict=True):
         number, reason = real_number(value)
         if reason is None and required and math.isnan(number):
             reason = missing(frame, column)
@@ -212,12 +212,12 @@ def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Ba
     """One canonical JSON text per row from the given columns (their `prefix` stripped); complex cells refused."""
     for column in columns:
         if pd.api.types.is_complex_dtype(frame[column]) or frame[column].dtype == object:
-            for row, value in zip(frame[ROW], frame[column]):
+            for row, value in zip(frame[ROW], frame[column], strict=True):
                 if isinstance(value, (complex, np.complexfloating)):
                     batch.problem(row, column, f"complex numbers are not supported: {shown(value)}")
     names = [c[len(prefix):] if c.startswith(prefix) else c for c in columns]
     records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
-    return pd.Series([to_json(dict(zip(names, r.values()))) for r in records], index=frame.index, dtype=object)
+    return pd.Series([to_json(dict(zip(names, r.values(), strict=True))) for r in records], index=frame.index, dtype=object)
 
 
 def _number_repeats(rows: pd.DataFrame, group: list[str], order: list[str]) -> pd.Series:
@@ -257,7 +257,7 @@ def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
         if limit is None or column.name not in rows or column.name == "key":
             continue
         lengths = rows[column.name].map(lambda v: len(v) if isinstance(v, str) else 0)
-        for row, length in zip(rows.loc[lengths > limit, ROW], lengths[lengths > limit]):
+        for row, length in zip(rows.loc[lengths > limit, ROW], lengths[lengths > limit], strict=True):
             batch.problem(row, column.name, f"{length} characters, more than the {limit} allowed")
 
 
@@ -343,7 +343,7 @@ def protocol_dataset_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.
     out["source"] = _text_column(frame, "source", batch, default=source)
     check_text(out, "protocol_datasets", batch)
     out = out.dropna(subset=["protocol", "dataset"])
-    return _duplicates(out.assign(key=list(zip(out["protocol"], out["dataset"]))), ["examples"], batch)
+    return _duplicates(out.assign(key=list(zip(out["protocol"], out["dataset"], strict=True))), ["examples"], batch)
 
 
 def alias_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -357,7 +357,7 @@ def alias_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     check_text(out, "dataset_aliases", batch)
     out = out.dropna(subset=["alias", "dataset"])
     targets = set(out.loc[out["alias"] != out["dataset"], "dataset"])
-    for row, alias in zip(out[ROW], out["alias"]):
+    for row, alias in zip(out[ROW], out["alias"], strict=True):
         if alias in targets:
             batch.problem(row, "alias", f"{alias!r} is also the dataset of another alias (aliases name a dataset "
                                         "directly, never another alias)")
@@ -374,7 +374,7 @@ def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
     for ident, group in rows[repeated].groupby(id_col, sort=False):
         first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
-            first = combine_features(first, other, kind, lambda name, old, new: batch.problem(
+            first = combine_features(first, other, kind, lambda name, old, new, other=other, ident=ident, first=first: batch.problem(
                 other[ROW], name, f"{kind[:-1]} {ident!r} has {shown(old)} (row {first[ROW]}), not {shown(new)}"))
         merged.append(first.to_frame().T)
     return pd.concat(merged).sort_values(ROW)

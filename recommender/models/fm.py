@@ -48,7 +48,7 @@ def pairwise_logistic_loss(scores: torch.Tensor, target: torch.Tensor, offsets: 
     """
     total = scores.sum() * 0.0  # keeps the graph when a batch has no ordered pair
     count = 0
-    for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+    for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
         s, t = scores[start:stop], target[start:stop]
         better = t[:, None] > t[None, :]
         total = total + F.softplus(-(s[:, None] - s[None, :])[better]).sum()
@@ -133,7 +133,7 @@ def quiet_lightning(verbose: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 

@@ -107,7 +107,7 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
     b = np.ones(Y.shape[1])
     at_limit = np.zeros(Y.shape[1], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for iteration in range(1, MAX_ITER + 1):
+        for iteration in range(1, MAX_ITER + 1):  # noqa: B007 (the count is returned)
             g, mm, residual = _terms(a, b, s2, z2, outside)
             a_new, b_new = g / mm, (n - g) / residual
             at_limit |= ~((a_new / b_new > low) & (a_new / b_new < high))  # also catches 0/0 and inf/inf

@@ -124,7 +124,7 @@ def _quiet_lightning() -> Iterator[None]:
                 warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
