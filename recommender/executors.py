@@ -17,7 +17,7 @@ from typing import Any
 from recommender.errors import UserError
 
 KINDS = ("serial", "local", "ray")
-RAY_MISSING = "the ray executor needs Ray: pip install 'recommender[ray]' (or pip install -c constraints.txt 'ray>=2.9')"
+RAY_MISSING = "the ray executor needs Ray: pip install 'recommender[ray]'"
 
 
 def available_cores() -> int:
@@ -26,6 +26,13 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def ray_installed() -> bool:
+    """Whether Ray can be imported here (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 def _limit_threads(threads: int) -> None:
@@ -101,12 +108,12 @@ class RayExecutor:
             if self.address:
                 _check_reachable(self.address)
                 try:
-                    ray.init(address=self.address, logging_level="warning", log_to_driver=False)
+                    ray.init(address=self.address, logging_level="warning")
                 except ConnectionError as exc:
                     raise UserError(f"--address {self.address}: no Ray cluster answers there ({exc})") from None
             else:
                 ray.init(num_cpus=self.workers or available_cores(), include_dashboard=False,
-                         logging_level="warning", log_to_driver=False)
+                         logging_level="warning")
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
         """fn over the items as Ray tasks; results in item order, a task's own error re-raised without Ray's wrapper."""
@@ -114,7 +121,8 @@ class RayExecutor:
         from ray.exceptions import RayTaskError
 
         task = ray.remote(num_cpus=1, max_retries=0)(_call)
-        refs = [task.remote(fn, item) for item in items]
+        shared = ray.put(fn)  # fn with what it binds (a dataset) goes into the object store once, not once per task
+        refs = [task.remote(shared, item) for item in items]
         try:
             return ray.get(refs)
         except RayTaskError as exc:

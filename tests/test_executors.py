@@ -11,19 +11,9 @@ import sys
 import pytest
 
 from recommender.errors import UserError
-from recommender.executors import make_executor
+from recommender.executors import make_executor, ray_installed
 
-
-
-def _has_ray() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_ray = pytest.mark.skipif(not _has_ray(), reason="ray is not installed (pip install 'recommender[ray]')")
+needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'recommender[ray]')")
 
 # large then small: a pool that returned results as they finish would put the small ones first
 ITEMS = [30_000, 20_000, 5, 0, 10_000, 7]

@@ -14,6 +14,7 @@ from recommender.cli_args import add_db_argument, comma_list
 from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
 from recommender.evaluation.catalog import HELP, SPLITS
+from recommender.executors import add_executor_arguments
 
 if TYPE_CHECKING:  # pandas, the strategies and the runner load when the command runs: `--help` stays instant
     import pandas as pd
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from recommender.evaluation.report import write_report
     from recommender.evaluation.runner import evaluate
     from recommender.evaluation.splits import make_folds
+    from recommender.executors import executor_from_args
     from recommender.files import check_folder_target
 
     check_folder_target(Path(args.out), "evaluate", args.overwrite)  # refused now, not after the evaluation
@@ -115,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"split {args.split} gives no fold on this pair table")
     progress = getattr(args, "verbose", False) or sys.stderr.isatty()  # `recommender --verbose`
     with nullcontext() if progress else progress_lines():  # a log file gets lines, not progress bars
-        ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues, adaptive=args.adaptive)
+        ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues, adaptive=args.adaptive,
+                      executor=executor_from_args(args))
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
@@ -173,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive strategies (adaptive:...) pick one model at a time, shown each pick's true "
                         "performance (SPEC §7); static strategies in the same table")
+    add_executor_arguments(p, "one strategy on one fold")
     p.add_argument("--out", required=True, help="output folder, written whole (an earlier report there is replaced)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even when it is a non-empty folder that is not an earlier report")

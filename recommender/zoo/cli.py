@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument, comma_list
+from recommender.executors import add_executor_arguments
 from recommender.zoo.zoos import ZOOS
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def log_scores(ranked: pd.DataFrame, scores: list[str], url: str | None) -> int:
 
 def run_rank(args: argparse.Namespace) -> int:
     """Extract features, score every model, predict with the recommender, print the top-k."""
+    from recommender.executors import executor_from_args
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.rank import (DEFAULT_SCORES, load_checked_recommender, rank_pool, score_pool, stacking_for,
@@ -102,7 +104,7 @@ def run_rank(args: argparse.Namespace) -> int:
     recommender = stacking = None
     if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
         recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
-    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress)
+    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress, executor=executor_from_args(args))
     if recommender is not None:
         from recommender.history import open_store
 
@@ -173,6 +175,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, help="write the full ranked table to this CSV file")
     p.add_argument("--cache", default=None, help="feature cache folder (default: $RECOMMENDER_CACHE/features or ~/.cache/recommender/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features")
+    add_executor_arguments(p, "one model: its features and every score")
     p.add_argument("--log-scores", action="store_true", help="after printing, write the computed scores into the store (run: the features' cache key, so the same model and data again add nothing)")
     p.set_defaults(func=run_rank)
 

@@ -7,11 +7,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
+from recommender.executors import Executor, SerialExecutor
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
@@ -35,18 +37,25 @@ def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: st
     return table.drop(columns="error")
 
 
-def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES, cache: FeatureCache | None = None, progress: bool = True) -> pd.DataFrame:
-    """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step."""
-    rows = []
-    for p in providers:
-        got = extract(p, ds, cache=cache, progress=progress)
-        table = scores_or_nan(got.features, ds.y, scores, p.name).set_index("score")
-        row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
-        row |= {f"score_{s}": float(table.at[s, "value"]) for s in scores}
-        row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
-        row |= {f"seconds_{s}": float(table.at[s, "seconds"]) for s in scores}
-        rows.append(row)
-    return pd.DataFrame(rows)
+def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureCache | None, progress: bool) -> dict:
+    """One model's pair-table row: its features extracted (through the cache), every score computed. A task of its
+    own: it reads and writes nothing but the feature cache, so any executor can run it."""
+    got = extract(p, ds, cache=cache, progress=progress)
+    table = scores_or_nan(got.features, ds.y, scores, p.name).set_index("score")
+    row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
+    row |= {f"score_{s}": float(table.at[s, "value"]) for s in scores}
+    row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
+    return row | {f"seconds_{s}": float(table.at[s, "seconds"]) for s in scores}
+
+
+def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES,
+               cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None) -> pd.DataFrame:
+    """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step;
+    one `score_model` task per model on ``executor`` (default: this process; progress bars only there)."""
+    executor = executor or SerialExecutor()
+    task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache,
+                   progress=progress and isinstance(executor, SerialExecutor))
+    return pd.DataFrame(executor.map(task, providers))
 
 
 def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.DataFrame:
