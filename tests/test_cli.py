@@ -5,12 +5,12 @@ import socket
 
 import numpy as np
 import pytest
+from test_evaluation_pipeline import pair_table
 
 import recommender.scores.registry
 from recommender.arrays import load_array
 from recommender.cli import main
 from recommender.history.store import IngestError
-from test_evaluation_pipeline import pair_table
 
 
 def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:

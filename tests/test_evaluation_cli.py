@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from test_evaluation_pipeline import pair_table
 
 import recommender.evaluation.plots as report_plots
 import recommender.evaluation.report as report
 from recommender.cli import main
 from recommender.evaluation import evaluate, make_folds, make_strategy
-from test_evaluation_pipeline import pair_table
 
 
 @pytest.fixture()
@@ -32,7 +32,8 @@ def test_evaluate_writes_report_csv_and_plots(pairs_file, tmp_path, capsys):
     assert all(name in report for name in ("| oracle |", "| random |", "| score:good |", "| hybrid:imagenet:good |"))
     assert "broken run" in report  # the 0.0 run is listed, not averaged in
     results = pd.read_csv(out / "results.csv")
-    random1 = results.query("strategy == 'random' and measure == 'regret' and budget == 1").set_index("dataset")["value"]
+    random1 = results.query(
+        "strategy == 'random' and measure == 'regret' and budget == 1").set_index("dataset")["value"]
     kept = pairs.iloc[1:].groupby("dataset")["performance"]
     np.testing.assert_allclose(random1.sort_index(), (kept.max() - kept.mean()).sort_index(), atol=1e-12)
     pngs = [out / "regret_vs_budget.png", *sorted((out / "scatter").glob("*.png"))]

@@ -93,7 +93,7 @@ def test_select_val_averages_the_tied_best_validation_runs(store, vision: pd.Dat
     expected = {}
     for (model, dataset), jobs in vision.groupby(["model", "dataset"]):
         best = jobs["val_accuracy"].max()
-        expected[(model, dataset)] = float(np.mean([t for t, v in zip(jobs["value"], jobs["val_accuracy"])
+        expected[(model, dataset)] = float(np.mean([t for t, v in zip(jobs["value"], jobs["val_accuracy"], strict=True)
                                                     if v == best]))
     table = store.pair_table("vtab1k", modality="image").set_index(["model", "dataset"])["performance"]
     got = table.loc[list(expected)].to_numpy()
@@ -197,7 +197,8 @@ def test_transfergraph_protocols_are_named_from_their_rows(store) -> None:
         "transfergraph:" + "-".join(
             ([f"{float(s[1:]) * 100:g}pct"] if isinstance(s, str) else [])
             + ([p + (f"-r{r:g}" if r == r else "")] if isinstance(p, str) else []) + [f"{e:g}ep"])
-        for s, p, r, e in zip(frame["train_slice"], frame["peft_method"], frame["lora_r"], frame["epochs"])]
+        for s, p, r, e in zip(frame["train_slice"], frame["peft_method"], frame["lora_r"], frame["epochs"],
+                              strict=True)]
     assert set(frame["expected"]) == {"transfergraph:70pct-30ep", "transfergraph:full-5ep",
                                       "transfergraph:lora-r1-4ep", "transfergraph:lora-r1-8ep",
                                       "transfergraph:lor-4ep"}  # `lor`: one record as published

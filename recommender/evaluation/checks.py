@@ -33,7 +33,8 @@ def check_pairs(pairs: pd.DataFrame, broken_fraction: float = 0.01, drop_broken:
     dup = pairs.duplicated(key)
     if dup.any():
         first = pairs.loc[dup, key].iloc[0]
-        where = " under one protocol" if "protocol" in key else ": one protocol per pair table without a protocol column"
+        where = (" under one protocol" if "protocol" in key
+                 else ": one protocol per pair table without a protocol column")
         raise UserError(f"pair ({', '.join(map(str, first))}) appears twice{where}")
     perf = pd.to_numeric(pairs["performance"], errors="coerce")
     bad = ~np.isfinite(perf.to_numpy(dtype=float))

@@ -132,7 +132,8 @@ def scatter_figure(predictions: pd.DataFrame, results: pd.DataFrame, dataset: st
     preds = predictions[predictions["dataset"] == dataset]
     mine = results[results["dataset"] == dataset]
     taus = mine[mine["measure"] == "weighted_tau"].groupby("strategy")["value"].mean()
-    regret = mine[(mine["measure"] == "relative_regret") & (mine["budget"] == budget)].groupby("strategy")["value"].mean()
+    regret = (mine[(mine["measure"] == "relative_regret") & (mine["budget"] == budget)]
+              .groupby("strategy")["value"].mean())
     names = [n for n in dict.fromkeys(preds["strategy"]) if n in taus.index and family(n) != "oracle"]
     cols = min(3, max(len(names), 1))
     rows = -(-max(len(names), 1) // cols)

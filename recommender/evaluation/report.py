@@ -79,7 +79,8 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     frame = frame.reset_index()
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join("—" if pd.isna(v) else str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join("—" if pd.isna(v) else str(v) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 

@@ -48,7 +48,8 @@ def unseen_dataset_folds(pairs: pd.DataFrame, sources: Sequence[str]) -> Iterato
     """Train on the named source datasets with all their models; test on the known models of every other dataset."""
     unknown = sorted(set(sources) - set(pairs["dataset"]))
     if not sources or unknown:
-        raise UserError(f"unseen-dataset needs source datasets present in the table; unknown: {unknown or 'none given'}")
+        raise UserError("unseen-dataset needs source datasets present in the table; "
+                        f"unknown: {unknown or 'none given'}")
     is_source = pairs["dataset"].isin(sources)
     train = pairs.loc[is_source]
     test = pairs.loc[~is_source & pairs["model"].isin(train["model"])]
@@ -99,8 +100,8 @@ def make_folds(pairs: pd.DataFrame, split: str, sources: Sequence[str] = (), see
     if split == "unseen-model":  # within one dataset and protocol: other protocols' results are not this ranking's
         return list(unseen_model_folds(pairs.loc[target], seeds, test_fraction))
     if split == "unseen-dataset":
-        return [Fold(f.name, f.repeat, f.train, f.test.loc[target], f.seen) for f in unseen_dataset_folds(pairs, sources)
-                if target.loc[f.test.index].any()]
+        return [Fold(f.name, f.repeat, f.train, f.test.loc[target], f.seen)
+                for f in unseen_dataset_folds(pairs, sources) if target.loc[f.test.index].any()]
     if split == "loo":
         return [Fold(f.name, f.repeat, f.train, f.test.loc[target], f.seen) for f in loo_folds(pairs)
                 if target.loc[f.test.index].any()]

@@ -62,7 +62,10 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for the URL (creates nothing); SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
+    """An engine for the URL (creates nothing).
+
+    SQLite gets WAL, a busy timeout and write transactions that take the lock up front.
+    """
     if not url.startswith("sqlite"):
         try:
             return create_engine(url, pool_pre_ping=True)

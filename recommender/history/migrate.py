@@ -43,10 +43,12 @@ def check_version(found: int | None, url: str) -> None:
     if found is None:
         raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
     if found < schema.SCHEMA_VERSION:
-        raise UserError(f"store {shown_url(url)} has schema version {found}; this code reads version {schema.SCHEMA_VERSION}: "
+        raise UserError(f"store {shown_url(url)} has schema version {found}; "
+                        f"this code reads version {schema.SCHEMA_VERSION}: "
                         f"run `recommender history --db {shown_url(url)} upgrade` (keeps every row)")
     if found > schema.SCHEMA_VERSION:
-        raise UserError(f"store {shown_url(url)} has schema version {found}, newer than this code's {schema.SCHEMA_VERSION}: "
+        raise UserError(f"store {shown_url(url)} has schema version {found}, "
+                        f"newer than this code's {schema.SCHEMA_VERSION}: "
                         "upgrade the recommender package")
 
 

@@ -217,7 +217,8 @@ def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Ba
                     batch.problem(row, column, f"complex numbers are not supported: {shown(value)}")
     names = [c[len(prefix):] if c.startswith(prefix) else c for c in columns]
     records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
-    return pd.Series([to_json(dict(zip(names, r.values(), strict=True))) for r in records], index=frame.index, dtype=object)
+    return pd.Series([to_json(dict(zip(names, r.values(), strict=True))) for r in records],
+                     index=frame.index, dtype=object)
 
 
 def _number_repeats(rows: pd.DataFrame, group: list[str], order: list[str]) -> pd.Series:
@@ -343,7 +344,9 @@ def protocol_dataset_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.
     out["source"] = _text_column(frame, "source", batch, default=source)
     check_text(out, "protocol_datasets", batch)
     out = out.dropna(subset=["protocol", "dataset"])
-    return _duplicates(out.assign(key=list(zip(out["protocol"], out["dataset"], strict=True))), ["examples"], batch)
+    # pandas-stubs reject a list of tuples as a column; pandas stores one tuple per row
+    keys = list(zip(out["protocol"], out["dataset"], strict=True))
+    return _duplicates(out.assign(key=keys), ["examples"], batch)  # type: ignore[arg-type]
 
 
 def alias_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -374,8 +377,12 @@ def merge_features(rows: pd.DataFrame, kind: str, batch: Batch) -> pd.DataFrame:
     for ident, group in rows[repeated].groupby(id_col, sort=False):
         first = group.iloc[0]
         for _, other in group.iloc[1:].iterrows():
-            first = combine_features(first, other, kind, lambda name, old, new, other=other, ident=ident, first=first: batch.problem(
-                other[ROW], name, f"{kind[:-1]} {ident!r} has {shown(old)} (row {first[ROW]}), not {shown(new)}"))
+            def conflict(name: str, old: object, new: object, other: pd.Series = other, ident: object = ident,
+                         first: pd.Series = first) -> None:
+                batch.problem(other[ROW], name,
+                              f"{kind[:-1]} {ident!r} has {shown(old)} (row {first[ROW]}), not {shown(new)}")
+
+            first = combine_features(first, other, kind, conflict)
         merged.append(first.to_frame().T)
     return pd.concat(merged).sort_values(ROW)
 

@@ -32,7 +32,8 @@ class FeatureCache:
 
     @staticmethod
     def key(model: str, source: str, preprocessing: str, dataset: str) -> str:
-        """The cache key: a hash of the model name, its weights' location, its preprocessing and the dataset fingerprint."""
+        """The cache key: a hash of the model name, its weights' location, its preprocessing and the dataset
+        fingerprint."""
         text = json.dumps([model, source, preprocessing, dataset])
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 

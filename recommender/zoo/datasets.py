@@ -66,7 +66,8 @@ def _stack_images(images: list[np.ndarray], name: str) -> np.ndarray:
     """Stack images of one size into one array; mixed sizes are an error."""
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
-        raise UserError(f"dataset {name}: images have {len(shapes)} different shapes {sorted(shapes)[:3]}; resize them first")
+        raise UserError(f"dataset {name}: images have {len(shapes)} different shapes {sorted(shapes)[:3]}; "
+                        "resize them first")
     return np.stack(images)
 
 
@@ -79,7 +80,8 @@ def _drop_repeats(df: pd.DataFrame, columns: list[str], name: str) -> pd.DataFra
     return df[~repeated]
 
 
-def from_table(df: pd.DataFrame, name: str, text_col: str = "text", image_col: str = "image", label_col: str = "label") -> Dataset:
+def from_table(df: pd.DataFrame, name: str, text_col: str = "text", image_col: str = "image",
+               label_col: str = "label") -> Dataset:
     """A dataset from a table with a label column and either a text column or an encoded-image column.
 
     Rows that repeat both the example and its label are dropped (with a warning)."""

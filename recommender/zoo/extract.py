@@ -29,10 +29,12 @@ class Extracted:
 
 def _source(provider: Provider) -> str:
     """Where the provider's weights come from (part of the cache key)."""
-    return ";".join(str(getattr(provider, a)) for a in ("path", "onnx_file", "vectors_file", "package", "weights") if getattr(provider, a, ""))
+    return ";".join(str(getattr(provider, a)) for a in ("path", "onnx_file", "vectors_file", "package", "weights")
+                    if getattr(provider, a, ""))
 
 
-def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, batch_size: int = 32, progress: bool = True) -> Extracted:
+def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, batch_size: int = 32,
+            progress: bool = True) -> Extracted:
     """Pooled features (n x D) of every example of ds, read from or written to the cache."""
     if provider.modality != ds.modality:
         raise UserError(f"model {provider.name} takes {provider.modality} but dataset {ds.name} holds {ds.modality}")
@@ -42,13 +44,15 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
     start = time.perf_counter()
     parts = [
         provider.features(ds.items[i : i + batch_size])
-        for i in tqdm(range(0, len(ds), batch_size), desc=f"{provider.name} on {ds.name}", unit="batch", disable=not progress, leave=False)
+        for i in tqdm(range(0, len(ds), batch_size), desc=f"{provider.name} on {ds.name}", unit="batch",
+                      disable=not progress, leave=False)
     ]
     features = np.concatenate(parts).astype(np.float32)
     if not np.isfinite(features).all():
         raise UserError(f"model {provider.name} gave NaN or infinite features on {ds.name}")
     seconds = time.perf_counter() - start
     if cache is not None:
-        meta = {"model": provider.name, "dataset": ds.name, "n": len(ds), "dim": features.shape[1], "preprocessing": provider.preprocessing, "seconds": seconds}
+        meta = {"model": provider.name, "dataset": ds.name, "n": len(ds), "dim": features.shape[1],
+                "preprocessing": provider.preprocessing, "seconds": seconds}
         cache.put(key, features, meta)
     return Extracted(features, seconds, False, key)

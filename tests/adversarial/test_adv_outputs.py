@@ -226,7 +226,7 @@ def legend_entries(fig) -> dict[str, object]:
     """Legend label -> the data line of that strategy."""
     ax = fig.axes[0]
     handles, labels = ax.get_legend_handles_labels()
-    return {label: handle[0] for handle, label in zip(handles, labels)}
+    return {label: handle[0] for handle, label in zip(handles, labels, strict=True)}
 
 
 def test_regret_plot_ticks_only_at_measured_budgets_and_legend_gives_n(small_eval):
@@ -249,7 +249,8 @@ def test_family_colour_is_fixed_across_reports(small_eval):
     pairs, ev = small_eval
     other = evaluate(make_folds(pairs, "loo"), {n: make_strategy(n, (1, 3)) for n in ["lr", "score:bad", "random"]},
                      budgets=(1, 3))
-    first = {label.split(" (")[0]: line.get_color() for label, line in legend_entries(regret_figure(ev.summary())).items()}
+    first = {label.split(" (")[0]: line.get_color() for label, line in
+             legend_entries(regret_figure(ev.summary())).items()}
     second = {label.split(" (")[0]: line.get_color() for label, line in
               legend_entries(regret_figure(other.summary())).items()}
     assert first["lr"] == second["lr"] == FAMILY_COLOURS["learned"] == "#D55E00"
@@ -270,5 +271,5 @@ def test_scatter_grid_panels_axes_and_picks(small_eval):
     picks = logme.collections[1].get_offsets()
     d1 = pairs[pairs["dataset"] == "d1"]
     top3 = d1.nlargest(3, "score_logme")
-    assert sorted(map(tuple, np.asarray(picks))) == sorted(zip(top3["score_logme"], top3["performance"]))
+    assert sorted(map(tuple, np.asarray(picks))) == sorted(zip(top3["score_logme"], top3["performance"], strict=True))
     assert "4 of 8 models unranked" in panels[0].get_title()

@@ -47,7 +47,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 def values(F: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Every class score of F by name."""
     table = score_all(F, y, names=METRICS)
-    return dict(zip(table.score, table.value))
+    return dict(zip(table.score, table.value, strict=True))
 
 
 def cli(capsys, *args: str) -> tuple[int, object, list[str]]:
