@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="pick each pair's best hyper-parameters by validation (default) or test value")
     train.add_argument("--tune", type=int, default=0, metavar="N",
                        help="Optuna trials on inner dataset-grouped splits (kept in the store; resumes)")
+    train.add_argument("--study", metavar="NAME",
+                       help="tune the shared Optuna study NAME in the store: this process adds its --tune N trials, "
+                            "so several processes or machines on one store (PostgreSQL for a team) tune it together")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a hyper-parameter, e.g. k=16 or loss=pairwise (repeatable)")
     train.add_argument("--seed", type=int, default=0, help="seed of the FM and of tuning (default 0)")
@@ -123,6 +126,8 @@ def run_train(args: argparse.Namespace) -> int:
     from recommender.models.factory import make_recommender
     from recommender.models.tuning import tune
 
+    if args.study and args.tune < 1:
+        raise UserError("--study NAME tunes a shared study: give --tune N, the trials this process adds")
     store = open_store(args.db)
     pairs = store.pair_table(args.protocol, args.modality, scores=score_names(args.features), select=args.select)
     if pairs.empty:
@@ -134,7 +139,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.tune > 0:
         fixed = {k: v for k, v in params.items() if k != "features"}
         params = tune(args.recommender, pairs, n_trials=args.tune, seed=args.seed, storage=store.url,
-                      features=args.features, verbose=args.verbose, **fixed)
+                      features=args.features, verbose=args.verbose, study_name=args.study, shared=bool(args.study),
+                      **fixed)
     est = make_recommender(args.recommender, **params).fit(pairs)
     seconds = time.perf_counter() - start
     # the protocol and filters go into the saved metadata, so that `recommend` ranks the same pool

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -66,6 +68,21 @@ def study_fingerprint(kind: str, X: pd.DataFrame, y: np.ndarray, fixed: dict[str
     return digest.hexdigest()[:16]
 
 
+def concurrent_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's storage at ``url``, safe when several processes open it at once: SQLite waits for the write lock
+    (60 s) instead of failing with `database is locked`, and a race to create Optuna's tables (`table studies
+    already exists`, a duplicate version row) is retried, as the other process has created them."""
+    import sqlalchemy.exc
+
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(1, attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.DBAPIError:
+            time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)  # the last attempt's error is the caller's
+
+
 def tune(
     kind: str,
     X: pd.DataFrame,
@@ -77,12 +94,16 @@ def tune(
     n_splits: int = 3,
     study_name: str | None = None,
     verbose: bool = False,
+    shared: bool = False,
     **fixed: object,
 ) -> dict[str, object]:
     """Best hyper-parameters of ``kind`` on training pairs X, as keyword arguments of ``make_recommender``.
 
     Validation is grouped by dataset inside X, so call it on a training fold only. With ``storage``
-    (an SQLAlchemy URL such as the store's) the study is kept there and a rerun resumes it.
+    (an SQLAlchemy URL such as the store's) the study is kept there and a rerun resumes it (up to ``n_trials``).
+    With ``shared``, this process adds ``n_trials`` trials to the study, whatever it holds: several processes
+    (machines) on one storage tune one study together, each with its own sampler seed drawn from ``seed`` and
+    its process id (their trials interleave by timing, so a shared study is not reproducible trial by trial).
     """
     cls = recommender_class(kind)
     if int(n_trials) < 1:
@@ -97,17 +118,25 @@ def tune(
     if "seed" in cls().get_params():
         fixed.setdefault("seed", seed)
     splits = inner_splits(X, n_splits)
-    name = study_name or f"recommender-{kind}-{study_fingerprint(kind, X, target, fixed, n_splits)}"
+    fingerprint = study_fingerprint(kind, X, target, fixed, n_splits)
+    name = study_name or f"recommender-{kind}-{fingerprint}"
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    sampler_seed = int(np.random.SeedSequence([seed, os.getpid()]).generate_state(1)[0]) if shared else seed
     study = optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=None if storage is None else concurrent_storage(storage),
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
         load_if_exists=True,
     )
+    tuned_on = study.user_attrs.get("fingerprint")
+    if tuned_on is None:
+        study.set_user_attr("fingerprint", fingerprint)
+    elif tuned_on != fingerprint:
+        raise UserError(f"study {name!r} tunes other pairs or settings (fingerprint {tuned_on}, here {fingerprint}): "
+                        f"give another study name")
     done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    remaining = int(n_trials) - done
+    remaining = int(n_trials) if shared else int(n_trials) - done
     if remaining > 0:
         study.optimize(
             lambda trial: validation_tau(kind, {**fixed, **SEARCH_SPACES[kind](trial)}, X, target, splits),
