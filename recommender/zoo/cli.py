@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument, comma_list
@@ -99,7 +100,8 @@ def run_rank(args: argparse.Namespace) -> int:
     ds = subsample(load_dataset(args.data), args.n, args.seed)
     providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None)
     scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
-    cache = None if args.no_cache else FeatureCache(args.cache)
+    # absolute: a worker process (Ray's run in the folder its node started in) must find the same folder
+    cache = None if args.no_cache else FeatureCache(Path(args.cache).absolute() if args.cache else None)
     progress = not args.json and (args.verbose or sys.stderr.isatty())
     recommender = stacking = None
     if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
