@@ -15,7 +15,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help that shows each option's default (unless it is unset or the help names it already), wraps prose
     paragraphs and keeps indented lines (examples) as written."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
             return text

@@ -30,7 +30,7 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
     (relative to the package) that defines it; that submodule is imported when the name is first read."""
     module = sys.modules[package]
     module.__class__ = _LazyPackage
-    module._lazy_exports = dict(exports)
+    vars(module)["_lazy_exports"] = dict(exports)  # read by _LazyPackage.__setattr__
 
     def __getattr__(name: str) -> Any:
         if name not in exports:

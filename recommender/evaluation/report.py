@@ -129,7 +129,8 @@ def _issue_blocks(issues: pd.DataFrame) -> list[Block]:
     blocks: list[Block] = [("h", 2, "Issues (set aside or flagged, never averaged in)")]
     if issues.empty:
         return [*blocks, ("p", "None.")]
-    items = [f"{r.dataset} {'' if pd.isna(r.model) else r.model}: {r.issue}, {r.detail}"
+    # pandas-stubs type itertuples' fields as any pandas scalar (bytes, Period, ...): these columns hold text
+    items = [f"{r.dataset} {'' if pd.isna(r.model) else r.model}: {r.issue}, {r.detail}"  # type: ignore[arg-type,str-bytes-safe]
              for r in issues.head(MAX_ISSUE_LINES).itertuples()]
     if len(issues) > MAX_ISSUE_LINES:
         items.append(f"... {len(issues) - MAX_ISSUE_LINES} more in issues.csv")

@@ -6,7 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -70,7 +70,8 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 
 def open_compressed(path: Path) -> TextIO:
     """A text handle on a file, decompressed by its suffix (.gz, .bz2, .xz)."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    openers: dict[str, Callable[..., TextIO]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    opener = openers.get(path.suffix.lower())
     if opener is None and path.suffix.lower() in (".zst", ".zip"):
         raise UserError(f"{path}: JSON Lines compressed as {path.suffix} is not supported (use .gz, .bz2 or .xz)")
     return opener(path, "rt", encoding="utf-8") if opener else open(path, encoding="utf-8")
@@ -142,7 +143,11 @@ def _drop_blank_twins(frame: pd.DataFrame) -> pd.DataFrame:
 
 def resolve_aliases(names: pd.Series, aliases: Mapping[str, str]) -> pd.Series:
     """Dataset names with each alias replaced by its dataset (other names, and missing cells, as they are)."""
-    return names.map(lambda name: aliases.get(records.text_or_none(name), name))
+    def resolved(name: object) -> object:
+        text = records.text_or_none(name)
+        return name if text is None else aliases.get(text, name)
+
+    return names.map(resolved)
 
 
 def alias_batch(definitions: pd.DataFrame, label: str, source: str | None = None,

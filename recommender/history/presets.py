@@ -58,7 +58,8 @@ def protocol_facts(jobs: pd.DataFrame, history: str) -> pd.DataFrame:
             lr = pd.to_numeric(group[HP_PREFIX + "lr"], errors="coerce")
             row["lr_min"], row["lr_max"] = lr.min(), lr.max()
         for name, fact in FACT_HPARAMS.items():
-            values = group[HP_PREFIX + name].map(text_or_none).dropna().unique() if HP_PREFIX + name in group else []
+            values: np.ndarray | list[object] = (group[HP_PREFIX + name].map(text_or_none).dropna().unique()
+                                                 if HP_PREFIX + name in group else [])
             if len(values) == 1:
                 row[fact] = values[0]
         row["examples"], row["train_fraction"] = slice_size(row.get("split"))
@@ -145,7 +146,7 @@ def transfergraph(frame: pd.DataFrame, kind: str) -> Tables:
 
 def _literal_dict(text: object) -> dict:
     """A Python dict literal such as "{'lr': 0.1}" (blank gives {})."""
-    if pd.isna(text) or not str(text).strip():
+    if pd.isna(text) or not str(text).strip():  # type: ignore[call-overload]  # pandas-stubs: isna takes any cell
         return {}
     try:
         value = ast.literal_eval(str(text))
@@ -171,14 +172,14 @@ def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_col
     """Experiment-tracker runs (one row per run) to one job per logged test metric (`shown_prefix`: the metric
     columns' prefix as the file has it, for the message when there is none)."""
     fields = ("model", "dataset", "protocol")  # these travel as params / config in a tracker
-    names = {c: c[len(hp_prefix):] for c in frame if c.startswith(hp_prefix)}
+    names = {c: c[len(hp_prefix):] for c in frame.columns if c.startswith(hp_prefix)}
     base = frame.rename(columns={c: n if n in fields else HP_PREFIX + n for c, n in names.items()})
     run_id = next((c for c in id_columns if c in base), None)
     if run_id is not None:
         base = base.rename(columns={run_id: "run"})
     if seconds is not None:
         base = base.assign(seconds=seconds)
-    tests = [c for c in base if re.fullmatch(re.escape(metric_prefix) + r"test[_/.].+", c)]
+    tests = [c for c in base.columns if re.fullmatch(re.escape(metric_prefix) + r"test[_/.].+", c)]
     if not tests:
         shown = metric_prefix if shown_prefix is None else shown_prefix
         raise UserError(f"no test metric column ({shown}test_<name>) in the runs export")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,9 @@ def check_number(name: str, value: object, *, integer: bool = False, low: float 
     """A one-line UserError unless value is a finite (whole, if ``integer``) number in [low, high]."""
     whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     real = whole or (isinstance(value, (float, np.floating)) and np.isfinite(value))
+    number = cast(float, value)  # only read once `real` holds: an int or a finite float
     # a JSON integer has no size limit: compare it as an int, never convert it to a float
-    if not (real and low <= value <= high and (whole or not integer or float(value).is_integer())):
+    if not (real and low <= number <= high and (whole or not integer or float(number).is_integer())):
         bound = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}"
         raise UserError(f"{name} must be a finite {'whole ' if integer else ''}number {bound}, got {value!r}")
 

@@ -4,6 +4,7 @@ refusal to apply a recommender to a modality it never saw."""
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import pandas as pd
 
@@ -28,11 +29,16 @@ def _known(rows: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
     return [c for c in columns if c in rows.columns and rows[c].notna().any()]
 
 
+def _trained_modalities(est: PairRecommender) -> list[str]:
+    """The modalities the recommender was trained on (none recorded: empty)."""
+    return cast(list[str], est.training_.get("modalities") or [])  # training metadata holds a list of names
+
+
 def _dataset_gaps(est: PairRecommender, dataset: str, rows: pd.DataFrame) -> tuple[str | None, bool]:
     """What the dataset lacks that the recommender would use, as a warning (None when nothing is missing), and
     whether it lacks everything (then that one warning covers its missing scores too)."""
     blocks, scores = parse_features(est.features)
-    trained = est.training_.get("modalities") or []
+    trained = _trained_modalities(est)
     side = BLOCKS["d_side"].categorical + BLOCKS["d_side"].scalar if "d_side" in blocks else ()
     unchecked = bool(trained) and "modality" not in _known(rows, ("modality",))
     if ("d_id" in blocks and dataset in est.encoder_.categories_["dataset"]) or not (side or scores):
@@ -53,7 +59,7 @@ def _dataset_gaps(est: PairRecommender, dataset: str, rows: pd.DataFrame) -> tup
 
 def check_modality(est: PairRecommender, pairs: pd.DataFrame, allow_mismatch: bool = False) -> None:
     """Refuse pairs of a modality ``est`` was never trained on; a warning instead when ``allow_mismatch``."""
-    trained = est.training_.get("modalities") or []
+    trained = _trained_modalities(est)
     if not trained or "modality" not in pairs.columns:
         return
     for dataset, rows in pairs.groupby(pairs["dataset"].astype(str), sort=True):

@@ -198,7 +198,9 @@ class FMRecommender(PairRecommender):
             fm = FactorizationMachine(Z.shape[1], int(self.k), self.init_std)
             task = FMTask(fm, self.learning_rate, self.weight_decay, self.loss)
             order = torch.Generator().manual_seed(self.seed)
-            loader = DataLoader(batches, batch_size=None, shuffle=len(batches) > 1, generator=order)
+            # torch's stubs want a Dataset; any list with len and indexing is one to the DataLoader
+            loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = DataLoader(
+                batches, batch_size=None, shuffle=len(batches) > 1, generator=order)  # type: ignore[arg-type]
             trainer = L.Trainer(
                 max_epochs=int(self.epochs),
                 accelerator="cpu",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from recommender.contracts import DATASET_COLUMNS, MODEL_COLUMNS, SCORE_PREFIX, is_score_column
@@ -35,13 +38,14 @@ def candidate_pairs(pool: pd.DataFrame, dataset: dict[str, object], scores: pd.D
     models = pool.reindex(columns=list(MODEL_COLUMNS)).drop_duplicates("model")
     if models.empty:
         raise UserError("the model pool is empty")
-    rows = models.assign(**{c: dataset.get(c) for c in DATASET_COLUMNS})
+    facts: dict[str, Any] = {c: dataset.get(c) for c in DATASET_COLUMNS}  # scalars, one per column
+    rows = models.assign(**facts)
     if scores is not None:
         rows = rows.merge(wide_scores(scores), on="model", how="left")
     return rows.reset_index(drop=True)
 
 
-def top_k(pairs: pd.DataFrame, predicted: object, k: int) -> pd.DataFrame:
+def top_k(pairs: pd.DataFrame, predicted: np.ndarray, k: int) -> pd.DataFrame:
     """The k best-predicted models, ranked (ties keep pool order)."""
     if k < 1:
         raise UserError(f"--top-k must be >= 1, got {k}")

@@ -48,7 +48,8 @@ def write_saved(folder: Path, meta: dict[str, object], arrays: Mapping[str, np.n
     digest: dict[str, str] = {}
 
     def write_weights(part: Path) -> None:
-        np.savez(part, **arrays)
+        # mypy cannot tell that the array names exclude savez's own `allow_pickle` keyword
+        np.savez(part, **arrays)  # type: ignore[arg-type]
         digest["sha256"] = _sha256(part)
 
     write_atomic(folder / WEIGHTS_FILE, write_weights)

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -46,9 +47,10 @@ class Score:
 SCORES: dict[str, Score] = {s.name: s for s in (
     Score("logme", lambda d: logme_from(d.features, d.y, d.task), False, False,
           "LogME: mean maximum log evidence per example of a Bayesian linear model"),
-    Score("leep", lambda d: leep(d.source_probs, d.y), True, True,
+    # the scores that need source probabilities run only where they are given (score_all checks it)
+    Score("leep", lambda d: leep(cast(np.ndarray, d.source_probs), d.y), True, True,
           "LEEP: log expected empirical prediction from source probabilities"),
-    Score("nce", lambda d: nce(np.argmax(d.source_probs, axis=1), d.y), True, True,
+    Score("nce", lambda d: nce(np.argmax(cast(np.ndarray, d.source_probs), axis=1), d.y), True, True,
           "NCE: minus H(target label | source hard label)"),
     Score("hscore", lambda d: hscore_from(d.features, d.y), True, False,
           "H-score: tr(pinv(cov F) cov G)"),

@@ -49,8 +49,8 @@ def nce(z: np.ndarray, y: np.ndarray) -> float:
     codes, n_classes = check_classes(y, len(z))
     _, source = np.unique(z, return_inverse=True)
     n_source = int(source.max()) + 1
-    joint = np.bincount(codes * n_source + source, minlength=n_classes * n_source).reshape(n_classes, n_source)
-    joint = joint / len(z)
+    counts = np.bincount(codes * n_source + source, minlength=n_classes * n_source).reshape(n_classes, n_source)
+    joint = counts / len(z)
     marginal = joint.sum(axis=0, keepdims=True)
     present = joint > 0
     return float(np.sum(joint[present] * np.log((joint / marginal)[present])))
