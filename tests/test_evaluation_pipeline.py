@@ -190,32 +190,69 @@ def test_static_strategies_score_the_same_in_the_sequential_protocol():
     pd.testing.assert_frame_equal(static, sequential)
 
 
-@pytest.mark.parametrize("name", ["adaptive:similarity", "adaptive:lr", "adaptive:ucb"])
-def test_poisoning_unpicked_results_changes_no_pick_until_it_is_picked(name):
-    """Nothing but the truth of the picks already made reaches an adaptive strategy: with every result but the
-    first k picks' scrambled, the first k + 1 picks stay the same (pick k + 1 depends on the first k only)."""
-    from recommender.evaluation.sequential import adaptive_preferences
-
-    pairs = pair_table(n_datasets=5, n_models=12)
-    odd = pairs["dataset"].isin(["d1", "d3"])  # two kinds of dataset that rank the models in opposite orders
+def _opposed_table(n_datasets: int = 5, seed: int = 0) -> pd.DataFrame:
+    """pair_table with two kinds of dataset (d1, d3 against the rest) that rank the models in opposite orders."""
+    pairs = pair_table(n_datasets=n_datasets, n_models=12, seed=seed)
+    odd = pairs["dataset"].isin(["d1", "d3"])
     pairs.loc[odd, "performance"] = 1.3 - pairs.loc[odd, "performance"]
-    fold = make_folds(pairs, "loo")[-1]
-    est = make_strategy(name, (1, 3, 5)).fit(fold.train)
-    hidden = fold.test.drop(columns=["performance", "selected_by"])
-    truth = fold.test["performance"].to_numpy()
+    return pairs
 
-    def picks(values):
-        pref = adaptive_preferences(est, hidden, values, (5,))[5]
-        return list(np.argsort(-np.nan_to_num(pref, nan=-1))[:5])
 
+def _assert_only_picked_truth_reaches(picks, truth: np.ndarray, poison) -> None:
+    """picks(values) gives the first 5 picks with `truth` replaced by `values`; poison(values, keep, rng) scrambles
+    every result but `keep` (and may scramble more of what the strategy must not see). With all but the first k
+    picks' results scrambled, the first k + 1 picks stay the same (pick k + 1 depends on the first k only)."""
     clean, moved = picks(truth), False
     rng = np.random.default_rng(3)
     for k in range(5):
         for _ in range(3):
-            poisoned = truth.copy()
             keep = np.isin(np.arange(truth.size), clean[:k])
-            poisoned[~keep] = rng.uniform(0.0, 2.0, (~keep).sum())
-            got = picks(poisoned)
+            got = picks(poison(truth, keep, rng))
             assert got[: k + 1] == clean[: k + 1]
             moved |= got != clean
     assert moved  # the poison can move later picks once picked: the strategy does read what it is shown
+
+
+def _first_picks(est, hidden: pd.DataFrame, values: np.ndarray) -> list[int]:
+    """The first 5 sequential picks (positions in `hidden`) of a fitted adaptive strategy shown `values`."""
+    from recommender.evaluation.sequential import adaptive_preferences
+
+    pref = adaptive_preferences(est, hidden, values, (5,))[5]
+    return list(np.argsort(-np.nan_to_num(pref, nan=-1))[:5])
+
+
+def _scramble(values: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = values.copy()
+    out[~keep] = rng.uniform(0.0, 2.0, (~keep).sum())
+    return out
+
+
+@pytest.mark.parametrize("name", ["adaptive:similarity", "adaptive:lr", "adaptive:ucb"])
+def test_poisoning_unpicked_results_changes_no_pick_until_it_is_picked(name):
+    """Nothing but the truth of the picks already made reaches an adaptive strategy (leave-one-dataset-out)."""
+    fold = make_folds(_opposed_table(), "loo")[-1]
+    est = make_strategy(name, (1, 3, 5)).fit(fold.train)
+    hidden = fold.test.drop(columns=["performance", "selected_by"])
+    _assert_only_picked_truth_reaches(lambda v: _first_picks(est, hidden, v), fold.test["performance"].to_numpy(),
+                                      _scramble)
+
+
+@pytest.mark.parametrize("name", ["adaptive:similarity", "adaptive:lr"])
+@pytest.mark.parametrize("target", ["d0", "d5"])  # d0: seen by the training protocol, d5: not
+def test_cross_protocol_adaptive_sees_only_the_target_truth_of_its_picks(name, target):
+    """Cross-protocol: training is exactly the protocol-A pairs (d0 included; no protocol-C pair, whatever its
+    value), and an adaptive strategy ranking a C dataset is shown only the C results of the picks it made."""
+    source = _opposed_table().assign(protocol="A")
+    target_pairs = _opposed_table(n_datasets=2, seed=1).replace({"dataset": {"d1": "d5"}}).assign(protocol="C")
+    pairs = pd.concat([source, target_pairs], ignore_index=True)
+    is_c = pairs["protocol"] == "C"
+    pairs.loc[is_c, "performance"] = np.random.default_rng(5).uniform(0.0, 2.0, is_c.sum())  # in training: a leak
+    fold = next(f for f in make_folds(pairs, "cross-protocol", protocols=["C"], train_protocols=["A"])
+                if f.name == target)
+    pd.testing.assert_frame_equal(fold.train, source)
+    assert set(fold.test["protocol"]) == {"C"} and set(fold.test["dataset"]) == {target}
+    assert fold.seen == frozenset({"d0"})
+    est = make_strategy(name, (1, 3, 5)).fit(fold.train)
+    hidden = fold.test.drop(columns=["performance", "selected_by"])
+    _assert_only_picked_truth_reaches(lambda v: _first_picks(est, hidden, v), fold.test["performance"].to_numpy(),
+                                      _scramble)
