@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.evaluation import Evaluation, Fold, check_pairs, evaluate, make_folds, make_strategy
+from recommender.evaluation import Fold, check_pairs, evaluate, make_folds, make_strategy
 from recommender.history import open_store
 
 BUDGETS = (1, 3, 5, 10)
@@ -73,7 +73,7 @@ def run_history(store, name: str) -> tuple[pd.DataFrame, float]:
     if "seen" not in ev.results.columns:
         return ev.summary().assign(history=name), time.perf_counter() - start
     # cross-protocol: one mean over every target dataset (seen "all"), and the seen and unseen ones apart
-    overall = Evaluation(ev.results.drop(columns="seen"), ev.predictions, ev.issues).summary().assign(seen="all")
+    overall = ev.summary(by_seen=False).assign(seen="all")
     apart = ev.summary().assign(seen=lambda f: f["seen"].map({True: "seen", False: "unseen"}))
     return pd.concat([overall, apart], ignore_index=True).assign(history=name), time.perf_counter() - start
 

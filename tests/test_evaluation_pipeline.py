@@ -237,14 +237,38 @@ def test_poisoning_unpicked_results_changes_no_pick_until_it_is_picked(name):
                                       _scramble)
 
 
+def _two_protocol_table() -> pd.DataFrame:
+    """Protocol A on d0..d4 (the training history) and protocol C on d0 (seen by A) and d5 (not), same models."""
+    source = _opposed_table().assign(protocol="A")
+    target = _opposed_table(n_datasets=2, seed=1).replace({"dataset": {"d1": "d5"}}).assign(protocol="C")
+    return pd.concat([source, target], ignore_index=True)
+
+
+def test_cross_protocol_adaptive_evaluation_reports_one_row_per_strategy(tmp_path):
+    """evaluate --adaptive under the cross-protocol split: summary.csv keeps seen and unseen apart, the report's
+    table is one row per strategy with the mean over every target dataset."""
+    from recommender.evaluation.report import write_report
+
+    folds = make_folds(_two_protocol_table(), "cross-protocol", protocols=["C"], train_protocols=["A"])
+    names = ["mean-perf", "adaptive:similarity"]
+    ev = evaluate(folds, {n: make_strategy(n, (1, 3)) for n in names}, (1, 3), adaptive=True)
+    report = write_report(ev, tmp_path / "r", "cross", {}, scatter=False)
+    split = pd.read_csv(report.parent / "summary.csv")
+    assert set(split["seen"]) == {True, False}
+    for name in names:
+        values = ev.results.query("strategy == @name and measure == 'relative_regret' and budget == 3")["value"]
+        assert len(values) == 2  # d0 and d5
+        row = next(line for line in report.read_text().splitlines() if line.startswith(f"| {name} |"))
+        assert f"{values.mean():.3f} ± " in row  # three decimals as printed
+
+
 @pytest.mark.parametrize("name", ["adaptive:similarity", "adaptive:lr"])
 @pytest.mark.parametrize("target", ["d0", "d5"])  # d0: seen by the training protocol, d5: not
 def test_cross_protocol_adaptive_sees_only_the_target_truth_of_its_picks(name, target):
     """Cross-protocol: training is exactly the protocol-A pairs (d0 included; no protocol-C pair, whatever its
     value), and an adaptive strategy ranking a C dataset is shown only the C results of the picks it made."""
-    source = _opposed_table().assign(protocol="A")
-    target_pairs = _opposed_table(n_datasets=2, seed=1).replace({"dataset": {"d1": "d5"}}).assign(protocol="C")
-    pairs = pd.concat([source, target_pairs], ignore_index=True)
+    pairs = _two_protocol_table()
+    source = pairs[pairs["protocol"] == "A"]
     is_c = pairs["protocol"] == "C"
     pairs.loc[is_c, "performance"] = np.random.default_rng(5).uniform(0.0, 2.0, is_c.sum())  # in training: a leak
     fold = next(f for f in make_folds(pairs, "cross-protocol", protocols=["C"], train_protocols=["A"])

@@ -169,13 +169,13 @@ def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str,
     that is not an earlier report is refused unless `overwrite`."""
     from recommender.evaluation.plots import plot_regret, plot_scatter  # matplotlib only when writing
 
-    summary = ev.summary()
+    summary = ev.summary(by_seen=False)  # cross-protocol: seen and unseen apart in summary.csv only
     names = list(dict.fromkeys([*(strategies or []), *summary["strategy"]]))
     notes = strategy_notes(ev, names)
 
     def build(folder: Path) -> None:
         ev.results.to_csv(folder / "results.csv", index=False)
-        summary.to_csv(folder / "summary.csv", index=False)
+        ev.summary().to_csv(folder / "summary.csv", index=False)
         ev.predictions.to_csv(folder / "predictions.csv.gz", index=False)
         ev.issues.to_csv(folder / "issues.csv", index=False)
         notes.to_csv(folder / "strategies.csv")

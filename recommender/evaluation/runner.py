@@ -32,13 +32,13 @@ class Evaluation:
     predictions: pd.DataFrame
     issues: pd.DataFrame
 
-    def summary(self) -> pd.DataFrame:
-        """Mean over (fold, dataset) units per strategy, measure and budget (and seen, cross-protocol), with std and
-        a bootstrap 95% CI."""
+    def summary(self, by_seen: bool = True) -> pd.DataFrame:
+        """Mean over (fold, dataset) units per strategy, measure and budget (and seen, cross-protocol, unless not
+        `by_seen`: then one mean over every dataset), with std and a bootstrap 95% CI."""
         rows = []
-        keys = ["strategy", "measure", "budget", *(["seen"] if "seen" in self.results.columns else [])]
+        keys = ["strategy", "measure", "budget", *(["seen"] if by_seen and "seen" in self.results.columns else [])]
         for key, part in self.results.groupby(keys, dropna=False, sort=False):
-            rows.append(dict(zip(keys, key)) | summarize(part["value"], part["repeat"]))
+            rows.append(dict(zip(keys, key, strict=True)) | summarize(part["value"], part["repeat"]))
         return pd.DataFrame(rows, columns=keys + ["mean", "std", "ci_low", "ci_high", "n"])
 
 
