@@ -232,7 +232,10 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         name = row["dataset"]
         mine = (candidates["dataset"] == name).to_numpy()
         models = candidates.loc[mine, "model"].astype(str).to_numpy()
-        updated, spread, observed, note = adaptive_update(predicted[mine], models, pairs, name, observed_path,
+        # a dataset the recommender was fitted on: its logged jobs are its training data, not new evidence
+        fitted_on = name in est.encoder_.categories_.get("dataset", ())
+        logged = pairs[pairs["dataset"] != name] if fitted_on else pairs
+        updated, spread, observed, note = adaptive_update(predicted[mine], models, logged, name, observed_path,
                                                           target or str(training.get("protocol", "vtab1k")))
         notes += [note] if note else []
         best = top_k(candidates.loc[mine].reset_index(drop=True), updated, k)
