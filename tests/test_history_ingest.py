@@ -385,3 +385,11 @@ def test_multi_protocol_pair_table_with_facts(store, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"protocol 'b' on 'd2' is stored with 77\.0 examples, not 78\.0"):
         pd.DataFrame({"protocol": ["b"], "dataset": ["d2"], "examples": [78]}).to_csv(facts, index=False)
         ingest_file(store, facts, kind="protocols")
+
+
+def test_protocol_facts_without_a_dataset_column(tmp_path):
+    """A protocols file with no dataset column holds one row of facts per protocol (it failed on frame[~False])."""
+    store = open_store(str(tmp_path / "s.db"), create=True)
+    facts = tmp_path / "facts.csv"
+    pd.DataFrame({"protocol": ["myproto"], "history": ["mine"], "epochs": [3]}).to_csv(facts, index=False)
+    assert ingest_file(store, facts, kind="protocols") == {"protocols": 1, "protocol_datasets": 0}

@@ -85,7 +85,8 @@ def long(frame: pd.DataFrame, kind: str) -> Tables:
     """Our long format: jobs may also carry model and dataset features, which go to their tables, and a `history`
     column (a protocol fact). Protocols: one row of facts per protocol, or per (protocol, dataset) for examples."""
     if kind == "protocols":  # a row naming a dataset gives the protocol's training examples on that dataset
-        per_dataset = frame["dataset"].map(text_or_none).notna() if "dataset" in frame else False
+        per_dataset = (frame["dataset"].map(text_or_none).notna() if "dataset" in frame
+                       else pd.Series(False, index=frame.index))
         return {"protocols": frame[~per_dataset].drop(columns="dataset", errors="ignore"),
                 "protocol_datasets": frame[per_dataset]}
     if kind != "jobs":

@@ -496,8 +496,10 @@ def test_rank_refuses_a_recommender_trained_on_images_for_a_text_dataset(capsys,
     assert not (tmp_path / "cache").exists()  # refused before any feature is extracted
     code, out, lines = run(capsys, *argv, "--allow-modality-mismatch")
     assert code == 0 and np.isfinite(json.loads(out)[0]["predicted"])
-    assert lines == [("recommender rank: warning: the recommender was trained on image datasets only, and austen "
-                      "is text; ranking anyway (--allow-modality-mismatch)")]
+    assert lines[0] == ("recommender rank: warning: the recommender was trained on image datasets only, and austen "
+                        "is text; ranking anyway (--allow-modality-mismatch)")
+    assert [line for line in lines[1:] if "warning" in line or "error" in line] == []  # then only the evidence line
+    assert lines[1].startswith("recommender rank: ordered by lr")
 
 
 def test_rank_refuses_a_recommender_whose_scores_are_not_computed(capsys, tmp_path):
