@@ -30,4 +30,16 @@ recommender rank --db "$DB" --data bbc_news --n 300 --zoo text-offline \
     --scores logme,hscore_reg,lfc,parc,knn,linear --recommender "$OUT/fm-text" --top-k 3 \
     --csv "$OUT/rank-bbc_news.csv" --cache "$OUT/features"
 
+echo "== 5. next: two models already fine-tuned on your own task (TransferGraph's real results on Oxford pets,"
+echo "   under its own protocol); which three to fine-tune next, learned from the SHiFT history"
+python - "$DB" > "$OUT/observed-pets.csv" <<'PY'
+import sys
+from recommender.history import open_store
+pairs = open_store(sys.argv[1]).pair_table("transfergraph:70pct-30ep", select="test")
+tried = pairs[(pairs["dataset"] == "oxford_iiit_pet")
+              & pairs["model"].isin(["google/vit-base-patch16-224", "facebook/deit-small-patch16-224"])]
+print(tried[["model", "performance"]].to_csv(index=False), end="")
+PY
+recommender next --db "$DB" --dataset my-pets --modality image --observed "$OUT/observed-pets.csv" --budget 3
+
 echo "== done: report, CSVs and plots in $OUT/"
