@@ -112,7 +112,8 @@ class RayExecutor:
                 except ConnectionError as exc:
                     raise UserError(f"--address {self.address}: no Ray cluster answers there ({exc})") from None
             else:
-                ray.init(num_cpus=self.workers or available_cores(), include_dashboard=False,
+                # "local": a new Ray of its own, never one that `ray start` left running on this machine
+                ray.init(address="local", num_cpus=self.workers or available_cores(), include_dashboard=False,
                          logging_level="warning")
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
