@@ -94,10 +94,13 @@ def table(summary: pd.DataFrame) -> pd.DataFrame:
     keys = ["run", "strategy", *(["seen"] if "seen" in summary.columns else [])]
     tau = summary[summary["measure"] == "weighted_tau"].set_index(keys)
     regret = summary[summary["measure"] == "relative_regret"].pivot_table(index=keys, columns="budget", values="mean")
-    out = regret.rename(columns=lambda b: f"rel. regret B={int(b)}").join(
-        pd.DataFrame({"weighted tau": tau["mean"], "std": tau["std"], "n": tau["n"]}), how="left")
-    order = {name: i for i, name in enumerate(summary["run"].drop_duplicates())}
-    return out.reset_index().sort_values(["run"], key=lambda c: c.map(order), kind="stable")
+    out = pd.DataFrame({"weighted tau": tau["mean"], "std": tau["std"]}).join(
+        regret.rename(columns=lambda b: f"rel. regret B={int(b)}"), how="outer").join(tau["n"])
+    # runs, then strategies, in the order they were run (RUNS); seen before unseen
+    order = {key: i for i, key in enumerate(summary[keys[:2]].drop_duplicates().itertuples(index=False, name=None))}
+    out = out.reset_index()
+    return out.assign(at=[order[k] for k in out[keys[:2]].itertuples(index=False, name=None)]).sort_values(
+        ["at", *keys[2:]], kind="stable").drop(columns="at")
 
 
 def slug(name: str) -> str:
