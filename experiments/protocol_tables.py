@@ -8,8 +8,8 @@ Runs (`TG` = TransferGraph's re-run, `SHiFT` = VTAB-1k; test values choose each 
 - SHiFT vision leave-one-dataset-out (the static LR figure of the README).
 
 Writes protocol_tables.md (means) and protocol_tables.csv (every per-dataset number) to --out, with the time taken.
-Each run's numbers and seconds are kept in protocol_tables_parts/, so that `--runs` recomputes only the runs named
-and the table is assembled from every run's latest part (run pieces in parallel or one at a time):
+Each run's means and seconds are kept in protocol_tables_parts/ (and its rows in the CSV), so that `--runs`
+recomputes only the runs named and the table is assembled from every run's latest numbers (one run at a time):
     python experiments/protocol_tables.py --out experiments/results
     python experiments/protocol_tables.py --runs "TG image LOO,TG text (full) LOO" --out experiments/results
 Without --db, a temporary SQLite store is created and the bundled history loaded into it.
@@ -18,6 +18,7 @@ Without --db, a temporary SQLite store is created and the bundled history loaded
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -105,7 +106,7 @@ def table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def slug(name: str) -> str:
     """A file name for a run's part."""
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,29 +117,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="store URL (default: a temporary store loaded with the bundled history)")
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--runs", help="comma-separated run names (default: all)")
+    parser.add_argument("--table-only", action="store_true", help="run nothing; rewrite the table from kept numbers")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    parts = out / "protocol_tables_parts"
+    csv, parts = out / "protocol_tables.csv", out / "protocol_tables_parts"  # per-dataset rows; each run's means
     parts.mkdir(parents=True, exist_ok=True)
-    wanted = args.runs.split(",") if args.runs else [r.name for r in RUNS]
+    wanted = [] if args.table_only else args.runs.split(",") if args.runs else [r.name for r in RUNS]
     unknown = sorted(set(wanted) - {r.name for r in RUNS})
     if unknown:
         parser.error(f"unknown run(s) {', '.join(unknown)}; runs: {', '.join(r.name for r in RUNS)}")
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
-        if not args.db:
+        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db) if wanted else None
+        if wanted and not args.db:
             from recommender.history.bundled import load_bundled
 
             load_bundled(store)
         for run in (r for r in RUNS if r.name in wanted):
             found, summary, seconds = run_one(store, run)
-            found.to_csv(parts / f"{slug(run.name)}.csv", index=False)
-            summary.assign(seconds=seconds).to_csv(parts / f"{slug(run.name)}_summary.csv", index=False)
+            kept = pd.read_csv(csv) if csv.exists() else found.iloc[:0]
+            # the per-dataset rows of the other runs stay as they were; this run's are replaced
+            pd.concat([kept[kept["run"] != run.name], found], ignore_index=True).to_csv(csv, index=False)
+            summary.assign(seconds=seconds).to_csv(parts / f"{slug(run.name)}.csv", index=False)
             print(f"{run.name}: {seconds:.0f} s", file=sys.stderr)
-    done = [r.name for r in RUNS if (parts / f"{slug(r.name)}_summary.csv").exists()]
-    results = pd.concat([pd.read_csv(parts / f"{slug(name)}.csv") for name in done], ignore_index=True)
-    summaries = pd.concat([pd.read_csv(parts / f"{slug(name)}_summary.csv") for name in done], ignore_index=True)
-    results.to_csv(out / "protocol_tables.csv", index=False)
+    done = [r.name for r in RUNS if (parts / f"{slug(r.name)}.csv").exists()]
+    summaries = pd.concat([pd.read_csv(parts / f"{slug(name)}.csv") for name in done], ignore_index=True)
     times = summaries.groupby("run", sort=False)["seconds"].first()
     frame = table(summaries.drop(columns="seconds"))
     lines = ["# Protocols and cross-protocol (issue 11)", "",
