@@ -188,8 +188,7 @@ def p_store(tmp_path_factory: pytest.TempPathFactory) -> str:
                                                                                                   25.6, 86.0, 44.5]}),
         "datasets": pd.DataFrame({"dataset": list(P_DATASETS), "group": ["natural", "structured"] * 2,
                                   "modality": "image", "examples": list(P_DATASETS.values()), "classes": 10.0}),
-        "protocols": pd.DataFrame({"protocol": ["a", "b"], "dataset": None,  # (a file without it is refused)
-                                   "history": ["mine", "theirs"], "train_fraction": [0.5, None],
+        "protocols": pd.DataFrame({"protocol": ["a", "b"], "history": ["mine", "theirs"], "train_fraction": [0.5, None],
                                    "examples": [None, 100.0], "epochs": [4.0, 30.0], "lr_min": [1e-3, 0.1],
                                    "lr_max": [1e-2, 0.1], "peft": ["lora", "full"], "lora_r": [8.0, None]}),
         "jobs": jobs}
