@@ -158,10 +158,13 @@ def main() -> int:
 
             load_bundled(store)
         lines = ["# Adaptive against static search (SPEC §7)", "",
-                 "Leave-one-dataset-out, best hyper-parameters by test value, broken runs dropped. Static strategies "
-                 "pick their top B; adaptive ones pick one model at a time and are shown its true performance. "
-                 "Mean relative regret ± std over held-out datasets. Adaptive hyper-parameters are chosen on inner "
-                 "leave-one-dataset-out folds of the training datasets only.", ""]
+                 "Leave-one-dataset-out (shift-to-tg-image: the cross-protocol split, trained on SHiFT VTAB-1k "
+                 "image alone, ranking each TransferGraph image dataset; one fit ranks every target, as the folds "
+                 "share their training pairs), best hyper-parameters by test value, broken runs dropped. Static "
+                 "strategies pick their top B; adaptive ones pick one model at a time and are shown its true "
+                 "performance (target protocol). Mean relative regret ± std over held-out datasets. Adaptive "
+                 "hyper-parameters are chosen on inner leave-one-dataset-out folds of the training datasets only.",
+                 ""]
         for name in args.histories.split(","):
             if name in args.reuse.split(","):
                 summary = pd.read_csv(out / f"adaptive_{name}.csv").astype({"budget": "Int64"})
