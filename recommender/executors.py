@@ -35,11 +35,21 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker initializer: cap the BLAS/OpenMP threads of a worker process so that the workers together use the
-    cores once (set before numpy or torch is imported in the fresh process; Ray does the same for its tasks)."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_environment() -> dict[str, str]:
+    """This process's BLAS/OpenMP thread counts (as set, else the cores available, the libraries' default), for the
+    workers. A BLAS result can change in its last bits with the thread count (a ridge fit moved by 1e-15 with 1
+    thread instead of 2), so workers use the parent's count, not a share of the cores (Ray's default is 1): the
+    numbers stay the serial ones bit for bit, at the price of oversubscribed cores while tasks compute in BLAS."""
+    default = os.environ.get("OMP_NUM_THREADS", str(available_cores()))
+    return {name: os.environ.get(name, default) for name in THREAD_VARIABLES}
+
+
+def _set_environment(variables: dict[str, str]) -> None:
+    """Worker initializer: set variables before numpy or torch is imported in the fresh process."""
+    os.environ.update(variables)
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,8 @@ class LocalExecutor:
         items = list(items)
         if not items:
             return []
-        workers = min(self.workers, len(items))
-        threads = max(1, available_cores() // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_limit_threads, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_set_environment, initargs=(thread_environment(),)) as pool:
             return list(pool.map(fn, items))
 
 
@@ -121,7 +129,7 @@ class RayExecutor:
         import ray
         from ray.exceptions import RayTaskError
 
-        task = ray.remote(num_cpus=1, max_retries=0)(_call)
+        task = ray.remote(num_cpus=1, max_retries=0, runtime_env={"env_vars": thread_environment()})(_call)
         shared = ray.put(fn)  # fn with what it binds (a dataset) goes into the object store once, not once per task
         refs = [task.remote(shared, item) for item in items]
         try:

@@ -6,12 +6,13 @@ name, and neither need find this test module."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import pytest
 
 from recommender.errors import UserError
-from recommender.executors import make_executor, ray_installed
+from recommender.executors import THREAD_VARIABLES, available_cores, make_executor, ray_installed, thread_environment
 
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'recommender[ray]')")
 
@@ -70,6 +71,16 @@ def test_ray_task_error_is_raised_as_itself(ray_executor) -> None:
     with pytest.raises(UserError, match="unknown executor 'bogus'") as info:
         ray_executor.map(make_executor, ["serial", "bogus"])
     assert type(info.value) is UserError  # not Ray's wrapper, whose message holds the remote traceback
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("ray", marks=needs_ray)])
+def test_workers_use_the_parents_blas_threads(kind: str, request: pytest.FixtureRequest) -> None:
+    # a BLAS result may move in its last bit with the thread count: workers must not take Ray's default of 1
+    executor = request.getfixturevalue("ray_executor") if kind == "ray" else make_executor("local", workers=2)
+    assert executor.map(os.getenv, THREAD_VARIABLES) == [thread_environment()[v] for v in THREAD_VARIABLES]
+    assert thread_environment()["OPENBLAS_NUM_THREADS"] == os.environ.get("OPENBLAS_NUM_THREADS",
+                                                                          os.environ.get("OMP_NUM_THREADS",
+                                                                                         str(available_cores())))
 
 
 @needs_ray
