@@ -29,7 +29,7 @@ from recommender.history import open_store
 
 BUDGETS = (1, 3, 5, 10)
 STATIC = ("random", "imagenet", "mean-perf", "lr", "fm")
-ADAPTIVE = ("adaptive:similarity", "adaptive:lr", "adaptive:ucb")
+ADAPTIVE = ("adaptive:similarity", "adaptive:lr", "adaptive:ucb", "adaptive:blend")
 TG_IMAGE = "transfergraph:70pct-30ep"
 
 
@@ -45,7 +45,7 @@ class History:
     train_protocols: tuple[str, ...] = ()
 
 
-SHORT = {"static": ("mean-perf", "lr"), "adaptive": ("adaptive:similarity", "adaptive:lr")}
+SHORT = {"static": ("mean-perf", "lr"), "adaptive": ("adaptive:similarity", "adaptive:lr", "adaptive:blend")}
 HISTORIES = {"shift-vision": History("vtab1k", "image"), "parc": History("parc", None),
              "small-zoos": History("full-finetune", None), "shift-text": History("vtab1k", "text"),
              "tg-image": History(TG_IMAGE, "image", **SHORT),
@@ -56,14 +56,14 @@ CROSS_FACTOR = 0.5  # cross-protocol: adaptive regret at most half of static mea
 CROSS_BUDGETS = (5, 10)
 
 
-def run_history(store, name: str) -> tuple[pd.DataFrame, float]:
-    """The summary of every strategy on one history (over all held-out datasets, seen or not by training) and the
-    seconds it took."""
+def run_history(store, name: str, only: tuple[str, ...] = ()) -> tuple[pd.DataFrame, float]:
+    """The summary of every strategy on one history (or of `only` those) over all held-out datasets (cross-protocol:
+    also seen and unseen apart), and the seconds it took."""
     spec = HISTORIES[name]
     protocols = [spec.protocol, *spec.train_protocols] if spec.train_protocols else spec.protocol
     pairs, issues = check_pairs(store.pair_table(protocols, spec.modality, select="test"))
     start = time.perf_counter()
-    strategies = {n: make_strategy(n, BUDGETS) for n in spec.static + spec.adaptive}
+    strategies = {n: make_strategy(n, BUDGETS) for n in only or spec.static + spec.adaptive}
     if spec.train_protocols:  # every fold trains on the same pairs: one fit ranks every target dataset
         folds = make_folds(pairs, "cross-protocol", protocols=[spec.protocol], train_protocols=spec.train_protocols)
         folds = [Fold("targets", 0, folds[0].train, pd.concat([f.test for f in folds]), folds[0].seen)]
@@ -147,6 +147,8 @@ def main() -> int:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--reuse", default="", help="histories whose adaptive_<history>.csv in --out (from an "
                                                     "earlier run of this script) is read instead of rerun")
+    parser.add_argument("--add", default="", help="strategies run on the reused histories and added to their "
+                                                  "adaptive_<history>.csv (e.g. adaptive:blend)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +171,12 @@ def main() -> int:
             if name in args.reuse.split(","):
                 summary = pd.read_csv(out / f"adaptive_{name}.csv").astype({"budget": "Int64"})
                 seconds = float(summary["seconds"].iloc[0])
+                added = [n for n in args.add.split(",") if n and n not in set(summary["strategy"])]
+                if added:
+                    extra, more = run_history(store, name, tuple(added))
+                    seconds += more
+                    summary = pd.concat([summary.drop(columns="seconds"), extra], ignore_index=True)
+                    summary.assign(seconds=round(seconds)).to_csv(out / f"adaptive_{name}.csv", index=False)
             else:
                 summary, seconds = run_history(store, name)
                 summary.assign(seconds=round(seconds)).to_csv(out / f"adaptive_{name}.csv", index=False)

@@ -8,8 +8,8 @@ import pytest
 
 from recommender.cli import main
 from recommender.errors import UserError
-from recommender.models.adaptive import (Ranking, Session, SimilaritySearch, WarmStartLR, next_models,
-                                         observed_results, pick_preference, simulate)
+from recommender.models.adaptive import (BlendSearch, Ranking, Session, SimilaritySearch, WarmStartLR,
+                                         next_models, observed_results, pick_preference, simulate)
 
 # z-scores (population std) of 4, 3, 2, 1: (x - 2.5) / sqrt(1.25)
 Z4 = np.array([1.5, 0.5, -0.5, -1.5]) / np.sqrt(1.25)
@@ -111,6 +111,33 @@ def test_warm_start_lr_ranks_as_lr_first_and_learns_the_cluster():
     picks = simulate(session, truth, 4)
     # d5 is an odd dataset (high-index models win) that LR cannot tell apart: after two results the picks move up
     assert truth[picks[2]] > truth[picks[:2]].max() and truth[picks[3]] > truth[picks[:2]].max()
+
+
+def test_blend_ends_are_its_parts_and_its_weight_comes_from_the_inner_folds():
+    """Weight 0 ranks as the similarity search and weight 1 as the LR warm start (each with the hyper-parameters it
+    chose itself on inner folds), at every step of a search; left unset, the weight is a grid point chosen on the
+    inner folds, and a middle weight scores the mean of the two standardised scores."""
+    pairs = shift_like()
+    train, target = pairs[pairs["dataset"] != "d5"], pairs[pairs["dataset"] == "d5"]
+    hidden = target.drop(columns="performance").reset_index(drop=True)
+    truth = target["performance"].to_numpy()
+    similarity = SimilaritySearch().fit(train).session(hidden)
+    warm = WarmStartLR().fit(train).session(hidden)
+    ends = {w: BlendSearch(weight=w).fit(train).session(hidden) for w in (0.0, 0.5, 1.0)}
+    picks = simulate(similarity, truth, 4)
+    for k in range(len(picks) + 1):  # any observed prefix: the ends order the candidates as their parts do
+        seen = (picks[:k], truth[picks[:k]])
+        a, b = similarity.rank(*seen).score, warm.rank(*seen).score
+        for w, part in ((0.0, a), (1.0, b)):
+            score = ends[w].rank(*seen).score
+            np.testing.assert_array_equal(np.argsort(-score, kind="stable"), np.argsort(-part, kind="stable"))
+        mid = ends[0.5].rank(*seen).score
+        unit = [(v - v.mean()) / v.std() if v.std() > 0 else 0 * v for v in (a, b)]
+        np.testing.assert_allclose(mid, 0.5 * unit[0] + 0.5 * unit[1], atol=1e-9)  # float rounding only
+    est = BlendSearch().fit(train)
+    assert est.params_["weight"] in BlendSearch.GRID["weight"]
+    assert est.inner_loss_ is not None and len(est.inner_loss_) == len(BlendSearch.GRID["weight"])
+    assert est.inner_loss_[BlendSearch.GRID["weight"].index(est.params_["weight"])] == est.inner_loss_.min()
 
 
 def test_next_models_excludes_observed_and_validates_files(tmp_path: Path):

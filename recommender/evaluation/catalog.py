@@ -18,13 +18,13 @@ if TYPE_CHECKING:  # the strategies (scikit-learn, SciPy) load when one is made:
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
         "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME, "
-        "adaptive:similarity|lr|ucb (adaptive search, sequential with evaluate --adaptive), "
+        "adaptive:similarity|lr|ucb|blend (adaptive search, sequential with evaluate --adaptive), "
         "stack+NAME[+NAME] / stack-lr+NAME (learned d,m,S: ridge on the mean-perf or LR prior and z-scored scores; "
         "stack+lr+NAME adds LR d,m's prediction as a second prior, stackcv+... chooses the ridge strength and "
         "z-score or rank transform on inner folds), "
         "auto:LEARNED (LEARNED on its protocol's history or on all, chosen on inner folds), "
         "history-accuracy (the training protocols' own results on the dataset; cross-protocol reference)")
-ADAPTIVE = ("similarity", "lr", "ucb")
+ADAPTIVE = ("similarity", "lr", "ucb", "blend")
 LEARNED = tuple(RECOMMENDERS)  # lr, fm: the learned recommenders' kinds
 PRIORS = LEARNED  # in a stack's name, extra priors (their d,m prediction), not scores
 STACKS = ("stack", "stackcv", "stack-lr")

@@ -2,7 +2,7 @@
 
 An adaptive recommender is fitted on the training pairs. For one target it opens a `Session` over the candidate
 pairs (without their performance); `Session.rank(picked, values)` scores the candidates given the true performance
-of the models already fine-tuned there, and nothing else. Three recommenders:
+of the models already fine-tuned there, and nothing else. The recommenders:
 
 - `SimilaritySearch`: weight each training dataset by the agreement (Pearson) of its within-dataset z-scores with
   the observed results, softmax(beta * n / (n + shrink) * r), and rank by the weighted mean z-score; with few
@@ -11,7 +11,9 @@ of the models already fine-tuned there, and nothing else. Three recommenders:
   ridge of the observed (standardised) results on [LR prediction, the model's latent factors of the training
   z-matrix], with the prior "the LR is right" (weight 1 on the LR column, 0 elsewhere). Before two results are
   seen it ranks exactly as the LR. The spread is the posterior std.
-- Either with `explore` > 0 ranks by an upper confidence bound: score + explore * spread.
+- `BlendSearch`: (1 - weight) x the similarity score + weight x the warm start's, each standardised over the
+  candidates; the spread is the same blend of the two spreads in those units.
+- Either of the first two with `explore` > 0 ranks by an upper confidence bound: score + explore * spread.
 
 Hyper-parameters left as None are chosen on inner leave-one-dataset-out folds of the training pairs alone,
 minimising the mean adaptive relative regret over `budgets`."""
@@ -309,15 +311,76 @@ def warm_update(prediction: np.ndarray, models: np.ndarray, observed: pd.Series,
     return (centre + scale * ranking.score if informed else prediction), scale * ranking.spread
 
 
-ADAPTIVE = {"similarity": SimilaritySearch, "lr": WarmStartLR}
+# --- blend of the two ---------------------------------------------------------------------------------------------
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """v centred and scaled over its finite entries (NaN stays NaN); all zeros where it has no spread."""
+    known = np.isfinite(v)
+    out = np.full(v.shape, np.nan)
+    if known.any():
+        out[known] = standardise(v[known])
+    return out
+
+
+class _BlendSession(Session):
+    def __init__(self, similarity: Session, warm: Session, weight: float):
+        self.similarity, self.warm, self.weight = similarity, warm, weight
+
+    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+        a = self.similarity.rank(picked, values, explain)
+        b = self.warm.rank(picked, values, explain)
+        w = self.weight
+        # each score in its own std units; a candidate one side has no opinion on takes the other side's alone
+        sa, sb = _unit(a.score), _unit(b.score)
+        score = np.where(np.isnan(sa), sb, np.where(np.isnan(sb), sa, (1 - w) * sa + w * sb))
+        spread = np.nan_to_num((1 - w) * a.spread / (np.nanstd(a.score) or 1.0)) + np.nan_to_num(
+            w * b.spread / (np.nanstd(b.score) or 1.0))
+        reasons = None
+        if explain and a.reasons is not None and b.reasons is not None:
+            reasons = [f"{1 - w:.2f} x similarity ({ra}); {w:.2f} x LR warm start ({rb})"
+                       for ra, rb in zip(a.reasons, b.reasons, strict=True)]
+        return Ranking(score, spread, reasons)
+
+
+class BlendSearch(AdaptiveRecommender):
+    """(1 - weight) x the similarity score + weight x the LR warm start's, each standardised over the candidates.
+
+    Each part chooses its own hyper-parameters on inner folds of the training pairs; the weight is then chosen on
+    the same inner folds with the parts' choices fixed (weight 0 is adaptive:similarity, 1 adaptive:lr)."""
+
+    GRID = {"weight": (0.0, 0.25, 0.5, 0.75, 1.0)}
+
+    def __init__(self, weight: float | None = None, budgets: tuple[int, ...] = ADAPTIVE_BUDGETS,
+                 max_inner_folds: int = 8):
+        self.weight = weight
+        self.budgets = budgets
+        self.max_inner_folds = max_inner_folds
+
+    def fit(self, train: pd.DataFrame) -> BlendSearch:
+        """Fit the two parts (each choosing its hyper-parameters on inner folds), then choose the weight."""
+        parts = {"budgets": self.budgets, "max_inner_folds": self.max_inner_folds}
+        self.similarity_ = SimilaritySearch(**parts).fit(train)
+        self.warm_ = WarmStartLR(**parts).fit(train)
+        return super().fit(train)  # type: ignore[return-value]
+
+    def _prepare(self, train: pd.DataFrame) -> tuple:
+        return self.similarity_._prepare(train), self.warm_._prepare(train)
+
+    def _open(self, prepared: tuple, candidates: pd.DataFrame, params: dict) -> Session:
+        return _BlendSession(self.similarity_._open(prepared[0], candidates, self.similarity_.params_),
+                             self.warm_._open(prepared[1], candidates, self.warm_.params_), params["weight"])
+
+
+ADAPTIVE = {"similarity": SimilaritySearch, "lr": WarmStartLR, "blend": BlendSearch}
 
 
 def make_adaptive(kind: str, **params: object) -> AdaptiveRecommender:
-    """An unfitted adaptive recommender by name: similarity, lr, ucb (similarity with a chosen exploration bonus)."""
+    """An unfitted adaptive recommender by name: similarity, lr, blend (of the two), ucb (similarity with a chosen
+    exploration bonus)."""
     if kind == "ucb":
         return SimilaritySearch(**({"explore": None} | params))
     if kind not in ADAPTIVE:
-        raise UserError(f"unknown adaptive recommender {kind!r}: use similarity, lr or ucb")
+        raise UserError(f"unknown adaptive recommender {kind!r}: use similarity, lr, blend or ucb")
     return ADAPTIVE[kind](**params)
 
 
