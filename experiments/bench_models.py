@@ -66,9 +66,10 @@ def main() -> None:
                                                                      args.repeats)}]
     for label, kind, params in CASES:
         est = make_recommender(kind, **params)
-        rows.append({"case": f"fit: {label}", **measure(lambda: est.fit(X, y), args.repeats)})
+        rows.append({"case": f"fit: {label}", **measure(lambda est=est: est.fit(X, y), args.repeats)})
         if kind == "fm" and "n_threads" not in params and "loss" not in params and "k" not in params:
-            rows.append({"case": f"predict {len(X)} pairs: {label}", **measure(lambda: est.predict(X), args.repeats)})
+            rows.append({"case": f"predict {len(X)} pairs: {label}",
+                         **measure(lambda est=est: est.predict(X), args.repeats)})
     n_features = encoder.fit(X).transform(X).shape[1]
     print("# Learned recommenders: training time on the SHiFT vision history\n")
     print(f"- data: SHiFT vision VTAB-1k pair table, {len(X)} pairs, {X['model'].nunique()} models x "

@@ -41,7 +41,7 @@ def interleaved(fns, repeats: int) -> list[tuple[float, float]]:
     """Median (CPU seconds, wall seconds) of each function, run in alternation so all see the same load."""
     times = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, record in zip(fns, times):
+        for fn, record in zip(fns, times, strict=True):
             cpu, wall = time.process_time(), time.perf_counter()
             fn()
             record.append((time.process_time() - cpu, time.perf_counter() - wall))
@@ -102,7 +102,7 @@ def bench_logme_main(repeats: int, naive_classes: int, optimized_classes: int) -
     Y = one_hot(y, classes)
     per_class, values = {}, {}
     for label, naive, count in (("naive", True, naive_classes), ("optimized", False, optimized_classes)):
-        runs = [timed(lambda: algorithm1_class(*setup, Y[:, k], naive)) for k in range(count)]
+        runs = [timed(lambda k=k, naive=naive: algorithm1_class(*setup, Y[:, k], naive)) for k in range(count)]
         per_class[label] = np.median([run[0] for run in runs], axis=0)
         values.update({(label, k): run[1] for k, run in enumerate(runs)})
     # Our per-class evidences, to show every route computes the same maximum.
@@ -150,7 +150,7 @@ def bench_logme_growth(repeats: int) -> list[str]:
             (10_000, 256, 100), (10_000, 512, 100), (10_000, 1_024, 10), (10_000, 1_024, 1_000)]
     for n, dim, classes in grid:
         F, y = clusters(2, n, dim, classes)
-        ours, floor_s = interleaved([lambda: logme(F, y), lambda: floor(F)], repeats)
+        ours, floor_s = interleaved([lambda F=F, y=y: logme(F, y), lambda F=F: floor(F)], repeats)
         rows.append(f"| {n:,} | {dim:,} | {classes:,} | {ours[0]:.2f} | {floor_s[0]:.2f} "
                     f"| {ours[0] / floor_s[0]:.2f} |")
     return rows + [""]
@@ -171,7 +171,7 @@ def bench_lfc_parc(repeats: int) -> list[str]:
             "| n | score | CPU s | wall s | peak MB | input MB | note |", "|---:|---|---:|---:|---:|---:|---|"]
     for n in (2_000, 10_000, 50_000):
         F, y = clusters(3, n, 768, 10)
-        for name, fn in (("lfc", lambda: lfc(F, y)), ("parc", lambda: parc(F, y))):
+        for name, fn in (("lfc", lambda F=F, y=y: lfc(F, y)), ("parc", lambda F=F, y=y: parc(F, y))):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 (cpu, wall), = interleaved([fn], repeats)

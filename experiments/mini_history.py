@@ -60,7 +60,8 @@ def build_pairs(n: int, lrs: list[float], epochs: int, cache: FeatureCache) -> t
             split = split_dataset(ds, seed=0)
             for p in providers:
                 got = extract(p, ds, cache=cache, progress=False)
-                table = score_all(got.features[split.train], ds.y[split.train], names=list(DEFAULT_SCORES)).set_index("score")
+                table = score_all(got.features[split.train], ds.y[split.train],
+                                  names=list(DEFAULT_SCORES)).set_index("score")
                 row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "examples": float(len(split.train))}
                 row |= {f"score_{s}": table.at[s, "value"] for s in DEFAULT_SCORES}
                 row |= {"probe_acc": probe_accuracy(got.features, ds.y, split), "seconds_extract": got.seconds}
@@ -69,7 +70,8 @@ def build_pairs(n: int, lrs: list[float], epochs: int, cache: FeatureCache) -> t
                     jobs.append(runs)
                     row["finetune_acc"] = runs.loc[runs["val_value"].idxmax(), "value"]  # chosen on validation
                 pairs.append(row)
-                print(f"{name:>10} {p.name:>24} probe {row['probe_acc']:.1f} finetune {row.get('finetune_acc', np.nan):.1f}", flush=True)
+                print(f"{name:>10} {p.name:>24} probe {row['probe_acc']:.1f} "
+                      f"finetune {row.get('finetune_acc', np.nan):.1f}", flush=True)
     return pd.DataFrame(pairs), pd.concat(jobs, ignore_index=True)
 
 
@@ -88,8 +90,8 @@ def evaluate(pairs: pd.DataFrame) -> pd.DataFrame:
     """Weighted tau and relative regret@1 per (ground truth, strategy, dataset)."""
     rows = []
     for truth in ("finetune_acc", "probe_acc"):
-        strategies = {s: pairs[f"score_{s}"] for s in DEFAULT_SCORES} | {"imagenet_top1/upstream": pairs["imagenet_top1"],
-                                                                         "learned_lr_loo": learned_scores(pairs, truth)}
+        strategies = {s: pairs[f"score_{s}"] for s in DEFAULT_SCORES} | {
+            "imagenet_top1/upstream": pairs["imagenet_top1"], "learned_lr_loo": learned_scores(pairs, truth)}
         for ds, g in pairs[pairs[truth].notna()].groupby("dataset"):
             if len(g) < 2:
                 continue
@@ -117,18 +119,22 @@ def main() -> None:
     if args.evaluate_only:
         pairs = pd.read_csv(OUT / "mini_history_pairs.csv")
     else:
-        pairs, jobs = build_pairs(args.n, [float(v) for v in args.lrs.split(",")], args.epochs, FeatureCache(args.cache))
+        pairs, jobs = build_pairs(args.n, [float(v) for v in args.lrs.split(",")], args.epochs,
+                                  FeatureCache(args.cache))
         pairs.to_csv(OUT / "mini_history_pairs.csv", index=False)
         jobs.to_csv(OUT / "mini_history_jobs.csv", index=False)
-        meta = {"n": args.n, "epochs": args.epochs, "lrs": args.lrs, "build_minutes": round((time.perf_counter() - start) / 60, 1)}
+        meta = {"n": args.n, "epochs": args.epochs, "lrs": args.lrs,
+                "build_minutes": round((time.perf_counter() - start) / 60, 1)}
         (OUT / "mini_history_meta.json").write_text(json.dumps(meta))
     meta = json.loads((OUT / "mini_history_meta.json").read_text())
     results = evaluate(pairs)
     results.to_csv(OUT / "mini_history.csv", index=False)
-    summary = results.groupby(["truth", "strategy"])[["weighted_tau", "relative_regret", "recall"]].agg(["mean", "std"]).round(3)
+    summary = (results.groupby(["truth", "strategy"])[["weighted_tau", "relative_regret", "recall"]]
+               .agg(["mean", "std"]).round(3))
     text = (f"# Mini history (recommender.zoo)\n\n{meta['n']} examples per dataset (60% train, 20% val, 20% test), "
-            f"{meta['epochs']} epochs max, lrs {meta['lrs']}; built in {meta['build_minutes']} min on a shared 2-core CPU. "
-            "Fine-tuning covers the torch models only (the ONNX and spaCy models cannot be fine-tuned here).\n\nMean (std over datasets) per ground truth and strategy:\n\n"
+            f"{meta['epochs']} epochs max, lrs {meta['lrs']}; built in {meta['build_minutes']} min on a shared "
+            "2-core CPU. Fine-tuning covers the torch models only (the ONNX and spaCy models cannot be fine-tuned "
+            "here).\n\nMean (std over datasets) per ground truth and strategy:\n\n"
             f"```\n{summary.to_string()}\n```\n\nGround truth per pair (accuracy, %):\n\n"
             f"```\n{pairs[['dataset', 'model', 'finetune_acc', 'probe_acc']].round(1).to_string(index=False)}\n```\n")
     (OUT / "mini_history.md").write_text(text)

@@ -93,7 +93,7 @@ def guided_table(summaries: pd.DataFrame) -> pd.DataFrame:
     """Weighted tau (mean ± std) per strategy (rows: the guided rows and the mean-perf baseline) and benchmark/split."""
     rows = ["mean-perf", *guided_strategies(tuple(dict.fromkeys(s for b in BENCHMARKS for s in b.scores)))]
     tau = summaries[(summaries["measure"] == "weighted_tau") & summaries["strategy"].isin(rows)].copy()
-    tau["cell"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(tau["mean"], tau["std"])]
+    tau["cell"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(tau["mean"], tau["std"], strict=True)]
     table = tau.pivot_table(index="strategy", columns=["benchmark", "split"], values="cell", aggfunc="first")
     rows = [r for r in rows if r in table.index]
     cols = [(b.name, s) for b in BENCHMARKS for s in SPLITS if (b.name, s) in table.columns]
@@ -104,7 +104,8 @@ def markdown(frame: pd.DataFrame) -> str:
     """A table as GitHub Markdown, flattening two-level column names to `a / b`."""
     cols = [" / ".join(c) if isinstance(c, tuple) else str(c) for c in frame.columns]
     lines = ["| " + " | ".join([frame.index.name or "", *cols]) + " |", "|" + "---|" * (len(cols) + 1)]
-    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(frame.index, frame.to_numpy())]
+    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |"
+              for i, row in zip(frame.index, frame.to_numpy(), strict=True)]
     return "\n".join(lines)
 
 
@@ -117,8 +118,9 @@ def calibration(store, out: Path) -> str:
         pairs, issues = check_pairs(raw, drop_broken=drop)
         ev = evaluate(make_folds(pairs, "loo"), {n: make_strategy(n) for n in ("random", "mean-perf")}, (1, 3))
         s = ev.summary().set_index(["strategy", "measure", "budget"])["mean"]
-        lines.append(f"| {'dropped' if drop else 'kept'} ({len(issues)}) | {s[('mean-perf', 'weighted_tau', pd.NA)]:.3f} "
-                     f"| {s[('mean-perf', 'relative_regret', 1)]:.3f} | {s[('mean-perf', 'relative_regret', 3)]:.3f} "
+        lines.append(f"| {'dropped' if drop else 'kept'} ({len(issues)}) "
+                     f"| {s[('mean-perf', 'weighted_tau', pd.NA)]:.3f} | {s[('mean-perf', 'relative_regret', 1)]:.3f} "
+                     f"| {s[('mean-perf', 'relative_regret', 3)]:.3f} "
                      f"| {s[('random', 'relative_regret', 1)]:.3f} |")
     return "\n".join(lines)
 

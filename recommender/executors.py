@@ -116,13 +116,14 @@ class RayExecutor:
             if self.address:
                 _check_reachable(self.address)
                 try:
-                    ray.init(address=self.address, logging_level="warning")
+                    # Ray annotates logging_level as int, though its own default is the string "info"
+                    ray.init(address=self.address, logging_level="warning")  # type: ignore[arg-type]
                 except ConnectionError as exc:
                     raise UserError(f"--address {self.address}: no Ray cluster answers there ({exc})") from None
             else:
                 # "local": a new Ray of its own, never one that `ray start` left running on this machine
                 ray.init(address="local", num_cpus=self.workers or available_cores(), include_dashboard=False,
-                         logging_level="warning")
+                         logging_level="warning")  # type: ignore[arg-type]  # as above: Ray's int annotation
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
         """fn over the items as Ray tasks; results in item order, a task's own error re-raised without Ray's wrapper."""

@@ -6,8 +6,13 @@ import pytest
 
 from recommender.errors import UserError
 from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.strategies import (Hybrid, Learned, MeanNormalisedPerformance, _inner_folds,
-                                               hybrid_preference)
+from recommender.evaluation.strategies import (
+    Hybrid,
+    Learned,
+    MeanNormalisedPerformance,
+    _inner_folds,
+    hybrid_preference,
+)
 
 
 def pair_table(n_datasets: int = 5, n_models: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -119,7 +124,7 @@ def tune_calls(monkeypatch) -> list[tuple[pd.DataFrame, np.ndarray, dict]]:
 
 def pair_keys(frame: pd.DataFrame) -> set[tuple[str, str]]:
     """The (dataset, model) pairs of a pair table."""
-    return set(zip(frame["dataset"], frame["model"]))
+    return set(zip(frame["dataset"], frame["model"], strict=True))
 
 
 def test_learned_strategy_tunes_on_its_training_pairs_only(tune_calls):
@@ -141,7 +146,7 @@ def test_robustness_cases_are_reported_not_averaged():
     pairs.loc[(pairs["dataset"] == "d3") & (pairs["model"] == "m2"), "score_good"] = np.nan
     clean, issues = check_pairs(pairs)
     ev = evaluate(make_folds(clean, "loo"), {"s": make_strategy("score:good")}, budgets=(1,), issues=issues)
-    found = set(zip(ev.issues["dataset"], ev.issues["issue"]))
+    found = set(zip(ev.issues["dataset"], ev.issues["issue"], strict=True))
     assert {("d0", "too few models"), ("d1", "constant performance"), ("d2", "broken run"),
             ("d3", "missing prediction")} <= found
     assert set(ev.results["dataset"]) == {"d2", "d3"} and ev.results["value"].notna().all()

@@ -172,7 +172,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sources", type=comma_list, default=[], help="source datasets of the unseen-dataset split")
     p.add_argument("--seeds", type=int, default=5, help="repeats of the unseen-model split")
     p.add_argument("--tune-trials", type=int, default=0, help="Optuna trials per fold for learned strategies")
-    p.add_argument("--keep-broken", action="store_true", help="keep near-zero broken runs (flagged) instead of dropping")
+    p.add_argument("--keep-broken", action="store_true",
+                   help="keep near-zero broken runs (flagged) instead of dropping")
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive strategies (adaptive:...) pick one model at a time, shown each pick's true "
                         "performance (SPEC §7); static strategies in the same table")

@@ -45,7 +45,8 @@ class Evaluation:
 def _dataset_rows(name: str, pref: np.ndarray, truth: np.ndarray, strategy: Strategy,
                   budget_prefs: Mapping[int, np.ndarray]) -> tuple[list[tuple], list[dict]]:
     """(strategy, measure, budget, value) rows for one dataset, and issues about missing predictions."""
-    rows, issues = [], []
+    rows: list[tuple] = []
+    issues: list[dict] = []
     known = np.isfinite(pref)
     if strategy.ranks and known.sum() >= MIN_MODELS:
         corr = rank_correlations(pref[known], truth[known])
@@ -143,10 +144,10 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
             results += rows
             predictions += preds
             notes += found
-    results = pd.DataFrame(results, columns=[*RESULT_COLUMNS, "seen"]).astype({"budget": "Int64"})
+    table = pd.DataFrame(results, columns=[*RESULT_COLUMNS, "seen"]).astype({"budget": "Int64"})
     return Evaluation(
         # `seen` (cross-protocol: does training hold the dataset under its protocols?) only where a fold says
-        results=results.drop(columns="seen") if results["seen"].isna().all() else results,
+        results=table.drop(columns="seen") if table["seen"].isna().all() else table,
         predictions=pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(),
         issues=issues_frame(notes).drop_duplicates(ignore_index=True),
     )

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -19,6 +21,9 @@ from recommender.errors import UserError
 from recommender.evaluation.measures import weighted_tau
 from recommender.evaluation.strategies import Strategy, without_truth
 from recommender.normalise import ranking_groups, zscore_within
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import Ridge
 
 MIN_INNER = 2  # inner folds needed before "own protocol only" can be judged
 
@@ -147,7 +152,7 @@ def _group_taus(pred: np.ndarray, truth: np.ndarray, groups: np.ndarray) -> list
             for g in np.unique(groups) if np.ptp(truth[groups == g]) > 0]
 
 
-def _ridge(alpha: float) -> object:
+def _ridge(alpha: float) -> Ridge:
     """A ridge regression of the given strength (scikit-learn's, imported when a stack is fitted)."""
     from sklearn.linear_model import Ridge
 

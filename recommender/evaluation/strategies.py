@@ -35,7 +35,7 @@ class Strategy(BaseEstimator):
     needs_truth = False
     adaptive = False
 
-    def fit(self, train: pd.DataFrame) -> "Strategy":
+    def fit(self, train: pd.DataFrame) -> Strategy:
         """Learn from the training pairs (default: nothing to learn)."""
         return self
 
@@ -65,7 +65,8 @@ class RandomPick(Strategy):
 
 
 class ColumnRanking(Strategy):
-    """Ranks by one column of the pair table: `imagenet_top1`, `params_m` (task-agnostic) or `score_<name>` (task-aware)."""
+    """Ranks by one column of the pair table: `imagenet_top1`, `params_m` (task-agnostic) or `score_<name>`
+    (task-aware)."""
 
     def __init__(self, column: str = "imagenet_top1"):
         self.column = column
@@ -81,7 +82,7 @@ class MeanNormalisedPerformance(Strategy):
     """Task-agnostic: each model's mean z-scored performance over the training datasets (and protocols) it was
     fine-tuned on."""
 
-    def fit(self, train: pd.DataFrame) -> "MeanNormalisedPerformance":
+    def fit(self, train: pd.DataFrame) -> MeanNormalisedPerformance:
         """Z-score performance within each training dataset and average per model."""
         z = zscore_within(train["performance"], ranking_groups(train))
         self.model_means_ = z.groupby(train["model"]).mean()
@@ -103,7 +104,7 @@ class Learned(Strategy):
         self.params = params
         self.tune_trials = tune_trials
 
-    def fit(self, train: pd.DataFrame) -> "Learned":
+    def fit(self, train: pd.DataFrame) -> Learned:
         """Fit (and optionally tune) the recommender on the training pairs only."""
         from recommender.models import make_recommender, tune  # late: the non-learned strategies do without them
 
@@ -175,7 +176,7 @@ class Hybrid(Strategy):
                         losses[b][a] += budget_measures(pref, truth, b)["relative_regret"]
         return {b: int(np.argmin(loss)) for b, loss in losses.items()}
 
-    def fit(self, train: pd.DataFrame) -> "Hybrid":
+    def fit(self, train: pd.DataFrame) -> Hybrid:
         """Choose a per budget on inner folds, then fit both rankings on all training pairs."""
         if self.agnostic is None or self.aware is None:
             raise UserError("hybrid needs a task-agnostic and a task-aware strategy")
@@ -203,7 +204,7 @@ class Adaptive(Strategy):
         self.budgets = budgets
         self.params = params
 
-    def fit(self, train: pd.DataFrame) -> "Adaptive":
+    def fit(self, train: pd.DataFrame) -> Adaptive:
         """Choose the hyper-parameters on inner folds of the training pairs and fit on all of them."""
         from recommender.models.adaptive import make_adaptive
 

@@ -172,10 +172,10 @@ def run_recommend(args: argparse.Namespace) -> int:
     else:
         shown = table if len(requests) > 1 else table.drop(columns="dataset")
         what = requests["dataset"].iloc[0] if len(requests) == 1 else f"{len(requests)} datasets"
-        print(f"top {min(args.top_k, result.pool_size)} of {result.pool_size} models for {what} ({est.kind}, {est.features}, trained on "
-              f"{est.training_.get('protocol')}); expected: predicted {result.metric}; predicted_z: within the "
-              f"dataset, in standard deviations, spread its posterior std; measured: the history's value where "
-              f"in_sample; observed: the result on the dataset where already tried")
+        print(f"top {min(args.top_k, result.pool_size)} of {result.pool_size} models for {what} ({est.kind}, "
+              f"{est.features}, trained on {est.training_.get('protocol')}); expected: predicted {result.metric}; "
+              f"predicted_z: within the dataset, in standard deviations, spread its posterior std; measured: the "
+              f"history's value where in_sample; observed: the result on the dataset where already tried")
         print(shown.to_string(index=False, float_format="%.4g", na_rep="-"))
         for note in result.notes:  # JSON and CSV stay tables only; `expected` is explained in --help
             print(f"note: {note}")

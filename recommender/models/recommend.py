@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -51,9 +52,9 @@ def dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, name: str,
     known = pairs[pairs["dataset"] == name]
     stored = datasets[datasets["dataset"] == name]
     if not known.empty:
-        row.update(known.iloc[0][list(DATASET_COLUMNS)].to_dict())
+        row.update(cast("dict[str, object]", known.iloc[0][list(DATASET_COLUMNS)].to_dict()))
     elif not stored.empty:
-        row.update(stored.iloc[0].reindex(list(DATASET_COLUMNS)).to_dict())
+        row.update(cast("dict[str, object]", stored.iloc[0].reindex(list(DATASET_COLUMNS)).to_dict()))
     row.update({k: v for k, v in facts.items() if v is not None and not (isinstance(v, float) and math.isnan(v))})
     return row
 
@@ -129,7 +130,9 @@ def performance_scale(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per training dataset, the mean and population standard deviation of its measured performance (the scale of
     the within-dataset z-score the recommenders learn)."""
     measured = pairs[pairs["performance"].notna()]
-    return measured.groupby("dataset")["performance"].agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)))
+    # named aggregations give a DataFrame; pandas-stubs types every SeriesGroupBy.agg as a Series
+    return cast(pd.DataFrame,
+                measured.groupby("dataset")["performance"].agg(mean="mean", std=lambda v: float(np.std(v, ddof=0))))
 
 
 def dataset_scale(dataset: str, scale: pd.DataFrame) -> tuple[float, float, bool]:
@@ -137,7 +140,8 @@ def dataset_scale(dataset: str, scale: pd.DataFrame) -> tuple[float, float, bool
     mean + z * std): its own (``performance_scale``), else the typical training dataset's (the mean of the means
     and of the standard deviations), and whether they are its own."""
     if dataset in scale.index:
-        return float(scale.loc[dataset, "mean"]), float(scale.loc[dataset, "std"]), True
+        # one cell of a float column (the index is unique); pandas-stubs types a .loc cell as any scalar
+        return float(scale.loc[dataset, "mean"]), float(scale.loc[dataset, "std"]), True  # type: ignore[arg-type]
     return float(scale["mean"].mean()), float(scale["std"].mean()), False
 
 
@@ -176,7 +180,7 @@ def with_protocol(candidates: pd.DataFrame, store: Store, protocol: str,
     full = pd.to_numeric(out["examples"], errors="coerce").astype(float)
     number = {k: float(row[k]) if pd.notna(row.get(k)) else np.nan for k in ("examples", "train_fraction")}
     counts = (out["dataset"].map(per_dataset).astype(float).fillna(number["examples"])
-              .fillna(np.floor(full * number["train_fraction"])))
+              .fillna(np.floor(full * number["train_fraction"])))  # type: ignore[arg-type]  # floor of a Series: a Series
     out = out.assign(p_examples=counts, examples=counts.fillna(full))
     if known is not None and not known.empty:
         stored = known.drop_duplicates("dataset").set_index("dataset")
@@ -229,7 +233,7 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         ["model", "dataset"])["performance"]
     tables, typical, notes = [], [], []
     for row in rows:
-        name = row["dataset"]
+        name = cast(str, row["dataset"])  # dataset_row's own name
         mine = (candidates["dataset"] == name).to_numpy()
         models = candidates.loc[mine, "model"].astype(str).to_numpy()
         # a dataset the recommender was fitted on: its logged jobs are its training data, not new evidence

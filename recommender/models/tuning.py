@@ -53,7 +53,8 @@ def validation_tau(
     """Mean weighted tau of a recommender on the validation parts of the inner splits (-1 if unrankable)."""
     taus = []
     for train, val in splits:
-        est = make_recommender(kind, **params).fit(X.iloc[train], y[train])
+        # params may hold `features` (a str); make_recommender checks every name
+        est = make_recommender(kind, **params).fit(X.iloc[train], y[train])  # type: ignore[arg-type]
         taus.append(mean_weighted_tau(est.predict(X.iloc[val]), y[val], ranking_groups(X.iloc[val])))
     tau = float(np.nanmean(taus)) if np.isfinite(taus).any() else float("nan")
     return tau if np.isfinite(tau) else -1.0

@@ -1,4 +1,5 @@
-"""`recommender rank` and `recommender finetune`: the user's path from a dataset and a zoo to a choice, and back into the store.
+"""`recommender rank` and `recommender finetune`: the user's path from a dataset and a zoo to a choice, and back into
+the store.
 
 Only argparse and the zoo names are imported here; torch, pandas and the rest load when a command runs."""
 
@@ -48,7 +49,8 @@ def _floats(text: str) -> list[float]:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by both commands: the dataset, its subsample and the seed."""
-    p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, .npz file or image folder")
+    p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, "
+                                                  ".npz file or image folder")
     p.add_argument("--n", type=int, default=None, help="stratified subsample of N examples (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training (default: %(default)s)")
     add_db_argument(p)
@@ -93,8 +95,15 @@ def run_rank(args: argparse.Namespace) -> int:
     from recommender.executors import executor_from_args
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
-    from recommender.zoo.rank import (DEFAULT_SCORES, load_checked_recommender, rank_pool, score_pool, stacking_for,
-                                      with_protocol_facts, with_store_facts)
+    from recommender.zoo.rank import (
+        DEFAULT_SCORES,
+        load_checked_recommender,
+        rank_pool,
+        score_pool,
+        stacking_for,
+        with_protocol_facts,
+        with_store_facts,
+    )
     from recommender.zoo.zoos import resolve_models
 
     ds = subsample(load_dataset(args.data), args.n, args.seed)
@@ -124,8 +133,10 @@ def run_rank(args: argparse.Namespace) -> int:
     else:
         ordered = [c for c in ("combined", "predicted") if c in ranked.columns]
         cols = ["rank", "model", *ordered, *[f"score_{s}" for s in scores],
-                "seconds_extract", *[f"seconds_{s}" for s in scores], *(["seconds_predict"] if recommender is not None else [])]
-        print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; top {len(top)} of {len(ranked)} models")
+                "seconds_extract", *[f"seconds_{s}" for s in scores],
+                *(["seconds_predict"] if recommender is not None else [])]
+        print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; "
+              f"top {len(top)} of {len(ranked)} models")
         print(evidence)
         print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.log_scores:  # after the output, so that a store problem never loses the ranking
@@ -148,7 +159,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
         with store_for_writing(args.db) as store:
             added = _write(store, jobs, "jobs", SOURCE)
-        print(f"logged {added.get('jobs', 0)} job(s) into the store under protocol {jobs['protocol'].iloc[0]}", file=sys.stderr)
+        print(f"logged {added.get('jobs', 0)} job(s) into the store under protocol {jobs['protocol'].iloc[0]}",
+              file=sys.stderr)
     cols = ["model", "dataset", "hp.lr", "hp.epochs_run", "val_value", "value", "seconds"]
     print(jobs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
@@ -157,14 +169,17 @@ def run_finetune(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `rank` and `finetune` to the CLI."""
     zoos = ", ".join(ZOOS)
-    p = subparsers.add_parser("rank", help="rank candidate models for a dataset (features, scores, learned recommender)",
+    p = subparsers.add_parser("rank",
+                              help="rank candidate models for a dataset (features, scores, learned recommender)",
                               description=RANK_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(p)
     p.add_argument("--zoo", default=None, help=f"named model zoo ({zoos}); give --zoo, --models or both")
-    p.add_argument("--models", default=None, help="comma-separated models: zoo names, model folders, .onnx files or hub names")
+    p.add_argument("--models", default=None,
+                   help="comma-separated models: zoo names, model folders, .onnx files or hub names")
     # the default list lives in recommender.zoo.rank, which imports torch: named here, checked by a test
-    p.add_argument("--scores", default=None, help="comma-separated score names; the first ranks when no recommender is given "
-                                                  "(default: logme,hscore_reg,lfc,parc,knn,linear)")
+    p.add_argument("--scores", default=None,
+                   help="comma-separated score names; the first ranks when no recommender is given "
+                        "(default: logme,hscore_reg,lfc,parc,knn,linear)")
     p.add_argument("--recommender", default=None, help="folder of a trained recommender (recommender.models save); "
                                                        "default: rank by the first score")
     p.add_argument("--allow-modality-mismatch", action="store_true",
@@ -175,21 +190,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=5, help="how many models to print (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the top-k as JSON")
     p.add_argument("--csv", default=None, help="write the full ranked table to this CSV file")
-    p.add_argument("--cache", default=None, help="feature cache folder (default: $RECOMMENDER_CACHE/features or ~/.cache/recommender/features)")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: $RECOMMENDER_CACHE/features or "
+                                                 "~/.cache/recommender/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features")
     add_executor_arguments(p, "one model: its features and every score")
-    p.add_argument("--log-scores", action="store_true", help="after printing, write the computed scores into the store (run: the features' cache key, so the same model and data again add nothing)")
+    p.add_argument("--log-scores", action="store_true",
+                   help="after printing, write the computed scores into the store (run: the features' cache key, "
+                        "so the same model and data again add nothing)")
     p.set_defaults(func=run_rank)
 
-    f = subparsers.add_parser("finetune", help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs",
+    f = subparsers.add_parser("finetune",
+                              help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs",
                               description=FINETUNE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(f)
     f.add_argument("--model", required=True, help="zoo model name, model folder or hub name (a torch model)")
-    f.add_argument("--lrs", type=_floats, default="1e-4,1e-3", help="comma-separated learning rates (default: %(default)s)")
+    f.add_argument("--lrs", type=_floats, default="1e-4,1e-3",
+                   help="comma-separated learning rates (default: %(default)s)")
     f.add_argument("--epochs", type=int, default=5, help="maximum epochs per run (default: %(default)s)")
-    f.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs of validation accuracy (default: %(default)s)")
+    f.add_argument("--patience", type=int, default=2,
+                   help="early-stopping patience in epochs of validation accuracy (default: %(default)s)")
     f.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: %(default)s)")
-    f.add_argument("--protocol", default=None, help="store protocol of the logged jobs; runs under one protocol should be comparable "
-                                                    "(default: finetune:<epochs>ep-<training examples>ex, e.g. finetune:3ep-120ex)")
+    f.add_argument("--protocol", default=None,
+                   help="store protocol of the logged jobs; runs under one protocol should be comparable "
+                        "(default: finetune:<epochs>ep-<training examples>ex, e.g. finetune:3ep-120ex)")
     f.add_argument("--no-log", action="store_true", help="do not write the jobs into the store")
     f.set_defaults(func=run_finetune)

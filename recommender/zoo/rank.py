@@ -24,7 +24,8 @@ DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
 
 def dataset_row(ds: Dataset, group: str | None = None) -> dict:
     """Pair-table dataset features of ds (docs/contracts.md)."""
-    return {"dataset": ds.name, "examples": float(len(ds)), "classes": float(len(ds.classes)), "modality": ds.modality, "group": group or math.nan}
+    return {"dataset": ds.name, "examples": float(len(ds)), "classes": float(len(ds.classes)), "modality": ds.modality,
+            "group": group or math.nan}
 
 
 def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: str) -> pd.DataFrame:
@@ -49,7 +50,8 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
 
 
 def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES,
-               cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None) -> pd.DataFrame:
+               cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None
+               ) -> pd.DataFrame:
     """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step;
     one `score_model` task per model on ``executor`` (default: this process; progress bars only there)."""
     executor = executor or SerialExecutor()
@@ -119,7 +121,8 @@ def stacking_for(store: object, recommender: object, scores: Sequence[str]) -> S
     protocol = training.get("protocol") or "vtab1k"
     stored = sorted(set(store.scores(list(scores))["score"]))
     if stored:
-        pairs = store.pair_table(protocol, training.get("modality"), scores=stored, select=training.get("select") or "val")
+        pairs = store.pair_table(protocol, training.get("modality"), scores=stored,
+                                 select=training.get("select") or "val")
         scored = pairs.reindex(columns=[f"score_{s}" for s in stored]).notna().any(axis=1)
         if pairs.loc[scored, "dataset"].nunique() >= 2:
             fitted = Stacked(MeanNormalisedPerformance(), tuple(stored)).fit(pairs)

