@@ -106,7 +106,7 @@ def verdicts(summary: pd.DataFrame, name: str) -> list[str]:
                      f"{static.min():.3f} ({static.idxmin()}): {ok}")
     if name == "shift-vision":
         for b, target in TARGETS.items():
-            best = mean.loc[list(ADAPTIVE), b].min()
+            best = mean.loc[adaptive_rows, b].min()
             lines.append(f"- target B={b}: relative regret <= {target}: best adaptive {best:.3f}, "
                          + ("met" if best <= target else f"NOT met (by {best - target:.3f})"))
     if HISTORIES[name].train_protocols:
