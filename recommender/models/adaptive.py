@@ -358,10 +358,10 @@ class BlendSearch(AdaptiveRecommender):
 
     def fit(self, train: pd.DataFrame) -> BlendSearch:
         """Fit the two parts (each choosing its hyper-parameters on inner folds), then choose the weight."""
-        parts = {"budgets": self.budgets, "max_inner_folds": self.max_inner_folds}
-        self.similarity_ = SimilaritySearch(**parts).fit(train)
-        self.warm_ = WarmStartLR(**parts).fit(train)
-        return super().fit(train)  # type: ignore[return-value]
+        self.similarity_ = SimilaritySearch(budgets=self.budgets, max_inner_folds=self.max_inner_folds).fit(train)
+        self.warm_ = WarmStartLR(budgets=self.budgets, max_inner_folds=self.max_inner_folds).fit(train)
+        super().fit(train)
+        return self
 
     def _prepare(self, train: pd.DataFrame) -> tuple:
         return self.similarity_._prepare(train), self.warm_._prepare(train)
