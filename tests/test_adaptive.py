@@ -1,4 +1,4 @@
-"""Adaptive search (SPEC §7): the sequential protocol, the similarity and warm-start recommenders, `recommender next`."""
+"""Adaptive search (SPEC §7): the sequential protocol, the similarity and warm-start recommenders, `next`."""
 
 from pathlib import Path
 
@@ -8,8 +8,17 @@ import pytest
 
 from recommender.cli import main
 from recommender.errors import UserError
-from recommender.models.adaptive import (BlendSearch, Ranking, Session, SimilaritySearch, WarmStartLR,
-                                         next_models, observed_results, pick_preference, simulate)
+from recommender.models.adaptive import (
+    BlendSearch,
+    Ranking,
+    Session,
+    SimilaritySearch,
+    WarmStartLR,
+    next_models,
+    observed_results,
+    pick_preference,
+    simulate,
+)
 
 # z-scores (population std) of 4, 3, 2, 1: (x - 2.5) / sqrt(1.25)
 Z4 = np.array([1.5, 0.5, -0.5, -1.5]) / np.sqrt(1.25)

@@ -24,6 +24,7 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -64,7 +65,7 @@ class Session(ABC):
     """One target dataset's candidates; ranks them given the truth of the picks made so far."""
 
     @abstractmethod
-    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+    def rank(self, picked: Sequence[int], values: Sequence[float] | np.ndarray, explain: bool = False) -> Ranking:
         """Scores of every candidate given the observed performance `values` of candidates `picked` (positions)."""
 
 
@@ -103,7 +104,7 @@ class AdaptiveRecommender(BaseEstimator, ABC):
         """The hyper-parameter-free part of fitting (matrices, a static model) on training pairs."""
 
     @abstractmethod
-    def _open(self, prepared: object, candidates: pd.DataFrame, params: dict) -> Session:
+    def _open(self, prepared: Any, candidates: pd.DataFrame, params: dict) -> Session:
         """A session over the candidates with the given hyper-parameters."""
 
     def _free(self) -> dict[str, tuple]:
@@ -116,7 +117,7 @@ class AdaptiveRecommender(BaseEstimator, ABC):
         if missing:
             raise UserError(f"training pairs lack column(s) {sorted(missing)}")
         fixed = {k: getattr(self, k) for k in self.GRID if getattr(self, k) is not None}
-        self.inner_loss_ = None  # per grid point, when one was chosen
+        self.inner_loss_: np.ndarray | None = None  # per grid point, when one was chosen
         self.params_ = fixed | self._choose(train, fixed)
         self.prepared_ = self._prepare(train)
         return self
@@ -180,7 +181,7 @@ class _SimilaritySession(Session):
         w = np.exp(logit - logit.max())
         return w / w.sum(), r
 
-    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+    def rank(self, picked: Sequence[int], values: Sequence[float] | np.ndarray, explain: bool = False) -> Ranking:
         w, r = self.weights(list(picked), np.asarray(values, dtype=float))
         mass = self.known @ w
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -224,7 +225,7 @@ class _WarmSession(Session):
         self.Phi, self.models, self.lam, self.explore = Phi, models, lam, explore
         self.prior = np.eye(Phi.shape[1])[0]  # weight 1 on the LR column: the static LR ranking
 
-    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+    def rank(self, picked: Sequence[int], values: Sequence[float] | np.ndarray, explain: bool = False) -> Ranking:
         picked, t = list(picked), np.asarray(values, dtype=float)
         P = self.Phi
         if len(picked) >= 2 and np.ptp(t) > 0:
@@ -326,7 +327,7 @@ class _BlendSession(Session):
     def __init__(self, similarity: Session, warm: Session, weight: float):
         self.similarity, self.warm, self.weight = similarity, warm, weight
 
-    def rank(self, picked: Sequence[int], values: Sequence[float], explain: bool = False) -> Ranking:
+    def rank(self, picked: Sequence[int], values: Sequence[float] | np.ndarray, explain: bool = False) -> Ranking:
         a = self.similarity.rank(picked, values, explain)
         b = self.warm.rank(picked, values, explain)
         w = self.weight
@@ -378,7 +379,7 @@ def make_adaptive(kind: str, **params: object) -> AdaptiveRecommender:
     """An unfitted adaptive recommender by name: similarity, lr, blend (of the two), ucb (similarity with a chosen
     exploration bonus)."""
     if kind == "ucb":
-        return SimilaritySearch(**({"explore": None} | params))
+        return SimilaritySearch(**cast("dict[str, Any]", {"explore": None} | params))
     if kind not in ADAPTIVE:
         raise UserError(f"unknown adaptive recommender {kind!r}: use similarity, lr, blend or ucb")
     return ADAPTIVE[kind](**params)
@@ -392,7 +393,8 @@ def observed_results(frame: pd.DataFrame, label: str, pool: set[str]) -> pd.Seri
     missing = [c for c in ("model", "performance") if c not in frame.columns]
     if missing:
         raise UserError(f"{label}: missing column(s) {', '.join(missing)} (need model,performance)")
-    problems, seen = [], {}
+    problems: list[str] = []
+    seen: dict[str, int] = {}
     for row, (model, value) in enumerate(zip(frame["model"], frame["performance"], strict=True), 1):
         model = "" if pd.isna(model) else str(model).strip()
         number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
