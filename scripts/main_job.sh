@@ -20,7 +20,7 @@ recommender train --db "$DB" --recommender fm --features d,m --protocol vtab1k -
 
 echo "== 3. evaluate: leave-one-dataset-out on SHiFT vision, regret at budgets 1, 3, 5"
 recommender evaluate --db "$DB" --split loo --protocol vtab1k --modality image --select test \
-    --strategies oracle,random,imagenet,mean-perf,score:logme,hybrid:mean-perf:logme,lr,fm,fm+logme \
+    --strategies oracle,random,imagenet,mean-perf,score:logme,hybrid:mean-perf:logme,lr,lr+logme,fm \
     --budgets 1,3,5 --out "$OUT/evaluate-loo"
 sed -n '1,60p' "$OUT/evaluate-loo/report.md"
 
