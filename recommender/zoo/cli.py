@@ -146,15 +146,17 @@ def run_rank(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     """Fine-tune one model over a learning-rate grid and log each run as a job."""
+    from recommender.executors import executor_from_args
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.finetune import SOURCE, finetune
     from recommender.zoo.zoos import get_provider
 
+    executor = executor_from_args(args)  # a bad --executor/--address is refused before any loading
     full = load_dataset(args.data)
     jobs = finetune(get_provider(args.model), subsample(full, args.n, args.seed), lrs=args.lrs, max_epochs=args.epochs,
                     patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full),
-                    protocol=args.protocol)
-    if not args.no_log:
+                    protocol=args.protocol, executor=executor)
+    if not args.no_log:  # the one writer: after every run, in grid order
         from recommender.history.store import store_for_writing
 
         with store_for_writing(args.db) as store:
@@ -213,5 +215,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--protocol", default=None,
                    help="store protocol of the logged jobs; runs under one protocol should be comparable "
                         "(default: finetune:<epochs>ep-<training examples>ex, e.g. finetune:3ep-120ex)")
+    add_executor_arguments(f, "one learning rate: a fresh model trained and tested")
     f.add_argument("--no-log", action="store_true", help="do not write the jobs into the store")
     f.set_defaults(func=run_finetune)

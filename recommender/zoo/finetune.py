@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import lightning as L
 import numpy as np
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from recommender.contracts import finetune_protocol
 from recommender.errors import UserError
+from recommender.executors import Executor, SerialExecutor
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.providers import Provider
 from recommender.zoo.rank import dataset_row
@@ -164,8 +166,11 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
 
 def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3), max_epochs: int = 5,
              patience: int = 2, batch_size: int = 32, seed: int = 0, full_examples: int | None = None,
-             protocol: str | None = None) -> pd.DataFrame:
+             protocol: str | None = None, executor: Executor | None = None) -> pd.DataFrame:
     """Fine-tune over a learning-rate grid; one job row per run (long format of the store, accuracy in %).
+
+    Each learning rate is one `finetune_once` task on ``executor`` (default: this process), seeded with ``seed``
+    as the serial run is, so every executor gives the same rows, in grid order; nothing here writes the store.
 
     `full_examples` is the size of the whole dataset when ds is a subsample (the store's dataset feature);
     the subsample's training size is the hyper-parameter `hp.train_examples`. `protocol` names the runs'
@@ -182,8 +187,9 @@ def finetune(provider: Provider, ds: Dataset, lrs: Sequence[float] = (1e-4, 1e-3
         provider.encoder()  # raises the clear "cannot be fine-tuned" error
     split = split_dataset(ds, seed=seed)
     session = f"finetune-{datetime.now(timezone.utc).isoformat(timespec='microseconds')}"
-    jobs = pd.DataFrame([finetune_once(provider, ds, split, lr, max_epochs, patience, batch_size, seed, protocol)
-                         for lr in lrs])
+    task = partial(finetune_once, provider, ds, split, max_epochs=max_epochs, patience=patience,
+                   batch_size=batch_size, seed=seed, protocol=protocol)
+    jobs = pd.DataFrame((executor or SerialExecutor()).map(task, lrs))
     side = {**provider.facts.as_row(), **dataset_row(ds), "examples": float(full_examples or len(ds))}
     side.pop("dataset")
     # the store identifies a job by its run: one per session and learning rate, so repeated sessions stay separate
