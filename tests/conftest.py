@@ -216,3 +216,15 @@ def brute_weighted_tau() -> Callable[[Sequence[float], Sequence[float]], float]:
 def brute_kendall_tau_b() -> Callable[[Sequence[float], Sequence[float]], float]:
     """Kendall's tau-b computed pair by pair."""
     return _brute_kendall_tau_b
+
+
+@pytest.fixture(scope="module")
+def ray_down_after_module():
+    """Commands run with --executor ray start a local Ray in the test process: stop it after the module."""
+    yield
+    from recommender.executors import ray_installed
+
+    if ray_installed():
+        import ray
+
+        ray.shutdown()

