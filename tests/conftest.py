@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pair_tables
 import pandas as pd
 import pytest
 
@@ -90,25 +91,6 @@ def _synthetic_pairs(n_models: int = 40, n_datasets: int = 12, seed: int = 0) ->
     return pairs
 
 
-def _quality_pairs(n_datasets: int = 5, n_models: int = 10, seed: int = 0) -> pd.DataFrame:
-    """Pairs whose performance = model quality + dataset offset + noise (sd 0.02); score_good tracks it (sd 0.01),
-    score_bad is noise; imagenet_top1 follows the quality loosely."""
-    rng = np.random.default_rng(seed)
-    quality = np.linspace(0.0, 0.3, n_models)
-    rows = []
-    for d in range(n_datasets):
-        for m in range(n_models):
-            perf = 0.5 + 0.1 * d / n_datasets + quality[m] + rng.normal(0, 0.02)
-            rows.append({
-                "model": f"m{m}", "dataset": f"d{d}", "performance": perf, "selected_by": "val",
-                "family": ["a", "b"][m % 2], "pretrain_dataset": "in1k", "params_m": 10.0 + m,
-                "gmacs": 1.0 + m, "input_size": 224.0, "imagenet_top1": 70 + 10 * quality[m] + rng.normal(0, 0.5),
-                "examples": 800.0, "classes": 10.0 + d, "modality": "image", "group": ["x", "y"][d % 2],
-                "score_good": perf + rng.normal(0, 0.01), "score_bad": rng.normal(),
-            })
-    return pd.DataFrame(rows)
-
-
 @pytest.fixture(scope="session")
 def synthetic_pairs() -> Callable[..., pd.DataFrame]:
     """Factory ``synthetic_pairs(n_models=40, n_datasets=12, seed=0)``: random facts for every pair, no performance."""
@@ -118,13 +100,13 @@ def synthetic_pairs() -> Callable[..., pd.DataFrame]:
 @pytest.fixture(scope="session")
 def quality_pairs() -> Callable[..., pd.DataFrame]:
     """Factory ``quality_pairs(n_datasets=5, n_models=10, seed=0)``: a full pair table with a known best model."""
-    return _quality_pairs
+    return pair_tables.quality_pairs
 
 
 @pytest.fixture()
 def tiny_pairs() -> pd.DataFrame:
     """A tiny full pair table: 6 models x 4 datasets, performance, facts, score_good and score_bad."""
-    return _quality_pairs(n_datasets=4, n_models=6, seed=1)
+    return pair_tables.quality_pairs(n_datasets=4, n_models=6, seed=1)
 
 
 # --- feature matrices ---------------------------------------------------------------------------------------------

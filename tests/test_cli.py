@@ -5,7 +5,7 @@ import socket
 
 import numpy as np
 import pytest
-from test_evaluation_pipeline import pair_table
+from pair_tables import quality_pairs as pair_table
 
 import recommender.scores.registry
 from recommender.arrays import load_array

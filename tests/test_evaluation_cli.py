@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluation_pipeline import pair_table
+from pair_tables import quality_pairs as pair_table
 
 import recommender.evaluation.plots as report_plots
 import recommender.evaluation.report as report

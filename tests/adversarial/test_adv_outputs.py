@@ -25,7 +25,7 @@ from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared pair-table builder of the tests folder
-from test_evaluation_pipeline import pair_table  # noqa: E402
+from pair_tables import quality_pairs as pair_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
