@@ -101,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: exit 0 on success, 2 on a user error, 1 on an internal error."""
     args = build_parser().parse_args(argv)
     prefix = f"recommender {args.command}: "
-    # a library warning (missing evidence, a skipped model, ...) is one prefixed line, without the source line
-    warnings.showwarning = lambda message, *_, **__: print(f"{prefix}warning: {message}", file=sys.stderr)
     try:
-        return int(args.func(args) or 0)
+        # a library warning (missing evidence, a skipped model, ...) is one prefixed line, without the source line;
+        # catch_warnings gives the process its own warning hooks back when the command returns
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_, **__: print(f"{prefix}warning: {message}", file=sys.stderr)
+            return int(args.func(args) or 0)
     except Exception as exc:
         if not user_facing(exc):  # a bug, not the user's input: the traceback is what a report needs
             traceback.print_exc()
