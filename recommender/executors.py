@@ -1,22 +1,27 @@
 """Where independent tasks run: in this process, in local processes or as Ray tasks, with results in task order.
 
-The heavy commands (`rank`, `evaluate`) hand one function and a list of items to `make_executor(...).map`.
+The heavy commands (`rank`, `evaluate`, `finetune`) hand one function and a list of items to
+`make_executor(...).map`, or `.imap` to handle each result as soon as it (and every earlier one) is done.
 A task must not share random state with another: every item carries what it needs (its seed included), so the
 results are the same whichever executor runs them. Only the standard library is imported here (the CLI builds
 its parsers from this module); Ray loads when a Ray executor is made.
+
+The default is `local` (the cores this process may use, no Ray), or what `RECOMMENDER_EXECUTOR` names; with one
+core, or one task, `local` runs in this process, so a small job never pays for starting workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from recommender.errors import UserError
 
 KINDS = ("serial", "local", "ray")
+DEFAULT_VARIABLE = "RECOMMENDER_EXECUTOR"
 RAY_MISSING = "the ray executor needs Ray: pip install 'recommender[ray]'"
 
 
@@ -56,9 +61,13 @@ def _set_environment(variables: dict[str, str]) -> None:
 class SerialExecutor:
     """Every task in this process, one after the other."""
 
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator:
+        """fn(item) for each item, lazily, in item order."""
+        return (fn(item) for item in items)
+
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
         """[fn(item) for item in items]."""
-        return [fn(item) for item in items]
+        return list(self.imap(fn, items))
 
 
 @dataclass(frozen=True)
@@ -68,17 +77,23 @@ class LocalExecutor:
 
     workers: int
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
-        """fn over the items in the pool; results in item order, the first task error raised as is."""
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator:
+        """fn over the items in the pool, each result yielded once it and every earlier one are done (item order);
+        the first task error raised as is. One worker's worth of work runs in this process (no start-up cost)."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         items = list(items)
-        if not items:
-            return []
+        if min(self.workers, len(items)) <= 1:
+            yield from SerialExecutor().imap(fn, items)
+            return
         with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_set_environment, initargs=(thread_environment(),)) as pool:
-            return list(pool.map(fn, items))
+            yield from pool.map(fn, items)
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
+        """fn over the items in the pool; results in item order, the first task error raised as is."""
+        return list(self.imap(fn, items))
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
@@ -125,8 +140,9 @@ class RayExecutor:
                 ray.init(address="local", num_cpus=self.workers or available_cores(), include_dashboard=False,
                          logging_level="warning")  # type: ignore[arg-type]  # as above: Ray's int annotation
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
-        """fn over the items as Ray tasks; results in item order, a task's own error re-raised without Ray's wrapper."""
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator:
+        """fn over the items as Ray tasks (all submitted at once), each result yielded once it and every earlier one
+        are done (item order); a task's own error re-raised without Ray's wrapper, the other tasks cancelled."""
         import ray
         from ray.exceptions import RayTaskError
 
@@ -134,19 +150,34 @@ class RayExecutor:
         shared = ray.put(fn)  # fn with what it binds (a dataset) goes into the object store once, not once per task
         refs = [task.remote(shared, item) for item in items]
         try:
-            return ray.get(refs)
+            for ref in refs:
+                yield ray.get(ref)
         except RayTaskError as exc:
             for ref in refs:  # stop what is still running: the command fails as a whole
                 ray.cancel(ref, force=True)
             raise exc.cause from None
 
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
+        """fn over the items as Ray tasks; results in item order, a task's own error re-raised without Ray's wrapper."""
+        return list(self.imap(fn, items))
+
 
 Executor = SerialExecutor | LocalExecutor | RayExecutor
 
 
-def make_executor(kind: str = "serial", address: str | None = None, workers: int | None = None) -> Executor:
-    """The executor named ``kind``: "serial", "local" (``workers`` processes, default: the cores available) or
-    "ray" (joins ``address``, else starts a local Ray of ``workers`` CPUs). ``address`` needs "ray"."""
+def default_kind() -> str:
+    """The executor used when none is asked for: `RECOMMENDER_EXECUTOR` if set, else "local"."""
+    return os.environ.get(DEFAULT_VARIABLE, "").strip() or "local"
+
+
+def make_executor(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Executor:
+    """The executor named ``kind`` (default: `default_kind()`): "serial", "local" (``workers`` processes, default:
+    the cores available) or "ray" (joins ``address``, else starts a local Ray of ``workers`` CPUs). ``address``
+    needs "ray"."""
+    if kind is None:
+        kind = default_kind()
+        if kind not in KINDS:
+            raise UserError(f"{DEFAULT_VARIABLE}={kind}: unknown executor; choose from {', '.join(KINDS)}")
     if kind not in KINDS:
         raise UserError(f"unknown executor {kind!r}: choose from {', '.join(KINDS)}")
     if workers is not None and workers < 1:
@@ -162,10 +193,11 @@ def make_executor(kind: str = "serial", address: str | None = None, workers: int
 
 def add_executor_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     """--executor, --workers and --address on a command whose ``task`` (e.g. "one model") runs as a unit."""
-    parser.add_argument("--executor", choices=KINDS, default="serial",
-                        help=f"where each task ({task}) runs: serial (this process), local (processes on this "
-                             "machine) or ray (a Ray cluster; pip install 'recommender[ray]'); results are the same "
-                             "(default: %(default)s)")
+    parser.add_argument("--executor", choices=KINDS, default=None,
+                        help=f"where each task ({task}) runs: serial (this process), local (processes on the cores "
+                             "available; in this process when one core or one task) or ray (a Ray cluster; pip "
+                             f"install 'recommender[ray]'); results are the same (default: ${DEFAULT_VARIABLE}, else "
+                             "local)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes (local) or CPUs of a Ray started here (default: the cores available)")
     parser.add_argument("--address", default=None,

@@ -6,6 +6,7 @@ helpers from another.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +17,11 @@ import pandas as pd
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+# The commands' default executor is `local` (worker processes on the cores available); the suite's test workers
+# already share the cores, so its commands run in-process unless a test names an executor (tests/test_executors.py
+# checks the default itself). Set here, before any test, so that CLI subprocesses inherit it too.
+os.environ.setdefault("RECOMMENDER_EXECUTOR", "serial")
 SMALL_ZOO = DATA / "history" / "small_zoos_long.csv"  # 4 models x 2 datasets, no model or dataset facts
 
 

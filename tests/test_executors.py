@@ -12,7 +12,14 @@ import sys
 import pytest
 
 from recommender.errors import UserError
-from recommender.executors import THREAD_VARIABLES, available_cores, make_executor, ray_installed, thread_environment
+from recommender.executors import (
+    THREAD_VARIABLES,
+    SerialExecutor,
+    available_cores,
+    make_executor,
+    ray_installed,
+    thread_environment,
+)
 
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'recommender[ray]')")
 
@@ -30,6 +37,11 @@ def ray_executor():
     ray.shutdown()
 
 
+def getpid_of(_: object) -> int:
+    """The id of the process a task runs in (module level: spawned workers import it)."""
+    return os.getpid()
+
+
 def test_serial_is_a_plain_loop() -> None:
     assert make_executor("serial").map(math.factorial, ITEMS) == [math.factorial(i) for i in ITEMS]
 
@@ -43,6 +55,30 @@ def test_local_task_error_is_raised_as_itself() -> None:
     # make_executor itself is the task: "bogus" makes it raise the package's UserError inside the worker
     with pytest.raises(UserError, match="unknown executor 'bogus'"):
         make_executor("local", workers=2).map(make_executor, ["serial", "bogus"])
+
+
+def test_default_is_local_unless_the_environment_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECOMMENDER_EXECUTOR", raising=False)
+    assert make_executor() == make_executor("local")
+    monkeypatch.setenv("RECOMMENDER_EXECUTOR", "serial")
+    assert make_executor() == SerialExecutor()
+    monkeypatch.setenv("RECOMMENDER_EXECUTOR", "threads")
+    with pytest.raises(UserError, match="RECOMMENDER_EXECUTOR=threads: unknown executor; choose from serial, local"):
+        make_executor()
+
+
+def test_local_runs_one_workers_worth_in_this_process() -> None:
+    # one task, or one worker: no process is started, the task sees this process's id
+    assert make_executor("local", workers=4).map(getpid_of, [0]) == [os.getpid()]
+    assert make_executor("local", workers=1).map(getpid_of, [0, 1]) == [os.getpid()] * 2
+    assert os.getpid() not in make_executor("local", workers=2).map(getpid_of, [0, 1])
+
+
+@pytest.mark.parametrize("kind", ["serial", "local"])
+def test_imap_yields_each_result_in_item_order(kind: str) -> None:
+    results = make_executor(kind, workers=2).imap(math.factorial, ITEMS)
+    assert next(results) == math.factorial(ITEMS[0])  # available before the rest is consumed
+    assert list(results) == [math.factorial(i) for i in ITEMS[1:]]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
