@@ -87,6 +87,15 @@ def _at_infinity(z2, outside, n):
     return (np.log(n / total) - 1 - np.log(2 * np.pi)) / 2, n / total
 
 
+def unbounded_message(wide: bool, rank: int, n: int) -> str:
+    """The error of a target column fitted exactly by rank-deficient features (rank < n), where LogME is unbounded."""
+    # n < D: an exact fit needs rank < n, i.e. repeated examples; n >= D: the target is linear in F
+    cause = ("repeated or linearly dependent examples with n < D; drop repeats or use more examples"
+             if wide else f"rank {rank} < n = {n}: the target is a linear function of the features, "
+                          "e.g. a label leaked into them")
+    return f"LogME is unbounded: a target column is fitted exactly by rank-deficient features ({cause})"
+
+
 def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None) -> EvidenceFit:
     """Maximise the evidence for every column of Y at once by the fixed point of Algorithm 1, to convergence.
 
@@ -122,12 +131,7 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
         rest = np.where(rest > 1e-12 * (z2.sum(axis=0) + outside), rest, 0.0)  # round-off of an exact fit
         rank = np.count_nonzero(s)
         if np.any((rest == 0) & (rank < n)):
-            # n < D: an exact fit needs rank < n, i.e. repeated examples; n >= D: the target is linear in F
-            cause = ("repeated or linearly dependent examples with n < D; drop repeats or use more examples"
-                     if fm.wide else f"rank {rank} < n = {n}: the target is a linear function of the features, "
-                                     "e.g. a label leaked into them")
-            raise UserError(f"LogME is unbounded: a target column is fitted exactly by rank-deficient features "
-                            f"({cause})")
+            raise UserError(unbounded_message(fm.wide, rank, n))
         candidates = [_interior(a / b, s, z2, rest, n), _at_zero(s, z2, rest, n), _at_infinity(z2, outside, n)]
     values = np.nan_to_num(np.array([c[0] for c in candidates]), nan=-np.inf)
     best = values.argmax(axis=0)
