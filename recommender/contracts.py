@@ -122,11 +122,22 @@ def transfergraph_protocol(train_slice: str | None, peft: str | None, lora_r: fl
     return "transfergraph:" + "-".join(parts)
 
 
-def finetune_protocol(max_epochs: int, train_examples: int) -> str:
-    """The protocol `recommender finetune` logs a run under unless named: what was run, e.g. `finetune:3ep-120ex`.
+FINETUNE_HEADS = ("random", "probe")  # the fine-tuning head's start: fresh, or the linear probe's fit (LP-FT)
 
-    Runs with other budgets are not comparable, so they never share a protocol (nor the bundled `full-finetune`)."""
-    return f"finetune:{max_epochs}ep-{train_examples}ex"
+
+def finetune_protocol(max_epochs: int, train_examples: int, head: str = "random", max_length: int | None = None,
+                      image_size: int | None = None) -> str:
+    """The protocol `recommender finetune` and `recommender campaign` log a run under unless named: what was run.
+
+    `finetune:3ep-120ex` starts from a fresh random head (the name it always had); `finetune:lpft-3ep-120ex` starts
+    from the linear probe's head (LP-FT, Kumar et al. 2022); inputs cut to fit a budget add `-tok<max_length>` (texts)
+    or `-px<image_size>` (images): `finetune:lpft-3ep-180ex-tok64`. Runs with other budgets or starts are not
+    comparable, so they never share a protocol (nor the bundled `full-finetune`)."""
+    if head not in FINETUNE_HEADS:
+        raise UserError(f"unknown head {head!r}: choose from {', '.join(FINETUNE_HEADS)}")
+    parts = [*(["lpft"] if head == "probe" else []), f"{max_epochs}ep", f"{train_examples}ex"]
+    parts += [*([f"tok{max_length}"] if max_length else []), *([f"px{image_size}"] if image_size else [])]
+    return "finetune:" + "-".join(parts)
 
 
 # --- rules and constants shared by packages ----------------------------------------------------------------------

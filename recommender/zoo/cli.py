@@ -9,16 +9,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument, comma_list
 from recommender.executors import add_executor_arguments
 from recommender.zoo.zoos import ZOOS
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from recommender.history import Store
 
 RANK_DESCRIPTION = """\
 Rank candidate models for a dataset: extract each model's pooled features (cached on
@@ -54,40 +48,6 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None, help="stratified subsample of N examples (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of training (default: %(default)s)")
     add_db_argument(p)
-
-
-def _write(store: Store, frame: pd.DataFrame, kind: str, label: str) -> dict[str, int]:
-    """Write jobs or scores (long format) into the history store."""
-    from recommender.history.ingest import build_batch
-
-    return store.write(build_batch(frame, label, kind=kind, source=label))
-
-
-RANK_SOURCE = "recommender rank"
-
-
-def scores_long(ranked: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
-    """The ranked table's computed scores in the store's long format; `run` is the features' cache key."""
-    import pandas as pd
-
-    rows = [{"model": r["model"], "dataset": r["dataset"], "score": s, "run": r["features_key"],
-             "value": r[f"score_{s}"], "seconds": r[f"seconds_{s}"]}
-            for _, r in ranked.iterrows() for s in scores]
-    return pd.DataFrame(rows, columns=["model", "dataset", "score", "run", "value", "seconds"]).dropna(subset=["value"])
-
-
-def log_scores(ranked: pd.DataFrame, scores: list[str], url: str | None) -> int:
-    """Write the ranking's scores into the store (created if needed); scores of the same features already logged
-    are kept as they are."""
-    from recommender.history.store import store_for_writing
-
-    long = scores_long(ranked, scores)
-    with store_for_writing(url) as store:
-        stored = store.scores(scores)
-        stored = stored.loc[stored["source"] == RANK_SOURCE, ["model", "dataset", "score", "run"]]
-        # Same key = same model, weights, preprocessing and data; only the timings differ, so skip, never conflict.
-        new = long.merge(stored, how="left", indicator=True).query("_merge == 'left_only'").drop(columns="_merge")
-        return _write(store, new, "scores", RANK_SOURCE).get("scores", 0) if len(new) else 0
 
 
 def run_rank(args: argparse.Namespace) -> int:
@@ -140,6 +100,8 @@ def run_rank(args: argparse.Namespace) -> int:
         print(evidence)
         print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.log_scores:  # after the output, so that a store problem never loses the ranking
+        from recommender.zoo.store_writes import log_scores
+
         print(f"logged {log_scores(ranked, scores, args.db)} new score(s) into the store", file=sys.stderr)
     return 0
 
@@ -158,9 +120,10 @@ def run_finetune(args: argparse.Namespace) -> int:
                     protocol=args.protocol, executor=executor)
     if not args.no_log:  # the one writer: after every run, in grid order
         from recommender.history.store import store_for_writing
+        from recommender.zoo.store_writes import write_frame
 
         with store_for_writing(args.db) as store:
-            added = _write(store, jobs, "jobs", SOURCE)
+            added = write_frame(store, jobs, "jobs", SOURCE)
         print(f"logged {added.get('jobs', 0)} job(s) into the store under protocol {jobs['protocol'].iloc[0]}",
               file=sys.stderr)
     cols = ["model", "dataset", "hp.lr", "hp.epochs_run", "val_value", "value", "seconds"]
