@@ -69,6 +69,18 @@ def resolve_device(choice: str) -> str | None:
     return choice
 
 
+def device_note(scores: Sequence[str], device: str) -> str:
+    """One line saying which of `scores` ran on torch (on `device`, batched over the models) and which on numpy."""
+    on_torch = [s for s in scores if s in TORCH_SCORES]
+    rest = [s for s in scores if s not in TORCH_SCORES]
+    note = f"{', '.join(on_torch) or 'no score'} on torch ({device}), batched over the models"
+    note += f"; {', '.join(rest)} on numpy" if rest else ""
+    if device == "cpu":
+        return note + "; features extracted on the CPU"
+    return note + (f"; features extracted on {device} (on the CPU by providers outside torch and by workers that "
+                   "see no CUDA device)")
+
+
 @dataclass(frozen=True)
 class EvidenceFitTorch:
     """LogME's fit of a batch of models on the device: evidence / n (B, K), alpha (for the caller's F) and beta

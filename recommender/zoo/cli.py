@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
+def _device(text: str) -> str:
+    """A --device choice: auto, cpu, cuda, cuda:N or torch:cpu (checked against the machine when rank runs)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|torch:cpu", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or torch:cpu, got {text!r}")
+    return text
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by both commands: the dataset, its subsample and the seed."""
     p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, "
@@ -53,6 +61,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def run_rank(args: argparse.Namespace) -> int:
     """Extract features, score every model, predict with the recommender, print the top-k."""
     from recommender.executors import executor_from_args
+    from recommender.scores.torch_kernels import device_note, resolve_device
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.rank import (
@@ -66,6 +75,7 @@ def run_rank(args: argparse.Namespace) -> int:
     )
     from recommender.zoo.zoos import resolve_models
 
+    device = resolve_device(args.device)  # a missing CUDA device is refused before any loading
     ds = subsample(load_dataset(args.data), args.n, args.seed)
     providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None)
     scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
@@ -75,7 +85,10 @@ def run_rank(args: argparse.Namespace) -> int:
     recommender = stacking = None
     if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
         recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
-    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress, executor=executor_from_args(args))
+    pairs = score_pool(providers, ds, scores, cache=cache, progress=progress, executor=executor_from_args(args),
+                       device=device)
+    if device is not None:
+        print(f"recommender rank: {device_note(scores, device)}", file=sys.stderr)
     if recommender is not None:
         from recommender.history import open_store
 
@@ -159,6 +172,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "~/.cache/recommender/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features")
     add_executor_arguments(p, "one model: its features and every score")
+    p.add_argument("--device", type=_device, default="auto",
+                   help="where LogME, LFC and the H-scores run, batched over the models, and where features are "
+                        "extracted: auto (CUDA when torch sees a device, else cpu), cpu (numpy), cuda, cuda:N, "
+                        "or torch:cpu (the torch kernels on the CPU: the GPU path's numbers without a GPU) "
+                        "(default: %(default)s)")
     p.add_argument("--log-scores", action="store_true",
                    help="after printing, write the computed scores into the store (run: the features' cache key, "
                         "so the same model and data again add nothing)")

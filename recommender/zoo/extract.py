@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,16 +36,27 @@ def _source(provider: Provider) -> str:
 
 
 def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, batch_size: int = 32,
-            progress: bool = True) -> Extracted:
-    """Pooled features (n x D) of every example of ds, read from or written to the cache."""
+            progress: bool = True, device: str = "cpu") -> Extracted:
+    """Pooled features (n x D) of every example of ds, read from or written to the cache.
+
+    With a torch `device` other than the CPU (e.g. "cuda:0"), a provider whose `features` takes a device runs its
+    encoder there; the features still come back as a CPU array. They differ from the CPU's by float rounding, so
+    the cache keeps them apart: the key gains the device type (";device:cuda"), while features computed on the
+    CPU keep the key they always had.
+    """
     if provider.modality != ds.modality:
         raise UserError(f"model {provider.name} takes {provider.modality} but dataset {ds.name} holds {ds.modality}")
-    key = FeatureCache.key(provider.name, _source(provider), provider.preprocessing, ds.fingerprint())
+    kind = device.partition(":")[0]
+    # A provider whose `features` takes no device (onnxruntime, spaCy) runs on the CPU: the CPU's features and key.
+    on_cpu = kind == "cpu" or "device" not in inspect.signature(provider.features).parameters
+    preprocessing = provider.preprocessing if on_cpu else f"{provider.preprocessing};device:{kind}"
+    key = FeatureCache.key(provider.name, _source(provider), preprocessing, ds.fingerprint())
     if cache is not None and (hit := cache.get(key)) is not None:
         return Extracted(hit, 0.0, True, key)
+    features_of = provider.features if on_cpu else partial(provider.features, device=device)
     start = time.perf_counter()
     parts = [
-        provider.features(ds.items[i : i + batch_size])
+        features_of(ds.items[i : i + batch_size])
         for i in tqdm(range(0, len(ds), batch_size), desc=f"{provider.name} on {ds.name}", unit="batch",
                       disable=not progress, leave=False)
     ]
@@ -53,6 +66,6 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
     seconds = time.perf_counter() - start
     if cache is not None:
         meta = {"model": provider.name, "dataset": ds.name, "n": len(ds), "dim": features.shape[1],
-                "preprocessing": provider.preprocessing, "seconds": seconds}
+                "preprocessing": preprocessing, "seconds": seconds}
         cache.put(key, features, meta)
     return Extracted(features, seconds, False, key)

@@ -76,11 +76,14 @@ class Provider(ABC):
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         """Turn raw examples into the encoder's keyword inputs."""
 
-    def features(self, items: list | np.ndarray) -> np.ndarray:
-        """Pooled features (B x D, float32) of a batch of raw examples, without gradients."""
-        enc = self.encoder().eval()
+    def features(self, items: list | np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Pooled features (B x D, float32, on the CPU) of a batch of raw examples, without gradients.
+
+        The encoder and the batch run on the torch `device`; the encoder stays there until `reset_encoder`."""
+        enc = self.encoder().to(device).eval()
         with torch.inference_mode():
-            return enc(**self.prepare(items)).float().numpy()
+            inputs = {name: tensor.to(device) for name, tensor in self.prepare(items).items()}
+            return enc(**inputs).float().cpu().numpy()
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

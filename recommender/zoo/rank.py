@@ -20,6 +20,7 @@ from recommender.zoo.extract import extract
 from recommender.zoo.providers import Provider
 
 DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
+POOL_BATCH = 64  # models whose features wait in memory for one batched torch scoring
 
 
 def dataset_row(ds: Dataset, group: str | None = None) -> dict:
@@ -38,26 +39,82 @@ def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: st
     return table.drop(columns="error")
 
 
-def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureCache | None, progress: bool) -> dict:
+def extraction_device(device: str | None) -> str:
+    """Where this process extracts features for a scoring `device` (None: the numpy path): that device, or the CPU
+    where this process sees no CUDA device (e.g. a Ray task, which gets no GPU unless it asks for one)."""
+    if device is None or device == "cpu":
+        return "cpu"
+    import torch
+
+    return device if torch.cuda.is_available() else "cpu"
+
+
+def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureCache | None, progress: bool,
+                device: str | None = None, deferred: Sequence[str] = ()) -> dict:
     """One model's pair-table row: its features extracted (through the cache), every score computed. A task of its
-    own: it reads and writes nothing but the feature cache, so any executor can run it."""
-    got = extract(p, ds, cache=cache, progress=progress)
-    table = scores_or_nan(got.features, ds.y, scores, p.name).set_index("score")
+    own: it reads and writes nothing but the feature cache, so any executor can run it.
+
+    With a torch `device`, the features are extracted there (`extraction_device`); the scores in `deferred` are
+    left NaN for `score_pool` to compute on the device, and the row carries the features under "features"."""
+    got = extract(p, ds, cache=cache, progress=progress, device=extraction_device(device))
+    here = [s for s in scores if s not in deferred]
+    table = scores_or_nan(got.features, ds.y, here, p.name).set_index("score") if here else None
+    value = {s: float(table.at[s, "value"]) if s in here else math.nan for s in scores}
+    seconds = {s: float(table.at[s, "seconds"]) if s in here else math.nan for s in scores}
     row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
-    row |= {f"score_{s}": float(table.at[s, "value"]) for s in scores}
+    row |= {f"score_{s}": value[s] for s in scores}
     row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
-    return row | {f"seconds_{s}": float(table.at[s, "seconds"]) for s in scores}
+    row |= {f"seconds_{s}": seconds[s] for s in scores}
+    return row | ({"features": got.features} if deferred else {})
+
+
+def _fill_torch_scores(rows: list[dict], y: np.ndarray, deferred: Sequence[str], device: str) -> list[dict]:
+    """The deferred scores of a batch of `score_model` rows, computed together on the torch device (models whose
+    Gram products share a shape are batched); a score that cannot be computed becomes NaN with a warning."""
+    from recommender.scores.spectrum import FeatureMatrix
+    from recommender.scores.torch_kernels import score_matrices
+
+    outcomes = score_matrices([FeatureMatrix(row.pop("features")) for row in rows], y, deferred, device)
+    for row, out in zip(rows, outcomes, strict=True):
+        for s in deferred:
+            value = out.values[s]
+            if isinstance(value, UserError):
+                print(f"warning: {s} on {row['model']}: {value}; left as NaN", file=sys.stderr)
+                value = math.nan
+            row[f"score_{s}"], row[f"seconds_{s}"] = value, out.seconds[s]
+    return rows
 
 
 def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES,
-               cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None
-               ) -> pd.DataFrame:
+               cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None,
+               device: str | None = None) -> pd.DataFrame:
     """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step;
-    one `score_model` task per model on ``executor`` (default: this process; progress bars only there)."""
+    one `score_model` task per model on ``executor`` (default: this process; progress bars only there).
+
+    With a torch ``device`` (`torch_kernels.resolve_device`), features are extracted there and the scores with
+    torch kernels (LogME, LFC, H-scores) are computed there in this process, batched over up to POOL_BATCH models
+    at a time (their seconds: the batch's shared work split equally); the other scores stay numpy in the tasks.
+    Without one (None), everything is numpy, as it always was."""
     executor = executor or SerialExecutor()
+    deferred: tuple[str, ...] = ()
+    if device is not None:
+        from recommender.scores.torch_kernels import TORCH_SCORES
+
+        deferred = tuple(s for s in scores if s in TORCH_SCORES)
     task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache,
-                   progress=progress and isinstance(executor, SerialExecutor))
-    return pd.DataFrame(executor.map(task, providers))
+                   progress=progress and isinstance(executor, SerialExecutor), device=device, deferred=deferred)
+    if not deferred:
+        return pd.DataFrame(executor.map(task, providers))
+    rows: list[dict] = []
+    batch: list[dict] = []
+    for row in executor.imap(task, providers):  # features held for at most POOL_BATCH models at a time
+        batch.append(row)
+        if len(batch) == POOL_BATCH:
+            rows += _fill_torch_scores(batch, ds.y, deferred, device)
+            batch = []
+    if batch:
+        rows += _fill_torch_scores(batch, ds.y, deferred, device)
+    return pd.DataFrame(rows)
 
 
 def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.DataFrame:
