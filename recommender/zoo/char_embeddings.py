@@ -49,7 +49,7 @@ class Chars2VecProvider(Provider):
     def preprocessing(self) -> str:
         return f"chars:{self.max_chars};tok:lower-whitespace;pool:mean;empty:zero"
 
-    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         raise UserError(f"model {self.name} runs in onnxruntime: it has no torch inputs")
 
     def session(self):
@@ -71,7 +71,7 @@ class Chars2VecProvider(Provider):
         by_length: dict[int, list[str]] = {}
         for w in dict.fromkeys(words):
             by_length.setdefault(len(w), []).append(w)
-        vectors = {}
+        vectors: dict[str, np.ndarray] = {}
         for length, group in by_length.items():
             onehot = np.zeros((len(group), length, len(self._chars)), np.float32)
             for i, w in enumerate(group):
@@ -81,7 +81,8 @@ class Chars2VecProvider(Provider):
             vectors |= dict(zip(group, session.run(None, {name: onehot})[0], strict=True))
         return vectors
 
-    def features(self, items: list) -> np.ndarray:
+    def features(self, items: list | np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Pooled features; `device` is accepted for the common interface, the ONNX LSTM always runs on the CPU."""
         texts = [re.findall(r"\S+", str(t)[: self.max_chars].lower()) for t in items]
         vectors = self.word_vectors([w for words in texts for w in words])
         dim = self._dim

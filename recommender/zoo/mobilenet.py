@@ -30,7 +30,7 @@ class _InvertedResidual(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, expand: int):
         super().__init__()
         hidden = cin * expand
-        layers = [_conv_bn_relu6(cin, hidden, kernel=1)] if expand != 1 else []
+        layers: list[nn.Module] = [_conv_bn_relu6(cin, hidden, kernel=1)] if expand != 1 else []
         layers += [_conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
                    nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
         self.conv = nn.Sequential(*layers)
@@ -86,12 +86,14 @@ class MobileNetV2Provider(Provider):
 
     def network(self) -> MobileNetV2:
         """The full network with its ImageNet classifier, freshly loaded from the weights file."""
-        return load_checked_state(MobileNetV2(), self.weights)
+        net = MobileNetV2()
+        load_checked_state(net, self.weights)
+        return net
 
     def _build_encoder(self) -> nn.Module:
         return _PooledMobileNet(self.network())
 
-    def prepare(self, items: np.ndarray) -> dict[str, torch.Tensor]:
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         x = to_tensor(np.asarray(items), self.image_size, 0.0, 255.0)  # pixels in [0, 1]
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

@@ -52,7 +52,7 @@ class StaticTokenEmbeddingProvider(Provider):
 
         return _TokenBag(load_file(self.weights_file)[self.tensor])
 
-    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         encodings = self.tokenizer().encode_batch([str(t) for t in items], add_special_tokens=False)
         lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.long)
         ids = torch.tensor([i for e in encodings for i in e.ids], dtype=torch.long)
