@@ -136,8 +136,9 @@ def test_score_pool_batches_and_errors_like_numpy(capsys, monkeypatch):
     expected = rank_module.score_pool(providers, ds, scores, progress=False)
     numpy_warnings = sorted(capsys.readouterr().err.splitlines())
     assert len(numpy_warnings) == 4  # the four class scores of the all-zero model; knn is defined on it
-    for batch in (64, 2):
+    for batch, budget in ((64, 1 << 30), (2, 1 << 30), (64, 1)):  # one batch; pairs; one model by bytes
         monkeypatch.setattr(rank_module, "POOL_BATCH", batch)
+        monkeypatch.setattr(rank_module, "POOL_BYTES", budget)
         got = rank_module.score_pool(providers, ds, scores, progress=False, device="cpu")
         assert sorted(capsys.readouterr().err.splitlines()) == numpy_warnings
         assert list(got.columns) == list(expected.columns)

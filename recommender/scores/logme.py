@@ -131,7 +131,7 @@ def fit_evidence(fm: FeatureMatrix, Y: np.ndarray, FtY: np.ndarray | None = None
         rest = np.where(rest > 1e-12 * (z2.sum(axis=0) + outside), rest, 0.0)  # round-off of an exact fit
         rank = np.count_nonzero(s)
         if np.any((rest == 0) & (rank < n)):
-            raise UserError(unbounded_message(fm.wide, rank, n))
+            raise UserError(unbounded_message(fm.wide, int(rank), n))
         candidates = [_interior(a / b, s, z2, rest, n), _at_zero(s, z2, rest, n), _at_infinity(z2, outside, n)]
     values = np.nan_to_num(np.array([c[0] for c in candidates]), nan=-np.inf)
     best = values.argmax(axis=0)

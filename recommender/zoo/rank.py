@@ -20,7 +20,8 @@ from recommender.zoo.extract import extract
 from recommender.zoo.providers import Provider
 
 DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
-POOL_BATCH = 64  # models whose features wait in memory for one batched torch scoring
+POOL_BATCH = 64  # models whose features wait in memory for one batched torch scoring, at most
+POOL_BYTES = 1 << 30  # and at most this much of their features (scoring holds float64 copies: twice that)
 
 
 def dataset_row(ds: Dataset, group: str | None = None) -> dict:
@@ -93,7 +94,8 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
 
     With a torch ``device`` (`torch_kernels.resolve_device`), features are extracted there and the scores with
     torch kernels (LogME, LFC, H-scores) are computed there in this process, batched over up to POOL_BATCH models
-    at a time (their seconds: the batch's shared work split equally); the other scores stay numpy in the tasks.
+    (POOL_BYTES of features) at a time (their seconds: the batch's shared work split equally); the other scores
+    stay numpy in the tasks.
     Without one (None), everything is numpy, as it always was."""
     executor = executor or SerialExecutor()
     deferred: tuple[str, ...] = ()
@@ -107,9 +109,9 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
         return pd.DataFrame(executor.map(task, providers))
     rows: list[dict] = []
     batch: list[dict] = []
-    for row in executor.imap(task, providers):  # features held for at most POOL_BATCH models at a time
+    for row in executor.imap(task, providers):  # features held for one batch at a time
         batch.append(row)
-        if len(batch) == POOL_BATCH:
+        if len(batch) == POOL_BATCH or sum(r["features"].nbytes for r in batch) >= POOL_BYTES:
             rows += _fill_torch_scores(batch, ds.y, deferred, device)
             batch = []
     if batch:
