@@ -192,7 +192,7 @@ def _projections(torch: Any, s: Any, vectors: Any, Y: Any, FtY: Any | None) -> t
 
 
 @dataclass
-class _Outcome:
+class ScoreOutcome:
     """One model's torch scores: value or the UserError that score raised, and the seconds it took."""
 
     values: dict[str, float | UserError]
@@ -230,10 +230,10 @@ def _logme_checked(fm: FeatureMatrix) -> UserError | None:
 
 
 def _score_batch(torch: Any, matrices: list[FeatureMatrix], y: np.ndarray, scores: Sequence[str], target: Any,
-                 task: str) -> list[_Outcome]:
+                 task: str) -> list[ScoreOutcome]:
     """The requested torch scores of models whose Gram products share one shape."""
     start = time.perf_counter()
-    outcomes = [_Outcome({}, {}) for _ in matrices]
+    outcomes = [ScoreOutcome({}, {}) for _ in matrices]
     fm0 = matrices[0]
     wide = fm0.wide
     sides = torch.tensor([[float(max(fm.n, fm.dim))] for fm in matrices], dtype=torch.float64, device=target)
@@ -294,7 +294,7 @@ def _checked(value: float, score: str) -> float | UserError:
 
 
 def score_matrices(matrices: list[FeatureMatrix], y: np.ndarray, scores: Sequence[str], device: str | None = None,
-                   task: str = "classification") -> list[_Outcome]:
+                   task: str = "classification") -> list[ScoreOutcome]:
     """The torch scores (names from TORCH_SCORES) of every matrix on `device` (default: default_device()).
 
     One outcome per matrix, in order: per score its value or the UserError it raised on those features, and its
@@ -312,7 +312,7 @@ def score_matrices(matrices: list[FeatureMatrix], y: np.ndarray, scores: Sequenc
     for fm in matrices:
         if task == "classification":
             check_classes(y, fm.n)
-    outcomes: list[_Outcome | None] = [None] * len(matrices)
+    outcomes: list[ScoreOutcome | None] = [None] * len(matrices)
     for members in _batches(matrices):
         for i, out in zip(members, _score_batch(torch, [matrices[i] for i in members], y, scores, target, task),
                           strict=True):
