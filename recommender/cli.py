@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.scores.cli",
     "recommender.evaluation.cli",
     "recommender.zoo.cli",
+    "recommender.zoo.campaign_cli",
     "recommender.models.cli",
     "recommender.models.next_cli",
 )
