@@ -110,7 +110,8 @@ def test_wordnet_glosses_of_cities_and_genera_carry_the_matching_supersense():
 
 
 def test_bing_lexicon_words_keep_their_polarity():
-    words = dict(zip(table("bing_sentiment")["text"], table("bing_sentiment")["label"]))
+    df = table("bing_sentiment")
+    words = dict(zip(df["text"], df["label"], strict=True))
     assert {w: words[w] for w in ("good", "love", "excellent", "bad", "abnormal", "terrible")} == {
         "good": "positive", "love": "positive", "excellent": "positive",
         "bad": "negative", "abnormal": "negative", "terrible": "negative"}
@@ -151,9 +152,10 @@ def test_fashion_matches_the_debian_idx_files_when_installed():
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
     with gzip.open(root / "t10k-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    source = {img.tobytes(): FASHION[y] for img, y in zip(images, labels)}
+    source = {img.tobytes(): FASHION[y] for img, y in zip(images, labels, strict=True)}
     ds = load_dataset("fashion")
-    assert all(source[img.tobytes()] == ds.classes[y] for img, y in zip(ds.items.reshape(len(ds), -1), ds.y))
+    shipped = ds.items.reshape(len(ds), -1)
+    assert all(source[img.tobytes()] == ds.classes[y] for img, y in zip(shipped, ds.y, strict=True))
 
 
 def test_lfw_faces_and_textures_match_scikit_image_when_installed():
