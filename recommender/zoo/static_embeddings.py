@@ -9,19 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recommender.zoo.providers import Provider
-
-
-class _TokenBag(nn.Module):
-    """Mean of token vectors per text (EmbeddingBag, mean mode: an empty text gives the zero vector)."""
-
-    def __init__(self, table: np.ndarray):
-        super().__init__()
-        self.bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(table, dtype=np.float32)),
-                                                   freeze=False, mode="mean")
-
-    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.bag(ids, offsets)
+# the word-vector models' EmbeddingBag: mean mode, so an empty text gives the zero vector
+from recommender.zoo.providers import Provider, _BagOfVectors
 
 
 @dataclass
@@ -50,7 +39,7 @@ class StaticTokenEmbeddingProvider(Provider):
     def _build_encoder(self) -> nn.Module:
         from safetensors.numpy import load_file
 
-        return _TokenBag(load_file(self.weights_file)[self.tensor])
+        return _BagOfVectors(load_file(self.weights_file)[self.tensor])
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         encodings = self.tokenizer().encode_batch([str(t) for t in items], add_special_tokens=False)
