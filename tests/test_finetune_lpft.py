@@ -97,3 +97,11 @@ def test_the_default_head_is_still_random(tweets):
     assert "extra.probe_value" not in jobs and jobs["extra.best_epoch"].tolist() == [1]
     with pytest.raises(UserError, match="unknown head"):
         finetune(get_provider("glove-6B-50d"), tweets, lrs=[1e-2], head="lp")
+
+
+@glove
+def test_the_finetune_command_takes_the_head(cli, empty_store_url):
+    out = cli("finetune", "--data", "tweets", "--n", 60, "--model", "glove-6B-50d", "--lrs", "1e-2", "--epochs", 1,
+              "--head", "probe", "--db", empty_store_url)
+    assert out.code == 0, out.err
+    assert "logged 1 job(s) into the store under protocol finetune:lpft-1ep-36ex" in out.err

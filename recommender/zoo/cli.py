@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from recommender.cli_args import add_db_argument, comma_list
+from recommender.contracts import FINETUNE_HEADS
 from recommender.executors import add_executor_arguments
 from recommender.zoo.zoos import ZOOS
 
@@ -27,7 +28,9 @@ FINETUNE_DESCRIPTION = """\
 Fine-tune a torch model of the zoo with a fresh linear head (Lightning, AdamW, early
 stopping on validation accuracy) over a learning-rate grid, on a stratified 60/20/20
 train/validation/test split, and log each run as a job in the store. Accuracies are exact
-counts in %, rounded to what the split's size can measure.
+counts in %, rounded to what the split's size can measure. With --head probe (LP-FT) the
+head starts from the linear probe's fit and the probe itself (epoch 0) is kept unless a
+trained epoch beats it on validation (protocol finetune:lpft-...).
 
 example:
   recommender finetune --data tweets --n 200 --model glove-6B-50d --lrs 1e-3,1e-2 --epochs 3
@@ -130,7 +133,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     full = load_dataset(args.data)
     jobs = finetune(get_provider(args.model), subsample(full, args.n, args.seed), lrs=args.lrs, max_epochs=args.epochs,
                     patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full),
-                    protocol=args.protocol, executor=executor)
+                    protocol=args.protocol, executor=executor, head=args.head)
     if not args.no_log:  # the one writer: after every run, in grid order
         from recommender.history.store import store_for_writing
         from recommender.zoo.store_writes import write_frame
@@ -196,6 +199,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--protocol", default=None,
                    help="store protocol of the logged jobs; runs under one protocol should be comparable "
                         "(default: finetune:<epochs>ep-<training examples>ex, e.g. finetune:3ep-120ex)")
+    f.add_argument("--head", choices=FINETUNE_HEADS, default="random",
+                   help="the head's start: random (a fresh head, as always) or probe (LP-FT: the linear probe's "
+                        "fit on the frozen features) (default: %(default)s)")
     add_executor_arguments(f, "one learning rate: a fresh model trained and tested")
     f.add_argument("--no-log", action="store_true", help="do not write the jobs into the store")
     f.set_defaults(func=run_finetune)
