@@ -6,7 +6,9 @@ one epoch: 4 jobs of 36 training examples."""
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pandas as pd
@@ -38,16 +40,17 @@ def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One store through a campaign limited to 1 job, the full campaign, and a rerun: the output and store after
-    each stage."""
+    """One store through a campaign limited to 1 job, the full campaign, and a rerun: the exit code and store after
+    each stage, and what it printed."""
     from recommender.cli import main
 
     folder = tmp_path_factory.mktemp("campaign")
     url, cache = f"sqlite:///{folder / 'history.db'}", folder / "cache"
     out = {}
     for stage, extra in (("limited", ["--max-jobs", "1"]), ("full", []), ("rerun", [])):
-        code = main(campaign_args(url, cache, *extra))
-        out[stage] = (code, *stored(url))
+        with redirect_stdout(io.StringIO()) as printed:
+            code = main(campaign_args(url, cache, *extra))
+        out[stage], out[f"{stage}_out"] = (code, *stored(url)), printed.getvalue()
     return out | {"url": url, "cache": cache}
 
 
@@ -76,6 +79,8 @@ def test_a_limited_campaign_resumes_with_exactly_the_missing_jobs(stages) -> Non
     _, limited, _ = stages["limited"]
     _, full, _ = stages["full"]
     assert len(limited) == 1 and limited["run"].iloc[0] in RUNS
+    assert "1 job(s) run, 0 already in the store (skipped), 3 left for a later run" in stages["limited_out"]
+    assert "3 job(s) run, 1 already in the store (skipped)," in stages["full_out"]
     # the first job was not run again: its row (ingest time included) is the one the limited campaign wrote
     pd.testing.assert_frame_equal(full[full["run"] == limited["run"].iloc[0]].reset_index(drop=True), limited)
     assert len(full) == 4 and full["run"].is_unique
@@ -176,3 +181,30 @@ def test_bad_arguments_are_one_line_errors(tmp_path, cli, change, message) -> No
     out = cli(*args)
     assert out.code == 2 and message in out.err and len(out.err.strip().splitlines()) == 1, out.err
     assert not (tmp_path / "history.db").exists()  # refused before the store is touched
+
+
+def test_summary_chooses_the_lr_by_mean_validation_over_seeds_and_says_why_not() -> None:
+    from recommender.zoo.campaign import summary_table, verdicts
+
+    def job(model, lr, seed, val, test, best_epoch):
+        return {"dataset": "d", "model": model, "val_value": val, "test_value": test,
+                "hparams": json.dumps({"lr": lr, "seed": seed}), "extra": json.dumps({"best_epoch": best_epoch})}
+
+    jobs = pd.DataFrame([
+        # a: lr 0.1 wins on mean validation (80 vs 75) though lr 0.01 has the best single run (90)
+        job("a", 0.01, 0, 90, 70, 1), job("a", 0.01, 1, 60, 72, 2),
+        job("a", 0.1, 0, 80, 84, 1), job("a", 0.1, 1, 80, 86, 0),
+        # b: both runs keep the probe head: fine-tuning equals the probe
+        job("b", 0.01, 0, 70, 60, 0), job("b", 0.01, 1, 70, 62, 0)])
+    probes = pd.DataFrame({"model": ["a", "a", "b", "b", "c", "c"], "dataset": "d", "seed": [0, 1] * 3,
+                           "probe_val_value": 0.0, "probe_value": [80, 82, 60, 62, 50, 54]})
+    summary = summary_table(jobs, probes).set_index("model")
+    assert summary.loc["a", ["lr", "finetune_value", "probe_value", "delta", "kept_probe", "seeds"]].tolist() == \
+        [0.1, 85.0, 81.0, 4.0, 0.5, 2]
+    assert summary.loc["b", ["finetune_value", "probe_value", "delta", "kept_probe"]].tolist() == [61.0, 61.0, 0.0, 1.0]
+    assert summary.loc["c", "probe_value"] == 52.0  # no jobs: the probe only
+    assert summary.loc[["c"], ["finetune_value", "delta"]].isna().to_numpy().all()
+    verdict = verdicts(summary.reset_index()).iloc[0]
+    # a beats, b ties: 1 of 2 is not most, and the chosen runs kept the probe head in 75% of cases
+    assert (verdict["models"], verdict["beats"], verdict["ties"], verdict["loses"]) == (2, 1, 1, 0)
+    assert "kept the probe head in 75% of cases" in verdict["why_not"]

@@ -27,7 +27,7 @@ from recommender.executors import Executor, SerialExecutor
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset, load_dataset, subsample
 from recommender.zoo.extract import extract
-from recommender.zoo.finetune import finetune_once, probe_accuracies, split_dataset, with_facts
+from recommender.zoo.finetune import Split, finetune_once, probe_accuracies, split_dataset, with_facts
 from recommender.zoo.providers import Provider
 from recommender.zoo.rank import DEFAULT_SCORES, score_pool
 from recommender.zoo.store_writes import log_scores, write_frame
@@ -117,11 +117,13 @@ def run_job(job: Job, settings: Settings, cache: FeatureCache | None) -> dict:
 
 @dataclass
 class Result:
-    """What a campaign did: the jobs it ran (as logged), those it found done, the scores it logged, the linear
-    probes of every pair and seed, the models without fine-tuning truth, and its wall and CPU seconds."""
+    """What a campaign did: the jobs it ran (as logged), those it found done, those it left for later (beyond
+    max_jobs), the scores it logged, the linear probes of every pair and seed, the models without fine-tuning
+    truth, its wall and CPU seconds, and `summary_table` of every job of its grid in the store."""
 
     jobs: pd.DataFrame
     skipped: int
+    left: int  # missing jobs beyond max_jobs, for a later run
     scores_logged: int
     probes: pd.DataFrame
     untrainable: list[str]
@@ -139,6 +141,31 @@ def load_datasets(names: Sequence[str], n: int | None) -> dict[str, tuple[Datase
         full = load_dataset(name)
         out[name] = (subsample(full, n, SUBSAMPLE_SEED), len(full))
     return out
+
+
+def probe_rows(pool: Sequence[Provider], ds: Dataset, splits: dict[int, Split], cache: FeatureCache) -> list[dict]:
+    """The linear probe's validation and test accuracy per model and seed, on the features in the cache."""
+    rows = []
+    for p in pool:
+        features = extract(p, ds, cache=cache, progress=False).features
+        for seed, split in splits.items():
+            val, test = probe_accuracies(features, ds.y, split, len(ds.classes))
+            rows.append({"model": p.name, "dataset": ds.name, "seed": seed, "probe_val_value": val,
+                         "probe_value": test})
+    return rows
+
+
+def plan(pool: Sequence[Provider], ds: Dataset, splits: dict[int, Split], settings: Settings) -> list[Job]:
+    """Every fine-tuning job of the grid on ds, in order: model, seed, learning rate (torch models only)."""
+    jobs = []
+    for p in pool:
+        if not p.trainable:
+            continue
+        p.reset_encoder()  # a job loads the pre-trained weights itself: do not ship loaded ones to a worker
+        for seed, split in splits.items():
+            protocol = settings.protocol(ds, len(split.train))
+            jobs += [Job(run_id(protocol, p.name, ds.name, lr, seed), protocol, p, ds, lr, seed) for lr in settings.lrs]
+    return jobs
 
 
 def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], settings: Settings, url: str | None,
@@ -162,7 +189,7 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     store = open_store(url, create=True)  # before any work: a bad --db fails first
     done = set(store.jobs(source=SOURCE)["run"].dropna())
-    jobs, probes, skipped, logged, budget = [], [], 0, 0, max_jobs
+    jobs, probes, skipped, left, logged, budget = [], [], 0, 0, 0, max_jobs
     untrainable = sorted({p.name for p in providers if not p.trainable})
     planned: list[str] = []
     for name, (ds, full_examples) in data.items():
@@ -174,28 +201,16 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
                f"in the store); extraction {pairs['seconds_extract'].sum():.1f} s, scores "
                f"{pairs[[f'seconds_{s}' for s in SCORES]].to_numpy().sum():.1f} s")
         splits = {seed: split_dataset(ds, seed=seed) for seed in settings.seeds}
-        for p in pool:
-            features = extract(p, ds, cache=cache, progress=False).features  # from the cache: score_pool put them
-            for seed, split in splits.items():
-                val, test = probe_accuracies(features, ds.y, split, len(ds.classes))
-                probes.append({"model": p.name, "dataset": name, "seed": seed, "probe_val_value": val,
-                               "probe_value": test})
-        pending = []
+        probes += probe_rows(pool, ds, splits, cache)
         for p in pool:
             if not p.trainable:
                 report(f"{name}: {p.name} runs outside torch: scores and linear probe only, no fine-tuning truth")
-                continue
-            p.reset_encoder()  # workers load the pre-trained weights themselves
-            for seed, split in splits.items():
-                protocol = settings.protocol(ds, len(split.train))
-                for lr in settings.lrs:
-                    job = Job(run_id(protocol, p.name, name, lr, seed), protocol, p, ds, lr, seed)
-                    planned.append(job.run)
-                    if job.run in done:
-                        skipped += 1
-                    else:
-                        pending.append(job)
+        grid = plan(pool, ds, splits, settings)
+        planned += [job.run for job in grid]
+        pending = [job for job in grid if job.run not in done]
+        skipped += len(grid) - len(pending)
         if budget is not None:
+            left += max(len(pending) - budget, 0)
             pending, budget = pending[:budget], budget - min(budget, len(pending))
         task = partial(run_job, settings=settings, cache=cache)
         for job, row in zip(pending, executor.imap(task, pending), strict=True):
@@ -208,7 +223,7 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
                    f"{row['extra.cpu_seconds']:.1f} s CPU")
     stored = store.jobs(source=SOURCE)
     probe_table = pd.DataFrame(probes, columns=["model", "dataset", "seed", "probe_val_value", "probe_value"])
-    return Result(pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(), skipped, logged, probe_table,
+    return Result(pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(), skipped, left, logged, probe_table,
                   untrainable, time.perf_counter() - start_wall, time.process_time() - start_cpu,
                   summary_table(stored[stored["run"].isin(planned)], probe_table))
 

@@ -57,7 +57,8 @@ def run_campaign_command(args: argparse.Namespace) -> int:
     result = run_campaign(providers, comma_list(args.datasets), settings, args.db, cache, executor,
                           max_jobs=args.max_jobs, report=lambda line: print(line, flush=True))
     cpu_jobs = float(result.jobs["extra.cpu_seconds"].sum()) if len(result.jobs) else 0.0
-    print(f"\n{len(result.jobs)} job(s) run, {result.skipped} already in the store (skipped), "
+    later = f", {result.left} left for a later run (--max-jobs)" if result.left else ""
+    print(f"\n{len(result.jobs)} job(s) run, {result.skipped} already in the store (skipped){later}, "
           f"{result.scores_logged} new score(s) logged; {result.wall_seconds:.1f} s wall, "
           f"{result.cpu_seconds:.1f} s CPU in this process, {cpu_jobs:.1f} s CPU in the jobs")
     if result.untrainable:
