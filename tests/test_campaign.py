@@ -208,3 +208,12 @@ def test_summary_chooses_the_lr_by_mean_validation_over_seeds_and_says_why_not()
     # a beats, b ties: 1 of 2 is not most, and the chosen runs kept the probe head in 75% of cases
     assert (verdict["models"], verdict["beats"], verdict["ties"], verdict["loses"]) == (2, 1, 1, 0)
     assert "kept the probe head in 75% of cases" in verdict["why_not"]
+
+
+def test_the_command_defaults_are_the_settings_defaults() -> None:
+    from recommender.cli import build_parser
+    from recommender.zoo.campaign import Settings
+
+    args = build_parser().parse_args(["campaign", "--models", "glove-6B-50d", "--datasets", "tweets"])
+    assert Settings(n=args.n, lrs=tuple(args.lrs), seeds=tuple(args.seeds), epochs=args.epochs,
+                    patience=args.patience, batch_size=args.batch_size, head=args.head) == Settings()

@@ -85,10 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated learning rates (default: %(default)s)")
     c.add_argument("--seeds", type=_ints, default="0",
                    help="comma-separated seeds: each one splits and trains anew (default: %(default)s)")
-    c.add_argument("--epochs", type=int, default=3, help="maximum epochs per job (default: %(default)s)")
-    c.add_argument("--patience", type=int, default=1,
-                   help="early-stopping patience in epochs of validation accuracy (default: %(default)s)")
-    c.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: %(default)s)")
+    # the defaults of campaign.Settings (which imports torch), named here and checked by a test
+    c.add_argument("--epochs", type=int, default=4, help="maximum epochs per job (default: %(default)s)")
+    c.add_argument("--patience", type=int, default=4,
+                   help="early-stopping patience in epochs of validation accuracy; as many as --epochs never stops "
+                        "early (LP-FT's validation accuracy can dip before it passes the probe's) "
+                        "(default: %(default)s)")
+    c.add_argument("--batch-size", type=int, default=16, help="examples per batch (default: %(default)s)")
     c.add_argument("--head", choices=FINETUNE_HEADS, default="probe",
                    help="the head's start: probe (LP-FT: the linear probe's fit) or random (default: %(default)s)")
     c.add_argument("--max-length", type=int, default=None,
