@@ -197,7 +197,7 @@ def test_summary_chooses_the_lr_by_mean_validation_over_seeds_and_says_why_not()
         # b: both runs keep the probe head: fine-tuning equals the probe
         job("b", 0.01, 0, 70, 60, 0), job("b", 0.01, 1, 70, 62, 0)])
     probes = pd.DataFrame({"model": ["a", "a", "b", "b", "c", "c"], "dataset": "d", "seed": [0, 1] * 3,
-                           "probe_val_value": 0.0, "probe_value": [80, 82, 60, 62, 50, 54]})
+                           "probe_val_value": [90, 80, 70, 70, 50, 50], "probe_value": [80, 82, 60, 62, 50, 54]})
     summary = summary_table(jobs, probes).set_index("model")
     assert summary.loc["a", ["lr", "finetune_value", "probe_value", "delta", "kept_probe", "seeds"]].tolist() == \
         [0.1, 85.0, 81.0, 4.0, 0.5, 2]
@@ -208,6 +208,7 @@ def test_summary_chooses_the_lr_by_mean_validation_over_seeds_and_says_why_not()
     # a beats, b ties: 1 of 2 is not most, and the chosen runs kept the probe head in 75% of cases
     assert (verdict["models"], verdict["beats"], verdict["ties"], verdict["loses"]) == (2, 1, 1, 0)
     assert "kept the probe head in 75% of cases" in verdict["why_not"]
+    assert "(77.5% on average)" in verdict["why_not"]  # the probe's validation accuracy over a and b: (85 + 70) / 2
 
 
 def test_the_command_defaults_are_the_settings_defaults() -> None:

@@ -236,12 +236,13 @@ def summary_table(jobs: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
     ``jobs`` are store rows (`Store.jobs`: test_value, val_value, hparams and extra as JSON); the learning rate is
     chosen by the mean validation accuracy over the seeds (the first on ties), and `finetune_value` is the mean
     test accuracy at it; `probe_value` is the mean over the seeds of the probe on the same splits (``probes``, as
-    `Result.probes`). `kept_probe` is the share of the chosen runs that kept the epoch-0 model (LP-FT's probe head);
-    a model without jobs has NaN for the fine-tuned columns."""
+    `Result.probes`; its validation accuracy is `probe_val_value`). `kept_probe` is the share of the chosen runs
+    that kept the epoch-0 model (LP-FT's probe head); a model without jobs has NaN for the fine-tuned columns."""
     probe = (probes.groupby(["dataset", "model"], sort=False)
-             .agg(probe_value=("probe_value", "mean"), seeds=("seed", "nunique")).reset_index())
+             .agg(probe_value=("probe_value", "mean"), probe_val_value=("probe_val_value", "mean"),
+                  seeds=("seed", "nunique")).reset_index())
     if jobs.empty:
-        return probe.assign(finetune_value=np.nan, lr=np.nan, kept_probe=np.nan, delta=np.nan)
+        return probe.assign(finetune_value=np.nan, delta=np.nan, lr=np.nan, kept_probe=np.nan)
     hp = pd.DataFrame([json.loads(h) for h in jobs["hparams"]], index=jobs.index)
     extra = pd.DataFrame([json.loads(e) if isinstance(e, str) else {} for e in jobs["extra"]], index=jobs.index)
     runs = jobs[["dataset", "model", "test_value", "val_value"]].assign(
@@ -252,7 +253,8 @@ def summary_table(jobs: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
     chosen = per_lr.loc[per_lr.groupby(["dataset", "model"], sort=False)["val"].idxmax()].drop(columns="val")
     out = probe.merge(chosen, on=["dataset", "model"], how="left")
     return out.assign(delta=out["finetune_value"] - out["probe_value"])[
-        ["dataset", "model", "seeds", "probe_value", "finetune_value", "delta", "lr", "kept_probe"]]
+        ["dataset", "model", "seeds", "probe_val_value", "probe_value", "finetune_value", "delta", "lr",
+         "kept_probe"]]
 
 
 def verdicts(summary: pd.DataFrame) -> pd.DataFrame:
@@ -264,8 +266,9 @@ def verdicts(summary: pd.DataFrame) -> pd.DataFrame:
         loses, kept = len(g) - beats - ties, float(g["kept_probe"].mean())
         why = ""
         if beats * 2 <= len(g):
-            why = (f"the chosen runs kept the probe head in {kept:.0%} of cases: no trained epoch beat it on validation"
-                   if kept >= 0.5 else f"the fine-tuned models chosen on validation fell short of the probe on test by "
+            why = (f"the chosen runs kept the probe head in {kept:.0%} of cases: no trained epoch beat its validation "
+                   f"accuracy ({g['probe_val_value'].mean():.1f}% on average)" if kept >= 0.5 else
+                   "the fine-tuned models chosen on validation fell short of the probe on test by "
                    f"{-g['delta'].mean():.1f} points on average")
         rows.append({"dataset": dataset, "models": len(g), "beats": beats, "ties": ties, "loses": loses,
                      "why_not": why})
