@@ -66,6 +66,9 @@ def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list
     start = time.perf_counter()
     ev = evaluate(folds, {n: make_strategy(n, BUDGETS) for n in names}, BUDGETS, issues=issues)
     seconds = time.perf_counter() - start
+    if ev.results.empty:  # e.g. unseen-model: a dataset's held-out models are fewer than a ranking needs
+        print(f"  {split}: nothing could be evaluated", file=sys.stderr)
+        return None
     context = {"benchmark": "offline", "folds": len(folds), "seconds": f"{seconds:.0f}",
                "unseen-dataset sources": ", ".join(largest_datasets(pairs))}
     write_report(ev, out / f"offline_{split}", f"offline benchmark: {split}", context, scatter=split == "loo")

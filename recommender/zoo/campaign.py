@@ -266,10 +266,13 @@ def verdicts(summary: pd.DataFrame) -> pd.DataFrame:
         loses, kept = len(g) - beats - ties, float(g["kept_probe"].mean())
         why = ""
         if beats * 2 <= len(g):
+            gap = float(g["delta"].mean())
             why = (f"the chosen runs kept the probe head in {kept:.0%} of cases: no trained epoch beat its validation "
                    f"accuracy ({g['probe_val_value'].mean():.1f}% on average)" if kept >= 0.5 else
                    "the fine-tuned models chosen on validation fell short of the probe on test by "
-                   f"{-g['delta'].mean():.1f} points on average")
+                   f"{-gap:.1f} points on average" if gap < 0 else
+                   f"fine-tuning moved off the probe but beat it on test for only {beats} of {len(g)} models "
+                   f"({gap:+.1f} points on average)")
         rows.append({"dataset": dataset, "models": len(g), "beats": beats, "ties": ties, "loses": loses,
                      "why_not": why})
     return pd.DataFrame(rows, columns=["dataset", "models", "beats", "ties", "loses", "why_not"])
