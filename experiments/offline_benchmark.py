@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.report import summary_table, write_report
+from recommender.evaluation.report import strategy_notes, summary_table, write_report
 from recommender.history import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,8 +57,9 @@ def largest_datasets(pairs: pd.DataFrame) -> list[str]:
 
 
 def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list[str], seeds: int,
-              out: Path) -> pd.DataFrame | None:
-    """Evaluate the strategies on one split, write its report folder and return its summary (None: no fold)."""
+              out: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Evaluate the strategies on one split, write its report folder and return its summary and the strategies'
+    notes (None: no fold)."""
     folds = make_folds(pairs, split, sources=largest_datasets(pairs), seeds=range(seeds))
     if not folds:
         print(f"  {split}: no fold fits", file=sys.stderr)
@@ -73,7 +74,7 @@ def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list
                "unseen-dataset sources": ", ".join(largest_datasets(pairs))}
     write_report(ev, out / f"offline_{split}", f"offline benchmark: {split}", context, scatter=split == "loo")
     print(f"  {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
-    return ev.summary().assign(split=split)
+    return ev.summary().assign(split=split), strategy_notes(ev, names)
 
 
 def cell(frame: pd.DataFrame, digits: int = 3) -> pd.Series:
@@ -170,12 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     pairs, issues = check_pairs(raw)
     print(f"{len(pairs)} pairs: {pairs['model'].nunique()} models x {pairs['dataset'].nunique()} datasets",
           file=sys.stderr)
-    summaries = []
+    summaries, loo_notes = [], pd.DataFrame()
     for split in SPLITS:
         names = regret_strategies(all_scores) if split == "loo" else guided_strategies(all_scores)
         found = run_split(pairs, issues, split, names, args.seeds, out)
         if found is not None:
-            summaries.append(found)
+            summaries.append(found[0])
+            loo_notes = found[1] if split == "loo" else loo_notes
     summary = pd.concat(summaries, ignore_index=True)
     summary.to_csv(out / "offline_benchmark_summaries.csv", index=False)
     raw.to_csv(out / "offline_benchmark_pairs.csv", index=False)
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "## Target (leave-one-dataset-out): d,m,S against the best single score and mean-perf", "",
             *target_check(loo, all_scores), "",
             "## Regret against budget, leave-one-dataset-out (mean ± std over datasets)", "",
-            markdown(summary_table(loo.drop(columns="split"), ("weighted_tau", "relative_regret"))), "",
+            markdown(summary_table(loo.drop(columns="split"), loo_notes, ("weighted_tau", "relative_regret"))), "",
             "## Cost", "", *[f"- {k}: {v}" for k, v in totals.items()], "",
             markdown(per_score), "", markdown(per_model), ""]
     (out / "offline_benchmark.md").write_text("\n".join(text) + "\n")
