@@ -32,7 +32,7 @@ def one_repeat(url: str, folder: Path) -> dict[str, float]:
     """Every measured step once, on an empty store."""
     if not url.startswith("sqlite"):
         metadata.drop_all(create_engine(url))
-    store = open_store(url)
+    store = open_store(url, create=True)
     return {
         "load bundled history (init)": timed(lambda: load_bundled(store)),
         "load again (nothing added)": timed(lambda: load_bundled(store)),

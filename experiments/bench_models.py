@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{Path(tmp) / 'history.db'}"
-        store = open_store(url)
+        store = open_store(url, create=not args.url)
         if not args.url:
             load_bundled(store)
         pairs = store.pair_table("vtab1k", modality="image", scores=["logme"])

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.report import summary_table, write_report
+from recommender.evaluation.report import strategy_notes, summary_table, write_report
 from recommender.history import open_store
 
 BUDGETS = (1, 2, 3, 5, 10)
@@ -68,8 +68,9 @@ def regret_strategies(scores: tuple[str, ...]) -> list[str]:
 
 
 def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, bench: Benchmark, split: str, names: list[str],
-              seeds: int, tune_trials: int, out: Path) -> pd.DataFrame | None:
-    """Evaluate the named strategies on one split; write its report folder; return its summary (None if no fold)."""
+              seeds: int, tune_trials: int, out: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Evaluate the named strategies on one split; write its report folder; return its summary and the strategies'
+    notes (None if no fold)."""
     folds = make_folds(pairs, split, sources=bench.sources, seeds=range(seeds))
     if not folds:
         print(f"  {bench.name} {split}: no fold fits", file=sys.stderr)
@@ -86,7 +87,7 @@ def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, bench: Benchmark, split
     # scatter plots for LOO only: the other splits' would add megabytes of near-identical images
     write_report(ev, out / f"{bench.name}_{split}", f"{bench.name}: {split}", context, scatter=split == "loo")
     print(f"  {bench.name} {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
-    return ev.summary().assign(benchmark=bench.name, split=split)
+    return ev.summary().assign(benchmark=bench.name, split=split), strategy_notes(ev, names)
 
 
 def guided_table(summaries: pd.DataFrame) -> pd.DataFrame:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db")
+        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
         if not args.db:
             from recommender.history.bundled import load_bundled
 
@@ -150,19 +151,19 @@ def main(argv: list[str] | None = None) -> int:
                 names = regret_strategies(bench.scores) if split == "loo" else guided_strategies(bench.scores)
                 found = run_split(pairs, issues, bench, split, names, args.seeds, args.tune_trials, out)
                 if found is not None:
-                    summaries.append(found)
+                    summaries.append(found[0])
                     if split == "loo":
-                        regrets.append((bench.name, found))
+                        regrets.append((bench.name, *found))
         table = guided_table(pd.concat(summaries, ignore_index=True))
         pd.concat(summaries, ignore_index=True).to_csv(out / "all_summaries.csv", index=False)
         command = " ".join(["python experiments/paper_tables.py", *(sys.argv[1:] if argv is None else argv)])
         text = ["# Tables regenerated on the bundled history", "", f"Command: `{command}`",
                 "", "## Guided Recommendation table: mean weighted tau ± std (over seeds or datasets)", "",
                 markdown(table), ""]
-        for name, summary in regrets:
+        for name, summary, notes in regrets:
             text += [f"## Regret against budget, {name}, leave-one-dataset-out (mean ± std over datasets; "
                      "n = datasets evaluated)", "",
-                     markdown(summary_table(summary, ("weighted_tau", "relative_regret"))), ""]
+                     markdown(summary_table(summary, notes, ("weighted_tau", "relative_regret"))), ""]
         if "shift-vision" in args.benchmarks:
             text += ["## Calibration: SHiFT vision, LOO, best lr by test accuracy", "",
                      "Measured before this package: mean-perf 0.33 / 0.18 / 0.12, random 0.35.", "",
