@@ -72,7 +72,8 @@ def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list
         return None
     context = {"benchmark": "offline", "folds": len(folds), "seconds": f"{seconds:.0f}",
                "unseen-dataset sources": ", ".join(largest_datasets(pairs))}
-    write_report(ev, out / f"offline_{split}", f"offline benchmark: {split}", context, scatter=split == "loo")
+    # no scatter grids: a dozen datasets of them is megabytes the tables already summarise
+    write_report(ev, out / f"offline_{split}", f"offline benchmark: {split}", context, scatter=False, overwrite=True)
     print(f"  {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
     return ev.summary().assign(split=split), strategy_notes(ev, names)
 
@@ -135,9 +136,10 @@ def probe_verdicts(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fine-tuned against frozen linear-probe accuracy per pair, and per dataset (recommender.zoo.campaign)."""
     from recommender.zoo.campaign import summary_table, verdicts
 
-    probes = jobs[["dataset", "model", "seed", "probe_value", "probe_val_value"]].drop_duplicates(
+    # the campaign's seed is a hyper-parameter (it splits and trains anew): one probe per dataset, model and seed
+    seeds = pd.Series([json.loads(h)["seed"] for h in jobs["hparams"]], index=jobs.index)
+    probes = jobs.assign(seed=seeds)[["dataset", "model", "seed", "probe_value", "probe_val_value"]].drop_duplicates(
         ["dataset", "model", "seed"])
-    probes = probes.assign(seed=pd.to_numeric(probes["seed"]))
     summary = summary_table(jobs, probes)
     return summary, verdicts(summary)
 

@@ -12,7 +12,7 @@ TEXT_MODELS=all-MiniLM-L6-v2,paraphrase-MiniLM-L3-v2,glove-6B-50d,spacy-en_core_
 TEXT_DATA=tweets,bbc_news,austen,fine_foods,fortunes,wordnet_nouns,novels,fortune_languages,bing_sentiment
 IMAGE_MODELS=efficientnet-lite0,efficientnet-lite1,efficientnet-lite2,mobilenet-v2
 IMAGE_DATA=digits,mnist5k,fashion,emoji
-COMMON=(--n 200 --lrs 1e-4,1e-3 --epochs 3 --patience 3 --db "$DB")
+COMMON=(--n 200 --lrs 1e-4,1e-3 --seeds 0,1 --epochs 3 --patience 3 --db "$DB")
 recommender campaign --models "$TEXT_MODELS" --datasets "$TEXT_DATA" --max-length 64 "${COMMON[@]}"
 recommender campaign --models "$IMAGE_MODELS" --datasets "$IMAGE_DATA" --image-size 64 "${COMMON[@]}"
 python experiments/offline_benchmark.py --db "$DB" \
