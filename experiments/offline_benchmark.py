@@ -19,21 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.report import strategy_notes, summary_table, write_report
+from recommender.evaluation import check_pairs
+from recommender.evaluation.report import summary_table
 from recommender.history import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
+from paper_tables import SPLITS, markdown, run_split  # noqa: E402 -- shared with the papers' tables
 
-BUDGETS = (1, 2, 3, 5, 10)
-SPLITS = ("unseen-model", "unseen-dataset", "loo")
 GUIDED_SCORES = ("logme", "lfc", "parc")  # the scores the recommenders take as features (issue 15)
 
 
@@ -54,28 +51,6 @@ def largest_datasets(pairs: pd.DataFrame) -> list[str]:
     """The unseen-dataset split's training sources: the dataset with the most examples in each modality."""
     sizes = pairs.drop_duplicates("dataset").sort_values(["examples_full", "dataset"], ascending=[False, True])
     return list(sizes.groupby("modality", sort=True)["dataset"].first())
-
-
-def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list[str], seeds: int,
-              out: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Evaluate the strategies on one split, write its report folder and return its summary and the strategies'
-    notes (None: no fold)."""
-    folds = make_folds(pairs, split, sources=largest_datasets(pairs), seeds=range(seeds))
-    if not folds:
-        print(f"  {split}: no fold fits", file=sys.stderr)
-        return None
-    start = time.perf_counter()
-    ev = evaluate(folds, {n: make_strategy(n, BUDGETS) for n in names}, BUDGETS, issues=issues)
-    seconds = time.perf_counter() - start
-    if ev.results.empty:  # e.g. unseen-model: a dataset's held-out models are fewer than a ranking needs
-        print(f"  {split}: nothing could be evaluated", file=sys.stderr)
-        return None
-    context = {"benchmark": "offline", "folds": len(folds), "seconds": f"{seconds:.0f}",
-               "unseen-dataset sources": ", ".join(largest_datasets(pairs))}
-    # no scatter grids: a dozen datasets of them is megabytes the tables already summarise
-    write_report(ev, out / f"offline_{split}", f"offline benchmark: {split}", context, scatter=False, overwrite=True)
-    print(f"  {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
-    return ev.summary().assign(split=split), strategy_notes(ev, names)
 
 
 def cell(frame: pd.DataFrame, digits: int = 3) -> pd.Series:
@@ -176,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     summaries, loo_notes = [], pd.DataFrame()
     for split in SPLITS:
         names = regret_strategies(all_scores) if split == "loo" else guided_strategies(all_scores)
-        found = run_split(pairs, issues, split, names, args.seeds, out)
+        # no scatter grids: a dozen datasets of them is megabytes the tables already summarise
+        found = run_split(pairs, issues, split, names, name="offline", sources=largest_datasets(pairs),
+                          context={"protocols": args.protocol, "hyper-parameters selected by": "val"},
+                          seeds=args.seeds, out=out, scatter=False, overwrite=True)
         if found is not None:
             summaries.append(found[0])
             loo_notes = found[1] if split == "loo" else loo_notes
@@ -202,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             "## Target (leave-one-dataset-out): d,m,S against the best single score and mean-perf", "",
             *target_check(loo, all_scores), "",
             "## Regret against budget, leave-one-dataset-out (mean ± std over datasets)", "",
-            markdown(summary_table(loo.drop(columns="split"), loo_notes, ("weighted_tau", "relative_regret"))), "",
+            markdown(summary_table(loo.drop(columns=["benchmark", "split"]), loo_notes,
+                                   ("weighted_tau", "relative_regret"))), "",
             "## Cost", "", *[f"- {k}: {v}" for k, v in totals.items()], "",
             markdown(per_score), "", markdown(per_model), ""]
     (out / "offline_benchmark.md").write_text("\n".join(text) + "\n")

@@ -19,6 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,27 +68,28 @@ def regret_strategies(scores: tuple[str, ...]) -> list[str]:
              *guided_strategies(scores)[len(aware):], *learned_hybrid])
 
 
-def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, bench: Benchmark, split: str, names: list[str],
-              seeds: int, tune_trials: int, out: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Evaluate the named strategies on one split; write its report folder; return its summary and the strategies'
-    notes (None if no fold)."""
-    folds = make_folds(pairs, split, sources=bench.sources, seeds=range(seeds))
+def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list[str], *, name: str,
+              sources: Sequence[str], context: dict[str, object], seeds: int, out: Path, tune_trials: int = 0,
+              scatter: bool = True, overwrite: bool = False) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Evaluate the named strategies on one split of a benchmark `name`; write its report folder `<name>_<split>`
+    (the `context` lines, plus folds and seconds); return its summary and the strategies' notes (None: no fold).
+
+    `sources` are the unseen-dataset split's training datasets; `scatter` adds the per-dataset scatter grids."""
+    folds = make_folds(pairs, split, sources=sources, seeds=range(seeds))
     if not folds:
-        print(f"  {bench.name} {split}: no fold fits", file=sys.stderr)
+        print(f"  {name} {split}: no fold fits", file=sys.stderr)
         return None
     start = time.perf_counter()
     ev = evaluate(folds, {n: make_strategy(n, BUDGETS, tune_trials) for n in names}, BUDGETS, issues=issues)
     seconds = time.perf_counter() - start
-    if ev.results.empty:
-        print(f"  {bench.name} {split}: nothing could be evaluated", file=sys.stderr)
+    if ev.results.empty:  # e.g. unseen-model: a dataset's held-out models are fewer than a ranking needs
+        print(f"  {name} {split}: nothing could be evaluated", file=sys.stderr)
         return None
-    context = {"benchmark": bench.name, "protocol": bench.protocol, "modality": bench.modality or "all",
-               "hyper-parameters selected by": bench.select, "folds": len(folds),
-               "sources (unseen-dataset)": ", ".join(bench.sources), "seconds": f"{seconds:.0f}"}
-    # scatter plots for LOO only: the other splits' would add megabytes of near-identical images
-    write_report(ev, out / f"{bench.name}_{split}", f"{bench.name}: {split}", context, scatter=split == "loo")
-    print(f"  {bench.name} {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
-    return ev.summary().assign(benchmark=bench.name, split=split), strategy_notes(ev, names)
+    context = {"benchmark": name, **context, "sources (unseen-dataset)": ", ".join(sources), "folds": len(folds),
+               "seconds": f"{seconds:.0f}"}
+    write_report(ev, out / f"{name}_{split}", f"{name}: {split}", context, scatter=scatter, overwrite=overwrite)
+    print(f"  {name} {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
+    return ev.summary().assign(benchmark=name, split=split), strategy_notes(ev, names)
 
 
 def guided_table(summaries: pd.DataFrame) -> pd.DataFrame:
@@ -149,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             pairs, issues = check_pairs(raw)
             for split in SPLITS:
                 names = regret_strategies(bench.scores) if split == "loo" else guided_strategies(bench.scores)
-                found = run_split(pairs, issues, bench, split, names, args.seeds, args.tune_trials, out)
+                context = {"protocol": bench.protocol, "modality": bench.modality or "all",
+                           "hyper-parameters selected by": bench.select}
+                # scatter plots for LOO only: the other splits' would add megabytes of near-identical images
+                found = run_split(pairs, issues, split, names, name=bench.name, sources=bench.sources,
+                                  context=context, seeds=args.seeds, out=out, tune_trials=args.tune_trials,
+                                  scatter=split == "loo")
                 if found is not None:
                     summaries.append(found[0])
                     if split == "loo":
