@@ -46,7 +46,8 @@ class _Graph:
             graph = onnx.load(onnx_file).graph
             self.arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         except Exception as e:  # onnx raises DecodeError, ValueError, ... on a damaged file
-            raise UserError(f"{onnx_file}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+            reason = " ".join(str(e).split())  # one line
+            raise UserError(f"{onnx_file}: not a readable ONNX model ({type(e).__name__}: {reason})") from None
         self.file, self.nodes = onnx_file, list(graph.node)
         self.consumers: dict[str, list] = defaultdict(list)
         self.producer = {}
@@ -121,15 +122,16 @@ def bert_state(onnx_file: str) -> tuple[dict[str, torch.Tensor], dict]:
         if key in state:
             raise UserError(f"{onnx_file}: initializers map to {key} twice (not a BERT encoder export)")
         state[key] = torch.from_numpy(np.array(value, dtype=np.float32))  # a writable, contiguous copy
-    try:
-        vocab, hidden = state["embeddings.word_embeddings.weight"].shape
-        config = {"vocab_size": vocab, "hidden_size": hidden,
-                  "max_position_embeddings": state["embeddings.position_embeddings.weight"].shape[0],
-                  "type_vocab_size": state["embeddings.token_type_embeddings.weight"].shape[0],
-                  "intermediate_size": state["encoder.layer.0.intermediate.dense.bias"].shape[0]}
-    except KeyError as e:
-        raise UserError(f"{onnx_file}: no initializer for BERT parameter {e.args[0]} (not a BERT encoder export)") \
-            from None
+    needed = ("embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+              "embeddings.token_type_embeddings.weight", "encoder.layer.0.intermediate.dense.bias")
+    absent = [k for k in needed if k not in state or state[k].dim() != (1 if k.endswith(".bias") else 2)]
+    if absent:
+        raise UserError(f"{onnx_file}: no initializer of the right rank for BERT parameter {absent[0]} "
+                        "(not a BERT encoder export)")
+    vocab, hidden = state[needed[0]].shape
+    config: dict[str, int | float | str] = {
+        "vocab_size": vocab, "hidden_size": hidden, "max_position_embeddings": state[needed[1]].shape[0],
+        "type_vocab_size": state[needed[2]].shape[0], "intermediate_size": state[needed[3]].shape[0]}
     if not any(n.op_type in ("Erf", "Gelu") for n in graph.nodes):  # BERT's exact GELU exports through Erf
         raise UserError(f"{onnx_file}: not a BERT graph (no exact GELU: no Erf or Gelu node)")
     layers = {int(k.split(".")[2]) for k in state if k.startswith("encoder.layer.")}
