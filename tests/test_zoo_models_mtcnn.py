@@ -23,34 +23,34 @@ NETS = ("pnet", "rnet", "onet")
 # the authors' cascade thresholds on the face probability (their MATLAB demo: threshold = [0.6 0.7 0.7])
 AUTHORS_THRESHOLD = {"pnet": 0.6, "rnet": 0.7, "onet": 0.7}
 
-# Fig. 2 of the paper, layer by layer: ("conv", out channels, kernel), ("pool", kernel) with stride 2, rounded up
-# as Caffe does, ("dense", out); then the heads on the last layer (face 2, box 4; ONet also 5 landmarks = 10). The
-# released PNet and RNet have no landmark head. Every conv and dense layer is followed by a PReLU (one slope per
+# Fig. 2 of the paper, layer by layer: ("conv", out channels, kernel), ("pool", 0, kernel) with stride 2, rounded
+# up as Caffe does, ("dense", out, 0); then the heads on the last layer (face 2, box 4; ONet also 5 landmarks = 10).
+# The released PNet and RNet have no landmark head. Every conv and dense layer is followed by a PReLU (one slope per
 # channel), stored as `prelu<i>` beside `conv<i>`.
-PAPER = {
-    "pnet": (12, [("conv", 10, 3), ("pool", 2), ("conv", 16, 3), ("conv", 32, 3)], (2, 4)),
-    "rnet": (24, [("conv", 28, 3), ("pool", 3), ("conv", 48, 3), ("pool", 3), ("conv", 64, 2), ("dense", 128)],
-             (2, 4)),
-    "onet": (48, [("conv", 32, 3), ("pool", 3), ("conv", 64, 3), ("pool", 3), ("conv", 64, 3), ("pool", 2),
-                  ("conv", 128, 2), ("dense", 256)], (2, 4, 10)),
+Layers = list[tuple[str, int, int]]
+PAPER: dict[str, tuple[int, Layers, tuple[int, ...]]] = {
+    "pnet": (12, [("conv", 10, 3), ("pool", 0, 2), ("conv", 16, 3), ("conv", 32, 3)], (2, 4)),
+    "rnet": (24, [("conv", 28, 3), ("pool", 0, 3), ("conv", 48, 3), ("pool", 0, 3), ("conv", 64, 2),
+                  ("dense", 128, 0)], (2, 4)),
+    "onet": (48, [("conv", 32, 3), ("pool", 0, 3), ("conv", 64, 3), ("pool", 0, 3), ("conv", 64, 3), ("pool", 0, 2),
+                  ("conv", 128, 2), ("dense", 256, 0)], (2, 4, 10)),
 }
 
 
 def paper_shapes(net: str) -> dict[str, tuple[int, ...]]:
     """The state-dict shapes the paper's architecture implies, worked out from its layer table alone."""
     size, layers, heads = PAPER[net]
-    shapes, channels, i = {}, 3, 0
-    for layer in layers:
-        if layer[0] == "pool":
-            size = math.ceil((size - layer[1]) / 2) + 1
+    shapes: dict[str, tuple[int, ...]] = {}
+    channels, i = 3, 0
+    for kind, out, k in layers:
+        if kind == "pool":
+            size = math.ceil((size - k) / 2) + 1
             continue
         i += 1
-        if layer[0] == "conv":
-            _, out, k = layer
+        if kind == "conv":
             shapes[f"features.conv{i}.weight"] = (out, channels, k, k)
             size -= k - 1
         else:
-            out = layer[1]
             shapes[f"features.conv{i}.weight"] = (out, channels * size * size)
         shapes[f"features.conv{i}.bias"] = shapes[f"features.prelu{i}.weight"] = (out,)
         channels = out
