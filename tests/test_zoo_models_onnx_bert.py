@@ -8,6 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from finetune_capture import finetune_and_capture
 
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import extract
@@ -98,18 +99,10 @@ def test_the_feature_cache_keeps_torch_and_onnxruntime_features_apart(provider):
 
 
 def test_finetuning_changes_the_weights_and_reset_restores_them(provider, monkeypatch):
-    from recommender.zoo.finetune import finetune
-
     assert provider.trainable
-    provider.reset_encoder()
-    pretrained = {k: v.detach().clone() for k, v in provider.encoder().state_dict().items()}
-    built = []
-    build = provider._build_encoder
-    monkeypatch.setattr(provider, "_build_encoder", lambda: built.append(build()) or built[-1])
     ds = subsample(load_dataset("tweets"), 40, seed=0)
-    jobs = finetune(provider, ds, lrs=[1e-4], max_epochs=1, batch_size=8, seed=0)
+    pretrained, tuned, jobs = finetune_and_capture(provider, ds, 1e-4, monkeypatch)
     assert len(jobs) == 1 and 0 <= jobs["value"].iloc[0] <= 100 and jobs["hp.epochs_run"].iloc[0] == 1
-    tuned = built[0].state_dict()  # the encoder the run trained (it resets the provider when done)
     changed = [k for k in pretrained if not torch.equal(tuned[k], pretrained[k])]
     assert "model.encoder.layer.2.output.dense.weight" in changed
     assert "model.embeddings.word_embeddings.weight" in changed

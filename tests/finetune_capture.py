@@ -1,0 +1,25 @@
+"""Shared by the zoo-model tests: one short fine-tuning run that keeps the encoder it trained
+(`finetune` resets the provider to its pre-trained weights when done)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from recommender.zoo.datasets import Dataset
+from recommender.zoo.providers import Provider
+
+
+def finetune_and_capture(provider: Provider, ds: Dataset, lr: float,
+                         monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict, pd.DataFrame]:
+    """(pre-trained state, fine-tuned state, job rows) of a one-epoch `finetune` run at `lr` (batches of 8)."""
+    from recommender.zoo.finetune import finetune
+
+    provider.reset_encoder()
+    pretrained = {k: v.detach().clone() for k, v in provider.encoder().state_dict().items()}
+    built: list[torch.nn.Module] = []
+    build = provider._build_encoder
+    monkeypatch.setattr(provider, "_build_encoder", lambda: built.append(build()) or built[-1])
+    jobs = finetune(provider, ds, lrs=[lr], max_epochs=1, batch_size=8, seed=0)
+    return pretrained, built[0].state_dict(), jobs
