@@ -157,7 +157,7 @@ def test_missing_weights_key_is_refused(tmp_path):
 
 def test_zoo_lookup_errors():
     assert zoo_models("vision-offline") == ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
-                                            "mobilenet-v2"]
+                                            "mobilenet-v2", "mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"]
     with pytest.raises(UserError, match="unknown zoo"):
         zoo_models("nope")
     with pytest.raises(UserError, match="unknown model"):
