@@ -132,3 +132,12 @@ def test_finetuning_changes_the_weights_and_reset_restores_them(provider):
     # the thinc model itself was not trained: spaCy still gives its pre-trained vectors
     np.testing.assert_allclose(provider.features(["A man is eating food."])[0],
                                provider.nlp()("A man is eating food.").tensor.mean(0), rtol=0, atol=ATOL)
+
+
+def test_another_thinc_architecture_is_refused_in_one_line():
+    from thinc.api import Maxout, chain
+
+    from recommender.errors import UserError
+
+    with pytest.raises(UserError, match="not a MultiHashEmbed \\+ MaxoutWindowEncoder model"):
+        tok2vec_from_thinc(chain(Maxout(8, 4), Maxout(8, 8)))
