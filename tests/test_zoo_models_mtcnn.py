@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from finetune_capture import finetune_and_capture
 
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.zoos import ZOOS, get_provider
@@ -196,18 +197,10 @@ def test_campaign_image_size_leaves_the_native_input_size():
 
 
 def test_finetuning_changes_the_weights_and_reset_restores_them(monkeypatch):
-    from recommender.zoo.finetune import finetune
-
     provider = get_provider("mtcnn-rnet")
-    provider.reset_encoder()
-    pretrained = {k: v.detach().clone() for k, v in provider.encoder().state_dict().items()}
-    built = []
-    build = provider._build_encoder
-    monkeypatch.setattr(provider, "_build_encoder", lambda: built.append(build()) or built[-1])
     ds = subsample(load_dataset("lfw_faces"), 40, seed=0)
-    jobs = finetune(provider, ds, lrs=[1e-3], max_epochs=1, batch_size=8, seed=0)
+    pretrained, tuned, jobs = finetune_and_capture(provider, ds, 1e-3, monkeypatch)
     assert len(jobs) == 1 and 0 <= jobs["value"].iloc[0] <= 100 and jobs["hp.epochs_run"].iloc[0] == 1
-    tuned = built[0].state_dict()  # the encoder the run trained (it resets the provider when done)
     changed = {k for k in pretrained if not torch.equal(tuned[k], pretrained[k])}
     assert {"net.features.conv1.weight", "net.features.conv4.weight", "net.features.prelu4.weight"} <= changed
     provider.reset_encoder()
