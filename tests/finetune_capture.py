@@ -20,6 +20,11 @@ def finetune_and_capture(provider: Provider, ds: Dataset, lr: float,
     pretrained = {k: v.detach().clone() for k, v in provider.encoder().state_dict().items()}
     built: list[torch.nn.Module] = []
     build = provider._build_encoder
-    monkeypatch.setattr(provider, "_build_encoder", lambda: built.append(build()) or built[-1])
+
+    def keep() -> torch.nn.Module:
+        built.append(build())
+        return built[-1]
+
+    monkeypatch.setattr(provider, "_build_encoder", keep)
     jobs = finetune(provider, ds, lrs=[lr], max_epochs=1, batch_size=8, seed=0)
     return pretrained, built[0].state_dict(), jobs
