@@ -175,7 +175,7 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
                  report: Callable[[str], None] = lambda line: None) -> Result:
     """Score every pair and run every fine-tuning job not yet in the store at ``url`` (at most ``max_jobs`` now);
     ``report`` gets one line per dataset scored and per job logged. Models pair with the datasets of their
-    modality; models that run outside torch (ONNX, spaCy) get scores and probes but no fine-tuning truth."""
+    modality; models that run outside torch (a user's ONNX file) get scores and probes but no fine-tuning truth."""
     from recommender.history import open_store
 
     settings.check()

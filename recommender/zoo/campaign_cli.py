@@ -23,7 +23,7 @@ fine-tuning job (learning rate x seed; 60/20/20 split by seed) that the store do
 yet, logging it as soon as it finishes, with its wall and CPU seconds. Rerun the same command
 to resume: finished jobs are skipped. With --head probe (the default) the head starts from
 the linear probe's fit (LP-FT) and the best epoch by validation accuracy is kept, epoch 0
-(the probe) included. Models outside torch (ONNX, spaCy) get scores and probes only.
+(the probe) included. Models outside torch (a user's ONNX file) get scores and probes only.
 
 example:
   recommender campaign --models all-MiniLM-L6-v2,glove-6B-50d --datasets tweets,bbc_news \\

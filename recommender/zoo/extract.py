@@ -47,7 +47,7 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
     if provider.modality != ds.modality:
         raise UserError(f"model {provider.name} takes {provider.modality} but dataset {ds.name} holds {ds.modality}")
     kind = device.partition(":")[0]
-    # A provider whose `features` takes no device (onnxruntime, spaCy) runs on the CPU: the CPU's features and key.
+    # A provider whose `features` takes no device (a user's ONNX file) runs on the CPU: the CPU's features and key.
     on_cpu = kind == "cpu" or "device" not in inspect.signature(provider.features).parameters
     preprocessing = provider.preprocessing if on_cpu else f"{provider.preprocessing};device:{kind}"
     key = FeatureCache.key(provider.name, _source(provider), preprocessing, ds.fingerprint())
