@@ -131,7 +131,8 @@ def finetune_protocol(max_epochs: int, train_examples: int, head: str = "random"
 
     `finetune:3ep-120ex` starts from a fresh random head (the name it always had); `finetune:lpft-3ep-120ex` starts
     from the linear probe's head (LP-FT, Kumar et al. 2022); inputs cut to fit a budget add `-tok<max_length>` (texts)
-    or `-px<image_size>` (images): `finetune:lpft-3ep-180ex-tok64`. Runs with other budgets or starts are not
+    or `-px<image_size>` (images: at most that many pixels a side; a net whose fixed input is smaller, MTCNN's 12-48
+    px, keeps its own): `finetune:lpft-3ep-180ex-tok64`. Runs with other budgets or starts are not
     comparable, so they never share a protocol (nor the bundled `full-finetune`)."""
     if head not in FINETUNE_HEADS:
         raise UserError(f"unknown head {head!r}: choose from {', '.join(FINETUNE_HEADS)}")
