@@ -17,6 +17,7 @@ import lzma
 import struct
 import sys
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,22 @@ def r_lazyload(pkg_dir: Path, name: str) -> object:
     return rdata.conversion.convert(rdata.parser.parse_data(data, expand_altrep=True, extension=".rds"))
 
 
+def r_frame(pkg_dir: Path, name: str) -> pd.DataFrame:
+    """An R data.frame from a package's lazy-load data base (see r_lazyload), as pandas."""
+    obj = r_lazyload(pkg_dir, name)
+    if not isinstance(obj, pd.DataFrame):
+        raise ValueError(f"{pkg_dir.name}/{name}: expected an R data.frame, got {type(obj).__name__}")
+    return obj
+
+
+def r_vector(pkg_dir: Path, name: str) -> Iterable[object]:
+    """An R vector (e.g. a book's lines) from a package's lazy-load data base (see r_lazyload)."""
+    obj = r_lazyload(pkg_dir, name)
+    if not isinstance(obj, Iterable):
+        raise ValueError(f"{pkg_dir.name}/{name}: expected an R vector, got {type(obj).__name__}")
+    return obj
+
+
 def stratified(df: pd.DataFrame, per_class: int) -> pd.DataFrame:
     """At most `per_class` rows of each label, drawn with the fixed seed."""
     return df.sample(frac=1.0, random_state=SEED).groupby("label").head(per_class).sort_index()
@@ -73,7 +90,7 @@ def unique_examples(df: pd.DataFrame) -> pd.DataFrame:
     return df[~df.duplicated(subset=["text"], keep=False)]
 
 
-def paragraphs(lines: object, min_chars: int) -> list[str]:
+def paragraphs(lines: Iterable[object], min_chars: int) -> list[str]:
     """The paragraphs (runs of lines between blank lines) of a book's lines, whitespace-joined, of >= min_chars."""
     text = " ".join(str(s) if str(s).strip() else "\n" for s in lines)
     return [" ".join(p.split()) for p in text.split("\n") if len(p.strip()) >= min_chars]
@@ -103,7 +120,7 @@ def build_bbc_news() -> None:
 def build_fine_foods(deb_root: Path) -> None:
     """Amazon fine-food reviews (modeldata small_fine_foods: training_data + testing_data), 2 classes."""
     pkg = deb_root / "usr/lib/R/site-library/modeldata"
-    df = pd.concat([r_lazyload(pkg, "training_data"), r_lazyload(pkg, "testing_data")])
+    df = pd.concat([r_frame(pkg, "training_data"), r_frame(pkg, "testing_data")])
     write(pd.DataFrame({"text": df["review"].astype(str).str.strip(), "label": df["score"].astype(str)}), "fine_foods")
 
 
@@ -111,13 +128,13 @@ def build_austen(deb_root: Path, per_class: int = 300, min_chars: int = 200) -> 
     """Jane Austen paragraphs (janeaustenr): 300 paragraphs of >= 200 characters from each of the 6 novels."""
     pkg = deb_root / "usr/lib/R/site-library/janeaustenr"
     books = ["emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility"]
-    rows = [(p, book) for book in books for p in paragraphs(r_lazyload(pkg, book), min_chars)]
+    rows = [(p, book) for book in books for p in paragraphs(r_vector(pkg, book), min_chars)]
     write(stratified(pd.DataFrame(rows, columns=["text", "label"]), per_class), "austen")
 
 
 def build_tweets(deb_root: Path, per_class: int = 1000) -> None:
     """Trump tweets (dslabs trump_tweets) by device, Android vs iPhone, retweets dropped: 1,000 of each."""
-    df = r_lazyload(deb_root / "usr/lib/R/site-library/dslabs", "trump_tweets")
+    df = r_frame(deb_root / "usr/lib/R/site-library/dslabs", "trump_tweets")
     df = df[~df["is_retweet"].astype(bool)]
     device = df["source"].map({"Twitter for Android": "android", "Twitter for iPhone": "iphone"})
     out = pd.DataFrame({"text": df["text"].astype(str), "label": device}).dropna()
@@ -260,7 +277,7 @@ def build_fortune_languages(deb_root: Path, per_class: int = 250, min_chars: int
 def build_bing_sentiment(deb_root: Path) -> None:
     """The Bing Liu opinion lexicon as shipped by tidytext (`sentiments`): its 6,786 words, positive or negative,
     less the 3 listed under both (envious, enviously, enviousness)."""
-    df = r_lazyload(deb_root / "usr/lib/R/site-library/tidytext", "sentiments")
+    df = r_frame(deb_root / "usr/lib/R/site-library/tidytext", "sentiments")
     write(unique_examples(pd.DataFrame({"text": df["word"].astype(str), "label": df["sentiment"].astype(str)})),
           "bing_sentiment")
 
