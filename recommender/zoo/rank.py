@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,10 @@ from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
 from recommender.zoo.providers import Provider
+
+if TYPE_CHECKING:
+    from recommender.history import Store
+    from recommender.models.base import PairRecommender
 
 DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
 POOL_BATCH = 64  # models whose features wait in memory for one batched torch scoring, at most
@@ -59,9 +64,13 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
     left NaN for `score_pool` to compute on the device, and the row carries the features under "features"."""
     got = extract(p, ds, cache=cache, progress=progress, device=extraction_device(device))
     here = [s for s in scores if s not in deferred]
-    table = scores_or_nan(got.features, ds.y, here, p.name).set_index("score") if here else None
-    value = {s: float(table.at[s, "value"]) if s in here else math.nan for s in scores}
-    seconds = {s: float(table.at[s, "seconds"]) if s in here else math.nan for s in scores}
+    value = dict.fromkeys(scores, math.nan)
+    seconds = dict.fromkeys(scores, math.nan)
+    if here:
+        table = scores_or_nan(got.features, ds.y, here, p.name).set_index("score")
+        values, times = table["value"].astype(float), table["seconds"].astype(float)
+        value |= {s: float(values[s]) for s in here}
+        seconds |= {s: float(times[s]) for s in here}
     row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
     row |= {f"score_{s}": value[s] for s in scores}
     row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
@@ -105,7 +114,7 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
         deferred = tuple(s for s in scores if s in TORCH_SCORES)
     task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache,
                    progress=progress and isinstance(executor, SerialExecutor), device=device, deferred=deferred)
-    if not deferred:
+    if device is None or not deferred:  # scores are deferred only to a device
         return pd.DataFrame(executor.map(task, providers))
     rows: list[dict] = []
     batch: list[dict] = []
@@ -129,7 +138,7 @@ def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.Data
 
 
 def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
-                             allow_modality_mismatch: bool = False) -> object:
+                             allow_modality_mismatch: bool = False) -> PairRecommender:
     """The saved recommender at ``path``, checked before any feature is extracted: it must be trained on ds's
     modality (unless ``allow_modality_mismatch``, then a warning) and its features may use only the given scores."""
     from recommender.models.evidence import check_modality
@@ -146,7 +155,7 @@ def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
     return est
 
 
-def with_protocol_facts(pairs: pd.DataFrame, store: object, recommender: object,
+def with_protocol_facts(pairs: pd.DataFrame, store: Store, recommender: PairRecommender,
                         protocol: str | None = None) -> pd.DataFrame:
     """The scored pool with the facts (``p_`` columns) of the protocol the user fine-tunes under, for a recommender
     that reads them (the ``p`` block): ``protocol``, else its training protocol; unchanged otherwise
@@ -166,7 +175,7 @@ class Stacking:
     origin: str
 
 
-def stacking_for(store: object, recommender: object, scores: Sequence[str]) -> Stacking | None:
+def stacking_for(store: Store, recommender: PairRecommender, scores: Sequence[str]) -> Stacking | None:
     """The stacking rule for a recommender that uses no score (None for one that does): ridge weights of the
     history prior (mean-perf of the recommender's training protocol) and the scores the store holds with it,
     fitted on the spot (`recommender.evaluation.sources.Stacked`); equal weights where the store holds none."""
@@ -185,7 +194,7 @@ def stacking_for(store: object, recommender: object, scores: Sequence[str]) -> S
         scored = pairs.reindex(columns=[f"score_{s}" for s in stored]).notna().any(axis=1)
         if pairs.loc[scored, "dataset"].nunique() >= 2:
             fitted = Stacked(MeanNormalisedPerformance(), tuple(stored)).fit(pairs)
-            return Stacking({k: float(v) for k, v in fitted.weights_.items()},
+            return Stacking({str(k): float(v) for k, v in fitted.weights_.items()},
                             f"weights fitted on {int(scored.sum())} stored pairs with scores under {protocol}")
     return Stacking(dict.fromkeys(["prior", *scores], 1.0),
                     f"equal weights (the store holds no {', '.join(scores)} under {protocol} to fit them on)")
@@ -198,7 +207,7 @@ def _pool_z(values: pd.Series) -> np.ndarray:
     return zscore_within(values.astype(float), np.zeros(len(values))).fillna(0.0).to_numpy()
 
 
-def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: object | None = None,
+def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: PairRecommender | None = None,
               stacking: Stacking | None = None) -> tuple[pd.DataFrame, str]:
     """Order the pool, and say by which evidence: by the recommender's prediction when given (with a warning for
     each kind of missing evidence, e.g. a model it knows nothing about), which uses the scores if it was trained
