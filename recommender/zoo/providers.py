@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -60,9 +61,11 @@ class Provider(ABC):
 
     def encoder(self) -> nn.Module:
         """The torch module mapping `prepare(items)` to pooled features (B x D); loaded once."""
-        if getattr(self, "_encoder", None) is None:
-            self._encoder = self._build_encoder()
-        return self._encoder
+        encoder: nn.Module | None = getattr(self, "_encoder", None)
+        if encoder is None:
+            encoder = self._build_encoder()
+            self._encoder: nn.Module | None = encoder
+        return encoder
 
     def reset_encoder(self) -> None:
         """Drop the loaded encoder, so that the next `encoder()` loads the pre-trained weights again
@@ -118,6 +121,12 @@ def _no_hub_progress_bar() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+class _AutoClass(Protocol):
+    """A transformers Auto class (AutoModel, AutoTokenizer): what `TransformersProvider` calls on it."""
+
+    def from_pretrained(self, source: str, /, *, local_files_only: bool) -> object: ...
+
+
 @dataclass
 class TransformersProvider(Provider):
     """A sentence-transformers or Hugging Face text encoder (folder or hub name), mean-pooled."""
@@ -133,7 +142,7 @@ class TransformersProvider(Provider):
         """The folder (or hub name) the tokenizer and weights are loaded from."""
         return self.path
 
-    def _from_pretrained(self, auto_class: type):
+    def _from_pretrained(self, auto_class: _AutoClass):
         """`auto_class.from_pretrained` on the model's source; a folder (every zoo model) is read from disk only.
 
         An option of the call rather than HF_HUB_OFFLINE in the environment: huggingface_hub reads that variable
@@ -155,7 +164,7 @@ class TransformersProvider(Provider):
         with _no_hub_progress_bar():
             return _MeanPooledTransformer(self._from_pretrained(AutoModel))
 
-    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -232,7 +241,8 @@ class OnnxTextProvider(TransformersProvider):
             self._token_output = next(o.name for o in self._session.get_outputs() if len(o.shape) == 3)
         return self._session
 
-    def features(self, items: list) -> np.ndarray:
+    # no `device` parameter on purpose: `extract` reads its absence as "runs on the CPU" (and keys the cache so)
+    def features(self, items: list | np.ndarray) -> np.ndarray:  # type: ignore[override]
         inputs = {k: v.numpy().astype(np.int64) for k, v in self.prepare(items).items()}
         tokens = self.session().run([self._token_output], inputs)[0]
         pooled = masked_mean(torch.from_numpy(tokens), torch.from_numpy(inputs["attention_mask"]))
@@ -275,10 +285,12 @@ class WordVectorProvider(Provider):
         table = np.load(self.vectors_file, mmap_mode="r", allow_pickle=False)
         return _BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
 
-    def prepare(self, items: list) -> dict[str, torch.Tensor]:
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         import re
 
-        vocab, ids, offsets = self.vocab(), [], []
+        vocab = self.vocab()
+        ids: list[int] = []
+        offsets: list[int] = []
         for text in items:
             offsets.append(len(ids))
             row = [vocab[w] for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower()) if w in vocab]
