@@ -43,14 +43,15 @@ def keras_lstm_weights(onnx_file: str, layers: int = 2) -> list[tuple[np.ndarray
     from onnx import numpy_helper
 
     found = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
-    out = []
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for k in range(1, layers + 1):
         prefix = f"embedding_model_1/lstm_{k}_1/lstm_cell_1"
         names = [f"{prefix}/{op}/ReadVariableOp/resource:0" for op in ("Cast", "Cast_1", "add_1")]
         missing = [n for n in names if n not in found]
         if missing:
             raise UserError(f"{onnx_file}: not the chars2vec export (missing {', '.join(missing)})")
-        out.append(tuple(found[n] for n in names))
+        kernel, recurrent, bias = (found[n] for n in names)
+        out.append((kernel, recurrent, bias))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,6 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommender.zoo.providers import Provider, load_checked_state
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 
 def to_tensor(images: np.ndarray, size: int, mean: float, std: float) -> torch.Tensor:
@@ -23,7 +27,7 @@ def to_tensor(images: np.ndarray, size: int, mean: float, std: float) -> torch.T
 class _PooledEfficientNet(nn.Module):
     """EfficientNet-Lite up to its global average pooling (1280-d), classifier dropped."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: EfficientNet):
         super().__init__()
         self.net = net
 
@@ -48,6 +52,6 @@ class EfficientNetLiteProvider(Provider):
 
         return _PooledEfficientNet(load_checked_state(EfficientNet.from_name(self.arch), self.weights))
 
-    def prepare(self, items: np.ndarray) -> dict[str, torch.Tensor]:
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         # the TF-Lite training pipeline scales pixels by (x - 127) / 128
         return {"pixels": to_tensor(np.asarray(items), self.image_size, 127.0, 128.0)}

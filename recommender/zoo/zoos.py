@@ -39,7 +39,8 @@ def package_file(distribution: str, path: str, extra: str) -> Path:
     """A file of an installed distribution (for packages whose folder is not importable), or a clear error naming
     the extra."""
     try:
-        file = Path(importlib.metadata.distribution(distribution).locate_file(path))
+        # str(): typeshed's SimplePath (what locate_file returns) is not declared os.PathLike
+        file = Path(str(importlib.metadata.distribution(distribution).locate_file(path)))
     except importlib.metadata.PackageNotFoundError:
         file = None
     if file is None or not file.is_file():
