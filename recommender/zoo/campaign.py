@@ -81,10 +81,11 @@ class Settings:
 
     def shrunk(self, p: Provider) -> Provider:
         """The provider with the campaign's input cuts (a copy; a model without that input is unchanged)."""
+        # the fields are a subclass's (found by hasattr); mypy checks replace() against Provider's own fields
         if self.max_length and hasattr(p, "max_length"):
-            return dataclasses.replace(p, max_length=self.max_length)
+            return dataclasses.replace(p, max_length=self.max_length)  # type: ignore[call-arg]
         if self.image_size and hasattr(p, "image_size"):
-            return dataclasses.replace(p, image_size=self.image_size)
+            return dataclasses.replace(p, image_size=self.image_size)  # type: ignore[call-arg]
         return p
 
 

@@ -152,11 +152,12 @@ def _loader(provider: Provider, ds: Dataset, idx: np.ndarray, batch_size: int, s
     items = [ds.items[i] for i in idx] if ds.modality == "text" else ds.items[idx]
 
     def collate(rows: list[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        batch = [items[r] for r in rows] if ds.modality == "text" else items[rows]
+        batch = [items[r] for r in rows] if isinstance(items, list) else items[rows]  # text: a list
         return provider.prepare(batch), torch.as_tensor(ds.y[idx][rows], dtype=torch.long)
 
-    return DataLoader(list(range(len(idx))), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(seed))
+    # torch's annotation asks for a Dataset; a map-style loader needs only __getitem__ and __len__, as a list has
+    return DataLoader(list(range(len(idx))), batch_size=batch_size, shuffle=shuffle,  # type: ignore[arg-type]
+                      collate_fn=collate, generator=torch.Generator().manual_seed(seed))
 
 
 def _correct(model: Classifier, loader: DataLoader) -> int:
