@@ -7,23 +7,18 @@ mean-pooled over space; RNet: the 128-d dense layer; ONet: the 256-d dense layer
 
 from __future__ import annotations
 
-import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from recommender.errors import UserError
-from recommender.zoo.providers import Provider
+from recommender.zoo.providers import Provider, load_checked_state
 from recommender.zoo.vision import to_tensor
 
 # MTCNN's pixel normalisation: (x - 127.5) / 128 (0.0078125 in the authors' code)
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0
-M = TypeVar("M", bound=nn.Module)
 
 
 def _conv(cin: int, cout: int, kernel: int) -> list[tuple[str, nn.Module]]:
@@ -129,29 +124,6 @@ class ONet(MtcnnNet):
 NETS: dict[str, type[MtcnnNet]] = {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
 
-def load_tensor_state(module: M, path: str | Path) -> M:
-    """Load a weights file into module, refusing (UserError, one line) a file that holds anything but a mapping of
-    the module's own parameter names to tensors of their shapes.
-
-    `weights_only=True` never imports or calls what a pickle names: it refuses any object but tensors and plain
-    containers before building it."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"weights {path}: not a plain tensor file, refused ({reason[:200]})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"weights {path}: expected a mapping of parameter names to tensors")
-    own = module.state_dict()
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    wanted = {k: tuple(v.shape) for k, v in own.items()}
-    if shapes != wanted:
-        wrong = sorted(set(shapes.items()) ^ set(wanted.items()))[:3]
-        raise UserError(f"weights {path}: parameters differ from {type(module).__name__}'s (name, shape): {wrong}")
-    module.load_state_dict(state, strict=True)
-    return module
-
-
 class _Embedding(nn.Module):
     """An MTCNN net up to its penultimate representation (its heads kept but unused)."""
 
@@ -184,7 +156,7 @@ class MtcnnProvider(Provider):
 
     def network(self) -> MtcnnNet:
         """The full network with its heads, freshly loaded from the weights file."""
-        return load_tensor_state(NETS[self.net](), self.weights)
+        return load_checked_state(NETS[self.net](), self.weights)
 
     def _build_encoder(self) -> nn.Module:
         return _Embedding(self.network())

@@ -6,6 +6,8 @@ and fine-tuning; providers backed by another runtime (ONNX) override `features` 
 
 from __future__ import annotations
 
+import pickle
+import re
 import shutil
 import tempfile
 import zipfile
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -298,11 +300,44 @@ class WordVectorProvider(Provider):
         return {"ids": torch.tensor(ids, dtype=torch.long), "offsets": torch.tensor(offsets, dtype=torch.long)}
 
 
-def load_checked_state(module: nn.Module, path: str | Path) -> nn.Module:
-    """Load a state dict into module, refusing any missing or unexpected key."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise UserError(f"weights {path}: missing keys {result.missing_keys[:5]}, "
-                        f"unexpected keys {result.unexpected_keys[:5]}")
+M = TypeVar("M", bound=nn.Module)
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _load_refusal(e: Exception) -> str:
+    """Why torch.load refused a weights file, in one line, without torch's advice or terminal colour codes."""
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, OSError):  # a zip archive cut short reads as "[Errno 22] Invalid argument"
+        return f"not a plain tensor file, refused (cannot be read whole: {e.strerror or e}; truncated or damaged?)"
+    text = _TERMINAL_CODES.sub("", str(e))
+    named = re.search(r"unsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)", text, re.IGNORECASE)
+    if named:
+        return f"holds a pickled object, not plain tensors, refused (Unsupported global {named.group(1)})"
+    # torch's own words on what it met come after "WeightsUnpickler error:", when it says so
+    lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
+    return f"not a plain tensor file, refused ({(lines[0] if lines else type(e).__name__)[:200]})"
+
+
+def load_checked_state(module: M, path: str | Path) -> M:
+    """Load a weights file into module, refusing (UserError, one line naming the file; module unchanged) a file that
+    holds anything but a mapping of the module's own parameter and buffer names to tensors of their shapes.
+
+    `weights_only=True` never imports or calls what a pickle names: it refuses any object but tensors and plain
+    containers before building it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        raise UserError(f"weights {path}: {_load_refusal(e)}") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"weights {path}: expected a mapping of parameter names (strings) to tensors")
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if shapes != wanted:
+        missing, unexpected = sorted(wanted.keys() - shapes.keys()), sorted(shapes.keys() - wanted.keys())
+        reshaped = [(k, shapes[k], wanted[k]) for k in sorted(wanted.keys() & shapes.keys()) if shapes[k] != wanted[k]]
+        raise UserError(f"weights {path}: parameters differ from {type(module).__name__}'s: missing keys "
+                        f"{missing[:3]}, unexpected keys {unexpected[:3]}, (name, shape, wanted) {reshaped[:3]}")
+    module.load_state_dict(state, strict=True)
     return module
