@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from finetune_capture import finetune_and_capture
+from zoo_test_helpers import finetune_and_capture
 
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.zoos import ZOOS, get_provider

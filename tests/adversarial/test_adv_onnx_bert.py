@@ -86,3 +86,20 @@ def test_a_wrongly_shaped_weight_is_refused(tmp_path):
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.zeros(383, np.float32), t.name))
     message = _refused_model(model, tmp_path)
     assert "encoder.layer.0.output.dense.bias" in message and "shape (383,)" in message
+
+
+def test_a_matrix_multiplied_by_a_gemm_is_refused(tmp_path):
+    """A Gemm may read its matrix either way round (transB): the converter knows only the MatMul layout, so even a
+    weight under its BERT name is refused rather than loaded perhaps transposed (384 x 384: no shape check catches
+    that)."""
+    model = _real_model()
+    bias = "model.0.auto_model.encoder.layer.0.attention.self.query.bias"
+    add = next(n for n in model.graph.node if bias in n.input)
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul" and n.output[0] in add.input)
+    named = "model.0.auto_model.encoder.layer.0.attention.self.query.weight"
+    for t in model.graph.initializer:
+        if t.name == matmul.input[1]:
+            t.name = named
+    matmul.op_type, matmul.input[1] = "Gemm", named
+    message = _refused_model(model, tmp_path)
+    assert f"'{named}' (384, 384) maps to no BERT parameter" in message

@@ -1,7 +1,9 @@
-"""Shared by the zoo-model tests: one short fine-tuning run that keeps the encoder it trained
-(`finetune` resets the provider to its pre-trained weights when done)."""
+"""Shared by the zoo-model tests: skipping a test whose model packages are absent, and one short fine-tuning run
+that keeps the encoder it trained (`finetune` resets the provider to its pre-trained weights when done)."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pandas as pd
 import pytest
@@ -9,6 +11,13 @@ import torch
 
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.providers import Provider
+
+
+def need(*packages: str) -> None:
+    """Skip the calling test, saying how to install them, unless every one of `packages` can be imported."""
+    for p in packages:
+        if importlib.util.find_spec(p) is None:
+            pytest.skip(f"{p} not installed (bash scripts/setup.sh installs the offline zoos)")
 
 
 def finetune_and_capture(provider: Provider, ds: Dataset, lr: float,
