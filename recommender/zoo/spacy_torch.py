@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -16,6 +16,15 @@ from torch import nn
 
 from recommender.errors import UserError
 from recommender.zoo.providers import Provider, masked_mean
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.pipeline import TrainablePipe
+    from spacy.tokens import Doc
+    from thinc.api import Model
+    from thinc.types import Ints1d
+
+    ThincModel = Model[Any, Any]
 
 
 class Maxout(nn.Module):
@@ -29,11 +38,16 @@ class Maxout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x).unflatten(-1, (self.n_out, self.pieces)).amax(-1)
 
-    def load_thinc(self, node) -> None:
+    def load_thinc(self, node: ThincModel) -> None:
         """Copy W (nO, nP, nI) and b (nO, nP) of a thinc maxout node; the row order nO-major matches thinc's
         reshape of W to (nO * nP, nI)."""
-        _copy(self.linear.weight, node.get_param("W").reshape(self.n_out * self.pieces, -1), node.name)
-        _copy(self.linear.bias, node.get_param("b").reshape(-1), node.name)
+        _copy(self.linear.weight, _param(node, "W").reshape(self.n_out * self.pieces, -1), node.name)
+        _copy(self.linear.bias, _param(node, "b").reshape(-1), node.name)
+
+
+def _param(node: ThincModel, name: str) -> np.ndarray:
+    """A parameter of a thinc node as a numpy array (thinc's CPU arrays are numpy's)."""
+    return np.asarray(node.get_param(name))
 
 
 def _copy(param: torch.Tensor, value: np.ndarray, where: str) -> None:
@@ -43,11 +57,11 @@ def _copy(param: torch.Tensor, value: np.ndarray, where: str) -> None:
         param.copy_(torch.from_numpy(np.array(value, dtype=np.float32)))
 
 
-def _load_norm(norm: nn.LayerNorm, node) -> None:
+def _load_norm(norm: nn.LayerNorm, node: ThincModel) -> None:
     """Copy G and b of a thinc LayerNorm, which is (x - mean) / sqrt(biased var + 1e-8) * G + b: torch's
     LayerNorm with eps 1e-8."""
-    _copy(norm.weight, node.get_param("G"), node.name)
-    _copy(norm.bias, node.get_param("b"), node.name)
+    _copy(norm.weight, _param(node, "G"), node.name)
+    _copy(norm.bias, _param(node, "b"), node.name)
 
 
 class _Block(nn.Module):
@@ -106,11 +120,11 @@ class Tok2Vec(nn.Module):
         return masked_mean(self.tokens(rows, mask), mask)
 
 
-def _nodes(model, name: str) -> list:
+def _nodes(model: ThincModel, name: str) -> list[ThincModel]:
     return [node for node in model.walk() if node.name == name]
 
 
-def tok2vec_from_thinc(model) -> Tok2Vec:
+def tok2vec_from_thinc(model: ThincModel) -> Tok2Vec:
     """A torch Tok2Vec with the weights of a loaded spaCy Tok2Vec.v2 thinc model (MultiHashEmbed.v2 without static
     vectors, MaxoutWindowEncoder.v2); sizes, seeds, window, padding and dropout rates are read from the model."""
     embeds, maxouts, norms = _nodes(model, "hashembed"), _nodes(model, "maxout"), _nodes(model, "layernorm")
@@ -127,7 +141,7 @@ def tok2vec_from_thinc(model) -> Tok2Vec:
     net = Tok2Vec(tables, width, maxouts[0].get_dim("nP"), window, pad,
                   [d.attrs.get("dropout_rate") or 0.0 for d in dropouts])
     for table, node in zip(net.tables, embeds, strict=True):
-        _copy(table, node.get_param("E"), node.name)
+        _copy(table, _param(node, "E"), node.name)
     net.mix.load_thinc(maxouts[0])
     _load_norm(net.mix_norm, norms[0])
     for block, maxout, norm in zip(cast(list[_Block], list(net.blocks)), maxouts[1:], norms[1:], strict=True):
@@ -136,7 +150,7 @@ def tok2vec_from_thinc(model) -> Tok2Vec:
     return net
 
 
-def hashed_rows(model, docs: list) -> list[np.ndarray]:
+def hashed_rows(model: ThincModel, docs: list[Doc]) -> list[np.ndarray]:
     """Per doc, the table rows of its tokens (tokens x tables x 4, int64): spaCy's own feature extractor, then
     each HashEmbed's MurmurHash of its attribute column with its seed, modulo its number of rows."""
     extract = _nodes(model, "extract_features")[0]
@@ -147,8 +161,9 @@ def hashed_rows(model, docs: list) -> list[np.ndarray]:
             out.append(np.zeros((0, len(embeds), 4), np.int64))
             continue
         attrs = np.asarray(attrs, dtype=np.uint64).reshape(len(doc), -1)
-        keys = [model.ops.hash(np.ascontiguousarray(attrs[:, e.attrs["column"]]), e.attrs["seed"]) % e.get_dim("nV")
-                for e in embeds]
+        # thinc types its arrays by protocols of its own; at run time they are these numpy arrays
+        keys = [model.ops.hash(cast("Ints1d", np.ascontiguousarray(attrs[:, e.attrs["column"]])), e.attrs["seed"])
+                % e.get_dim("nV") for e in embeds]
         out.append(np.stack(keys, axis=1).astype(np.int64))
     return out
 
@@ -167,26 +182,29 @@ class SpacyProvider(Provider):
         cut = f";tok:max{self.max_length}" if self.max_length else ""
         return f"chars:{self.max_chars}{cut};tok2vec:torch;pool:mean;empty:zero"
 
-    def nlp(self):
-        """The loaded pipeline (only tok2vec is run), loaded once."""
+    def nlp(self) -> Language:
+        """The loaded pipeline (only tok2vec is run), loaded once: `package` imported as a module and its `load()`
+        called, or else (no module of that name) given to `spacy.load`, as a name or folder."""
         if getattr(self, "_nlp", None) is None:
             import spacy
 
             try:
                 self._nlp = importlib.import_module(self.package).load()
-            except ModuleNotFoundError:
+            except ModuleNotFoundError as exc:
+                if exc.name != self.package:  # the package is there but something it imports is not: say so
+                    raise
                 self._nlp = spacy.load(self.package)
             self._nlp.select_pipes(enable=["tok2vec"])
         return self._nlp
 
-    def thinc_model(self):
+    def thinc_model(self) -> ThincModel:
         """The pipeline's tok2vec thinc model (the source of the weights and of the hashing)."""
-        return self.nlp().get_pipe("tok2vec").model
+        return cast("TrainablePipe", self.nlp().get_pipe("tok2vec")).model
 
     def _build_encoder(self) -> nn.Module:
         return tok2vec_from_thinc(self.thinc_model())
 
-    def docs(self, items: list | np.ndarray) -> list:
+    def docs(self, items: list | np.ndarray) -> list[Doc]:
         """spaCy's tokenization of each text's first `max_chars` characters, cut to `max_length` tokens."""
         docs = [self.nlp().make_doc(str(t)[: self.max_chars]) for t in items]
         if self.max_length:
