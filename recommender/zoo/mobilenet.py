@@ -86,9 +86,7 @@ class MobileNetV2Provider(Provider):
 
     def network(self) -> MobileNetV2:
         """The full network with its ImageNet classifier, freshly loaded from the weights file."""
-        net = MobileNetV2()
-        load_checked_state(net, self.weights)
-        return net
+        return load_checked_state(MobileNetV2(), self.weights)
 
     def _build_encoder(self) -> nn.Module:
         return _PooledMobileNet(self.network())
