@@ -288,8 +288,6 @@ class WordVectorProvider(Provider):
         return _BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
-        import re
-
         vocab = self.vocab()
         ids: list[int] = []
         offsets: list[int] = []
