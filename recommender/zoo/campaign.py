@@ -29,13 +29,12 @@ from recommender.zoo.datasets import Dataset, load_dataset, subsample
 from recommender.zoo.extract import extract
 from recommender.zoo.finetune import Split, finetune_once, probe_accuracies, split_dataset, with_facts
 from recommender.zoo.providers import Provider
-from recommender.zoo.rank import DEFAULT_SCORES, score_pool
+from recommender.zoo.rank import DEFAULT_SCORES, score_pool, source_head_note
 from recommender.zoo.store_writes import log_scores, write_frame
 
 SOURCE = "recommender campaign"
-# Every score of the registry that needs no source head: no zoo provider exposes its source classifier's
-# probabilities, so LEEP and NCE have no input here.
-SCORES = (*DEFAULT_SCORES, "hscore")
+# Every score of the registry; LEEP and NCE only for the models with a source head (`Provider.source_head`)
+SCORES = (*DEFAULT_SCORES, "hscore", "leep", "nce")
 SUBSAMPLE_SEED = 0  # one sample of each dataset for every seed: the seeds vary the split and the training
 
 
@@ -195,14 +194,19 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
     jobs, probes, skipped, left, logged, budget = [], [], 0, 0, 0, max_jobs
     untrainable = sorted({p.name for p in providers if not p.trainable})
     planned: list[str] = []
+    notes: set[str] = set()
     for name, (ds, full_examples) in data.items():
         pool = [settings.shrunk(p) for p in providers if p.modality == ds.modality]
         pairs = score_pool(pool, ds, SCORES, cache=cache, progress=False, executor=executor)
         new_scores = log_scores(pairs, list(SCORES), url)
         logged += new_scores
-        report(f"{name}: {len(ds)} examples, {len(pool)} models scored ({len(SCORES)} scores each, {new_scores} new "
-               f"in the store); extraction {pairs['seconds_extract'].sum():.1f} s, scores "
-               f"{pairs[[f'seconds_{s}' for s in SCORES]].to_numpy().sum():.1f} s")
+        report(f"{name}: {len(ds)} examples, {len(pool)} models scored (up to {len(SCORES)} scores each, "
+               f"{new_scores} new in the store); extraction {pairs['seconds_extract'].sum():.1f} s, scores "
+               f"{np.nansum(pairs[[f'seconds_{s}' for s in SCORES]].to_numpy()):.1f} s")
+        note = source_head_note(pairs, SCORES)
+        if note and note not in notes:  # once per pool of models, not per dataset
+            notes.add(note)
+            report(note)
         splits = {seed: split_dataset(ds, seed=seed) for seed in settings.seeds}
         probes += probe_rows(pool, ds, splits, cache)
         for p in pool:

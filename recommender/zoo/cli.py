@@ -72,6 +72,7 @@ def run_rank(args: argparse.Namespace) -> int:
         load_checked_recommender,
         rank_pool,
         score_pool,
+        source_head_note,
         stacking_for,
         with_protocol_facts,
         with_store_facts,
@@ -92,6 +93,8 @@ def run_rank(args: argparse.Namespace) -> int:
                        device=device)
     if device is not None:
         print(f"recommender rank: {device_note(scores, device)}", file=sys.stderr)
+    if note := source_head_note(pairs, scores):
+        print(f"recommender rank: {note}", file=sys.stderr)
     if recommender is not None:
         from recommender.history import open_store
 

@@ -4,13 +4,14 @@ loads into it strictly, and its provider (features: the 1280-d global average po
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from recommender.zoo.providers import Provider, load_checked_state
-from recommender.zoo.vision import to_tensor
+from recommender.zoo.vision import head_arrays, to_tensor
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -90,6 +91,10 @@ class MobileNetV2Provider(Provider):
 
     def _build_encoder(self) -> nn.Module:
         return _PooledMobileNet(self.network())
+
+    def source_head(self) -> tuple[np.ndarray, np.ndarray]:
+        # the 1000-class ImageNet layer after the dropout, which is off at evaluation
+        return head_arrays(cast(nn.Linear, self.network().classifier[1]))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         x = to_tensor(np.asarray(items), self.image_size, 0.0, 255.0)  # pixels in [0, 1]

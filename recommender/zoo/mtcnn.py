@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from recommender.zoo.providers import Provider, load_checked_state
-from recommender.zoo.vision import to_tensor
+from recommender.zoo.vision import head_arrays, to_tensor
 
 # MTCNN's pixel normalisation: (x - 127.5) / 128 (0.0078125 in the authors' code)
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0
@@ -160,6 +160,12 @@ class MtcnnProvider(Provider):
 
     def _build_encoder(self) -> nn.Module:
         return _Embedding(self.network())
+
+    def source_head(self) -> tuple[np.ndarray, np.ndarray]:
+        # the face classifier (non-face, face) on the features; PNet's 1 x 1 convolution is linear, so on the
+        # mean-pooled map it gives the mean of its logits over positions: its own logits (`PNet.face_logits`)
+        net = self.network()
+        return head_arrays(getattr(net, net.face_head))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         return {"pixels": to_tensor(np.asarray(items), self.input_px, PIXEL_MEAN, PIXEL_SCALE)}

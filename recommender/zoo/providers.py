@@ -77,6 +77,11 @@ class Provider(ABC):
     def _build_encoder(self) -> nn.Module:
         raise UserError(f"model {self.name} runs outside torch and cannot be fine-tuned; pick a torch model")
 
+    def source_head(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The pre-trained classifier on the pooled features, as weight (K x D) and bias (K), whose softmax gives the
+        source probabilities of LEEP and NCE; None for a model without one (the default)."""
+        return None
+
     @abstractmethod
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         """Turn raw examples into the encoder's keyword inputs."""

@@ -35,14 +35,44 @@ def dataset_row(ds: Dataset, group: str | None = None) -> dict:
             "group": group or math.nan}
 
 
-def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: str) -> pd.DataFrame:
-    """score_all's table; a score that cannot be computed on these features becomes NaN with a warning."""
+def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: str,
+                  source_probs: np.ndarray | None = None) -> pd.DataFrame:
+    """score_all's table (LEEP and NCE from ``source_probs``); a score that cannot be computed on these features
+    becomes NaN with a warning."""
     from recommender.scores import score_all
 
-    table = score_all(F, y, names=list(scores), task="classification", errors="nan")
+    table = score_all(F, y, names=list(scores), task="classification", source_probs=source_probs, errors="nan")
     for _, row in table[table["error"].notna()].iterrows():
         print(f"warning: {row['score']} on {model}: {row['error']}; left as NaN", file=sys.stderr)
     return table.drop(columns="error")
+
+
+def source_scores(scores: Sequence[str]) -> list[str]:
+    """The scores among ``scores`` that need the source model's probabilities (LEEP, NCE)."""
+    from recommender.scores.registry import SCORES
+
+    return [s for s in scores if s in SCORES and SCORES[s].needs_source_probs]
+
+
+def source_probabilities(F: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """softmax(F W' + b) of pooled features F (n x D) under a source head (weight K x D, bias K), in float64; each
+    row is shifted by its largest logit first, so that no exponent overflows."""
+    logits = np.asarray(F, np.float64) @ np.asarray(weight, np.float64).T + np.asarray(bias, np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def source_head_note(pairs: pd.DataFrame, scores: Sequence[str]) -> str | None:
+    """One line naming the models of a scored pool that got no LEEP or NCE because they have no source head (the
+    score was never computed: NaN seconds), or None when every model has one or none was asked for."""
+    wanted = source_scores(scores)
+    if not wanted:
+        return None
+    missing = pairs.loc[pairs[f"seconds_{wanted[0]}"].isna(), "model"].tolist()
+    if not missing:
+        return None
+    return (f"{' and '.join(wanted)} need a source head (the model's own classifier on its pooled features): NaN for "
+            f"{len(missing)} model(s) without one: {', '.join(missing)}")
 
 
 def extraction_device(device: str | None) -> str:
@@ -61,16 +91,30 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
     own: it reads and writes nothing but the feature cache, so any executor can run it.
 
     With a torch `device`, the features are extracted there (`extraction_device`); the scores in `deferred` are
-    left NaN for `score_pool` to compute on the device, and the row carries the features under "features"."""
+    left NaN for `score_pool` to compute on the device, and the row carries the features under "features".
+
+    LEEP and NCE take the softmax of the model's source head (`Provider.source_head`) on the features; for a model
+    without one they do not apply: NaN value and seconds, without a warning (`source_head_note` says it once)."""
     got = extract(p, ds, cache=cache, progress=progress, device=extraction_device(device))
     here = [s for s in scores if s not in deferred]
     value = dict.fromkeys(scores, math.nan)
     seconds = dict.fromkeys(scores, math.nan)
+    probs, head_seconds = None, 0.0
+    if source := source_scores(here):
+        head = p.source_head()
+        if head is None:
+            here = [s for s in here if s not in source]
+        else:
+            start = time.perf_counter()
+            probs = source_probabilities(got.features, *head)
+            head_seconds = time.perf_counter() - start
     if here:
-        table = scores_or_nan(got.features, ds.y, here, p.name).set_index("score")
+        table = scores_or_nan(got.features, ds.y, here, p.name, probs).set_index("score")
         values, times = table["value"].astype(float), table["seconds"].astype(float)
         value |= {s: float(values[s]) for s in here}
         seconds |= {s: float(times[s]) for s in here}
+        if probs is not None:  # the head's forward counts to the first score that needs it, as score_all's sharing
+            seconds[source[0]] += head_seconds
     row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
     row |= {f"score_{s}": value[s] for s in scores}
     row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}

@@ -24,6 +24,13 @@ def to_tensor(images: np.ndarray, size: int, mean: float, std: float) -> torch.T
     return (x - mean) / std
 
 
+def head_arrays(layer: nn.Linear | nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
+    """A linear (or 1 x 1 convolution) classifier's weight as a K x D array and its bias (K), float32 numpy."""
+    weight = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+    bias = torch.zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach()  # no bias: a zero one
+    return weight.numpy().copy(), bias.numpy().copy()
+
+
 class _PooledEfficientNet(nn.Module):
     """EfficientNet-Lite up to its global average pooling (1280-d), classifier dropped."""
 
@@ -47,10 +54,18 @@ class EfficientNetLiteProvider(Provider):
     def preprocessing(self) -> str:
         return f"resize:{self.image_size}bilinear-aa;norm:127/128;grey->rgb"
 
-    def _build_encoder(self) -> nn.Module:
+    def network(self) -> EfficientNet:
+        """The full network with its ImageNet classifier, freshly loaded from the weights file."""
         from efficientnet_lite_pytorch import EfficientNet
 
-        return _PooledEfficientNet(load_checked_state(EfficientNet.from_name(self.arch), self.weights))
+        return load_checked_state(EfficientNet.from_name(self.arch), self.weights)
+
+    def _build_encoder(self) -> nn.Module:
+        return _PooledEfficientNet(self.network())
+
+    def source_head(self) -> tuple[np.ndarray, np.ndarray]:
+        # the 1000-class ImageNet layer on the pooled features (its dropout is off at evaluation)
+        return head_arrays(self.network()._fc)
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         # the TF-Lite training pipeline scales pixels by (x - 127) / 128
