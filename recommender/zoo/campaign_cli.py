@@ -18,12 +18,15 @@ DESCRIPTION = """\
 Build fine-tuning truth and every transferability score for models x datasets.
 
 For each dataset (a stratified sample of --n examples): extract each model's features once
-(through the feature cache), compute every score and log it with its seconds; then run each
-fine-tuning job (learning rate x seed; 60/20/20 split by seed) that the store does not hold
-yet, logging it as soon as it finishes, with its wall and CPU seconds. Rerun the same command
-to resume: finished jobs are skipped. With --head probe (the default) the head starts from
-the linear probe's fit (LP-FT) and the best epoch by validation accuracy is kept, epoch 0
-(the probe) included. Models outside torch (a user's ONNX file) get scores and probes only.
+(through the feature cache), compute every score (LogME, H-score and regularised H-score, LFC,
+PARC, kNN and linear probes; LEEP and NCE for the models with a source head: the vision
+models' own classifiers) and log it with its seconds; then run each fine-tuning job
+(learning rate x seed; 60/20/20 split by seed) that the store does not hold yet, logging it
+as soon as it finishes, with its wall and CPU seconds. Rerun the same command to resume:
+finished jobs are skipped; with --max-jobs 0 it logs the scores the store lacks and runs no
+job. With --head probe (the default) the head starts from the linear probe's fit (LP-FT) and
+the best epoch by validation accuracy is kept, epoch 0 (the probe) included. Models outside
+torch (a user's ONNX file) get scores and probes only.
 
 example:
   recommender campaign --models all-MiniLM-L6-v2,glove-6B-50d --datasets tweets,bbc_news \\
