@@ -54,9 +54,13 @@ def largest_datasets(pairs: pd.DataFrame) -> list[str]:
 
 
 def cell(frame: pd.DataFrame, digits: int = 3) -> pd.Series:
-    """`mean ± std` strings of a summary's rows."""
-    return pd.Series([f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}"
-                      for m, s in zip(frame["mean"], frame["std"], strict=True)], index=frame.index)
+    """`mean ± std` strings of a summary's rows, with `(n=...)` where a row covers fewer datasets than its split's
+    most (a score that applies to some models only, e.g. LEEP on the image datasets)."""
+    most = frame.groupby("split")["n"].transform("max")
+    return pd.Series([(f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}")
+                      + (f" (n={n})" if n < top else "")
+                      for m, s, n, top in zip(frame["mean"], frame["std"], frame["n"], most, strict=True)],
+                     index=frame.index)
 
 
 def guided_table(summaries: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
@@ -80,9 +84,13 @@ def target_check(loo: pd.DataFrame, all_scores: list[str]) -> list[str]:
         key = (strategy, measure, budget)
         return float(mean[key]) if key in mean.index else float("nan")
 
+    n = loo.set_index(["strategy", "measure", "budget"])["n"]
     lines = []
     for measure, budget, better in (("weighted_tau", pd.NA, max), ("relative_regret", 1, min)):
-        singles = {s: get(f"score:{s}", measure, budget) for s in all_scores}
+        # a score that applies to some datasets only (LEEP, NCE) is not compared on a mean over fewer datasets
+        full = n.get(("mean-perf", measure, budget), 0)
+        singles = {s: get(f"score:{s}", measure, budget) for s in all_scores
+                   if n.get((f"score:{s}", measure, budget), 0) == full}
         singles = {s: v for s, v in singles.items() if np.isfinite(v)}
         best_single = better(singles, key=singles.get) if singles else None
         baseline = get("mean-perf", measure, budget)
@@ -98,6 +106,27 @@ def target_check(loo: pd.DataFrame, all_scores: list[str]) -> list[str]:
             verdict = "beats both" if gap > 0 else f"misses by {-gap:.3f}"
             lines.append(f"  - {strategy}: {value:.3f} ({verdict})")
     return lines
+
+
+def adds_table(summaries: pd.DataFrame, all_scores: list[str]) -> pd.DataFrame:
+    """What each guided score adds to LR and FM: (d,m,S) minus (d,m), in weighted tau (higher is better) and in
+    relative regret@1 (lower is better), per split."""
+    guided = [s for s in GUIDED_SCORES if s in all_scores]
+    combos = [*guided, *(["+".join(guided)] if len(guided) > 1 else [])]
+    tau = summaries[summaries["measure"] == "weighted_tau"].set_index(["split", "strategy"])["mean"]
+    regret = summaries[(summaries["measure"] == "relative_regret") & (summaries["budget"] == 1)].set_index(
+        ["split", "strategy"])["mean"]
+    rows = []
+    for split in [s for s in SPLITS if s in summaries["split"].unique()]:
+        for kind in ("lr", "fm"):
+            row = {"split": split, "recommender": kind}
+            for combo in combos:
+                with_s, without = (split, f"{kind}+{combo}"), (split, kind)
+                if with_s in tau.index and without in tau.index:
+                    row[f"+{combo}"] = (f"{tau[with_s] - tau[without]:+.3f} / "
+                                        f"{regret[with_s] - regret[without]:+.3f}")
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["split", "recommender"]).fillna("—")
 
 
 def campaign_jobs(store, protocols: list[str]) -> pd.DataFrame:
@@ -177,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             markdown(ft_verdicts.set_index("dataset")), "",
             "## Guided Recommendation table (mean ± std over folds)", "",
             markdown(guided_table(summary, guided_strategies(all_scores))), "",
+            "## What LogME, LFC and PARC add to the learned recommenders", "",
+            "(d,m,S) minus (d,m): weighted tau (higher is better) / relative regret@1 (lower is better), means "
+            "over the split's datasets.", "",
+            markdown(adds_table(summary, all_scores).reset_index().set_index("split")), "",
             "## Target (leave-one-dataset-out): d,m,S against the best single score and mean-perf", "",
             *target_check(loo, all_scores), "",
             "## Regret against budget, leave-one-dataset-out (mean ± std over datasets)", "",
