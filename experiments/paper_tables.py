@@ -70,12 +70,14 @@ def regret_strategies(scores: tuple[str, ...]) -> list[str]:
 
 def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list[str], *, name: str,
               sources: Sequence[str], context: dict[str, object], seeds: int, out: Path, tune_trials: int = 0,
-              scatter: bool = True, overwrite: bool = False) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+              scatter: bool = True, overwrite: bool = False, test_fraction: float = 0.2,
+              ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Evaluate the named strategies on one split of a benchmark `name`; write its report folder `<name>_<split>`
     (the `context` lines, plus folds and seconds); return its summary and the strategies' notes (None: no fold).
 
-    `sources` are the unseen-dataset split's training datasets; `scatter` adds the per-dataset scatter grids."""
-    folds = make_folds(pairs, split, sources=sources, seeds=range(seeds))
+    `sources` are the unseen-dataset split's training datasets; `test_fraction` the unseen-model split's held-out
+    share of each dataset's models; `scatter` adds the per-dataset scatter grids."""
+    folds = make_folds(pairs, split, sources=sources, seeds=range(seeds), test_fraction=test_fraction)
     if not folds:
         print(f"  {name} {split}: no fold fits", file=sys.stderr)
         return None
