@@ -1,6 +1,7 @@
 """The evaluation's figures: regret against budget, and per-dataset prediction scatters (matplotlib, files only).
 
-Every strategy family has one fixed colour in every report; strategies of one family differ by marker."""
+Every strategy family has one fixed colour in every report; strategies of one family differ by marker, then by
+filled or hollow marker, then by shade, so no two strategies of a figure look alike."""
 
 from __future__ import annotations
 
@@ -47,14 +48,24 @@ def family(strategy: str) -> str:
     return FAMILIES.get(form, "other")
 
 
+def _darker(colour: str, share: float) -> str:
+    """A hex colour mixed with black (share 0: unchanged)."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c * (1 - share)):02X}" for c in rgb)
+
+
 def styles(strategies: list[str]) -> dict[str, dict[str, str]]:
-    """Colour (by family) and marker (by order within the family) of each strategy."""
+    """Colour (by family), marker and marker face colour ("none": hollow) of each strategy. The k-th strategy of a
+    family takes marker k mod 7, is hollow in every second round of markers, and darker by a fifth every two rounds."""
     seen: dict[str, int] = {}
     out = {}
     for name in strategies:
         fam = family(name)
-        out[name] = {"color": FAMILY_COLOURS[fam], "marker": MARKERS[seen.get(fam, 0) % len(MARKERS)]}
-        seen[fam] = seen.get(fam, 0) + 1
+        k = seen.get(fam, 0)
+        rounds = k // len(MARKERS)
+        colour = _darker(FAMILY_COLOURS[fam], min(0.2 * (rounds // 2), 0.8))
+        out[name] = {"color": colour, "marker": MARKERS[k % len(MARKERS)], "face": "none" if rounds % 2 else colour}
+        seen[fam] = k + 1
     return out
 
 
@@ -93,6 +104,7 @@ def regret_figure(summary: pd.DataFrame) -> Figure:
         err = np.vstack([mean - line["ci_low"].to_numpy(dtype=float), line["ci_high"].to_numpy(dtype=float) - mean])
         ax.errorbar(x, mean, yerr=np.clip(err, 0, None), linestyle=":", linewidth=0.8, elinewidth=1.2, capsize=3,
                     markersize=6, color=style[name]["color"], marker=style[name]["marker"],
+                    markerfacecolor=style[name]["face"],
                     label=f"{name} ({family(name)}, {_n_text(line['n'])})")
     ax.set_xscale("log")
     ax.set_xticks(budgets, [str(b) for b in budgets])
