@@ -126,7 +126,7 @@ def test_onet_landmarks_have_the_geometry_of_a_face(faces):
     net = p.network().eval()
     images, is_face = faces
     with torch.inference_mode():
-        marks = net.conv6_3(net.embed(p.prepare(images[is_face])["pixels"])).numpy()
+        marks = net.conv6_3(net.pool(p.prepare(images[is_face])["pixels"])).numpy()
     x, y = marks[:, :5], marks[:, 5:]  # left eye, right eye, nose, left and right mouth corner; in [0, 1] of the box
     ok = ((x[:, 0] < x[:, 2]) & (x[:, 2] < x[:, 1]) & (x[:, 3] < x[:, 4])
           & (np.maximum(y[:, 0], y[:, 1]) < y[:, 2]) & (y[:, 2] < np.minimum(y[:, 3], y[:, 4])))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from recommender.zoo.providers import Provider, load_checked_state
-from recommender.zoo.vision import head_arrays, to_tensor
+from recommender.zoo.vision import PooledNet, head_arrays, to_tensor
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -63,17 +63,6 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.pool(pixels))
 
 
-class _PooledMobileNet(nn.Module):
-    """MobileNetV2 up to its global average pooling (1280-d), classifier kept but unused."""
-
-    def __init__(self, net: MobileNetV2):
-        super().__init__()
-        self.net = net
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.net.pool(pixels)
-
-
 @dataclass
 class MobileNetV2Provider(Provider):
     """ImageNet MobileNetV2 from a torchvision-format weights file."""
@@ -90,7 +79,7 @@ class MobileNetV2Provider(Provider):
         return load_checked_state(MobileNetV2(), self.weights)
 
     def _build_encoder(self) -> nn.Module:
-        return _PooledMobileNet(self.network())
+        return PooledNet(self.network())  # the 1280-d global average pool
 
     def source_head(self) -> tuple[np.ndarray, np.ndarray]:
         # the 1000-class ImageNet layer after the dropout, which is off at evaluation

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from recommender.zoo.providers import Provider, load_checked_state
-from recommender.zoo.vision import head_arrays, to_tensor
+from recommender.zoo.vision import PooledNet, head_arrays, to_tensor
 
 # MTCNN's pixel normalisation: (x - 127.5) / 128 (0.0078125 in the authors' code)
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0
@@ -55,20 +55,20 @@ def _dense(cin: int, cout: int) -> list[tuple[str, nn.Module]]:
 
 
 class MtcnnNet(nn.Module):
-    """One MTCNN stage: a shared trunk (`features`), whose output `embed` pools to the feature vector, and a
+    """One MTCNN stage: a shared trunk (`features`), whose output `pool` turns into the feature vector, and a
     face-classification head (`face_head`, 2 logits: non-face, face) besides the box (and landmark) heads."""
 
     input_px: int = 0
     features: nn.Sequential
     face_head: str = ""
 
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+    def pool(self, pixels: torch.Tensor) -> torch.Tensor:
         """B x D features of B x 3 x input_px x input_px pixels."""
         return self.features(pixels)
 
     def face_logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """B x 2 logits (non-face, face) of B x 3 x input_px x input_px pixels."""
-        return getattr(self, self.face_head)(self.embed(pixels))
+        return getattr(self, self.face_head)(self.pool(pixels))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.face_logits(pixels)
@@ -85,7 +85,7 @@ class PNet(MtcnnNet):
         self.conv4_1 = nn.Conv2d(32, 2, 1)
         self.conv4_2 = nn.Conv2d(32, 4, 1)
 
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+    def pool(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.features(pixels).mean(dim=(2, 3))
 
     def face_logits(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -124,17 +124,6 @@ class ONet(MtcnnNet):
 NETS: dict[str, type[MtcnnNet]] = {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
 
-class _Embedding(nn.Module):
-    """An MTCNN net up to its penultimate representation (its heads kept but unused)."""
-
-    def __init__(self, net: MtcnnNet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.net.embed(pixels)
-
-
 @dataclass
 class MtcnnProvider(Provider):
     """One MTCNN net (`pnet`, `rnet` or `onet`) from its weights file, always at the size it was trained at.
@@ -159,7 +148,7 @@ class MtcnnProvider(Provider):
         return load_checked_state(NETS[self.net](), self.weights)
 
     def _build_encoder(self) -> nn.Module:
-        return _Embedding(self.network())
+        return PooledNet(self.network())  # the penultimate representation
 
     def source_head(self) -> tuple[np.ndarray, np.ndarray]:
         # the face classifier (non-face, face) on the features; PNet's 1 x 1 convolution is linear, so on the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,26 @@ def head_arrays(layer: nn.Linear | nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
     weight = layer.weight.detach().reshape(layer.weight.shape[0], -1)
     bias = torch.zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach()  # no bias: a zero one
     return weight.numpy().copy(), bias.numpy().copy()
+
+
+class _Pooling(Protocol):
+    """A network (an nn.Module) whose `pool` gives the features its classifier reads."""
+
+    def pool(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
+class PooledNet(nn.Module):
+    """A network's encoder for extraction and fine-tuning: its `pool(pixels)` features (B x D); the network's own
+    classifier stays inside, unused, so that `net.*` weights keep their names."""
+
+    net: _Pooling
+
+    def __init__(self, net: _Pooling):  # an nn.Module with `pool`: MobileNetV2, the MTCNN nets
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.pool(pixels)
 
 
 class _PooledEfficientNet(nn.Module):
