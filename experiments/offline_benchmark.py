@@ -34,11 +34,15 @@ from paper_tables import SPLITS, markdown, run_split  # noqa: E402 -- shared wit
 GUIDED_SCORES = ("logme", "lfc", "parc")  # the scores the recommenders take as features (issue 15)
 
 
+def score_combos(all_scores: list[str]) -> list[str]:
+    """The S of d,m,S: each guided score that is stored, then all of them together (`logme+lfc+parc`)."""
+    guided = [s for s in GUIDED_SCORES if s in all_scores]
+    return [*guided, *(["+".join(guided)] if len(guided) > 1 else [])]
+
+
 def guided_strategies(all_scores: list[str]) -> list[str]:
     """Rows: mean-perf, each score alone, LR and FM on d,m, and on d,m,S with each guided score and all of them."""
-    guided = [s for s in GUIDED_SCORES if s in all_scores]
-    combos = [*guided, *(["+".join(guided)] if len(guided) > 1 else [])]
-    learned = [f"{kind}{'+' + c if c else ''}" for kind in ("lr", "fm") for c in ("", *combos)]
+    learned = [f"{kind}{'+' + c if c else ''}" for kind in ("lr", "fm") for c in ("", *score_combos(all_scores))]
     return ["mean-perf", *[f"score:{s}" for s in all_scores], *learned]
 
 
@@ -111,8 +115,7 @@ def target_check(loo: pd.DataFrame, all_scores: list[str]) -> list[str]:
 def adds_table(summaries: pd.DataFrame, all_scores: list[str]) -> pd.DataFrame:
     """What each guided score adds to LR and FM: (d,m,S) minus (d,m), in weighted tau (higher is better) and in
     relative regret@1 (lower is better), per split."""
-    guided = [s for s in GUIDED_SCORES if s in all_scores]
-    combos = [*guided, *(["+".join(guided)] if len(guided) > 1 else [])]
+    combos = score_combos(all_scores)
     tau = summaries[summaries["measure"] == "weighted_tau"].set_index(["split", "strategy"])["mean"]
     regret = summaries[(summaries["measure"] == "relative_regret") & (summaries["budget"] == 1)].set_index(
         ["split", "strategy"])["mean"]
@@ -152,7 +155,7 @@ def costs(store, jobs: pd.DataFrame, all_scores: list[str]) -> tuple[pd.DataFram
     """Per-score seconds (mean, total over pairs), per-model fine-tuning wall and CPU seconds, and the totals."""
     per_model = jobs.groupby("model").agg(jobs=("seconds", "size"), wall_s=("seconds", "sum"),
                                           cpu_s=("cpu_seconds", "sum")).round(1)
-    scores = store.scores(all_scores)
+    scores = store.latest_scores(all_scores)  # the computations the tables use (not those a re-extraction replaced)
     per_score = scores.groupby("score")["seconds"].agg(pairs="size", mean_s="mean", total_s="sum").round(3)
     totals = {"jobs": len(jobs), "fine-tuning wall hours": round(jobs["seconds"].sum() / 3600, 2),
               "fine-tuning CPU hours": round(jobs["cpu_seconds"].sum() / 3600, 2),

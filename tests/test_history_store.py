@@ -120,6 +120,11 @@ def test_pair_features_come_from_the_feature_files(store) -> None:
     stored = store.score_table(["logme"]).set_index(["model", "dataset"]).at[("meame2010/rare-puppers", "dtd"),
                                                                              "score_logme"]
     assert len(repeated) == 2 and stored == repeated.iloc[-1]  # a repeat in one file: its last row, not a mean
+    latest = store.latest_scores(["logme"])
+    one = latest[(latest["model"] == "meame2010/rare-puppers") & (latest["dataset"] == "dtd")]
+    assert one["value"].tolist() == [repeated.iloc[-1]]  # the same one row, in long format with its seconds
+    assert not latest.duplicated(["model", "dataset", "score"]).any()
+    assert len(latest) == len(store.score_table(["logme"]).dropna(subset=["score_logme"]))
 
 
 def test_modality_filter_and_text_pairs(store) -> None:

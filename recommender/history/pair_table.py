@@ -34,20 +34,25 @@ class PairTables(Queries):
         pairs = self.pairs(protocol, select, metric)
         return pairs.pivot(index="model", columns="dataset", values="performance")
 
-    def score_table(self, names: Sequence[str], source: str | None = None) -> pd.DataFrame:
-        """Scores per (model, dataset) as `score_<name>`: the most recently ingested value (of `source` if given)."""
+    def latest_scores(self, names: Sequence[str] = (), source: str | None = None) -> pd.DataFrame:
+        """The stored scores (`scores()`, long format; of `source` if given), only the most recently ingested row of
+        each (model, dataset, score): the one computation the pair table uses."""
         # One stored computation, never a mean: sources and runs differ in data (a subsample, the full split).
         long = self.scores(names)
         if source is not None:
             long = long[long["source"] == source]
-        missing = sorted(set(names) - set(long["score"]))
+        # scores() is in insertion order, so a stable sort leaves the last-written row last among equal times.
+        return long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"],
+                                                                             keep="last")
+
+    def score_table(self, names: Sequence[str], source: str | None = None) -> pd.DataFrame:
+        """Scores per (model, dataset) as `score_<name>`: the most recently ingested value (of `source` if given)."""
+        latest = self.latest_scores(names, source)
+        missing = sorted(set(names) - set(latest["score"]))
         if missing:
             have = ", ".join(sorted(self.scores()["score"].unique())) or "none"
             where = f" from source {source!r}" if source is not None else ""
             raise UserError(f"no stored score named {', '.join(missing)}{where} (stored scores: {have})")
-        # scores() is in insertion order, so a stable sort leaves the last-written row last among equal times.
-        latest = long.sort_values("ingested_at", kind="stable").drop_duplicates(["model", "dataset", "score"],
-                                                                               keep="last")
         wide = latest.pivot(index=["model", "dataset"], columns="score", values="value")
         return wide[list(names)].rename(columns=score_column).reset_index().rename_axis(columns=None)
 
