@@ -27,7 +27,7 @@ import traceback
 import warnings
 from zipfile import BadZipFile
 
-from recommender.cli_args import Parser, add_db_argument
+from recommender.cli_args import Parser, add_db_argument, add_quiet_argument
 from recommender.errors import UserError
 
 # Each module defines register(subparsers); a subcommand's parser sets `func(args) -> int`. The modules import only
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
     parser = Parser(prog="recommender", description=__doc__)
     parser.add_argument("--version", action=VersionAction)
-    parser.add_argument("--verbose", action="store_true", help="show progress bars and library logs")
+    parser.add_argument("--verbose", action="store_true", help="show library logs")
+    add_quiet_argument(parser, top=True)
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
     add_db_argument(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -50,3 +50,11 @@ def add_db_argument(parser: argparse.ArgumentParser, *, top: bool = False) -> No
     where it is left out of the namespace unless given, so that `recommender --db X history stats` and
     `recommender history stats --db X` both reach the command (the later one wins)."""
     parser.add_argument("--db", metavar="URL", default=None if top else argparse.SUPPRESS, help=DB_HELP)
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """`--quiet`: no progress (`recommender.progress`). On the top-level parser (``top``) and on each long command,
+    where it is left out of the namespace unless given, so that `recommender --quiet evaluate ...` and
+    `recommender evaluate ... --quiet` both turn it off; read it as `getattr(args, "quiet", False)`."""
+    parser.add_argument("--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="no progress bar or progress lines on stderr")
