@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 import warnings
@@ -99,8 +100,24 @@ def error_lines(exc: BaseException) -> list[str]:
     return lines or [type(exc).__name__]
 
 
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE (`... | head`): 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: exit 0 on success, 2 on a user error, 1 on an internal error."""
+    """Entry point of the console script: exit 0 on success, 2 on a user error, 1 on an internal error, and quietly
+    141 (128 + SIGPIPE, as Unix tools) when the reader of stdout closes it early (`history stats | head`)."""
+    try:
+        code = run_command(argv)
+        sys.stdout.flush()  # here, not at exit: a reader gone before the last buffered lines is a broken pipe too
+        return code
+    except BrokenPipeError:
+        # the Python docs' recipe: the interpreter's own flush at exit writes to devnull, so it cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
+
+
+def run_command(argv: list[str] | None) -> int:
+    """Parse argv and run its command: the exit code, with errors printed as `main` describes."""
     args = build_parser().parse_args(argv)
     prefix = f"recommender {args.command}: "
     try:
@@ -109,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, *_, **__: print(f"{prefix}warning: {message}", file=sys.stderr)
             return int(args.func(args) or 0)
+    except BrokenPipeError:  # an OSError, but the reader's doing, not an error: `main` ends quietly
+        raise
     except Exception as exc:
         if not user_facing(exc):  # a bug, not the user's input: the traceback is what a report needs
             traceback.print_exc()
