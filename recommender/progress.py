@@ -47,10 +47,10 @@ def _lines(items: Iterable[T], total: int | None, desc: str, unit: str, every: f
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", quiet: bool = False, *, unit: str = "it",
-             every: float = LINE_SECONDS, stream: TextIO | None = None) -> Iterator[T]:
+             every: float | None = None, stream: TextIO | None = None) -> Iterator[T]:
     """Iterate over ``items`` showing progress on ``stream`` (default stderr): a tqdm bar when it is a terminal, a
-    line every ``every`` seconds otherwise, nothing when ``quiet``. ``total`` defaults to ``len(items)`` where
-    items has one."""
+    line every ``every`` seconds (default `LINE_SECONDS`) otherwise, nothing when ``quiet``. ``total`` defaults to
+    ``len(items)`` where items has one."""
     if quiet:
         return iter(items)
     stream = stream or sys.stderr
@@ -60,4 +60,4 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "", quiet
         from tqdm.auto import tqdm  # late: only a terminal needs it
 
         return iter(tqdm(items, total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True))
-    return _lines(items, total, desc, unit, every, stream)
+    return _lines(items, total, desc, unit, LINE_SECONDS if every is None else every, stream)

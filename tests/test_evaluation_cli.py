@@ -105,3 +105,37 @@ def test_report_folder_is_replaced_whole(tmp_path, monkeypatch):
         report.write_report(ev, out, "t", {})
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left beside it
+
+
+def test_default_table_holds_the_simple_baselines(pairs_file, tmp_path, capsys):
+    """No --strategies: oracle, random and the agnostic baselines size, imagenet and mean-perf, each measured; size's
+    regret at B=1 is that of the biggest model (params_m), computed here from the table."""
+    path, pairs = pairs_file
+    assert main(["evaluate", "--split", "loo", "--pairs", str(path), "--budgets", "1", "--out",
+                 str(tmp_path / "o")]) == 0
+    results = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert set(results["strategy"]) == {"oracle", "random", "size", "imagenet", "mean-perf"}
+    size1 = results.query("strategy == 'size' and measure == 'regret' and budget == 1").set_index("dataset")["value"]
+    kept = pairs.iloc[1:]  # the broken 0.0 run is dropped
+    best = kept.groupby("dataset")["performance"].max()
+    biggest = kept.loc[kept.groupby("dataset")["params_m"].idxmax()].set_index("dataset")["performance"]
+    np.testing.assert_allclose(size1.sort_index(), (best - biggest).sort_index(), atol=1e-12)
+
+
+@pytest.mark.parametrize("quiet", [[], ["--quiet"], ["TOP"]], ids=["default", "quiet", "top-level-quiet"])
+def test_progress_lines_by_default_none_when_quiet(pairs_file, tmp_path, capsys, monkeypatch, quiet):
+    """stderr is no terminal: a progress line per interval (here every task), none with --quiet before or after the
+    command name."""
+    monkeypatch.setattr("recommender.progress.LINE_SECONDS", 0.0)
+    path, pairs = pairs_file
+    args = ["evaluate", "--split", "loo", "--pairs", str(path), "--strategies", "oracle,random", "--budgets", "1",
+            "--out", str(tmp_path / "o")]
+    argv = ["--quiet", *args] if quiet == ["TOP"] else [*args, *quiet]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluate (fold x strategy)")]
+    tasks = 2 * pairs["dataset"].nunique()
+    if quiet:
+        assert lines == []
+    else:
+        assert lines[0].startswith(f"evaluate (fold x strategy): 1/{tasks} tasks (")
+        assert lines[-1].startswith(f"evaluate (fold x strategy): {tasks}/{tasks} tasks (100%), ")

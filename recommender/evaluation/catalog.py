@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # the strategies (scikit-learn, SciPy) load when one is made:
     from recommender.evaluation.strategies import Learned, Strategy
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
+# evaluate's default table: the bounds and every simple task-agnostic baseline, which a learned strategy must beat
+DEFAULT_STRATEGIES = ("oracle", "random", "size", "imagenet", "mean-perf")
 HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
         "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME, "
         "adaptive:similarity|lr|ucb|blend (adaptive search, sequential with evaluate --adaptive), "

@@ -10,10 +10,10 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recommender.cli_args import add_db_argument, comma_list
+from recommender.cli_args import add_db_argument, add_quiet_argument, comma_list
 from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
-from recommender.evaluation.catalog import HELP, SPLITS
+from recommender.evaluation.catalog import DEFAULT_STRATEGIES, HELP, SPLITS
 from recommender.executors import add_executor_arguments
 
 if TYPE_CHECKING:  # pandas, the strategies and the runner load when the command runs: `--help` stays instant
@@ -115,10 +115,9 @@ def run(args: argparse.Namespace) -> int:
                        protocols=tested_protocols(args), train_protocols=args.train_protocols)
     if not folds:
         raise UserError(f"split {args.split} gives no fold on this pair table")
-    progress = getattr(args, "verbose", False) or sys.stderr.isatty()  # `recommender --verbose`
-    with nullcontext() if progress else progress_lines():  # a log file gets lines, not progress bars
-        ev = evaluate(folds, strategies, args.budgets, progress=progress, issues=issues, adaptive=args.adaptive,
-                      executor=executor_from_args(args))
+    with progress_lines() if getattr(args, "verbose", False) else nullcontext():  # `recommender --verbose`
+        ev = evaluate(folds, strategies, args.budgets, progress=not getattr(args, "quiet", False), issues=issues,
+                      adaptive=args.adaptive, executor=executor_from_args(args))
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def progress_lines() -> Iterator[None]:
-    """While in the block, the runner's progress lines (one per fold and strategy) go to stderr, timed."""
+    """While in the block, the runner's log lines (one per fold and strategy) go to stderr, timed."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("recommender evaluate: %(asctime)s %(message)s", datefmt="%H:%M:%S"))
     logger = logging.getLogger("recommender.evaluation.runner")
@@ -155,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate search strategies on the training history",
                               description=DESCRIPTION)
     p.add_argument("--split", choices=SPLITS, required=True)
-    p.add_argument("--strategies", type=comma_list, default=comma_list("oracle,random,mean-perf"), help=HELP)
+    p.add_argument("--strategies", type=comma_list, default=list(DEFAULT_STRATEGIES), help=HELP)
     p.add_argument("--budgets", type=_ints, default=EVALUATION_BUDGETS, help="budgets B, e.g. 1,3,5")
     p.add_argument("--protocol", help="store protocol(s) whose pairs are ranked, e.g. vtab1k, a,b or all (pairs are "
                                       "ranked within one dataset and protocol)")
@@ -177,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive strategies (adaptive:...) pick one model at a time, shown each pick's true "
                         "performance (SPEC §7); static strategies in the same table")
+    add_quiet_argument(p)
     add_executor_arguments(p, "one strategy on one fold")
     p.add_argument("--out", required=True, help="output folder, written whole (an earlier report there is replaced)")
     p.add_argument("--overwrite", action="store_true",

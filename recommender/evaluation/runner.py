@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from tqdm.auto import tqdm
 
 from recommender.contracts import EVALUATION_BUDGETS, MIN_MODELS
 from recommender.evaluation.checks import issues_frame, rankable
@@ -19,6 +18,7 @@ from recommender.evaluation.splits import Fold
 from recommender.evaluation.strategies import Strategy, without_truth
 from recommender.executors import Executor, SerialExecutor
 from recommender.normalise import ranking_groups
+from recommender.progress import progress as show_progress
 
 log = logging.getLogger(__name__)  # one progress line per fold and strategy, for logs
 RESULT_COLUMNS = ["fold", "repeat", "dataset", "strategy", "measure", "budget", "value"]
@@ -131,10 +131,10 @@ def evaluate(folds: Sequence[Fold], strategies: Mapping[str, Strategy], budgets:
             label = f"fold {i}/{len(folds)} ({fold.name})"
             tasks += [_Task(i - 1, label, fold, test, name, proto, tuple(budgets), adaptive)
                       for name, proto in strategies.items()]
-    serial = isinstance(executor, SerialExecutor)
-    if not serial:
+    if not isinstance(executor, SerialExecutor):
         log.info("%d tasks (folds x strategies) on %s", len(tasks), type(executor).__name__)
-    done = executor.map(_run_task, tqdm(tasks, desc="fold x strategy", unit="task", disable=not (progress and serial)))
+    done = show_progress(executor.imap(_run_task, tasks), len(tasks), "evaluate (fold x strategy)", not progress,
+                         unit="tasks")
     by_fold: dict[int, list] = {}
     for task, out in zip(tasks, done, strict=True):
         by_fold.setdefault(task.index, []).append(out)
