@@ -102,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
     # late: the strategies, matplotlib and the runner only when running
     from recommender.evaluation.catalog import make_strategy, scores_needed
     from recommender.evaluation.checks import check_pairs
-    from recommender.evaluation.report import write_report
+    from recommender.evaluation.report import REPORT_FILES, write_report
     from recommender.evaluation.runner import evaluate
     from recommender.evaluation.splits import make_folds
     from recommender.executors import executor_from_args
-    from recommender.files import check_folder_target
+    from recommender.files import check_output_files
 
-    check_folder_target(Path(args.out), "evaluate", args.overwrite)  # refused now, not after the evaluation
+    check_output_files(args.out, "evaluate", REPORT_FILES, args.overwrite)  # refused now, not after the evaluation
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
     pairs, issues = check_pairs(load_pairs(args, scores_needed(args.strategies)), drop_broken=not args.keep_broken)
     folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds),
@@ -178,7 +178,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "performance (SPEC §7); static strategies in the same table")
     add_quiet_argument(p)
     add_executor_arguments(p, "one strategy on one fold")
-    p.add_argument("--out", required=True, help="output folder, written whole (an earlier report there is replaced)")
+    p.add_argument("--out", required=True,
+                   help="output folder; an earlier report's files there are replaced, other files are kept")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace --out even when it is a non-empty folder that is not an earlier report")
+                   help="replace files in --out that have a report file's name but no earlier report wrote")
     p.set_defaults(func=run)

@@ -1,7 +1,7 @@
 """Write an evaluation as one folder: report.md, a self-contained report.html, CSVs of every number and PNG plots.
 
-The folder is built whole beside its place and swapped in (recommender.files.write_folder_atomic), so it never
-mixes two runs."""
+The files are built in a hidden folder and moved into place one by one (recommender.files.write_output_folder): a
+failed run changes nothing, and a re-run replaces only the files an earlier report wrote there."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.evaluation.runner import Evaluation
-from recommender.files import write_folder_atomic
+from recommender.files import write_output_folder
 
 MAX_ISSUE_LINES = 40
+# The files every report writes (scatter/<dataset>.png come with them); `evaluate` checks them before it runs.
+REPORT_FILES = ("results.csv", "summary.csv", "predictions.csv.gz", "issues.csv", "strategies.csv",
+                "regret_vs_budget.png", "report.md", "report.html")
 # A report is a list of blocks, rendered once as Markdown and once as HTML:
 # ("h", level, text), ("p", text), ("ul", [items]), ("table", DataFrame), ("img", relative path, alt text).
 Block = tuple
@@ -162,11 +165,12 @@ def report_blocks(ev: Evaluation, summary: pd.DataFrame, notes: pd.DataFrame, ti
 
 def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object], scatter: bool = True,
                  strategies: Sequence[str] | None = None, overwrite: bool = False) -> Path:
-    """Write report.md, report.html, CSVs (predictions gzipped) and PNG plots (scatters optional) as the folder
-    `out`, replacing an earlier evaluate report there whole; return the path of report.md.
+    """Write report.md, report.html, CSVs (predictions gzipped) and PNG plots (scatters optional) into the folder
+    `out`, replacing the files of an earlier report there (and removing its files this one lacks, such as the
+    scatter of a dataset no longer evaluated); return the path of report.md.
 
-    `strategies` are the requested names: each gets a summary row, even one with no result. A non-empty `out`
-    that is not an earlier report is refused unless `overwrite`."""
+    `strategies` are the requested names: each gets a summary row, even one with no result. Other files in `out`
+    are kept; one with a name the report writes that no earlier report wrote is refused unless `overwrite`."""
     from recommender.evaluation.plots import plot_regret, plot_scatter  # matplotlib only when writing
 
     summary = ev.summary(by_seen=False)  # cross-protocol: seen and unseen apart in summary.csv only
@@ -191,4 +195,4 @@ def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str,
         (folder / "report.md").write_text(to_markdown(blocks))
         (folder / "report.html").write_text(to_html(blocks, folder, title))
 
-    return write_folder_atomic(Path(out), build, kind="evaluate", overwrite=overwrite) / "report.md"
+    return write_output_folder(out, build, kind="evaluate", overwrite=overwrite) / "report.md"

@@ -96,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("folder")
     export.add_argument("--to", choices=("csv", "parquet"), default="csv", help="file type")
     export.add_argument("--overwrite", action="store_true",
-                        help="replace FOLDER even when it holds files an earlier export did not write")
+                        help="replace files in FOLDER that have an exported file's name but no earlier export "
+                             "wrote (other files are always kept)")
     export.set_defaults(func=_export)
     for command in sub.choices.values():  # --db after the subcommand too
         add_db_argument(command)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.files import write_folder_atomic
+from recommender.files import check_output_files, write_output_folder
+from recommender.history.engine import sqlite_path
 from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, text_or_none
 from recommender.history.store import Store
 
+KINDS = ("jobs", "models", "datasets", "scores", "protocols", "dataset_aliases")  # the exported tables, in order
 JOB_COLUMNS = ["model", "dataset", "protocol", "metric", "value", "val_value", "seconds", "source", "seed", "run",
                "ingested_at"]
 
@@ -28,23 +30,30 @@ def tables(store: Store) -> dict[str, pd.DataFrame]:
     jobs = _expand(_expand(jobs[[*JOB_COLUMNS, "hparams", "extra"]], "hparams", HP_PREFIX), "extra", EXTRA_PREFIX)
     protocols = pd.concat([_expand(store.protocol_facts(), "extra", EXTRA_PREFIX), store.protocol_examples()],
                           ignore_index=True)  # a row with a dataset: the protocol's examples on that dataset
-    return {"jobs": jobs,
-            "models": _expand(store.model_features(), "extra", EXTRA_PREFIX),
-            "datasets": _expand(store.dataset_features(), "extra", EXTRA_PREFIX),
-            "scores": store.scores().drop(columns="repeat"),
-            "protocols": protocols,
-            "dataset_aliases": store.aliases()}
+    frames = {"jobs": jobs,
+              "models": _expand(store.model_features(), "extra", EXTRA_PREFIX),
+              "datasets": _expand(store.dataset_features(), "extra", EXTRA_PREFIX),
+              "scores": store.scores().drop(columns="repeat"),
+              "protocols": protocols,
+              "dataset_aliases": store.aliases()}
+    return {kind: frames[kind] for kind in KINDS}
 
 
 def export(store: Store, folder: str | Path, to: str = "csv", overwrite: bool = False) -> list[Path]:
     """Write jobs, models, datasets, scores, protocols and dataset_aliases as `<kind>.csv` or `<kind>.parquet`
     (`history ingest --kind KIND` reads the first five back, `history alias --file` the aliases); the paths.
 
-    The files are built in a new folder beside `folder` and swapped in whole, so an interrupted export leaves
-    the earlier one intact and never a mix of two; a non-empty folder an export did not write is refused
-    unless `overwrite`.
+    The files are built in a hidden folder and moved into place, so an interrupted export leaves the earlier one
+    intact; a re-run replaces the files an earlier export wrote and keeps every other file in `folder`. A file
+    of an exported name that no export wrote is refused unless `overwrite`; the store's own file never is
+    replaced.
     """
     folder = Path(folder)
+    names = [f"{kind}.{to}" for kind in KINDS]
+    database = sqlite_path(store.url)
+    protect = [database.with_name(database.name + end) for end in ("", "-wal", "-shm", "-journal")] \
+        if database else []
+    check_output_files(folder, "history export", names, overwrite, protect)  # before reading the store
     frames = tables(store)
 
     def build(part: Path) -> None:
@@ -55,8 +64,8 @@ def export(store: Store, folder: str | Path, to: str = "csv", overwrite: bool = 
             else:
                 frame.to_parquet(path, index=False)
 
-    write_folder_atomic(folder, build, kind="history export", overwrite=overwrite)
-    return [folder / f"{kind}.{to}" for kind in frames]
+    write_output_folder(folder, build, kind="history export", overwrite=overwrite, protect=protect)
+    return [folder / name for name in names]
 
 
 def stats(store: Store) -> dict[str, pd.DataFrame]:

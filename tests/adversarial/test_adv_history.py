@@ -316,22 +316,31 @@ def test_a_failed_first_ingest_leaves_no_store(tmp_path: Path, capsys: pytest.Ca
 
 
 # ---- export --------------------------------------------------------------------------------------------------
-def test_export_refuses_a_foreign_folder_and_swaps_whole(store, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:
-    """A non-empty folder of other files is refused and kept; --overwrite replaces all of it; a re-export over
-    its own earlier output needs no flag and leaves exactly the new files."""
+def test_export_keeps_the_users_files_and_replaces_only_its_own(store, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """A folder of other files takes an export beside them; a re-export as Parquet replaces the CSVs the first
+    wrote and keeps the user's file; a file of an exported name that no export wrote is refused unless
+    --overwrite."""
     db, out = str(store.engine.url.database), tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    code, err = _cli(["history", "--db", db, "export", str(out)], capsys)
-    assert code == 2 and len(err) == 1 and "give --overwrite to replace all of it" in err[0]
-    assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    assert main(["history", "--db", db, "export", str(out), "--overwrite", "--to", "parquet"]) == 0
     kinds = ["dataset_aliases", "datasets", "jobs", "models", "protocols", "scores"]
-    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", *(f"{k}.parquet" for k in kinds)]
     assert main(["history", "--db", db, "export", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", *(f"{k}.csv" for k in kinds)]
-    assert len(pd.read_csv(out / "jobs.csv")) == 8
+    assert sorted(p.name for p in out.iterdir()) == sorted([".recommender-manifest.json", "mine.txt",
+                                                            *(f"{k}.csv" for k in kinds)])
+    assert main(["history", "--db", db, "export", str(out), "--to", "parquet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([".recommender-manifest.json", "mine.txt",
+                                                            *(f"{k}.parquet" for k in kinds)])
+    assert (out / "mine.txt").read_text() == "keep" and len(pd.read_parquet(out / "jobs.parquet")) == 8
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "jobs.csv").write_text("mine")
+    code, err = _cli(["history", "--db", db, "export", str(other)], capsys)
+    assert (code, err) == (2, [f"recommender history: error: {other / 'jobs.csv'} exists and `recommender history "
+                               "export` did not write it; give --overwrite to replace it, or another folder"])
+    assert [p.name for p in other.iterdir()] == ["jobs.csv"]
+    assert main(["history", "--db", db, "export", str(other), "--overwrite"]) == 0
+    assert len(pd.read_csv(other / "jobs.csv")) == 8
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 

@@ -19,7 +19,7 @@ import recommender.evaluation.plots as plots
 from recommender.cli import main
 from recommender.evaluation import evaluate, make_folds, make_strategy
 from recommender.evaluation.plots import FAMILY_COLOURS, regret_figure, scatter_figure
-from recommender.files import OUTPUT_MARKER, write_folder_atomic
+from recommender.files import MANIFEST, write_output_folder
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
@@ -64,19 +64,22 @@ def test_rerun_into_the_same_folder_leaves_only_the_second_run(two_tables, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "out"]  # no temporary folder left
 
 
-def test_foreign_folder_is_refused_unless_overwrite(two_tables, tmp_path, capsys):
-    """A non-empty folder that is no earlier report: one line, exit 2, untouched; --overwrite replaces all of it."""
+def test_foreign_file_is_refused_unless_overwrite(two_tables, tmp_path, capsys):
+    """A file of a report's name that no report wrote: one line, exit 2, untouched; --overwrite replaces that file
+    and keeps every other file of the user's."""
     a, _ = two_tables
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
+    (out / "report.md").write_text("my own report")
     assert main(evaluate_args(a, out)) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line == (f"recommender evaluate: error: {out} is a non-empty folder that `recommender evaluate` did not "
-                    "write; give --overwrite to replace all of it, or another folder")
-    assert tree(out) == {"thesis.tex": b"precious"}
+    assert line == (f"recommender evaluate: error: {out / 'report.md'} exists and `recommender evaluate` did not "
+                    "write it; give --overwrite to replace it, or another folder")
+    assert tree(out) == {"thesis.tex": b"precious", "report.md": b"my own report"}
     assert main(evaluate_args(a, out, "--overwrite")) == 0
-    assert not (out / "thesis.tex").exists() and (out / "report.md").is_file() and (out / OUTPUT_MARKER).is_file()
+    assert (out / "thesis.tex").read_text() == "precious" and (out / MANIFEST).is_file()
+    assert (out / "report.md").read_text().startswith("#")
 
 
 def test_failure_midway_keeps_the_old_folder_whole(two_tables, tmp_path, monkeypatch, capsys):
@@ -104,7 +107,8 @@ def test_failure_midway_keeps_the_old_folder_whole(two_tables, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_sigkill_while_building_never_mixes_two_runs(two_tables, tmp_path):
-    """A real `kill -9` of a second run while it builds: the old folder is intact; what remains is hidden."""
+    """A real `kill -9` of a second run while it builds: the old files are intact; what remains is hidden, and the
+    next run removes it."""
     a, b = two_tables
     out = tmp_path / "out"
     assert main(evaluate_args(a, out)) == 0
@@ -112,22 +116,26 @@ def test_sigkill_while_building_never_mixes_two_runs(two_tables, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "recommender.cli", *evaluate_args(b, out)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.part-*/*")) and proc.poll() is None and time.monotonic() < deadline:
+    while not list(out.glob(".recommender-part-*/*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed while building"
-    assert tree(out) == before
-    assert all(p.name.startswith(".out.part-") for p in tmp_path.iterdir() if p.name not in ("a.csv", "b.csv", "out"))
+    (left,) = [p.name for p in out.iterdir() if p.name.startswith(".recommender-part-")]
+    assert {k: v for k, v in tree(out).items() if not k.startswith(left)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "out"]
+    assert main(evaluate_args(b, out)) == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".recommender-part-")]
 
 
 def test_folder_helper_refuses_a_file_and_accepts_an_empty_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="is a file; give a folder"):
-        write_folder_atomic(tmp_path / "f", lambda folder: None, kind="t")
+        write_output_folder(tmp_path / "f", lambda folder: None, kind="t")
     (tmp_path / "empty").mkdir()
-    write_folder_atomic(tmp_path / "empty", lambda folder: (folder / "x.txt").write_text("1"), kind="t")
-    assert tree(tmp_path / "empty") == {"x.txt": b"1", OUTPUT_MARKER: b'{"kind": "t"}\n'}
+    write_output_folder(tmp_path / "empty", lambda folder: (folder / "x.txt").write_text("1"), kind="t")
+    assert tree(tmp_path / "empty") == {"x.txt": b"1",
+                                        MANIFEST: b'{\n "outputs": {\n  "t": [\n   "x.txt"\n  ]\n }\n}\n'}
 
 
 # --- the feature cache -------------------------------------------------------------------------------------------

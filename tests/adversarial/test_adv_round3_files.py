@@ -1,0 +1,200 @@
+"""Attacks on files (round 3): re-runs into folders holding the user's files, the store or a link; `.` as the
+output; files left by killed runs; and one line, exit 2, for every bad file a loader is handed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recommender.cli import main
+from recommender.files import MANIFEST, write_atomic, write_output_folder
+from recommender.history import open_store
+from recommender.history.ingest import ingest_file
+
+DATA = Path(__file__).parents[1] / "data" / "history"
+ZOO = DATA / "small_zoos_long.csv"  # 8 jobs of 4 models on 2 datasets
+KINDS = ["dataset_aliases", "datasets", "jobs", "models", "protocols", "scores"]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
+    """Run the CLI: exit code and stderr lines."""
+    code = main(argv)
+    return code, capsys.readouterr().err.splitlines()
+
+
+def make_store(path: Path) -> Path:
+    """A SQLite store at `path` holding the 8 zoo jobs."""
+    store = open_store(str(path), create=True)
+    assert ingest_file(store, ZOO, constants={"protocol": "full-finetune"}) == {"models": 4, "jobs": 8}
+    store.engine.dispose()
+    return path
+
+
+def export(db: Path, folder: Path | str, *extra: str) -> list[str]:
+    return ["history", "--db", str(db), "export", str(folder), *extra]
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(proc.stdout)
+
+
+# ---- item 5: a re-run keeps the user's files ----------------------------------------------------------------------
+def test_export_rerun_keeps_the_users_notebook(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """export, the user adds a notebook, export again: the notebook is kept byte for byte, the CSVs are new."""
+    db = make_store(tmp_path / "h.db")
+    out = tmp_path / "out1"
+    assert main(export(db, out)) == 0
+    (out / "my_analysis.ipynb").write_bytes(b'{"cells": []}')
+    (out / "jobs.csv").write_text("stale")  # our own file, edited: a re-run replaces it
+    assert main(export(db, out)) == 0
+    assert (out / "my_analysis.ipynb").read_bytes() == b'{"cells": []}'
+    assert len(pd.read_csv(out / "jobs.csv")) == 8
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest == {"outputs": {"history export": sorted(f"{k}.csv" for k in KINDS)}}
+
+
+def test_evaluate_rerun_keeps_the_users_notes_and_drops_its_own_stale_files(tmp_path: Path) -> None:
+    """evaluate over 5 datasets, the user adds NOTES.md, evaluate over 3: NOTES.md is kept, the two scatters of
+    the first run that the second does not write are removed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pair_tables import quality_pairs
+
+    a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "out"
+    quality_pairs(n_datasets=5, n_models=6).to_csv(a, index=False)
+    quality_pairs(n_datasets=3, n_models=6, seed=1).to_csv(b, index=False)
+    args = ["evaluate", "--split", "loo", "--strategies", "oracle,random", "--budgets", "1", "--out", str(out)]
+    assert main([*args, "--pairs", str(a)]) == 0
+    (out / "NOTES.md").write_text("my notes")
+    (out / "scatter" / "mine.png").write_bytes(b"my plot")
+    assert main([*args, "--pairs", str(b)]) == 0
+    assert (out / "NOTES.md").read_text() == "my notes"
+    assert sorted(p.name for p in (out / "scatter").iterdir()) == ["d0.png", "d1.png", "d2.png", "mine.png"]
+    assert set(pd.read_csv(out / "results.csv")["dataset"]) == {"d0", "d1", "d2"}
+
+
+def test_a_manifest_cannot_reach_out_of_its_folder(tmp_path: Path) -> None:
+    """A manifest edited to list ../victim.txt, an absolute path and a folder: none of them is touched."""
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    victim.write_text("keep")
+    write_output_folder(out, lambda part: (part / "a.txt").write_text("1"), kind="t")
+    (out / "sub").mkdir()
+    (out / "sub" / "keep.txt").write_text("keep")
+    (out / MANIFEST).write_text(json.dumps({"outputs": {"t": ["a.txt", "../victim.txt", str(victim), "sub"]}}))
+    write_output_folder(out, lambda part: (part / "b.txt").write_text("2"), kind="t")
+    assert victim.read_text() == "keep" and (out / "sub" / "keep.txt").read_text() == "keep"
+    assert sorted(tree(out)) == [MANIFEST, "b.txt", "sub/keep.txt"]
+
+
+# ---- item 6: the store inside the export folder -------------------------------------------------------------------
+def test_export_overwrite_into_the_stores_own_folder_keeps_the_store(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """`export sub --overwrite` where sub/ holds the store: the store is kept byte for byte and still opens; a
+    store whose file has an exported name is refused in one line."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    db = make_store(sub / "history.db")
+    before = db.read_bytes()
+    assert main(export(db, sub, "--overwrite")) == 0
+    names = sorted(p.name for p in sub.iterdir() if not p.name.startswith("history.db-"))  # SQLite's WAL files
+    assert names == sorted([MANIFEST, "history.db", *(f"{k}.csv" for k in KINDS)])
+    assert db.read_bytes() == before and len(open_store(str(db)).jobs()) == 8
+
+    other = tmp_path / "other"
+    other.mkdir()
+    named = make_store(other / "jobs.csv")  # a SQLite store named like an export file
+    before = named.read_bytes()[:16]
+    code, err = cli(export(named, other, "--overwrite"), capsys)
+    assert (code, err) == (2, [f"recommender history: error: {named} is the store being exported; give another "
+                               "folder"])
+    assert named.read_bytes()[:16] == before == b"SQLite format 3\0" and len(open_store(str(named)).jobs()) == 8
+    assert [p.name for p in other.iterdir() if not p.name.startswith("jobs.csv-")] == ["jobs.csv"]
+
+
+# ---- item 13 and `.`: a linked folder, the current folder -----------------------------------------------------------
+def test_export_into_a_linked_folder_writes_through_the_link(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "h.db")
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    (real / "mine.txt").write_text("keep")
+    link.symlink_to(real, target_is_directory=True)
+    for _ in range(2):
+        assert main(export(db, link)) == 0
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert sorted(p.name for p in real.iterdir()) == sorted([MANIFEST, "mine.txt", *(f"{k}.csv" for k in KINDS)])
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("h.db-")) == ["h.db", "link", "real"]
+
+
+def test_a_link_inside_the_folder_is_not_followed_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """out/scatter linked to a folder elsewhere: a report's scatters would land there; refused in one line."""
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "scatter").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"scatter/d0.png: a link or file in the way of .*scatter; give another"):
+        write_output_folder(out, lambda part: ((part / "scatter").mkdir(), (part / "scatter" / "d0.png").touch()),
+                            kind="t")
+    assert list(elsewhere.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == ["scatter"]
+
+
+def test_export_and_evaluate_into_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export . --overwrite` and `evaluate --out . --overwrite` write into the current folder."""
+    db = make_store(tmp_path / "h.db")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    assert main(export(db, ".", "--overwrite")) == 0
+    assert main(export(db, ".")) == 0
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pair_tables import quality_pairs
+
+    quality_pairs(n_datasets=3, n_models=6).to_csv(tmp_path / "pairs.csv", index=False)
+    assert main(["evaluate", "--split", "loo", "--pairs", str(tmp_path / "pairs.csv"), "--strategies", "oracle",
+                 "--budgets", "1", "--out", ".", "--overwrite"]) == 0
+    names = {p.name for p in work.iterdir()}
+    assert {"mine.txt", "jobs.csv", "report.md", "results.csv", MANIFEST} <= names
+    assert not [n for n in names if ".part-" in n or ".old-" in n]
+    assert set(json.loads((work / MANIFEST).read_text())["outputs"]) == {"history export", "evaluate"}
+
+
+# ---- killed runs: stale temporary files ---------------------------------------------------------------------------
+def test_a_later_run_removes_what_killed_runs_left_and_nothing_else(tmp_path: Path) -> None:
+    """Temporary names of a process that has ended are removed; a live process's, another host's, the user's own
+    `.part-*` names are kept."""
+    from recommender.files import _HOST
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = dead_pid()
+    stale_folder = out / f".recommender-part-{_HOST}-{dead}-0123abcd"
+    stale_folder.mkdir()
+    (stale_folder / "jobs.csv").write_text("half")
+    stale_file = out / f".part-{_HOST}-{dead}-89abcdef-x.txt"
+    stale_file.write_text("half")
+    kept = [out / f".recommender-part-{_HOST}-{os.getpid()}-0123abcd",  # a live process (this one)
+            out / f".part-ffffff-{dead}-89abcdef-x.txt" if _HOST != "ffffff" else out / ".part-x-y.txt",
+            out / ".part-mine.txt"]  # the user's own name
+    for path in kept:
+        path.write_text("keep")
+    other = out / f".part-{_HOST}-{dead}-89abcdef-other.txt"  # left while writing another file
+    other.write_text("half")
+    write_atomic(out / "x.txt", lambda part: part.write_text("new"))
+    assert not stale_file.exists() and (out / "x.txt").read_text() == "new"
+    assert stale_folder.exists() and other.exists()  # write_atomic cleans its own file's temporaries only
+    write_output_folder(out, lambda part: (part / "y.txt").write_text("1"), kind="t")
+    assert not stale_folder.exists() and not other.exists()  # an output folder is cleaned whole
+    assert all(path.read_text() == "keep" for path in kept)
