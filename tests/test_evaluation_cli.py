@@ -84,7 +84,7 @@ def test_out_that_is_a_file_is_refused(pairs_file, tmp_path, capsys):
 
 
 def test_report_folder_is_replaced_whole(tmp_path, monkeypatch):
-    """The folder is built beside its place and swapped in: a failing rewrite leaves the old folder whole."""
+    """The files are built in a hidden folder and moved in: a failing rewrite leaves the old files whole."""
     pairs = pair_table(n_datasets=3, n_models=4)
     ev = evaluate(make_folds(pairs, "loo"), {"s": make_strategy("score:good")}, budgets=(1,))
     out = tmp_path / "out"
@@ -92,7 +92,7 @@ def test_report_folder_is_replaced_whole(tmp_path, monkeypatch):
     names = {p.name for p in out.rglob("*")}
     assert names == {"report.md", "report.html", "results.csv", "summary.csv", "predictions.csv.gz", "issues.csv",
                      "strategies.csv", "regret_vs_budget.png", "scatter", "d0.png", "d1.png", "d2.png",
-                     ".recommender-output.json"}
+                     ".recommender-manifest.json"}
     assert len(pd.read_csv(out / "predictions.csv.gz")) == len(pairs)  # gzipped by its name
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
@@ -104,7 +104,7 @@ def test_report_folder_is_replaced_whole(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         report.write_report(ev, out, "t", {})
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not list(out.glob(".recommender-part-*"))
 
 
 def test_default_table_holds_the_simple_baselines(pairs_file, tmp_path, capsys):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recommender.arrays import npz_array
 from recommender.errors import UserError
 from recommender.files import write_atomic
 
@@ -25,6 +26,7 @@ WEIGHTS_FILE = "weights.npz"
 LEGACY_FILE = "estimator.joblib"  # the pickle of versions before FORMAT_VERSION 1: refused, never opened
 MAX_META_BYTES = 64 << 20  # vocabularies of a few thousand models take well under 1 MiB
 NPY_HEADER_BYTES = 4096  # room for an .npy header beside the array's own bytes
+ZIP_ENTRY_BYTES = 1024  # room for a zip entry's headers (np.savez stores arrays uncompressed)
 MAX_WEIGHT_BYTES = 1 << 30  # a recommender over a few thousand models and datasets needs a few MiB
 ArraySpec = Mapping[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype)
 
@@ -111,6 +113,10 @@ def read_weights(folder: str | Path, meta: Mapping[str, object], spec: ArraySpec
         raise UserError(f"{Path(folder) / META_FILE}: \"weights\" must hold the sha256 of {WEIGHTS_FILE}")
     if not path.is_file():
         raise UserError(f"{path} missing: the saved recommender is incomplete")
+    limit = sum(size + NPY_HEADER_BYTES + ZIP_ENTRY_BYTES + 2 * len(name) for name, size in sizes.items())
+    if path.stat().st_size > limit + ZIP_ENTRY_BYTES:  # before hashing: the file may be a link to a huge one
+        raise UserError(f"{path}: {path.stat().st_size} bytes, more than the {limit + ZIP_ENTRY_BYTES} that "
+                        f"{META_FILE}'s arrays take: not the weights of this recommender")
     if _sha256(path) != pinned["sha256"]:
         raise UserError(f"{path} does not match {META_FILE} (changed, truncated or left by another save): "
                         f"retrain or copy the whole folder again")
@@ -124,13 +130,9 @@ def read_weights(folder: str | Path, meta: Mapping[str, object], spec: ArraySpec
                 raise UserError(f"{path}: holds arrays {', '.join(sorted(archive.files)) or 'none'}, "
                                 f"expected {', '.join(sorted(spec))}")
             for name, (shape, dtype) in spec.items():
-                # refuse an oversized entry before reading it (a small archive can inflate to gigabytes)
-                if archive.zip.getinfo(f"{name}.npy").file_size > sizes[name] + NPY_HEADER_BYTES:
-                    raise UserError(f"{path}: array {name} is larger than shape {shape} allows")
-                value = archive[name]
-                if value.dtype != np.dtype(dtype) or value.shape != tuple(shape):
-                    raise UserError(f"{path}: array {name} is {value.dtype}{list(value.shape)}, "
-                                    f"expected {np.dtype(dtype)}{list(shape)}")
+                # the header is checked against the spec before anything is allocated (a compressed entry of a few
+                # bytes can declare terabytes)
+                value = npz_array(archive, path, name, expect=(shape, dtype))
                 if not np.isfinite(value).all():
                     raise UserError(f"{path}: array {name} holds NaN or infinite values")
                 out[name] = value

@@ -198,3 +198,151 @@ def test_a_later_run_removes_what_killed_runs_left_and_nothing_else(tmp_path: Pa
     write_output_folder(out, lambda part: (part / "y.txt").write_text("1"), kind="t")
     assert not stale_folder.exists() and not other.exists()  # an output folder is cleaned whole
     assert all(path.read_text() == "keep" for path in kept)
+
+
+# ---- item 7: one line naming the file for every bad array file ----------------------------------------------------
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _claiming_header(shape: tuple[int, ...]) -> bytes:
+    """An .npy header that declares float64 of `shape` (no data after it)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _bad_array_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Each bad file and the end of its one error line."""
+    import zipfile
+
+    import numpy as np
+
+    good = _npy_bytes(np.ones((10, 3)))
+    files = {"corrupt.npy": good[:100], "garbage.npy": b"hello, not numpy",
+             "object.npy": _npy_bytes(np.array([1, "a", None], dtype=object)),
+             "huge.npy": _claiming_header((10**13,)) + b"\0" * 8,
+             "short.npy": good[:-8], "notzip.npz": b"not a zip", "corrupt.parquet": b"PAR1 garbage PAR1"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    with zipfile.ZipFile(folder / "object.npz", "w") as archive:
+        archive.writestr("a.npy", files["object.npy"])
+    with zipfile.ZipFile(folder / "raw.npz", "w") as archive:
+        archive.writestr("a.npy", b"raw bytes, no header")
+    objects = ("holds Python objects (dtype object), which are never loaded because loading them can run code; "
+               "save numbers or text")
+    cases = {
+        "corrupt.npy": "not an .npy array (EOF: reading array header, expected 118 bytes got 90)",
+        "garbage.npy": "not an .npy array (the magic string is not correct; expected b'\\x93NUMPY', got b'hello,')",
+        "object.npy": objects,
+        "huge.npy": "truncated: its header declares float64[10000000000000] (80000000000000 bytes) but 8 bytes "
+                    "follow",
+        "short.npy": "truncated: its header declares float64[10, 3] (240 bytes) but 232 bytes follow",
+        "notzip.npz": "not an .npz archive",
+        "object.npz": "array a: " + objects,
+        "raw.npz": "array a: not an .npy array (the magic string is not correct; expected b'\\x93NUMPY', got "
+                   "b'raw by')",
+        "corrupt.parquet": "not a readable Parquet file (Could not open Parquet input source",
+    }
+    return {name: (folder / name, end) for name, end in cases.items()}
+
+
+def test_score_gives_one_line_naming_each_bad_array_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.arange(10) % 2)
+    cases = _bad_array_files(tmp_path)
+    for name, (path, end) in cases.items():
+        before = path.read_bytes()
+        code, err = cli(["score", "--features", str(path), "--labels", str(labels)], capsys)
+        assert code == 2 and len(err) == 1, (name, err)
+        assert err[0].startswith(f"recommender score: error: {path}: {end}"), (name, err)
+        assert path.read_bytes() == before
+    # as labels too (after good features): the same loader
+    np.save(tmp_path / "feats.npy", np.random.default_rng(0).normal(size=(10, 3)))
+    path, end = cases["object.npz"]
+    code, err = cli(["score", "--features", str(tmp_path / "feats.npy"), "--labels", str(path)], capsys)
+    assert (code, err) == (2, [f"recommender score: error: {path}: {end}"])
+
+
+# ---- item 7: a saved recommender's weights --------------------------------------------------------------------------
+@pytest.fixture()
+def lr_folder(tmp_path: Path) -> Path:
+    """A small LR saved on d,m."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_adv_models import fitted
+
+    return fitted("lr", "d,m").save(tmp_path / "model", training={"protocol": "full-finetune"})
+
+
+def _pin(folder: Path) -> None:
+    """Write weights.npz's checksum into the metadata, as a careful attacker would."""
+    import hashlib
+
+    meta = json.loads((folder / "recommender.json").read_text())
+    meta["weights"]["sha256"] = hashlib.sha256((folder / "weights.npz").read_bytes()).hexdigest()
+    (folder / "recommender.json").write_text(json.dumps(meta))
+
+
+def _recommend_fails(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> str:
+    db = tmp_path / "no-store.db"
+    code, err = cli(["recommend", "--model", str(folder), "--dataset", "dtd", "--db", str(db)], capsys)
+    assert code == 2 and len(err) == 1 and not db.exists(), err
+    return err[0]
+
+
+@pytest.mark.parametrize("member", ["raw bytes", "claims 10^12 float64"])
+def test_a_weights_member_is_checked_from_its_header(lr_folder: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture, member: str) -> None:
+    """A member of raw bytes, and one whose .npy header claims 10^12 float64 (8 TB): one line, nothing
+    allocated."""
+    import zipfile
+
+    import numpy as np
+
+    weights = lr_folder / "weights.npz"
+    with np.load(weights) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    width = len(arrays["coef"])
+    with zipfile.ZipFile(weights, "w") as archive:
+        archive.writestr("intercept.npy", _npy_bytes(arrays["intercept"]))
+        if member == "raw bytes":
+            archive.writestr("coef.npy", arrays["coef"].tobytes())
+        else:
+            archive.writestr("coef.npy", _claiming_header((10**12,)) + b"\0" * 64)
+    _pin(lr_folder)
+    line = _recommend_fails(lr_folder, tmp_path, capsys)
+    expected = (f"{weights}: array coef: not an .npy array (the magic string is not correct;" if member == "raw bytes"
+                else f"{weights}: array coef is float64[1000000000000], expected float64[{width}]")
+    assert line.startswith(f"recommender recommend: error: {expected}"), line
+
+
+def test_a_weights_link_to_a_huge_file_is_refused_before_hashing(lr_folder: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """weights.npz linked to a sparse 8 GB file: refused from its size, never read."""
+    import recommender.models.saved as saved
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        fh.truncate(8 << 30)  # sparse: no disk used
+    (lr_folder / "weights.npz").unlink()
+    (lr_folder / "weights.npz").symlink_to(big)
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError("hashed")
+
+    monkeypatch.setattr(saved, "_sha256", no_hashing)
+    line = _recommend_fails(lr_folder, tmp_path, capsys)
+    assert line.startswith(f"recommender recommend: error: {lr_folder / 'weights.npz'}: {8 << 30} bytes, more than ")
