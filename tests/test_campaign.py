@@ -115,9 +115,12 @@ def test_a_stopped_campaign_keeps_the_finished_jobs_and_resumes(tmp_path, stages
                               FeatureCache(stages["cache"]))
     assert set(stored(url)[0]["run"]) == set(calls[:2])  # each finished job was logged as it finished
     monkeypatch.undo()
+    monkeypatch.setattr("recommender.progress.LINE_SECONDS", 0.0)  # a progress line per job (stderr: no terminal)
     out = cli(*campaign_args(url, stages["cache"]))
     assert out.code == 0, out.err
     assert "2 job(s) run, 2 already in the store (skipped)" in out.out
+    progress = [line.rsplit(",", 1)[0] for line in out.err_lines if line.startswith("campaign on tweets")]
+    assert progress == ["campaign on tweets: 1/2 jobs (50%)", "campaign on tweets: 2/2 jobs (100%)"]
     resumed = stored(url)[0]
     assert set(resumed["run"]) == RUNS and len(resumed) == 4
     # the same seeded jobs as the uninterrupted campaign: values bit for bit

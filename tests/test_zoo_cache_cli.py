@@ -187,3 +187,14 @@ def test_a_failing_score_becomes_nan_and_the_others_share_one_decomposition(monk
     assert table.at["lfc", "value"] == pytest.approx(expected, abs=0)  # same computation
     assert len(built) == 1  # no recomputation score by score
     assert "logme on m: LogME is unbounded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_rank_shows_models_scored_unless_quiet(tmp_path, capsys, monkeypatch, quiet):
+    """Progress by default (stderr is no terminal here: a line per interval, here every model), none with --quiet."""
+    monkeypatch.setattr("recommender.progress.LINE_SECONDS", 0.0)
+    assert main(["rank", "--data", "tweets", "--n", "60", "--models", MODELS, "--scores", "logme", "--json",
+                 "--cache", str(tmp_path), "--executor", "serial", *(["--quiet"] if quiet else [])]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scores on tweets")]
+    assert lines == [] if quiet else [line.rsplit(",", 1)[0] for line in lines] == [
+        "scores on tweets: 1/2 models (50%)", "scores on tweets: 2/2 models (100%)"]

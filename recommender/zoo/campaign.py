@@ -24,6 +24,7 @@ import pandas as pd
 from recommender.contracts import FINETUNE_HEADS, finetune_protocol
 from recommender.errors import UserError
 from recommender.executors import Executor, SerialExecutor
+from recommender.progress import progress as show_progress
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset, load_dataset, subsample
 from recommender.zoo.extract import extract
@@ -172,9 +173,10 @@ def plan(pool: Sequence[Provider], ds: Dataset, splits: dict[int, Split], settin
 
 def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], settings: Settings, url: str | None,
                  cache: FeatureCache, executor: Executor | None = None, max_jobs: int | None = None,
-                 report: Callable[[str], None] = lambda line: None) -> Result:
+                 report: Callable[[str], None] = lambda line: None, quiet: bool = False) -> Result:
     """Score every pair and run every fine-tuning job not yet in the store at ``url`` (at most ``max_jobs`` now);
-    ``report`` gets one line per dataset scored and per job logged. Models pair with the datasets of their
+    ``report`` gets one line per dataset scored and per job logged; the models scored and the jobs done show on
+    stderr unless ``quiet`` (`recommender.progress`). Models pair with the datasets of their
     modality; models that run outside torch (a user's ONNX file) get scores and probes but no fine-tuning truth."""
     from recommender.history import open_store
 
@@ -197,7 +199,7 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
     notes: set[str] = set()
     for name, (ds, full_examples) in data.items():
         pool = [settings.shrunk(p) for p in providers if p.modality == ds.modality]
-        pairs = score_pool(pool, ds, SCORES, cache=cache, progress=False, executor=executor)
+        pairs = score_pool(pool, ds, SCORES, cache=cache, progress=not quiet, executor=executor)
         new_scores = log_scores(pairs, list(SCORES), url)
         logged += new_scores
         report(f"{name}: {len(ds)} examples, {len(pool)} models scored (up to {len(SCORES)} scores each, "
@@ -220,7 +222,9 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
             left += max(len(pending) - budget, 0)
             pending, budget = pending[:budget], budget - min(budget, len(pending))
         task = partial(run_job, settings=settings, cache=cache)
-        for job, row in zip(pending, executor.imap(task, pending), strict=True):
+        done_jobs = show_progress(executor.imap(task, pending), len(pending), f"campaign on {name}", quiet,
+                                  unit="jobs")
+        for job, row in zip(pending, done_jobs, strict=True):
             frame = with_facts(pd.DataFrame([row]), job.provider, ds, full_examples)
             write_frame(store, frame, "jobs", SOURCE)  # logged now: a stop later cannot lose it
             jobs.append(frame)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from recommender.cli_args import add_db_argument, comma_list
+from recommender.cli_args import add_db_argument, add_quiet_argument, comma_list
 from recommender.contracts import FINETUNE_HEADS
 from recommender.executors import add_executor_arguments
 from recommender.zoo.cli import _floats
@@ -58,7 +58,8 @@ def run_campaign_command(args: argparse.Namespace) -> int:
     # absolute: a worker process (Ray's run in the folder its node started in) must find the same folder
     cache = FeatureCache(Path(args.cache).absolute() if args.cache else None)
     result = run_campaign(providers, comma_list(args.datasets), settings, args.db, cache, executor,
-                          max_jobs=args.max_jobs, report=lambda line: print(line, flush=True))
+                          max_jobs=args.max_jobs, report=lambda line: print(line, flush=True),
+                          quiet=getattr(args, "quiet", False))
     cpu_jobs = float(result.jobs["extra.cpu_seconds"].sum()) if len(result.jobs) else 0.0
     later = f", {result.left} left for a later run (--max-jobs)" if result.left else ""
     print(f"\n{len(result.jobs)} job(s) run, {result.skipped} already in the store (skipped){later}, "
@@ -107,4 +108,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "~/.cache/recommender/features)")
     add_executor_arguments(c, "one model's features and scores; one fine-tuning job")
     add_db_argument(c)
+    add_quiet_argument(c)
     c.set_defaults(func=run_campaign_command)

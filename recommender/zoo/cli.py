@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from recommender.cli_args import add_db_argument, comma_list
+from recommender.cli_args import add_db_argument, add_quiet_argument, comma_list
 from recommender.contracts import FINETUNE_HEADS
 from recommender.executors import add_executor_arguments
 from recommender.zoo.zoos import ZOOS
@@ -85,7 +85,7 @@ def run_rank(args: argparse.Namespace) -> int:
     scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
     # absolute: a worker process (Ray's run in the folder its node started in) must find the same folder
     cache = None if args.no_cache else FeatureCache(Path(args.cache).absolute() if args.cache else None)
-    progress = not args.json and (args.verbose or sys.stderr.isatty())
+    progress = not getattr(args, "quiet", False)
     recommender = stacking = None
     if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
         recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
@@ -178,6 +178,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "~/.cache/recommender/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features")
     add_executor_arguments(p, "one model: its features and every score")
+    add_quiet_argument(p)
     p.add_argument("--device", type=_device, default="auto",
                    help="where LogME, LFC and the H-scores run, batched over the models, and where features are "
                         "extracted: auto (CUDA when torch sees a device, else cpu), cpu (numpy), cuda, cuda:N, "

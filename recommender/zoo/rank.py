@@ -15,6 +15,7 @@ import pandas as pd
 
 from recommender.errors import UserError
 from recommender.executors import Executor, SerialExecutor
+from recommender.progress import progress as show_progress
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
@@ -143,7 +144,8 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
                cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None,
                device: str | None = None) -> pd.DataFrame:
     """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step;
-    one `score_model` task per model on ``executor`` (default: this process; progress bars only there).
+    one `score_model` task per model on ``executor`` (default: this process). With ``progress``, the models done
+    show on stderr (`recommender.progress`), and on a terminal each extraction of this process gets its own bar.
 
     With a torch ``device`` (`torch_kernels.resolve_device`), features are extracted there and the scores with
     torch kernels (LogME, LFC, H-scores) are computed there in this process, batched over up to POOL_BATCH models
@@ -156,13 +158,16 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
         from recommender.scores.torch_kernels import TORCH_SCORES
 
         deferred = tuple(s for s in scores if s in TORCH_SCORES)
-    task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache,
-                   progress=progress and isinstance(executor, SerialExecutor), device=device, deferred=deferred)
+    bars = progress and isinstance(executor, SerialExecutor) and sys.stderr.isatty()
+    task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache, progress=bars, device=device,
+                   deferred=deferred)
+    done = show_progress(executor.imap(task, providers), len(providers), f"scores on {ds.name}", not progress,
+                         unit="models")
     if device is None or not deferred:  # scores are deferred only to a device
-        return pd.DataFrame(executor.map(task, providers))
+        return pd.DataFrame(list(done))
     rows: list[dict] = []
     batch: list[dict] = []
-    for row in executor.imap(task, providers):  # features held for one batch at a time
+    for row in done:  # features held for one batch at a time
         batch.append(row)
         if len(batch) == POOL_BATCH or sum(r["features"].nbytes for r in batch) >= POOL_BYTES:
             rows += _fill_torch_scores(batch, ds.y, deferred, device)
