@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import Ridge
 
 import recommender.evaluation  # noqa: F401  (registers every Strategy subclass the package defines)
 from recommender.errors import UserError
 from recommender.evaluation import catalog
 from recommender.evaluation.strategies import Strategy, without_truth
 from recommender.models import load_recommender, make_recommender
+from recommender.models.estimator import Estimator
 from recommender.models.factory import RECOMMENDERS
 
 SCORE = "good"  # the tiny table's score column that tracks performance
@@ -53,12 +55,46 @@ def same_params(a: BaseEstimator, b: BaseEstimator) -> bool:
     pa, pb = a.get_params(deep=False), b.get_params(deep=False)
     if type(a) is not type(b) or set(pa) != set(pb):
         return False
-    return all(same_params(v, pb[k]) if isinstance(v, BaseEstimator) else v == pb[k] for k, v in pa.items())
+    return all(same_params(v, pb[k]) if hasattr(v, "get_params") else v == pb[k] for k, v in pa.items())
 
 
 def fitted_attributes(est: BaseEstimator) -> list[str]:
     """Attributes set by fit (scikit-learn's trailing-underscore convention)."""
     return [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]
+
+
+# --- the parameter protocol, against scikit-learn's own ------------------------------------------------------------
+
+class OursOuter(Estimator):
+    def __init__(self, inner: object = None, alpha: float = 1.0, name: str = "x"):
+        self.inner, self.alpha, self.name = inner, alpha, name
+
+
+class TheirsOuter(BaseEstimator):
+    def __init__(self, inner: object = None, alpha: float = 1.0, name: str = "x"):
+        self.inner, self.alpha, self.name = inner, alpha, name
+
+
+@pytest.mark.parametrize("inner", [None, Ridge(alpha=3.0), OursOuter(alpha=2.0)])
+def test_estimator_params_follow_scikit_learn(inner):
+    """get_params (shallow and deep), set_params with nested keys, clone and the repr agree with BaseEstimator's."""
+    ours, theirs = (cls(inner=clone(inner, safe=False), alpha=0.5) for cls in (OursOuter, TheirsOuter))
+    for deep in (False, True):
+        a, b = ours.get_params(deep=deep), theirs.get_params(deep=deep)
+        assert a.keys() == b.keys()
+        assert all(same_params(v, b[k]) if hasattr(v, "get_params") else v == b[k] for k, v in a.items())
+    if inner is not None:
+        ours.set_params(inner__alpha=7.0, name="y")
+        theirs.set_params(inner__alpha=7.0, name="y")
+        assert ours.inner.alpha == theirs.inner.alpha == 7.0 and ours.name == theirs.name == "y"
+    copy = clone(ours)
+    assert copy is not ours and (inner is None or copy.inner is not ours.inner) and same_params(copy, ours)
+    assert repr(OursOuter(alpha=0.5)) == "OursOuter(alpha=0.5)"
+    assert repr(TheirsOuter(alpha=0.5)) == "TheirsOuter(alpha=0.5)"
+    with pytest.raises(ValueError, match="no_such"):
+        ours.set_params(no_such=1)
+    with pytest.raises(ValueError, match="no_such"):
+        theirs.set_params(no_such=1)
 
 
 # --- recommenders ---------------------------------------------------------------------------------------------------

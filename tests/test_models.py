@@ -22,7 +22,8 @@ from recommender.models import (
     parse_features,
     tune,
 )
-from recommender.models.fm import FactorizationMachine, pairwise_logistic_loss
+from recommender.models.fm import fm_scores
+from recommender.models.fm_training import FactorizationMachine, pairwise_logistic_loss
 from recommender.models.tuning import inner_splits, validation_tau
 
 
@@ -54,6 +55,23 @@ def test_fm_forward_matches_the_double_sum():
     got = fm(torch.as_tensor(Z, dtype=torch.float32)).detach().double().numpy()
     want = explicit_fm(Z, 0.3, fm.weights.detach().double().numpy(), fm.factors.detach().double().numpy())
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fm_closed_form_prediction_matches_the_double_sum_and_the_torch_module():
+    """The numpy prediction of a saved FM (float64 from float32 weights) equals the O(k|z|^2) definition to float64
+    rounding (1e-10: sums of ~10 terms of size ~10), and the torch module it was trained as to float32's (1e-4)."""
+    torch.manual_seed(1)
+    fm = FactorizationMachine(n_features=9, k=4, init_std=0.5)
+    with torch.no_grad():
+        fm.weights.normal_()
+        fm.bias.fill_(-0.2)
+    arrays = {name: value.detach().numpy() for name, value in fm.state_dict().items()}
+    Z = np.random.default_rng(1).normal(size=(30, 9))
+    got = fm_scores(Z, **arrays)
+    want = explicit_fm(Z, float(arrays["bias"]), arrays["weights"].astype(float), arrays["factors"].astype(float))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    torch_scores = fm(torch.as_tensor(Z, dtype=torch.float32)).detach().double().numpy()
+    np.testing.assert_allclose(got, torch_scores, rtol=1e-4, atol=1e-4)
 
 
 def test_pairwise_loss_by_hand():
@@ -214,7 +232,7 @@ def test_fm_is_seeded_and_deterministic(known_fm):
 
 
 def test_fm_training_is_quiet_by_default(known_fm, capfd):
-    """No Lightning banner, progress bar or warning reaches the terminal unless verbose."""
+    """No banner, progress line or warning reaches the terminal unless verbose."""
     pairs, y, _ = known_fm
     FMRecommender(epochs=5).fit(pairs, y)
     out, err = capfd.readouterr()

@@ -9,11 +9,10 @@ from typing import ClassVar, cast
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
 from recommender import __version__
 from recommender.errors import UserError
+from recommender.models.estimator import Estimator, check_fitted
 from recommender.models.features import PairEncoder, parse_features
 from recommender.models.saved import META_FILE, ArraySpec, read_metadata, read_weights, write_saved
 from recommender.models.targets import check_target, check_target_name, normalise_target
@@ -57,7 +56,7 @@ def check_training(value: object) -> dict[str, object]:
     return dict(value)
 
 
-class PairRecommender(BaseEstimator, ABC):
+class PairRecommender(Estimator, ABC):
     """Base of LR and FM: encodes the pair table, normalises the target, delegates to ``_fit_encoded``.
 
     Saved as JSON (hyper-parameters, encoder state, training summary) plus an .npz of weights; see
@@ -65,6 +64,8 @@ class PairRecommender(BaseEstimator, ABC):
     """
 
     kind: ClassVar[str] = ""
+    features: str  # every kind's constructor takes the feature set and the target normalisation
+    target: str
 
     def fit(self, X: pd.DataFrame, y: object = None) -> PairRecommender:
         """Fit on pair-table rows; ``y`` defaults to the ``performance`` column."""
@@ -85,7 +86,7 @@ class PairRecommender(BaseEstimator, ABC):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted (normalised) performance of each pair; higher means a better pick."""
-        check_is_fitted(self, "encoder_")
+        check_fitted(self, "encoder_")
         if len(X) == 0:
             return np.empty(0)
         pred = self._predict_encoded(self.encoder_.transform(X))
@@ -123,9 +124,10 @@ class PairRecommender(BaseEstimator, ABC):
     def save(self, path: str | Path, training: Mapping[str, object] | None = None) -> Path:
         """Write the fitted recommender to folder ``path``; ``training`` adds facts (e.g. the protocol) to the
         training summary kept in the metadata."""
-        check_is_fitted(self, "encoder_")
-        meta = {"kind": self.kind, "version": __version__, "params": self.get_params(),
-                "encoder": self.encoder_.get_state(), "training": {**self.training_, **(training or {})}}
+        check_fitted(self, "encoder_")
+        meta: dict[str, object] = {
+            "kind": self.kind, "version": __version__, "params": self.get_params(),
+            "encoder": self.encoder_.get_state(), "training": {**self.training_, **(training or {})}}
         return write_saved(Path(path), meta, self._get_weights())
 
     @classmethod

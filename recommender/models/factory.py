@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from recommender.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from recommender.models.base import PairRecommender
 
 # kind -> (module, class): imported when used, so that naming the kinds (e.g. in --help) does not load torch
@@ -31,7 +33,8 @@ def make_recommender(kind: str, features: str = "d,m", **params: object) -> Pair
     unknown = set(params) - set(cls().get_params())
     if unknown:
         raise UserError(f"{kind} has no hyper-parameter(s) {', '.join(sorted(unknown))}")
-    return cls(features=features, **params)
+    # each kind's constructor takes features and its own keywords; the base class declares no constructor
+    return cast("Callable[..., PairRecommender]", cls)(features=features, **params)
 
 
 def load_recommender(path: str | Path) -> PairRecommender:

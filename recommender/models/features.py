@@ -6,10 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.impute import SimpleImputer
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted
 
 from recommender.contracts import (
     DATASET,
@@ -23,6 +19,7 @@ from recommender.contracts import (
     score_column,
 )
 from recommender.errors import UserError
+from recommender.models.estimator import Estimator, check_fitted
 from recommender.normalise import ranking_groups, zscore_within
 
 MISSING = "<missing>"  # category standing for a missing categorical value
@@ -143,7 +140,7 @@ def _ordered_subset(value: object, columns: list[str], what: str) -> list[str]:
     return names
 
 
-class PairEncoder(TransformerMixin, BaseEstimator):
+class PairEncoder(Estimator):
     """Encodes (model, dataset) pairs as SPEC §3 vectors; fit on training rows only.
 
     Categoricals are one-hot with an all-zero block for values never seen in fit (cold start);
@@ -192,6 +189,9 @@ class PairEncoder(TransformerMixin, BaseEstimator):
         self.categories_ = {col: sorted(frame[col].unique()) for col in categorical}
         self.impute_ = self.mean_ = self.scale_ = np.empty(0)
         if scalar:
+            from sklearn.impute import SimpleImputer  # scikit-learn loads where an encoder is fitted, not applied
+            from sklearn.preprocessing import StandardScaler
+
             logged = log_sizes(frame[scalar]).to_numpy(dtype=np.float64)
             imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(logged)
             scaler = StandardScaler().fit(imputer.transform(logged))
@@ -202,7 +202,7 @@ class PairEncoder(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """The encoded design matrix, float64 of shape (n_pairs, n_features)."""
-        check_is_fitted(self, "categories_")
+        check_fitted(self, "categories_")
         _, scalar, scores = self._columns()
         frame = self._prepare(X)
         blocks = []
@@ -224,7 +224,7 @@ class PairEncoder(TransformerMixin, BaseEstimator):
 
     def sources(self) -> np.ndarray:
         """The pair-table column each encoded column comes from (a one-hot level or a missing indicator included)."""
-        check_is_fitted(self, "categories_")
+        check_fitted(self, "categories_")
         _, scalar, scores = self._columns()
         out = [c for c, cats in self.categories_.items() for _ in cats]
         out += scalar + self.scalar_missing_ + list(scores) + self.score_missing_
@@ -232,7 +232,7 @@ class PairEncoder(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Names of the encoded columns, e.g. ``onehot__model_vit-base`` (scikit-learn's ColumnTransformer style)."""
-        check_is_fitted(self, "categories_")
+        check_fitted(self, "categories_")
         _, scalar, scores = self._columns()
         names = [f"onehot__{c}_{cat}" for c, cats in self.categories_.items() for cat in cats]
         names += [f"scalar__value__{c}" for c in scalar]
@@ -247,7 +247,7 @@ class PairEncoder(TransformerMixin, BaseEstimator):
 
     def get_state(self) -> dict[str, object]:
         """The fitted state as JSON-ready lists (floats are written exactly: JSON keeps the shortest repr)."""
-        check_is_fitted(self, "categories_")
+        check_fitted(self, "categories_")
         return {
             "categories": {c: list(cats) for c, cats in self.categories_.items()},
             "impute": [float(v) for v in self.impute_],

@@ -1,20 +1,12 @@
-"""FM recommender (SPEC §3): a second-order factorization machine in PyTorch, trained with Lightning."""
+"""FM recommender (SPEC §3): a second-order factorization machine, trained in PyTorch (``fm_training``) and
+evaluated in closed form with numpy."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
-import lightning as L
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from lightning.fabric.utilities.warnings import PossibleUserWarning
-from torch import nn
-from torch.utils.data import DataLoader
 
 from recommender.errors import UserError
 from recommender.models.base import PairRecommender, check_number
@@ -25,116 +17,12 @@ MAX_THREADS = 1024  # a saved n_threads above this is not a thread count
 MAX_FACTORS = 4096  # nor a k above this a factor dimension (k = 8 to 32 is the useful range)
 
 
-class FactorizationMachine(nn.Module):
-    """S(z) = w0 + <w, z> + sum_{i<j} <u_i, u_j> z_i z_j, the pair term in O(k |z|)."""
-
-    def __init__(self, n_features: int, k: int, init_std: float = 0.01):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(()))
-        self.weights = nn.Parameter(torch.zeros(n_features))
-        self.factors = nn.Parameter(torch.randn(n_features, k) * init_std)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Scores of the rows of z (n, |z|)."""
-        # Rendle's identity: sum_{i<j} <u_i,u_j> z_i z_j = 1/2 sum_f [(sum_i u_if z_i)^2 - sum_i u_if^2 z_i^2]
-        pairs = 0.5 * ((z @ self.factors) ** 2 - (z * z) @ (self.factors * self.factors)).sum(dim=1)
-        return self.bias + z @ self.weights + pairs
-
-
-def pairwise_logistic_loss(scores: torch.Tensor, target: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Mean log(1 + exp(-(s_i - s_j))) over pairs of one dataset with target_i > target_j (RankNet).
-
-    Rows are sorted by dataset; dataset g spans rows offsets[g]:offsets[g+1].
-    """
-    total = scores.sum() * 0.0  # keeps the graph when a batch has no ordered pair
-    count = 0
-    for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
-        s, t = scores[start:stop], target[start:stop]
-        better = t[:, None] > t[None, :]
-        total = total + F.softplus(-(s[:, None] - s[None, :])[better]).sum()
-        count += int(better.sum())
-    return total / max(count, 1)
-
-
-class FMTask(L.LightningModule):
-    """Lightning wrapper: the loss and the optimiser around a FactorizationMachine."""
-
-    def __init__(self, fm: FactorizationMachine, learning_rate: float, weight_decay: float, loss: str):
-        super().__init__()
-        self.fm = fm
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.loss = loss
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        """Loss on one batch of whole datasets."""
-        z, target, offsets = batch
-        scores = self.fm(z)
-        if self.loss == "mse":
-            return F.mse_loss(scores, target)
-        return pairwise_logistic_loss(scores, target, offsets)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam with L2 weight decay on w and u (not on the bias)."""
-        return torch.optim.Adam(
-            [
-                {"params": [self.fm.bias], "weight_decay": 0.0},
-                {"params": [self.fm.weights, self.fm.factors], "weight_decay": self.weight_decay},
-            ],
-            lr=self.learning_rate,
-        )
-
-
-def dataset_batches(
-    Z: np.ndarray, t: np.ndarray, datasets: pd.Series, batch_datasets: int | None
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Batches of whole datasets (all of them when batch_datasets is None), rows sorted by dataset."""
-    codes, names = pd.factorize(datasets.astype(str).to_numpy(), sort=True)
-    order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes, minlength=len(names))
-    per_batch = len(names) if batch_datasets is None else batch_datasets
-    batches = []
-    for first in range(0, len(names), per_batch):
-        group_sizes = sizes[first : first + per_batch]
-        start = sizes[:first].sum()
-        rows = order[start : start + group_sizes.sum()]
-        offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(group_sizes)]))
-        batches.append(
-            (torch.as_tensor(Z[rows], dtype=torch.float32), torch.as_tensor(t[rows], dtype=torch.float32), offsets)
-        )
-    return batches
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with n intra-op threads, then restore (spinning threads slow small matrices on a busy box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def quiet_lightning(verbose: bool) -> Iterator[None]:
-    """Silence Lightning's info logs and hints unless verbose."""
-    if verbose:
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PossibleUserWarning)
-            # Lightning 2.6 still builds torch's deprecated LeafSpec when moving batches
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+def fm_scores(Z: np.ndarray, bias: np.ndarray, weights: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """S(z) = w0 + <w, z> + 1/2 sum_f [(Vz)_f^2 - (V^2 z^2)_f] for the rows of Z, in float64 (numpy alone: loading a
+    saved FM and predicting never imports torch)."""
+    V = factors.astype(np.float64)
+    pairs = 0.5 * ((Z @ V) ** 2 - (Z * Z) @ (V * V)).sum(axis=1)
+    return float(bias) + Z @ weights.astype(np.float64) + pairs
 
 
 class FMRecommender(PairRecommender):
@@ -191,46 +79,27 @@ class FMRecommender(PairRecommender):
             raise UserError(f"verbose must be true or false, got {self.verbose!r}")
 
     def _fit_encoded(self, Z: np.ndarray, t: np.ndarray, datasets: pd.Series) -> None:
-        """Train the FM with Lightning on CPU, seeded so that a refit gives the same weights."""
-        batches = dataset_batches(Z, t, datasets, self.batch_datasets)
-        with torch.random.fork_rng(devices=[]), torch_threads(int(self.n_threads)), quiet_lightning(self.verbose):
-            torch.manual_seed(self.seed)
-            fm = FactorizationMachine(Z.shape[1], int(self.k), self.init_std)
-            task = FMTask(fm, self.learning_rate, self.weight_decay, self.loss)
-            order = torch.Generator().manual_seed(self.seed)
-            # torch's stubs want a Dataset; any list with len and indexing is one to the DataLoader
-            loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = DataLoader(
-                batches, batch_size=None, shuffle=len(batches) > 1, generator=order)  # type: ignore[arg-type]
-            trainer = L.Trainer(
-                max_epochs=int(self.epochs),
-                accelerator="cpu",
-                devices=1,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=self.verbose,
-                enable_model_summary=self.verbose,
-                log_every_n_steps=1,
-            )
-            trainer.fit(task, loader)
-        self.module_ = fm.eval()
+        """Train the FM in torch on CPU, seeded so that a refit gives the same weights."""
+        from recommender.models.fm_training import train_fm  # torch loads only where an FM is trained
+
+        self.weights_ = train_fm(
+            Z, t, datasets, k=int(self.k), learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+            epochs=int(self.epochs), loss=self.loss, batch_datasets=self.batch_datasets, init_std=self.init_std,
+            seed=int(self.seed), n_threads=int(self.n_threads), verbose=self.verbose)
 
     def _predict_encoded(self, Z: np.ndarray) -> np.ndarray:
-        """FM scores as float64."""
-        with torch.no_grad(), torch_threads(int(self.n_threads)):
-            return self.module_(torch.as_tensor(Z, dtype=torch.float32)).double().numpy()
+        """FM scores as float64, from the float32 weights."""
+        return fm_scores(Z, **self.weights_)
 
     def _weight_spec(self) -> ArraySpec:
-        """FactorizationMachine's parameters, float32 as torch trains them."""
+        """The FM's parameters, float32 as torch trains them."""
         width = self.encoder_.width
         return {"bias": ((), "float32"), "weights": ((width,), "float32"), "factors": ((width, int(self.k)), "float32")}
 
     def _get_weights(self) -> dict[str, np.ndarray]:
-        """The module's parameters as numpy arrays."""
-        return {name: value.detach().cpu().numpy().copy() for name, value in self.module_.state_dict().items()}
+        """The fitted parameters as numpy arrays."""
+        return {name: value.copy() for name, value in self.weights_.items()}
 
     def _set_weights(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """A FactorizationMachine holding the checked arrays (bit for bit the saved float32 values)."""
-        with torch.random.fork_rng(devices=[]):  # the throw-away initial factors leave the global seed alone
-            fm = FactorizationMachine(self.encoder_.width, int(self.k))
-        fm.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in arrays.items()})
-        self.module_ = fm.eval()
+        """Install the checked arrays (bit for bit the saved float32 values)."""
+        self.weights_ = {name: np.array(value) for name, value in arrays.items()}

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import Ridge
 
 from recommender.errors import UserError
 from recommender.models.base import PairRecommender, check_number
@@ -57,6 +56,8 @@ class LinearRecommender(PairRecommender):
 
     def _fit_encoded(self, Z: np.ndarray, t: np.ndarray, datasets: pd.Series) -> None:
         """Closed-form ridge fit (the intercept is not penalised)."""
+        from sklearn.linear_model import Ridge  # scikit-learn loads where an LR is fitted, not applied
+
         ridge = Ridge(alpha=self.alpha).fit(self._design(Z), t)
         self.weights_, self.bias_ = ridge.coef_, float(ridge.intercept_)
 

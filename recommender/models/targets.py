@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import weightedtau
 
 from recommender.contracts import MIN_MODELS
 from recommender.errors import UserError
@@ -45,6 +44,8 @@ def mean_weighted_tau(pred: np.ndarray, y: np.ndarray, datasets: pd.Series) -> f
 
     A dataset counts as evaluation counts it (recommender.evaluation.checks.rankable): at least 3 models and
     performance that is not constant, so tuning optimises the measure that is reported."""
+    from scipy.stats import weightedtau  # scipy.stats costs a second to import: only tuning and evaluation need it
+
     frame = pd.DataFrame({"pred": pred, "y": y, "dataset": datasets.astype(str).to_numpy()})
     taus = [
         weightedtau(g["pred"].to_numpy(), g["y"].to_numpy()).statistic

@@ -1,0 +1,52 @@
+"""`recommend` and `next` answer from a saved recommender with numpy, pandas and the store alone: in a fresh
+interpreter they import none of the training machinery (torch, Lightning, Optuna, scikit-learn, scipy)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_adaptive_recommend import NEW, make_store
+
+from recommender.cli import main
+
+TRAINING = ("torch", "lightning", "optuna", "sklearn", "scipy", "matplotlib")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str], Path]:
+    """A store, an LR (make_store's) and an FM trained on it, and a file of two observed results."""
+    folder = tmp_path_factory.mktemp("inference")
+    url, lr = make_store(folder)
+    fm = str(folder / "fm")
+    assert main(["train", "--recommender", "fm", "--protocol", "p", "--db", url, "--out", fm,
+                 "--param", "epochs=5"]) == 0
+    observed = folder / "observed.csv"
+    observed.write_text("model,performance\nm0,61.0\nm11,58.5\n")
+    return url, {"lr": lr, "fm": fm}, observed
+
+
+def imported_by(argv: list[str]) -> list[str]:
+    """The TRAINING modules loaded by running the command in a fresh interpreter (which must succeed)."""
+    code = ("import json, sys\nfrom recommender.cli import main\n"
+            f"code = main({argv!r})\n"
+            f"print(json.dumps([code, [m for m in {TRAINING!r} if m in sys.modules]]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0, done.stderr
+    return loaded
+
+
+@pytest.mark.parametrize("kind", ["lr", "fm"])
+def test_recommend_imports_no_training_library(saved, kind):
+    url, models, observed = saved
+    assert imported_by(["recommend", "--db", url, "--model", models[kind], *NEW, "--observed", str(observed)]) == []
+
+
+def test_next_imports_no_training_library(saved):
+    url, _, observed = saved
+    assert imported_by(["next", "--db", url, *NEW[:2], "--protocol", "p", "--observed", str(observed),
+                        "--budget", "3"]) == []
