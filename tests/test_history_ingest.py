@@ -346,16 +346,17 @@ def test_a_conflicting_alias_is_one_line_and_changes_nothing(tmp_path: Path, cap
 
 
 def test_alias_command_and_file(tmp_path: Path, capsys) -> None:
-    """`history alias A=D --file F`: all or nothing; a dataset that is an alias resolves to its dataset."""
+    """`history alias A=D --file F`: all or nothing; an alias of an alias is refused (aliases name a dataset)."""
     db = str(tmp_path / "h.db")
     table = tmp_path / "aliases.csv"
     pd.DataFrame({"alias": ["flowers"], "dataset": ["oxford_flowers102"], "source": ["TransferGraph"]}).to_csv(
         table, index=False)
     assert main(["history", "--db", db, "alias", "pets=oxford_iiit_pet", "--file", str(table)]) == 0
     assert capsys.readouterr().out.strip() == "dataset_aliases: 2 added"
-    assert main(["history", "--db", db, "alias", "oxpets=pets"]) == 0  # names the alias' dataset, never an alias
-    assert open_store(db).alias_map() == {"flowers": "oxford_flowers102", "oxpets": "oxford_iiit_pet",
-                                          "pets": "oxford_iiit_pet"}
+    assert main(["history", "--db", db, "alias", "oxpets=pets"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == "aliases: row 1: dataset: 'pets' is itself an alias of " \
+                                                      "'oxford_iiit_pet'"
+    assert open_store(db).alias_map() == {"flowers": "oxford_flowers102", "pets": "oxford_iiit_pet"}
     assert main(["history", "--db", db, "alias", "pets=oxford_iiit_pet"]) == 0  # the same again: nothing added
     assert "dataset_aliases: 0 added" in capsys.readouterr().out
 

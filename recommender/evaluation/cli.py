@@ -67,6 +67,9 @@ def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
         pairs = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
     except ValueError as exc:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError, pyarrow's ArrowInvalid
         raise UserError(f"{path}: not a readable {kind} pair table ({exc})") from exc
+    absent = [c for c in ("model", "dataset", "performance") if c not in pairs.columns]
+    if absent:  # before any fact column is filled in as unknown: an id or the target cannot be
+        raise UserError(f"{path}: the pair table lacks column(s) {', '.join(absent)}")
     if modality is None:
         return with_fact_columns(pairs, path)
     if "modality" not in pairs.columns:

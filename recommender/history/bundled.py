@@ -100,7 +100,7 @@ def load_bundled(store: Store, directory: Traversable = HISTORY_DIR) -> pd.DataF
     rows, added and read seconds per file. Rows land on the canonical dataset names."""
     start = time.perf_counter()
     definitions = read_bundled(ALIASES_FILE, directory)
-    aliases = alias_batch(definitions, ALIASES_FILE, aliases=store.alias_map())
+    aliases = alias_batch(definitions, ALIASES_FILE)
     known = Known({**store.alias_map(), **dict(zip(definitions["alias"], definitions["dataset"], strict=True))},
                   frozenset(read_bundled(DATASETS_FILE, directory)["dataset"]))
     batches = [aliases]

@@ -124,7 +124,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     def batches() -> list[Batch]:
         stored = _stored_aliases(args.db)
-        definitions = alias_batch(parse_aliases(args.alias), "--alias", "--alias", stored)
+        definitions = alias_batch(parse_aliases(args.alias), "--alias", "--alias")
         new = definitions.tables["dataset_aliases"]
         batch = read_batch(args.file, args.kind, args.preset, parse_pairs(args.map, "--map"),
                            parse_pairs(args.set, "--set"), args.source,
@@ -153,8 +153,7 @@ def _alias(args: argparse.Namespace) -> int:
         if definitions.empty:
             raise UserError("no alias given: pass ALIAS=DATASET arguments or --file")
         label = args.file if args.file and not args.definitions else "aliases"
-        return [alias_batch(definitions, label, Path(args.file).name if args.file else "command line",
-                            _stored_aliases(args.db))]
+        return [alias_batch(definitions, label, Path(args.file).name if args.file else "command line")]
 
     changes = _write(args, batches, "alias")
     if changes is None:

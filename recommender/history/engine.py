@@ -62,23 +62,41 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
-def make_engine(url: str) -> Engine:
+def read_only_uri(path: Path) -> str | None:
+    """The SQLite URI that opens an existing file read-only, where this process cannot write it (a read-only file
+    or file system); None where it can. Where the folder is not writable either, no WAL index can be made beside
+    the file, so it is opened as immutable (nothing can change it from here)."""
+    if not path.is_file() or os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return None
+    immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
+    return f"{path.resolve().as_uri().replace('file://', 'file:', 1)}?mode=ro{immutable}"
+
+
+def make_engine(url: str, read_only: bool = False) -> Engine:
     """An engine for the URL (creates nothing).
 
-    SQLite gets WAL, a busy timeout and write transactions that take the lock up front.
+    SQLite gets WAL, a busy timeout and write transactions that take the lock up front; with `read_only`, a file
+    this process cannot write is opened read-only, so reading commands work on a read-only file system.
     """
     if not url.startswith("sqlite"):
         try:
             return create_engine(url, pool_pre_ping=True)
         except ImportError as exc:  # the URL names a driver that is not installed
             raise UserError(f"cannot open store {url!r}: {exc} (supported: {BACKENDS})") from None
-    engine = create_engine(url, connect_args={"timeout": 60})
+    path = sqlite_path(url)
+    uri = read_only_uri(path) if read_only and path is not None else None
+    if uri is None:
+        engine = create_engine(url, connect_args={"timeout": 60})
+    else:
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=60,
+                                                                            check_same_thread=False))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None  # let the events below issue BEGIN themselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if uri is None:  # a read-only file keeps the journal mode it was written with
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 

@@ -7,6 +7,7 @@ import gzip
 import json
 import lzma
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -33,16 +34,24 @@ def file_type(path: Path) -> str:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read CSV/TSV (cells as text: only an empty cell is missing, so a model named `NA` stays `NA`; a BOM is
-    dropped), Parquet or JSON Lines; any failure to read is one UserError line naming the file."""
+    dropped), Parquet or JSON Lines; any failure to read is one UserError line naming the file, and so is a column
+    name the file holds twice (which no reader may rename or drop silently)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     kind = file_type(path)
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(path, dtype=str, sep="," if kind == "csv" else "\t", keep_default_na=False,
-                               na_values=[""], encoding="utf-8-sig")
+            sep = "," if kind == "csv" else "\t"
+            if path.stat().st_size:  # the header as written (pandas would rename a second `x` to `x.1`)
+                _check_names(path, pd.read_csv(path, sep=sep, encoding="utf-8-sig", header=None, nrows=1, dtype=str,
+                                               keep_default_na=False).iloc[0].tolist())
+            return pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False,
+                               na_values=[""])
         if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            _check_names(path, pq.read_schema(path).names)
             return pd.read_parquet(path)
         return _read_json_lines(path)
     except UserError:
@@ -51,14 +60,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise UserError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
 
 
+def _check_names(path: Path, names: list, line: int | None = None) -> None:
+    """A column name given twice is refused, naming it (a reader would keep one, or rename the other `x.1`); blank
+    names are the reader's to number (`Unnamed: 0`)."""
+    seen: set[object] = set()
+    for name in names:
+        if name in seen and name != "":
+            where = f"line {line}: " if line is not None else ""
+            raise UserError(f"{path}: {where}column {name!r} appears twice; give each column its own name")
+        seen.add(name)
+
+
 def _read_json_lines(path: Path) -> pd.DataFrame:
-    """JSON Lines: one JSON object per line (blank lines skipped); a JSON array or other value is refused."""
+    """JSON Lines: one JSON object per line (blank lines skipped); a JSON array or other value is refused, and so
+    is an object that names a key twice."""
     with open_compressed(path) as handle:
         lines = [(n, line) for n, line in enumerate(handle.read().lstrip("\ufeff").splitlines(), 1) if line.strip()]
     records = []
     for number, line in lines:
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=partial(_object, path, line=number))
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: line {number}: not JSON: {exc}") from None
         if not isinstance(value, dict):
@@ -66,6 +87,12 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
             raise UserError(f"{path}: line {number}: {what}, not an object; JSON Lines holds one object per line")
         records.append(value)
     return pd.DataFrame.from_records(records)
+
+
+def _object(path: Path, pairs: list[tuple[str, object]], *, line: int) -> dict:
+    """A JSON object whose keys are all different."""
+    _check_names(path, [key for key, _ in pairs], line)
+    return dict(pairs)
 
 
 def open_compressed(path: Path) -> TextIO:
@@ -150,13 +177,10 @@ def resolve_aliases(names: pd.Series, aliases: Mapping[str, str]) -> pd.Series:
     return names.map(resolved)
 
 
-def alias_batch(definitions: pd.DataFrame, label: str, source: str | None = None,
-                aliases: Mapping[str, str] | None = None) -> Batch:
-    """Validate alias definitions (columns alias, dataset, optional source): a dataset that is itself a stored
-    alias is resolved to its dataset, so an alias always names a canonical dataset."""
+def alias_batch(definitions: pd.DataFrame, label: str, source: str | None = None) -> Batch:
+    """Validate alias definitions (columns alias, dataset, optional source). An alias names a dataset directly:
+    one whose dataset is itself an alias (in the same definitions, or, when written, in the store) is refused."""
     frame = definitions.assign(**{ROW: range(1, len(definitions) + 1)})
-    if aliases and "dataset" in frame:
-        frame = frame.assign(dataset=resolve_aliases(frame["dataset"], aliases))
     batch = Batch(label)
     records.check_cells(frame, batch)
     batch.tables["dataset_aliases"] = records.alias_rows(frame, batch, source or Path(label).name)

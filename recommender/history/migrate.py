@@ -30,12 +30,20 @@ def revision_of(version: int) -> str:
     return f"schema{version}"
 
 
-def stored_version(conn: Connection) -> int | None:
-    """The schema version recorded in the store, None where there is no store (no `meta` table or no version)."""
+def stored_version(conn: Connection, url: str) -> int | None:
+    """The schema version recorded in the store, None where there is no store (no `meta` table); a `meta` table
+    without a version, or with one that is no number, is a damaged store (one line)."""
     if not inspect(conn).has_table("meta"):
         return None
     found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
-    return None if found is None else int(str(found))
+    if found is None:
+        raise UserError(f"{shown_url(url)} has a table meta without a schema_version row: not a store of this "
+                        "program, or a damaged one (use another --db)")
+    try:
+        return int(str(found))
+    except ValueError:
+        raise UserError(f"store {shown_url(url)}: meta.schema_version is {found!r}, not a version number (a damaged "
+                        "store)") from None
 
 
 def check_version(found: int | None, url: str) -> None:
@@ -55,28 +63,59 @@ def check_version(found: int | None, url: str) -> None:
 def create_or_check(conn: Connection, url: str) -> None:
     """Inside a write transaction: create the store at the newest revision where the database holds none, else
     check its version (an older store is refused, never upgraded behind the user's back)."""
-    found = stored_version(conn)
+    found = stored_version(conn, url)
     if found is None:
         if inspect(conn).has_table(VERSION_TABLE):  # left behind by a store whose tables were dropped
             conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
         _run(conn, "upgrade", "head")
-        found = stored_version(conn)
+        found = stored_version(conn, url)
     check_version(found, url)
 
 
 def upgrade(engine: Engine, url: str) -> tuple[int, int]:
-    """Upgrade the store in place to the newest schema, all or nothing; (version before, version after)."""
+    """Upgrade the store in place to the newest schema, all or nothing; (version before, version after).
+
+    A `meta.schema_version` behind tables that are already at the newest schema (edited by hand, or left by a tool
+    that stopped half-way) is set to the tables' version, so the store every other command refuses is usable again.
+    """
     with write_transaction(engine) as conn:
-        before = stored_version(conn)
+        before = stored_version(conn, url)
         if before is None:
             raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
         if before > schema.SCHEMA_VERSION:
             check_version(before, url)
-        if not inspect(conn).has_table(VERSION_TABLE):  # a store from before the migrations: say where it stands
-            _run(conn, "stamp", revision_of(before))
+        if _stamped_revision(conn, url) is None:  # a store from before the migrations: say where it stands
+            _run(conn, "stamp", revision_of(schema.SCHEMA_VERSION if _has_newest_tables(conn) else before))
         _run(conn, "upgrade", "head")
-        after = stored_version(conn)
-    return before, after or before
+        after = stored_version(conn, url)
+        if after != schema.SCHEMA_VERSION:
+            if not _has_newest_tables(conn):
+                raise UserError(f"store {shown_url(url)}: meta.schema_version says {after}, but its tables are at "
+                                f"neither that version nor {schema.SCHEMA_VERSION} (a damaged store)")
+            conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version")
+                         .values(value=str(schema.SCHEMA_VERSION)))
+            after = schema.SCHEMA_VERSION
+    return before, after
+
+
+def _has_newest_tables(conn: Connection) -> bool:
+    """Whether the database holds every table of the newest schema."""
+    return set(schema.metadata.tables) <= set(inspect(conn).get_table_names())
+
+
+def _stamped_revision(conn: Connection, url: str) -> str | None:
+    """The revision the version table records (None where it holds none); anything but one revision of this code
+    is a damaged table, named in one line with the way out."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+    known = [revision_of(version) for version in range(2, schema.SCHEMA_VERSION + 1)]
+    if len(rows) > 1 or (rows and rows[0] not in known):
+        raise UserError(f"store {shown_url(url)}: its version table {VERSION_TABLE} holds {', '.join(map(repr, rows))}"
+                        f", not one of this code's revisions ({', '.join(known)}): empty it (DELETE FROM "
+                        f"{VERSION_TABLE}) and run `recommender history --db {shown_url(url)} upgrade`, which "
+                        "records the version from meta.schema_version")
+    return rows[0] if rows else None
 
 
 def downgrade(engine: Engine, version: int) -> None:

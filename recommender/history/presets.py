@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -197,7 +198,7 @@ def _runs_export(frame: pd.DataFrame, hp_prefix: str, metric_prefix: str, id_col
 
 def mlflow(frame: pd.DataFrame, kind: str) -> Tables:
     """`mlflow.search_runs()` output: `params.*` (text) are settings, `metrics.test_*` / `metrics.val_*` values."""
-    seconds = None
+    frame, seconds = finished_runs(frame), None
     if {"start_time", "end_time"} <= set(frame.columns):
         start, end = (pd.to_datetime(frame[c], utc=True, errors="coerce") for c in ("start_time", "end_time"))
         seconds = (end - start).dt.total_seconds()
@@ -208,6 +209,7 @@ def mlflow(frame: pd.DataFrame, kind: str) -> Tables:
 
 def wandb(frame: pd.DataFrame, kind: str) -> Tables:
     """A Weights & Biases runs export, flattened: `config.*` settings, `summary.test_*` / `summary.val_*` values."""
+    frame = finished_runs(frame)
     seconds = frame.pop("summary._runtime") if "summary._runtime" in frame else None
     return _runs_export(frame, "config.", "summary.", ["id", "run_id", "name"], seconds)
 
@@ -221,7 +223,29 @@ WANDB_UI_COLUMNS = {"Name", "ID", "State", "Notes", "User", "Tags", "Created", "
                     "Job Type", "Hostname", "Runtime"}
 MLFLOW_UI_COLUMNS = {"Start Time", "Duration", "Run ID", "Name", "Source Type", "Source Name", "User", "Status",
                      "Created", "Dataset", "Models", "Version", "Description"}
-DURATION_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
+DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
+                  "d": 86400.0}
+
+
+# A tracker's run state, and the state of a run that ended with its results (a crashed, failed, killed or still
+# running run has no final results: it is skipped, with a warning that counts them).
+RUN_STATES = {"state": "finished", "State": "finished", "status": "FINISHED", "Status": "FINISHED"}
+
+
+def finished_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs of a tracker export that finished; the others are left out with one warning saying how many and in
+    which states (a blank state counts as finished: the export did not say)."""
+    column = next((c for c in RUN_STATES if c in frame), None)
+    if column is None:
+        return frame
+    states = frame[column].map(text_or_none)
+    done = states.isna() | (states.str.lower() == RUN_STATES[column].lower())
+    if not done.all():
+        counts = states[~done].value_counts()
+        found = ", ".join(f"{n} {state}" for state, n in counts.items())
+        warnings.warn(f"skipped {int((~done).sum())} run(s) that did not finish ({column}: {found}): only finished "
+                      "runs have results", stacklevel=2)
+    return frame[done]
 
 
 def _ui_export(frame: pd.DataFrame, own: set[str], run_column: str | None, seconds: pd.Series | None) -> Tables:
@@ -242,41 +266,43 @@ def _ui_export(frame: pd.DataFrame, own: set[str], run_column: str | None, secon
 def wandb_ui(frame: pd.DataFrame, kind: str) -> Tables:
     """The CSV of the W&B web UI's runs table (Export as CSV): columns as shown there, without prefixes.
 
-    Assumed columns: `Name` (the run's display name), `ID` (the run id, where the column is shown), `State`,
-    `Notes`, `User`, `Tags`, `Created`, `Updated`, `Sweep`, `Group`, `Job Type`, `Hostname` (kept as extra),
-    `Runtime` (seconds); then the config columns (settings: `model`, `dataset`, `protocol`, `lr`, ...) and the
-    summary columns (`test_acc`, `val_acc`, ...), both unprefixed. The run is identified by `ID`, else by `Name`
-    (a name two runs share is then reported as a duplicate key).
+    Assumed columns: `Name` (the run's display name), `ID` (the run id, where the column is shown), `State` (only
+    `finished` runs are read), `Notes`, `User`, `Tags`, `Created`, `Updated`, `Sweep`, `Group`, `Job Type`,
+    `Hostname` (kept as extra), `Runtime` (seconds, or as shown: `1h 2m 3s`); then the config columns (settings:
+    `model`, `dataset`, `protocol`, `lr`, ...) and the summary columns (`test_acc`, `val_acc`, ...), both
+    unprefixed. The run is identified by `ID`, else by `Name` (a name two runs share is then reported as a
+    duplicate key).
     """
+    frame = finished_runs(frame)
     run_column = "ID" if "ID" in frame else "Name" if "Name" in frame else None
-    seconds = pd.to_numeric(frame["Runtime"], errors="coerce") if "Runtime" in frame else None
+    seconds = frame["Runtime"].map(duration_seconds) if "Runtime" in frame else None
     return _ui_export(frame, WANDB_UI_COLUMNS - {run_column} if run_column else WANDB_UI_COLUMNS, run_column,
                       seconds)
 
 
 def duration_seconds(text: object) -> float | str | None:
-    """MLflow's shown duration (`850ms`, `32.1s`, `1.5min`, `2.0h`, `1.0d`) in seconds; other text as it is
-    (then refused as not a number), None where blank."""
+    """A duration as a tracker shows it in seconds: a number (seconds), MLflow's `850ms`, `32.1s`, `1.5min`, `2.0h`,
+    `1.0d`, or W&B's `1h 2m 3s`, `2d 4h`; other text as it is (then refused as not a number), None where blank."""
     value = text_or_none(text)
     if value is None:
         return None
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-z]+)\s*", value.lower())
-    if match is None or match.group(2) not in DURATION_UNITS:
+    parts = re.findall(r"([0-9]*\.?[0-9]+)\s*([a-z]*)", value.lower())
+    if re.fullmatch(r"(\s*[0-9]*\.?[0-9]+\s*[a-z]*)+\s*", value.lower()) is None or \
+            any(unit not in DURATION_UNITS for _, unit in parts) or (len(parts) > 1 and any(not u for _, u in parts)):
         return value
-    try:
-        return float(match.group(1)) * DURATION_UNITS[match.group(2)]
-    except ValueError:
-        return value
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
 
 
 def mlflow_ui(frame: pd.DataFrame, kind: str) -> Tables:
     """The CSV of the MLflow web UI's runs table (Download CSV): columns as shown there, without prefixes.
 
     Assumed columns: `Start Time`, `Duration` (as shown: `32.1s`, `1.5min`, `2.0h`), `Run ID`, `Name`,
-    `Source Type`, `Source Name`, `User`, `Status` (kept as extra, `Run ID` identifying the run); then the
+    `Source Type`, `Source Name`, `User`, `Status` (only `FINISHED` runs are read; kept as extra, `Run ID`
+    identifying the run); then the
     params (settings: `model`, `dataset`, `protocol`, `lr`, ...), the metrics (`test_acc`, `val_acc`, ...) and
     the tags, each unprefixed.
     """
+    frame = finished_runs(frame)
     seconds = frame["Duration"].map(duration_seconds) if "Duration" in frame else None
     return _ui_export(frame, MLFLOW_UI_COLUMNS - {"Run ID"}, "Run ID" if "Run ID" in frame else None, seconds)
 

@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,13 @@ NUMERIC_FEATURES = {"input_size", "params_m", "gmacs", "imagenet_top1", "example
 HP_PREFIX, EXTRA_PREFIX = "hp.", "extra."
 ROW = "_row"  # 1-based data row of the input file, carried so problems can name it
 MISSING_NUMBER = {"", "na", "nan", "null", "none"}  # text that means "no number" in a number column
+BOOLEAN_TEXT = {"true": True, "false": False}  # a CSV's `True`, `true`: the boolean Parquet and JSON Lines hold
 JOB_NUMBERS = ["test_value", "val_value", "seconds"]
 SCORE_NUMBERS = ["value", "seconds"]
+# The values two records of one key must agree on. Timing (`seconds`) is not among them: the same run timed again
+# is the same run, and the stored time stands.
+JOB_VALUES = ["test_value", "val_value"]
+SCORE_VALUES = ["value"]
 FILE_COLUMN = {"test_value": "value"}
 # Protocol facts that span the jobs of several files (a learning-rate grid): combined, never in conflict.
 RANGE_FEATURES = {"lr_min": min, "lr_max": max}  # store column -> the column name a file uses, for messages
@@ -108,13 +114,17 @@ def is_missing(value: object) -> bool:
 
 
 def canonical(value: object) -> object:
-    """A JSON-ready value: None for missing, numbers for numeric text, ints for integral numbers."""
+    """A JSON-ready value, the same whatever file type it was read from: None for missing, booleans for `true` /
+    `false` in any case, numbers for numeric text, ints for integral numbers, a float32 as the decimal it was
+    written as."""
     if is_missing(value):
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, str):
         text = value.strip()
+        if text.lower() in BOOLEAN_TEXT:
+            return BOOLEAN_TEXT[text.lower()]
         try:
             number = float(text)
         except ValueError:
@@ -122,10 +132,26 @@ def canonical(value: object) -> object:
         if not math.isfinite(number):
             return text
         value = number
+    if isinstance(value, np.float32):
+        value = float(str(value))  # Parquet's float32 0.1 is the 0.1 a CSV writes, not 0.10000000149011612
     if isinstance(value, (int, float, np.integer, np.floating)):
         number = float(value)
         return int(number) if number.is_integer() and abs(number) < 2**53 else number
     return str(value)
+
+
+def mapped(values: pd.Series, function: Callable[[object], object]) -> list:
+    """`function` of each cell, computed once per distinct value (and type: True is not 1) of the column."""
+    cache: dict[tuple[type, object], object] = {}
+    out = []
+    for value in values.to_numpy() if values.dtype == np.float32 else values.tolist():  # float32 keeps its type
+        try:
+            key = (type(value), value)
+            result = cache[key] if key in cache else cache.setdefault(key, function(value))
+        except TypeError:  # an unhashable cell (a list or dict from JSON Lines)
+            result = function(value)
+        out.append(result)
+    return out
 
 
 def real_number(value: object) -> tuple[float, str | None]:
@@ -191,34 +217,55 @@ def _optional_text(frame: pd.DataFrame, column: str) -> pd.Series:
     """A text column, stripped, None where missing or absent."""
     if column not in frame:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    return frame[column].map(text_or_none).astype(object)
+    return pd.Series(mapped(frame[column], text_or_none), index=frame.index, dtype=object)
 
 
 def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: bool) -> pd.Series:
     """A numeric column of finite real numbers; anything else is a problem; blanks allowed unless required."""
-    raw = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    numbers = []
-    for row, value in zip(frame[ROW], raw, strict=True):
-        number, reason = real_number(value)
-        if reason is None and required and math.isnan(number):
-            reason = missing(frame, column)
-        if reason is not None:
-            batch.problem(row, column, reason)
-        numbers.append(number)
-    return pd.Series(numbers, index=frame.index, dtype=float)
+    if column not in frame:
+        raw = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    else:
+        raw = frame[column]
+    if pd.api.types.is_float_dtype(raw) or (pd.api.types.is_integer_dtype(raw) and not
+                                            pd.api.types.is_bool_dtype(raw)):
+        numbers = raw.astype(float)  # a typed column (Parquet, JSON Lines): only infinities can be wrong
+        reasons = pd.Series([f"not finite: {shown(v)}" if math.isinf(n) else None
+                             for v, n in zip(raw, numbers, strict=True)],
+                            index=frame.index, dtype=object)
+        numbers = numbers.where(np.isfinite(numbers))
+    else:
+        checked = mapped(raw, real_number)
+        numbers = pd.Series([n for n, _ in checked], index=frame.index, dtype=float)
+        reasons = pd.Series([r for _, r in checked], index=frame.index, dtype=object)
+    if required:
+        reasons = reasons.where(reasons.notna() | numbers.notna(), missing(frame, column))
+    for row, reason in zip(frame.loc[reasons.notna(), ROW], reasons[reasons.notna()], strict=True):
+        batch.problem(row, column, reason)
+    return numbers
 
 
 def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Batch) -> pd.Series:
-    """One canonical JSON text per row from the given columns (their `prefix` stripped); complex cells refused."""
+    """One canonical JSON text per row from the given columns (their `prefix` stripped); complex cells refused.
+
+    The text is `to_json` of the row's mapping (sorted keys, missing values dropped; of two columns with one name
+    the last counts), built from one `"name":value` piece per distinct value of each column."""
     for column in columns:
         if pd.api.types.is_complex_dtype(frame[column]) or frame[column].dtype == object:
             for row, value in zip(frame[ROW], frame[column], strict=True):
                 if isinstance(value, (complex, np.complexfloating)):
                     batch.problem(row, column, f"complex numbers are not supported: {shown(value)}")
-    names = [c[len(prefix):] if c.startswith(prefix) else c for c in columns]
-    records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
-    return pd.Series([to_json(dict(zip(names, r.values(), strict=True))) for r in records],
-                     index=frame.index, dtype=object)
+    names = {(c[len(prefix):] if c.startswith(prefix) else c): c for c in columns}  # the last column of a name
+    pieces = []
+    for name in sorted(names):
+        pieces.append(mapped(frame[names[name]], partial(_json_piece, json.dumps(name) + ":")))
+    rows = zip(*pieces, strict=True) if pieces else ([] for _ in range(len(frame)))
+    return pd.Series(["{" + ",".join(p for p in row if p) + "}" for row in rows], index=frame.index, dtype=object)
+
+
+def _json_piece(label: str, value: object) -> str | None:
+    """`"name":value` in canonical JSON (as `to_json` writes it), None where the value is missing."""
+    value = canonical(value)
+    return None if value is None else label + json.dumps(value)
 
 
 def _number_repeats(rows: pd.DataFrame, group: list[str], order: list[str]) -> pd.Series:
@@ -267,8 +314,8 @@ def check_cells(frame: pd.DataFrame, batch: Batch) -> None:
     for column in frame.columns:
         if pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_datetime64_any_dtype(frame[column]):
             continue
-        nul = frame[column].map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
-        for row in frame.loc[nul, ROW]:
+        nul = pd.Series(mapped(frame[column], lambda v: isinstance(v, str) and "\x00" in v), index=frame.index)
+        for row in frame.loc[nul.astype(bool), ROW]:
             batch.problem(row, str(column), "contains a NUL character")
 
 
@@ -286,7 +333,37 @@ def feature_rows(frame: pd.DataFrame, kind: str, batch: Batch, source: str) -> p
     skip = {id_col, "source", ROW, "ingested_at", *fields}
     out["extra"] = _json_column(frame, [c for c in frame.columns if c not in skip], EXTRA_PREFIX, batch)
     check_text(out, kind, batch)
+    if kind == "protocols":
+        check_protocol_facts(out, batch)
     return out.dropna(subset=[id_col])
+
+
+# What a protocol fact can be: (test, the rule in words) for each numeric fact.
+PROTOCOL_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "examples": (lambda n: n >= 1, "at least 1"),
+    "train_fraction": (lambda n: 0 < n <= 1, "a fraction in (0, 1]"),
+    "epochs": (lambda n: n > 0, "more than 0"),
+    "lr_min": (lambda n: n > 0, "more than 0"),
+    "lr_max": (lambda n: n > 0, "more than 0"),
+    "lora_r": (lambda n: n >= 1 and float(n).is_integer(), "a whole number of at least 1"),
+}
+
+
+def check_protocol_facts(rows: pd.DataFrame, batch: Batch) -> None:
+    """A protocol fact that cannot describe a fine-tuning run (negative epochs, no examples, a fraction over 1, a
+    learning-rate range whose minimum exceeds its maximum) is a problem."""
+    for name, (valid, rule) in PROTOCOL_RULES.items():
+        if name not in rows:
+            continue
+        present = rows[name].notna()
+        for row, value in zip(rows.loc[present, ROW], rows.loc[present, name], strict=True):
+            if not valid(value):
+                batch.problem(row, name, f"must be {rule}, not {shown(canonical(value))}")
+    if {"lr_min", "lr_max"} <= set(rows.columns):
+        inverted = rows["lr_min"] > rows["lr_max"]
+        for row, low, high in zip(rows.loc[inverted, ROW], rows.loc[inverted, "lr_min"],
+                                  rows.loc[inverted, "lr_max"], strict=True):
+            batch.problem(row, "lr_min", f"{shown(canonical(low))} is more than lr_max {shown(canonical(high))}")
 
 
 def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -313,7 +390,7 @@ def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     valid = valid.assign(key=[key_of("run", r.run, r.metric) if isinstance(r.run, str) else
                               key_of("job", *(getattr(r, c) for c in JOB_IDENTITY), r.repeat)
                               for r in valid.itertuples()])
-    return _duplicates(valid, [*JOB_IDENTITY, *JOB_NUMBERS, "extra"], batch)
+    return _duplicates(valid, [*JOB_IDENTITY, *JOB_VALUES, "extra"], batch)
 
 
 def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -330,7 +407,7 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     valid = valid.assign(repeat=_number_repeats(valid, list(schema.SCORE_IDENTITY), SCORE_NUMBERS))
     valid = valid.assign(key=[key_of("score", *(getattr(r, c) for c in schema.SCORE_IDENTITY), r.repeat)
                               for r in valid.itertuples()])
-    return _duplicates(valid, SCORE_NUMBERS, batch)
+    return _duplicates(valid, SCORE_VALUES, batch)
 
 
 def protocol_dataset_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
@@ -339,8 +416,7 @@ def protocol_dataset_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.
     for name in ("protocol", "dataset"):
         out[name] = _text_column(frame, name, batch)
     out["examples"] = _number_column(frame, "examples", batch, required=True)
-    for row in frame.loc[out["examples"] < 0, ROW]:
-        batch.problem(row, "examples", "negative number of examples")
+    check_protocol_facts(out, batch)
     out["source"] = _text_column(frame, "source", batch, default=source)
     check_text(out, "protocol_datasets", batch)
     out = out.dropna(subset=["protocol", "dataset"])

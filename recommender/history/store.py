@@ -16,6 +16,7 @@ from recommender.errors import UserError
 from recommender.history import migrate
 from recommender.history.engine import (
     make_engine,
+    read_only_uri,
     resolve_url,
     retry_locked,
     shown_url,
@@ -44,13 +45,16 @@ class Store(Writer, PairTables):
             if not create:
                 raise UserError(f"no store at {path}: run `recommender history init`")
             self.created = [*_make_folders(path.parent), path]
-        self.engine = make_engine(self.url)
+        elif path is not None and create and read_only_uri(path) is not None:
+            raise UserError(f"store {path} is read-only here (the file or its folder cannot be written): commands "
+                            "that read it work, writing needs a writable copy")
+        self.engine = make_engine(self.url, read_only=not create)
         try:
             if create:
                 retry_locked(self._create_schema)
             elif check:
                 with self.engine.connect() as conn:
-                    migrate.check_version(migrate.stored_version(conn), self.url)
+                    migrate.check_version(migrate.stored_version(conn, self.url), self.url)
         except BaseException:
             self.discard_if_created()
             raise
@@ -86,7 +90,7 @@ class Store(Writer, PairTables):
     def schema_version(self) -> int:
         """The schema version recorded in the store."""
         with self.engine.connect() as conn:
-            found = migrate.stored_version(conn)
+            found = migrate.stored_version(conn, self.url)
         if found is None:
             raise UserError(f"no store at {shown_url(self.url)}: run `recommender history init`")
         return found

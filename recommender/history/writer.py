@@ -10,21 +10,24 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, bindparam, select
 
+from recommender.contracts import SAME_VALUE_RTOL
 from recommender.errors import UserError
 from recommender.history import schema
 from recommender.history.engine import retry_locked, write_transaction
 from recommender.history.records import (
     FILE_COLUMN,
-    JOB_NUMBERS,
+    JOB_VALUES,
     ROW,
-    SCORE_NUMBERS,
+    SCORE_VALUES,
     Batch,
     combine_extra,
     combine_features,
     is_missing,
+    key_of,
     now_utc,
     same_value,
     shown,
@@ -153,35 +156,37 @@ class Writer:
     def _write_keyed(self, conn: Connection, kind: str, rows: pd.DataFrame, problems: Batch,
                      replace: bool) -> dict[str, int]:
         """Insert rows whose key is new; a stored key with other values is a conflict (or, with `replace`, is
-        overwritten); new extra features of a stored job are added."""
+        overwritten); new extra features of a stored job are added. Timing never conflicts: the stored one stands."""
         table = schema.metadata.tables[kind]
-        compared = [*schema.JOB_IDENTITY, *JOB_NUMBERS] if kind == "jobs" else SCORE_NUMBERS
+        compared = [*schema.JOB_IDENTITY, *JOB_VALUES] if kind == "jobs" else SCORE_VALUES
         columns = [c.name for c in table.columns if c.name != "id"]
-        keys = list(rows["key"])
-        stored = pd.concat([pd.read_sql(select(table).where(table.c.key.in_(bindparam("k", expanding=True))), conn,
-                                        params={"k": keys[i:i + KEY_CHUNK]}) for i in range(0, len(keys), KEY_CHUNK)]
-                           or [pd.DataFrame(columns=columns)]).drop(columns="id", errors="ignore").set_index("key")
-        now = now_utc()
         rows = rows.sort_values(ROW)  # file order, so the last of a file's repeats is the last written
-        known = rows["key"].isin(stored.index)
+        stored = _stored_rows(conn, table, list(rows["key"]))
+        rows, stored = _match_repeats(conn, kind, rows, stored)
+        now = now_utc()
+        known = rows["key"].isin(stored.index).to_numpy()
         inserts, updates = rows[~known].assign(ingested_at=now), []
-        for row in rows[known].to_dict("records"):
-            old = stored.loc[row["key"]]
+        new, old = rows[known], stored.loc[rows.loc[known, "key"]]
+        differ = {c: ~_same(new[c], old[c]) for c in compared}
+        touched = np.logical_or.reduce([np.zeros(len(new), bool), *differ.values()])
+        if kind == "jobs":
+            touched |= new["extra"].to_numpy() != old["extra"].to_numpy()
+        for i in np.flatnonzero(touched):
+            row, was = new.iloc[i].to_dict(), old.iloc[i]
 
-            def conflict(column: str, was: object, new: object, row: dict = row) -> None:
+            def conflict(column: str, stored_value: object, value: object, row: dict = row) -> None:
                 problems.problem(row[ROW], FILE_COLUMN.get(column, column),
-                                 f"{_describe(kind, row)} is stored with {shown(was)}, not {shown(new)}")
-            differ = [c for c in compared if not same_value(old[c], row[c])]
+                                 f"{_describe(kind, row)} is stored with {shown(stored_value)}, not {shown(value)}")
             if replace:
-                if differ or (kind == "jobs" and row["extra"] != old["extra"]):
-                    updates.append({**row, "ingested_at": now})
+                timing = row["seconds"] if is_missing(was["seconds"]) else was["seconds"]  # timing is no value
+                updates.append({**row, "seconds": timing, "ingested_at": now})
                 continue
-            for column in differ:
-                conflict(column, old[column], row[column])
+            for column in (c for c in compared if differ[c][i]):
+                conflict(column, was[column], row[column])
             if kind == "jobs":
-                extra = combine_extra(old["extra"], row["extra"], conflict)
-                if extra != old["extra"]:
-                    updates.append({**old.to_dict(), "key": row["key"], "extra": extra})
+                extra = combine_extra(was["extra"], row["extra"], conflict)
+                if extra != was["extra"]:
+                    updates.append({**was.to_dict(), "key": row["key"], "extra": extra})
         if len(inserts):
             conn.execute(table.insert(), _records(inserts[columns]))
         if updates:
@@ -226,6 +231,85 @@ def _overwrites(old: pd.Series, merged: pd.Series, kind: str) -> bool:
         return True
     old_extra, new_extra = json.loads(old["extra"]), json.loads(merged["extra"])
     return any(not same_value(value, new_extra.get(name)) for name, value in old_extra.items())
+
+
+def _stored_rows(conn: Connection, table: Table, keys: list[str]) -> pd.DataFrame:
+    """The stored rows of a keyed table (jobs, scores) among `keys`, indexed by key."""
+    query = select(table).where(table.c.key.in_(bindparam("k", expanding=True)))
+    parts = [pd.read_sql(query, conn, params={"k": keys[i:i + KEY_CHUNK]}) for i in range(0, len(keys), KEY_CHUNK)]
+    empty = pd.DataFrame(columns=[c.name for c in table.columns])
+    return pd.concat([p for p in parts if len(p)] or [empty]).drop(columns="id").set_index("key")
+
+
+def _same(new: pd.Series, old: pd.Series) -> np.ndarray:
+    """`same_value` of two aligned columns, element by element: missing equals missing, numbers within
+    SAME_VALUE_RTOL, text exactly."""
+    a, b = new.to_numpy(object), old.to_numpy(object)
+    missing = pd.isna(a) & pd.isna(b)
+    if pd.api.types.is_numeric_dtype(new):  # a stored column of NULLs only reads as objects
+        x, y = a.astype(float), pd.to_numeric(old, errors="coerce").to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            close = np.abs(x - y) <= SAME_VALUE_RTOL * np.maximum(np.abs(x), np.abs(y))
+        return missing | close
+    return missing | (a == b)
+
+
+def _match_repeats(conn: Connection, kind: str, rows: pd.DataFrame,
+                   stored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows without a run id, renumbered against the store where a file's repeats of one setting differ from the
+    stored ones: a run whose values a stored repeat holds is that repeat, the others take the stored repeats no run
+    matched (whose values then differ: a conflict) and then new numbers after the stored ones. So a grown export
+    adds only its new runs, whatever their values. The rows, and the stored rows their keys now name."""
+    table = schema.metadata.tables[kind]
+    identity = list(schema.JOB_IDENTITY if kind == "jobs" else schema.SCORE_IDENTITY)
+    values, tag = (JOB_VALUES, "job") if kind == "jobs" else (SCORE_VALUES, "score")
+    runless = rows[rows["run"].isna()]
+    known = runless["key"].isin(stored.index).to_numpy()
+    if runless.empty or not known.any():
+        return rows, stored
+    same = known.copy()
+    old = stored.loc[runless.loc[known, "key"]]
+    same[known] = np.logical_and.reduce([_same(runless.loc[known, c], old[c]) for c in values])
+    group = runless.groupby(identity, dropna=False, sort=False).ngroup()
+    unsettled = set(group[known]) & set(group[~same])  # stored settings whose runs the file gives otherwise
+    if not unsettled:
+        return rows, stored
+    firsts = runless[(runless["repeat"] == 0) & group.isin(unsettled)]
+    settings = dict(zip(group[firsts.index], firsts[identity].itertuples(index=False, name=None), strict=True))
+    found, repeat, alive = [stored.loc[firsts["key"]]], 1, set(settings)
+    while alive:  # every stored repeat of those settings: 1, 2, ... until none is stored
+        keys = {key_of(tag, *settings[g], repeat): g for g in alive}
+        more = _stored_rows(conn, table, list(keys))
+        found.append(more)
+        alive, repeat = {keys[k] for k in more.index}, repeat + 1
+    repeats = pd.concat(found)
+    owner = {k: g for g in settings for k in (key_of(tag, *settings[g], r) for r in range(repeat))}
+    by_group: dict[int, list[tuple[str, pd.Series]]] = {}
+    for key, row in repeats.sort_values("repeat").iterrows():
+        by_group.setdefault(owner[str(key)], []).append((str(key), row))
+    renumbered: dict[object, tuple[int, str]] = {}  # row index -> (repeat, key)
+    for g, part in runless[group.isin(unsettled)].groupby(group[group.isin(unsettled)], sort=False):
+        free = dict(by_group[int(g)])  # stored repeats no run of the file has taken yet, in repeat order
+        last = max(int(r["repeat"]) for r in free.values())
+        unmatched = []
+        for index, row in part.sort_values("repeat").iterrows():
+            match = next((k for k, s in free.items() if all(same_value(s[c], row[c]) for c in values)), None)
+            if match is None:
+                unmatched.append(index)
+            else:
+                renumbered[index] = (int(free.pop(match)["repeat"]), match)
+        for index in unmatched:
+            if free:
+                key = next(iter(free))
+                renumbered[index] = (int(free.pop(key)["repeat"]), key)
+            else:
+                last += 1
+                renumbered[index] = (last, key_of(tag, *settings[int(g)], last))
+    changed = pd.DataFrame(renumbered.values(), index=list(renumbered), columns=["repeat", "key"])
+    numbered = rows.assign(repeat=changed["repeat"].combine_first(rows["repeat"]).astype(int),
+                           key=changed["key"].combine_first(rows["key"]))
+    stored = pd.concat([stored, repeats])
+    return numbered, stored[~stored.index.duplicated()]
 
 
 def _stored_dataset_names(conn: Connection) -> set[str]:
