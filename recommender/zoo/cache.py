@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import warnings
 from contextlib import suppress
 from pathlib import Path
@@ -48,22 +49,29 @@ class FeatureCache:
     def get(self, key: str) -> np.ndarray | None:
         """The cached features, or None when absent or bad (a bad entry is removed, with a warning)."""
         path = self.path(key)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             return None
         try:
             return self._verified(key)
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # every way a damaged entry fails to read
-            warnings.warn(f"feature cache: {path} is damaged ({exc}); removing it and recomputing", stacklevel=2)
+        # every way a damaged entry fails to read (a folder in its place, a sidecar nested too deep to parse)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError) as exc:
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            warnings.warn(f"feature cache: {path} is damaged ({reason}); removing it and recomputing", stacklevel=2)
             for bad in (path, self.meta_path(key)):
                 with suppress(OSError):  # a read-only cache: the recomputed features are still returned
-                    bad.unlink(missing_ok=True)
+                    if bad.is_dir() and not bad.is_symlink():
+                        shutil.rmtree(bad)
+                    else:
+                        bad.unlink(missing_ok=True)
             return None
 
     def _verified(self, key: str) -> np.ndarray:
         """The array of an entry after checking its bytes against the sidecar's checksum and its shape."""
         data = self.path(key).read_bytes()
         meta_file = self.meta_path(key)
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_file.name} holds a JSON {type(meta).__name__}, not an object")
         expected = meta.get("sha256")
         # entries written before checksums existed are checked by loading alone
         if expected is not None and hashlib.sha256(data).hexdigest() != expected:

@@ -6,6 +6,7 @@ and fine-tuning; providers backed by another runtime (ONNX) override `features` 
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import shutil
@@ -150,12 +151,26 @@ class TransformersProvider(Provider):
         return self.path
 
     def _from_pretrained(self, auto_class: _AutoClass):
-        """`auto_class.from_pretrained` on the model's source; a folder (every zoo model) is read from disk only.
+        """`auto_class.from_pretrained` on the model's source; a folder (every zoo model) is read from disk only,
+        and a bad file in it (config.json, weights) is one UserError naming the file.
 
         An option of the call rather than HF_HUB_OFFLINE in the environment: huggingface_hub reads that variable
         once, at its first import, so setting it later either does nothing or holds for the rest of the process."""
         source = self.model_dir()
-        return auto_class.from_pretrained(source, local_files_only=Path(source).is_dir())
+        folder = Path(source)
+        if not folder.is_dir():
+            return auto_class.from_pretrained(source, local_files_only=False)
+        check_model_config(folder)
+        from safetensors import SafetensorError
+
+        try:
+            return auto_class.from_pretrained(source, local_files_only=True)
+        except pickle.UnpicklingError as e:  # torch's weights_only refusal: the refusal stands, in one line
+            raise UserError(f"{_weights_file(folder)}: {_load_refusal(e)}") from None
+        except SafetensorError as e:
+            raise UserError(f"{_weights_file(folder)}: not a readable safetensors file ({e})") from None
+        except (OSError, ValueError, RuntimeError, EOFError, KeyError) as e:
+            raise UserError(f"model folder {folder}: cannot be loaded ({' '.join(str(e).split())[:300]})") from None
 
     def tokenizer(self):
         """The model's tokenizer, loaded once."""
@@ -175,6 +190,29 @@ class TransformersProvider(Provider):
         enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+
+
+def _weights_file(folder: Path) -> Path:
+    """The weights file transformers reads in a model folder (the first of WEIGHT_FILES there)."""
+    return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), folder / WEIGHT_FILES[0])
+
+
+def check_model_config(folder: Path) -> None:
+    """Refuse, in one line naming it, a model folder's config.json that is not JSON or not an object (a folder
+    without one, such as an ONNX model's tokenizer folder, is left to transformers)."""
+    path = folder / "config.json"
+    if not path.exists():
+        return
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path}: not valid JSON ({type(e).__name__})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: must be a JSON object, got {type(config).__name__}")
 
 
 def unpack_split_zip(parts: list[str] | tuple[str, ...], dest: str | Path) -> Path:

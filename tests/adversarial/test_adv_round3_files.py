@@ -346,3 +346,109 @@ def test_a_weights_link_to_a_huge_file_is_refused_before_hashing(lr_folder: Path
     monkeypatch.setattr(saved, "_sha256", no_hashing)
     line = _recommend_fails(lr_folder, tmp_path, capsys)
     assert line.startswith(f"recommender recommend: error: {lr_folder / 'weights.npz'}: {8 << 30} bytes, more than ")
+
+
+# ---- item 7: model folders ------------------------------------------------------------------------------------------
+class _Evil:
+    """A pickle that would call print if unpickled without weights_only."""
+
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+def _tiny_bert(folder: Path) -> Path:
+    """A tiny BERT model folder (config.json, model.safetensors, tokenizer) saved by transformers."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "cat", "dog", "is", "good"]
+    vocab = folder.parent / "vocab.txt"
+    vocab.write_text("\n".join(words) + "\n")
+    config = BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16)
+    BertModel(config).save_pretrained(folder)
+    BertTokenizerFast(str(vocab)).save_pretrained(folder)
+    return folder
+
+
+def test_bad_model_folders_give_one_line_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A pytorch_model.bin torch's weights_only refuses, a garbage model.safetensors, a config.json that is a list:
+    each one line naming the file; the good folder gives features (the control)."""
+    import torch
+
+    from recommender.errors import UserError
+    from recommender.zoo.zoos import get_provider
+
+    good = _tiny_bert(tmp_path / "good")
+    assert get_provider(str(good)).features(["the cat", "a dog is good"]).shape == (2, 8)
+    pickled = _tiny_bert(tmp_path / "pickled")
+    (pickled / "model.safetensors").unlink()
+    torch.save({"x": _Evil()}, pickled / "pytorch_model.bin")
+    garbage = _tiny_bert(tmp_path / "garbage")
+    (garbage / "model.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b"{garbage" + b"x" * 50)
+    listed = _tiny_bert(tmp_path / "listed")
+    (listed / "config.json").write_text("[1, 2]")
+    deep = _tiny_bert(tmp_path / "deep")
+    (deep / "config.json").write_text("[" * 100_000)
+    cases = {
+        garbage: f"{garbage / 'model.safetensors'}: not a readable safetensors file (Error while deserializing "
+                 "header: invalid JSON in header",
+        listed: f"{listed / 'config.json'}: must be a JSON object, got list",
+        deep: f"{deep / 'config.json'}: not valid JSON (RecursionError)",
+    }
+    for folder, start in cases.items():
+        with pytest.raises(UserError) as caught:
+            get_provider(str(folder)).features(["the cat", "a dog"])
+        assert str(caught.value).startswith(start) and "\n" not in str(caught.value)
+    # through the CLI: exit 2, one line, nothing run
+    capsys.readouterr()  # transformers' progress bars while saving
+    code, err = cli(["rank", "--data", "austen", "--n", "40", "--models", str(pickled), "--cache",
+                     str(tmp_path / "cache")], capsys)
+    assert (code, err) == (2, [f"recommender rank: error: {pickled / 'pytorch_model.bin'}: holds a pickled object, "
+                               "not plain tensors, refused (Unsupported global print)"])
+    assert "ran" not in capsys.readouterr().out
+
+
+# ---- item 7: the feature cache drops a bad entry ---------------------------------------------------------------------
+class _CountingProvider:
+    name, modality, preprocessing = "fake", "text", "none"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def features(self, items):
+        import numpy as np
+
+        self.calls += 1
+        return np.array([[len(t), 1.0] for t in items], dtype=np.float32)
+
+
+@pytest.mark.parametrize("damage", ["sidecar list", "sidecar deep", "npy is a folder", "sidecar is a folder"])
+def test_a_bad_cache_entry_is_dropped_once_and_recomputed(tmp_path: Path, damage: str) -> None:
+    """One warning, the features recomputed, the entry rewritten: the next read is a clean hit."""
+    import numpy as np
+
+    from recommender.zoo.cache import FeatureCache
+    from recommender.zoo.datasets import Dataset
+    from recommender.zoo.extract import extract
+
+    ds = Dataset("tiny", "text", ["a", "bb", "ccc"], np.array([0, 1, 0]), ("x", "y"))
+    provider, cache = _CountingProvider(), FeatureCache(tmp_path)
+    key = extract(provider, ds, cache=cache, progress=False).key
+    path, meta = cache.path(key), cache.meta_path(key)
+    if damage == "sidecar list":
+        meta.write_text("[1, 2]")
+    elif damage == "sidecar deep":
+        meta.write_text("[" * 100_000)
+    elif damage == "npy is a folder":
+        path.unlink()
+        path.mkdir()
+        (path / "x").write_text("1")
+    else:
+        meta.unlink()
+        meta.mkdir()
+    with pytest.warns(UserWarning, match=f"feature cache: {path} is damaged .*; removing it and recomputing"):
+        again = extract(provider, ds, cache=cache, progress=False)
+    assert provider.calls == 2 and not again.cached
+    np.testing.assert_array_equal(again.features, [[1, 1], [2, 1], [3, 1]])
+    third = extract(provider, ds, cache=cache, progress=False)
+    assert third.cached and provider.calls == 2 and path.is_file() and meta.is_file()
