@@ -139,3 +139,33 @@ def test_progress_lines_by_default_none_when_quiet(pairs_file, tmp_path, capsys,
     else:
         assert lines[0].startswith(f"evaluate (fold x strategy): 1/{tasks} tasks (")
         assert lines[-1].startswith(f"evaluate (fold x strategy): {tasks}/{tasks} tasks (100%), ")
+
+
+def test_every_dataset_left_out_is_named_with_its_reason(tmp_path, capsys):
+    """A dataset with 2 models (fewer than MIN_MODELS) is named with its reason on stdout and in the report."""
+    pairs = pair_table(n_datasets=4)
+    pairs = pairs[(pairs["dataset"] != "d3") | pairs["model"].isin(["m0", "m1"])]
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    assert main(["evaluate", "--split", "loo", "--pairs", str(tmp_path / "pairs.csv"), "--strategies", "random",
+                 "--budgets", "1", "--out", str(tmp_path / "o")]) == 0
+    line = "left out: d3: too few models: 2 < 3 models: not evaluated"
+    assert line in capsys.readouterr().out.splitlines()
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "## Datasets left out (1)" in report and "| d3 | too few models: 2 < 3 models: not evaluated |" in report
+
+
+def test_datasets_of_another_metric_are_named(small_store_url, tmp_path, capsys):
+    """A store dataset measured in another metric than its protocol's is not comparable: named, not silent."""
+    from recommender.history import open_store
+    from recommender.history.ingest import ingest_file
+
+    other = pd.DataFrame({"model": ["resnet50", "densenet121", "vgg16"], "dataset": "cars", "metric": "f1",
+                          "value": [50.0, 60.0, 70.0]})
+    other.to_csv(tmp_path / "f1.csv", index=False)
+    ingest_file(open_store(small_store_url), tmp_path / "f1.csv", constants={"protocol": "full-finetune"})
+    assert main(["evaluate", "--split", "loo", "--protocol", "full-finetune", "--db", small_store_url,
+                 "--strategies", "random", "--budgets", "1", "--out", str(tmp_path / "o")]) == 0
+    line = ("left out: cars: other metric: measured in f1 under full-finetune, not in the protocol's metric "
+            "full_finetune_top1: not comparable, not evaluated")
+    assert line in capsys.readouterr().out.splitlines()
+    assert "| cars | other metric: measured in f1 under full-finetune" in (tmp_path / "o" / "report.md").read_text()

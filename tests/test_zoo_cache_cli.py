@@ -128,7 +128,7 @@ def test_rank_errors_are_one_line(capsys, tmp_path):
     assert main(["rank", "--data", "tweets", "--models", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["rank", "--data", "digits", "--models", "glove-6B-50d", "--n", "50"]) == 2
-    assert "takes text but dataset digits holds image" in capsys.readouterr().err
+    assert "digits is image, and no model of the pool takes image (it holds text models)" in capsys.readouterr().err
     zoo = get_provider("paraphrase-MiniLM-L3-v2")  # a user's .onnx file (not the zoo's) runs only in onnxruntime
     (tmp_path / "m.onnx").symlink_to(zoo.onnx_file)
     (tmp_path / "tokenizer.json").symlink_to(f"{zoo.path}/tokenizer.json")

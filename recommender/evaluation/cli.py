@@ -81,18 +81,31 @@ def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
     return with_fact_columns(kept, path)
 
 
-def load_pairs(args: argparse.Namespace, scores: list[str]) -> pd.DataFrame:
-    """The pair table: from --pairs (CSV or Parquet) or from the store for --protocol."""
+def load_pairs(args: argparse.Namespace, scores: list[str]) -> tuple[pd.DataFrame, list[dict]]:
+    """The pair table: from --pairs (CSV or Parquet) or from the store for --protocol; and an issue for each
+    dataset of the store's protocols that the table leaves out because it is measured in another metric."""
     if args.pairs:
         if args.select:  # a pair table holds one performance per pair: its hyper-parameters were chosen already
             raise UserError("--select applies to the store only; a --pairs table was selected when it was made")
-        return read_pairs(Path(args.pairs), args.modality)
+        return read_pairs(Path(args.pairs), args.modality), []
     if not args.protocol:
         raise UserError("give --protocol (a store protocol such as vtab1k) or --pairs FILE")
+    from recommender.contracts import protocol_names
     from recommender.history import open_store
 
+    store = open_store(args.db)
     protocols = "all" if args.protocol == "all" else [*comma_list(args.protocol), *args.train_protocols]
-    return open_store(args.db).pair_table(protocols, args.modality, scores, select=args.select or "val")
+    pairs = store.pair_table(protocols, args.modality, scores, select=args.select or "val")
+    issues = []
+    for name in protocol_names(protocols, list(store.protocols()["protocol"].unique())):
+        metric, jobs = store.default_metric(name), store.jobs(protocol=name, modality=args.modality)
+        kept = set(pairs.loc[pairs["protocol"] == name, "dataset"])
+        for dataset, part in jobs[jobs["metric"] != metric].groupby("dataset", sort=True):
+            if dataset not in kept:
+                issues.append({"dataset": dataset, "model": None, "issue": "other metric",
+                               "detail": f"measured in {', '.join(sorted(set(part['metric'])))} under {name}, not "
+                                         f"in the protocol's metric {metric}: not comparable, not evaluated"})
+    return pairs, issues
 
 
 def tested_protocols(args: argparse.Namespace) -> list[str] | None:
@@ -104,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
     # late: the strategies, matplotlib and the runner only when running
     from recommender.evaluation.catalog import make_strategy, scores_needed
-    from recommender.evaluation.checks import check_pairs
-    from recommender.evaluation.report import REPORT_FILES, write_report
+    from recommender.evaluation.checks import check_pairs, issues_frame
+    from recommender.evaluation.report import REPORT_FILES, left_out_datasets, write_report
     from recommender.evaluation.runner import evaluate
     from recommender.evaluation.splits import make_folds
     from recommender.executors import executor_from_args
@@ -113,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_files(args.out, "evaluate", REPORT_FILES, args.overwrite)  # refused now, not after the evaluation
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
-    pairs, issues = check_pairs(load_pairs(args, scores_needed(args.strategies)), drop_broken=not args.keep_broken)
+    loaded, other_metric = load_pairs(args, scores_needed(args.strategies))
+    pairs, issues = check_pairs(loaded, drop_broken=not args.keep_broken)
+    issues = issues_frame([*other_metric, *issues.to_dict("records")])
     folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds),
                        protocols=tested_protocols(args), train_protocols=args.train_protocols)
     if not folds:
@@ -133,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(ev, args.out, f"Evaluation: {args.split}", context, strategies=list(strategies),
                           overwrite=args.overwrite)
     print(f"wrote {report} ({len(ev.results)} numbers, {len(ev.issues)} issues)")
+    for row in left_out_datasets(ev).itertuples():
+        print(f"left out: {row.dataset}: {row.reason}")
     return 0
 
 

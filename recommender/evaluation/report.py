@@ -140,6 +140,23 @@ def _issue_blocks(issues: pd.DataFrame) -> list[Block]:
     return [*blocks, ("table", issues.groupby("issue").size().rename("count").to_frame()), ("ul", items)]
 
 
+def left_out_datasets(ev: Evaluation) -> pd.DataFrame:
+    """Every dataset (ranking group) with an issue and no result at all, with why: its own issues (another metric,
+    too few models, constant performance, no prediction), else the count of its pairs set aside by kind."""
+    issues = ev.issues
+    done = set(ev.results["dataset"]) if not ev.results.empty else set()
+    rows = []
+    for dataset, part in issues[~issues["dataset"].isin(done)].groupby("dataset", sort=True):
+        own = part[part["model"].isna()]
+        if not own.empty:
+            reason = "; ".join(dict.fromkeys(f"{r.issue}: {r.detail}" for r in own.itertuples()))
+        else:
+            counts = part["issue"].value_counts()
+            reason = "every pair set aside (" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"
+        rows.append({"dataset": dataset, "reason": reason})
+    return pd.DataFrame(rows, columns=["dataset", "reason"])
+
+
 def report_blocks(ev: Evaluation, summary: pd.DataFrame, notes: pd.DataFrame, title: str,
                   context: dict[str, object], scatters: list[Path]) -> list[Block]:
     """The report's content."""
@@ -156,6 +173,9 @@ def report_blocks(ev: Evaluation, summary: pd.DataFrame, notes: pd.DataFrame, ti
     if budgets:
         blocks += [("h", 2, f"Relative regret at B={budgets[0]} per dataset"),
                    ("table", per_dataset_table(ev.results, "relative_regret", budgets[0]))]
+    left = left_out_datasets(ev)
+    if not left.empty:
+        blocks += [("h", 2, f"Datasets left out ({len(left)})"), ("table", left.set_index("dataset"))]
     blocks += _issue_blocks(ev.issues)
     if scatters:
         blocks += [("h", 2, f"Per-dataset predictions (top-{budgets[-1]} picks marked)")]

@@ -28,10 +28,11 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from recommender.contracts import ADAPTIVE_BUDGETS
 from recommender.errors import UserError
+from recommender.history.records import row_span
+from recommender.models.estimator import Estimator
 from recommender.normalise import zscore_within
 from recommender.regret import relative_regret_of_picks
 
@@ -92,7 +93,7 @@ def pick_preference(picks: Sequence[int], n: int) -> np.ndarray:
     return pref
 
 
-class AdaptiveRecommender(BaseEstimator, ABC):
+class AdaptiveRecommender(Estimator, ABC):
     """Base: `fit(train)` chooses unset hyper-parameters on inner folds, `session(candidates)` opens a target."""
 
     GRID: dict[str, tuple] = {}
@@ -387,37 +388,81 @@ def make_adaptive(kind: str, **params: object) -> AdaptiveRecommender:
 
 # --- the product: the next models to fine-tune on one dataset -----------------------------------------------------
 
+SHOWN_VALUES = 3  # values named in a grouped problem line before "..."
+
+
 def observed_results(frame: pd.DataFrame, label: str, pool: set[str]) -> pd.Series:
-    """`model,performance` rows (cells as read) as performance by model; every problem is one line
-    `label: row N: column: reason` (N counts data rows from 1), raised together."""
+    """`model,performance` rows (cells as read) as performance by model. Every kind of problem is one line
+    `label: row N: column: reason`, or, where several rows share it, `label: rows 2, 5-9 (6 rows): column: reason`
+    with the first values (ingest's grouping, `row_span`); the lines are raised together."""
     missing = [c for c in ("model", "performance") if c not in frame.columns]
     if missing:
         raise UserError(f"{label}: missing column(s) {', '.join(missing)} (need model,performance)")
-    problems: list[str] = []
+    found: dict[tuple[str, str], list[tuple[int, str]]] = {}  # (column, kind) -> (row, the detail of that row)
     seen: dict[str, int] = {}
-    for row, (model, value) in enumerate(zip(frame["model"], frame["performance"], strict=True), 1):
-        model = "" if pd.isna(model) else str(model).strip()
-        number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    models = frame["model"].map(lambda m: "" if pd.isna(m) else str(m).strip())
+    numbers = pd.to_numeric(frame["performance"], errors="coerce").to_numpy(dtype=float)
+    rows = np.arange(len(frame)) + 1 if not pd.api.types.is_integer_dtype(frame.index) else frame.index + 1
+    for row, model, value, number in zip(rows, models, frame["performance"], numbers, strict=True):
         if not model:
-            problems.append(f"{label}: row {row}: model: empty")
+            found.setdefault(("model", "empty"), []).append((row, ""))
         elif model not in pool:
-            problems.append(f"{label}: row {row}: model: unknown model {model!r} (not in the protocol's history)")
+            found.setdefault(("model", "unknown model"), []).append((row, repr(model)))
         elif model in seen:
-            problems.append(f"{label}: row {row}: model: {model!r} repeated (also row {seen[model]})")
+            found.setdefault(("model", "repeated"), []).append((row, f"{model!r} repeated (also row {seen[model]})"))
         if not np.isfinite(number):
-            problems.append(f"{label}: row {row}: performance: not a finite number ({value!r})")
-        seen.setdefault(model, row)
-    if problems:
-        raise UserError("\n".join(problems))
-    return pd.Series(pd.to_numeric(frame["performance"]).to_numpy(dtype=float),
-                     index=frame["model"].astype(str).str.strip(), name="performance")
+            found.setdefault(("performance", "not a finite number"), []).append((row, repr(value)))
+        seen.setdefault(model, int(row))
+    if found:
+        raise UserError("\n".join(_problem_line(label, column, kind, hits) for (column, kind), hits in found.items()))
+    return pd.Series(numbers, index=models.to_numpy(), name="performance")
+
+
+def _problem_line(label: str, column: str, kind: str, hits: list[tuple[int, str]]) -> str:
+    """One line for every row with one kind of problem: the row (or rows) and what it holds."""
+    rows, details = [row for row, _ in hits], [detail for _, detail in hits]
+    if kind == "empty":
+        return f"{label}: {row_span(rows)}: {column}: empty"
+    if kind == "repeated":
+        what = _first(details)
+    elif kind == "unknown model":
+        what = f"unknown model {_first(details)} (not in the protocol's history)"
+    else:
+        what = f"{kind} ({_first(details)})"
+    return f"{label}: {row_span(rows)}: {column}: {what}"
+
+
+def _first(values: list[str]) -> str:
+    """The first few values, comma-separated, `...` for the rest."""
+    return ", ".join(values[:SHOWN_VALUES]) + (", ..." if len(values) > SHOWN_VALUES else "")
+
+
+def rows_for_dataset(frame: pd.DataFrame, label: str, dataset: str) -> tuple[pd.DataFrame, str]:
+    """The rows of an --observed file that are results on ``dataset`` (their index kept: errors name the file's
+    rows): all of them without a ``dataset`` column; with one, only the rows that name ``dataset`` (a results file
+    of several datasets serves each), and a phrase saying how many rows of which other datasets were left out ("" if
+    none). A blank dataset cell, or a file without a row on ``dataset``, is a one-line error naming the file, row
+    and column."""
+    if "dataset" not in frame.columns:
+        return frame, ""
+    names = frame["dataset"].map(lambda d: "" if pd.isna(d) else str(d).strip())
+    if (blank := names.eq("").to_numpy()).any():
+        rows = [int(i) + 1 for i in np.flatnonzero(blank)]
+        raise UserError(f"{label}: {row_span(rows)}: dataset: empty (name the dataset of each result, {dataset})")
+    mine = names.eq(dataset).to_numpy()
+    others = sorted(set(names[~mine]))
+    if not mine.any():
+        raise UserError(f"{label}: dataset: no row is on {dataset} (the file holds {_first(others)}); results on "
+                        "another dataset are not results on this one")
+    left = f"{int((~mine).sum())} row(s) on {_first(others)} left out" if others else ""
+    return frame[mine], left
 
 
 def gather_observed(pairs: pd.DataFrame, dataset: str, pool: set[str], path: str | None = None,
                     protocol: str = "") -> tuple[pd.Series, list[str]]:
     """The results observed on `dataset`: its measured pairs in `pairs` (the store's jobs of the protocol) for
-    models of `pool`, then the `model,performance` rows of the file at `path` (checked by `observed_results`),
-    which override stored ones. Also one phrase per source saying what was used."""
+    models of `pool`, then the `model,performance` rows on `dataset` of the file at `path` (``rows_for_dataset``,
+    checked by `observed_results`), which override stored ones. Also one phrase per source saying what was used."""
     from recommender.history.ingest import read_table
 
     logged = pairs[(pairs["dataset"] == dataset) & pairs["model"].isin(pool) & pairs["performance"].notna()]
@@ -425,9 +470,11 @@ def gather_observed(pairs: pd.DataFrame, dataset: str, pool: set[str], path: str
     sources = [f"{len(observed)} result(s) logged in the store for {dataset}" + (f" under {protocol}" if protocol
                                                                                  else "")]
     if path:
-        given = observed_results(read_table(path), path, pool)
+        rows, left = rows_for_dataset(read_table(path), path, dataset)
+        given = observed_results(rows, path, pool)
         both = observed.index.intersection(given.index)
-        sources.append(f"{len(given)} from {path}" + (f" (overriding {both.size} stored)" if both.size else ""))
+        sources.append(f"{len(given)} from {path}" + (f" (overriding {both.size} stored)" if both.size else "")
+                       + (f" ({left})" if left else ""))
         observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
     return observed, sources
 

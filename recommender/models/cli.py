@@ -165,18 +165,25 @@ def run_recommend(args: argparse.Namespace) -> int:
                        args.allow_modality_mismatch, where=args.datasets_file or "flags", protocol=args.protocol,
                        observed_path=args.observed)
     table = result.table
-    if args.json:
-        print(json.dumps(table.to_dict(orient="records"), indent=2))
+    notes = table["dataset"].map(lambda name: result.notes.get(name, []))
+    if args.json:  # each record carries its dataset's notes; a tried model's rank is null
+        records = table.astype({"rank": object}).assign(notes=notes)
+        records["rank"] = records["rank"].where(table["rank"].notna(), None)
+        print(json.dumps(records.to_dict(orient="records"), indent=2))
     elif args.csv:
-        print(table.to_csv(index=False), end="")
+        print(table.assign(notes=notes.map(" | ".join)).to_csv(index=False), end="")
     else:
+        tried = table["rank"].isna()
         shown = table if len(requests) > 1 else table.drop(columns="dataset")
         what = requests["dataset"].iloc[0] if len(requests) == 1 else f"{len(requests)} datasets"
         print(f"top {min(args.top_k, result.pool_size)} of {result.pool_size} models for {what} ({est.kind}, "
               f"{est.features}, trained on {est.training_.get('protocol')}); expected: predicted {result.metric}; "
               f"predicted_z: within the dataset, in standard deviations, spread its posterior std; measured: the "
-              f"history's value where in_sample; observed: the result on the dataset where already tried")
-        print(shown.to_string(index=False, float_format="%.4g", na_rep="-"))
-        for note in result.notes:  # JSON and CSV stay tables only; `expected` is explained in --help
+              f"history's value where in_sample")
+        print(shown[~tried].drop(columns="observed").to_string(index=False, float_format="%.4g", na_rep="-"))
+        if tried.any():
+            print("\ntried already (not ranked), best observed first; observed: the result on the dataset")
+            print(shown[tried].drop(columns="rank").to_string(index=False, float_format="%.4g", na_rep="-"))
+        for note in result.all_notes():  # in JSON and CSV, each row's `notes`
             print(f"note: {note}")
     return 0

@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "(added to, and overriding, the store's jobs)")
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
                    help="protocol of the history and the results (default vtab1k)")
-    p.add_argument("--modality", help="keep one modality of the history, e.g. image")
+    p.add_argument("--modality", help="the dataset's modality, e.g. image: the history keeps that modality's "
+                                      "datasets, and only its models are proposed (without it: the modality the store "
+                                      "knows for the dataset)")
     p.add_argument("--select", default="val", choices=("val", "test"),
                    help="which value picks each stored pair's best hyper-parameters (default val)")
     p.add_argument("--strategy", default="similarity", choices=STRATEGIES,
@@ -50,7 +52,7 @@ def run_next(args: argparse.Namespace) -> int:
     from recommender.errors import UserError
     from recommender.history import open_store
     from recommender.models.adaptive import gather_observed, make_adaptive, next_models
-    from recommender.models.pairs import candidate_pairs
+    from recommender.models.pairs import candidate_pairs, same_modality
     from recommender.models.recommend import dataset_row
 
     store = open_store(args.db)
@@ -58,15 +60,18 @@ def run_next(args: argparse.Namespace) -> int:
     train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
     if train["dataset"].nunique() < 1:
         raise UserError(f"the store has no other dataset under protocol {args.protocol!r} to learn from")
+    row = dataset_row(pairs, store.dataset_features(), args.dataset, examples=args.examples, classes=args.classes,
+                      group=args.group, modality=args.modality)
+    train, note = same_modality(train, row.get("modality"), args.dataset)  # only models of the dataset's modality
     pool = set(train["model"])
     observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, args.protocol)
-    candidates = candidate_pairs(train, dataset_row(pairs, store.dataset_features(), args.dataset,
-                                                    examples=args.examples, classes=args.classes, group=args.group,
-                                                    modality=args.modality))
+    candidates = candidate_pairs(train, row)
     fixed = {} if args.tune else DEFAULTS.get(args.strategy, {})
     est = make_adaptive(args.strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
     best = next_models(est, candidates, observed, args.budget)
     print(f"{args.dataset}: used {'; '.join(sources)}; {args.strategy} over {train['dataset'].nunique()} training "
           f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")
     print(best.to_string(index=False, float_format="%.3f"))
+    if note:
+        print(f"note: {note}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -53,3 +54,47 @@ def top_k(pairs: pd.DataFrame, predicted: np.ndarray, k: int) -> pd.DataFrame:
     best = ranked.head(k).reset_index(drop=True)
     best.insert(0, "rank", range(1, len(best) + 1))
     return best
+
+
+def model_modalities(table: pd.DataFrame) -> pd.Series:
+    """Each model's modalities (a frozenset; empty when unknown) from the ``modality`` column of the rows it appears
+    in: in a pair table the dataset's (a model measured on image datasets takes images), in a pool file the
+    model's own."""
+    if "modality" not in table.columns:
+        return pd.Series({m: frozenset() for m in table["model"].astype(str).unique()}, dtype=object)
+    return table.groupby(table["model"].astype(str), sort=False)["modality"].agg(
+        lambda values: frozenset(values.dropna().astype(str)))
+
+
+def same_modality(pool: pd.DataFrame, modality: object, dataset: str, history: pd.DataFrame | None = None
+                  ) -> tuple[pd.DataFrame, str]:
+    """The one modality rule of `recommend`, `rank`, `next` and `evaluate`: the rows of ``pool`` whose model takes
+    the dataset's ``modality`` (the user's --modality, the store's dataset facts or the training pairs; None or NaN:
+    unknown). A model's modalities come from the pool's own ``modality`` column and from ``history`` (a pair
+    table); a model of another known modality is left out, one of unknown modality is kept. Returns the kept rows
+    and a note naming what was left out ("" when nothing was).
+
+    With the dataset's modality unknown and a pool of several modalities, nothing is left out and a warning says
+    so in one line. No model of the modality at all is a one-line error."""
+    known = model_modalities(pool)
+    if history is not None and not history.empty:
+        extra = model_modalities(history)
+        known = pd.Series({m: known.get(m, frozenset()) | extra.get(m, frozenset()) for m in known.index},
+                          dtype=object)
+    kinds = sorted(set().union(*known)) if len(known) else []
+    if modality is None or (isinstance(modality, float) and np.isnan(modality)):
+        if len(kinds) > 1:
+            warnings.warn(f"the modality of {dataset} is unknown and the pool mixes {' and '.join(kinds)} models: "
+                          f"ranking all of them; pass --modality to rank only those of the dataset's",
+                          stacklevel=2)
+        return pool, ""
+    modality = str(modality)
+    takes = {m for m, kinds_of in known.items() if not kinds_of or modality in kinds_of}
+    kept = pool[pool["model"].astype(str).isin(takes)]
+    if kept.empty:
+        raise UserError(f"{dataset} is {modality}, and no model of the pool takes {modality} (it holds "
+                        f"{' and '.join(kinds) or 'models of unknown modality'} models)")
+    left = len(known) - len(takes)
+    note = (f"{dataset} is {modality}: only the pool's {len(takes)} {modality} models are ranked ({left} "
+            f"{' and '.join(k for k in kinds if k != modality)} models left out)") if left else ""
+    return kept, note

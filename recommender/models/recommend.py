@@ -25,7 +25,7 @@ from recommender.models.adaptive import WARM_START, gather_observed, model_facto
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
 from recommender.models.features import BLOCKS, parse_features
-from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, top_k
+from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, same_modality, top_k
 
 FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
 NUMBER_FACTS = ("examples", "classes")
@@ -39,9 +39,13 @@ class Recommendation:
     """The top-k models of each dataset asked about, as one table (``COLUMNS``), and what a reader should know."""
 
     table: pd.DataFrame
-    pool_size: int  # candidate models per dataset
+    pool_size: int  # candidate models per dataset (the most of any dataset asked about)
     metric: str  # the unit of `expected` and `measured`
-    notes: list[str] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # by dataset, in the order found
+
+    def all_notes(self) -> list[str]:
+        """Every note once, in order."""
+        return list(dict.fromkeys(note for notes in self.notes.values() for note in notes))
 
 
 def dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, name: str,
@@ -206,8 +210,9 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
 
     Each dataset's results observed so far -- its jobs in the store under the protocol, and for one dataset the
     ``observed_path`` file of model,performance rows -- update the prediction (``adaptive_update``): the ranking
-    is by the updated prediction, ``observed`` shows the tried models' results and ``spread`` the prediction's
-    posterior std (in predicted_z units); a note says what was used."""
+    is by the updated prediction over the untried models; the tried ones follow it unranked with their result in
+    ``observed`` (``ranked_then_tried``); ``spread`` is the prediction's posterior std (in predicted_z units); a
+    note says what was used. Only models of each dataset's modality are candidates (``same_modality``)."""
     training = est.training_
     target = target_protocol(est, store, protocol)
     pairs = store.pair_table(str(training.get("protocol", "vtab1k")), training.get("modality"),
@@ -221,9 +226,15 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
     pool = model_pool(store, pool_path) if pool_path else pairs
     scores = _scores(est, store, requests["dataset"].tolist(), scores_path)
     rows = [dataset_row(pairs, datasets, r["dataset"], **{k: r[k] for k in FACTS}) for r in requests.to_dict("records")]
-    candidates = pd.concat([candidate_pairs(pool, row, None if scores is None else
-                                            scores[scores["dataset"] == row["dataset"]].drop(columns="dataset"))
-                            for row in rows], ignore_index=True)
+    notes: dict[str, list[str]] = {cast(str, row["dataset"]): [] for row in rows}
+    parts = []
+    for row in rows:
+        name = cast(str, row["dataset"])
+        kept, note = same_modality(pool, row.get("modality"), name, None if pool is pairs else pairs)
+        notes[name] += [note] if note else []
+        parts.append(candidate_pairs(kept, row, None if scores is None else
+                                     scores[scores["dataset"] == name].drop(columns="dataset")))
+    candidates = pd.concat(parts, ignore_index=True)
     if target is not None:
         candidates = with_protocol(candidates, store, target, pairs[pairs["protocol"] == target])
     check_evidence(est, candidates, allow_modality_mismatch)
@@ -231,7 +242,7 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
     scale = performance_scale(pairs)
     measured = pairs.dropna(subset=["performance"]).drop_duplicates(["model", "dataset"]).set_index(
         ["model", "dataset"])["performance"]
-    tables, typical, notes = [], [], []
+    tables = []
     for row in rows:
         name = cast(str, row["dataset"])  # dataset_row's own name
         mine = (candidates["dataset"] == name).to_numpy()
@@ -241,8 +252,8 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         logged = pairs[pairs["dataset"] != name] if fitted_on else pairs
         updated, spread, observed, note = adaptive_update(predicted[mine], models, logged, name, observed_path,
                                                           target or str(training.get("protocol", "vtab1k")))
-        notes += [note] if note else []
-        best = top_k(candidates.loc[mine].reset_index(drop=True), updated, k)
+        notes[name] += [note] if note else []
+        best = ranked_then_tried(candidates.loc[mine].reset_index(drop=True), updated, observed, k)
         facts = candidates.loc[mine].drop_duplicates("model").set_index("model").reindex(best["model"])
         raw = best["predicted"].to_numpy()
         mean, std, own = dataset_scale(name, scale)
@@ -254,7 +265,9 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         else:
             expected, z = mean + raw * std, raw
         if not own:
-            typical.append(name)
+            notes[name].append(f"{name}: not in the training history, so `expected` uses the typical scale of its "
+                               f"{len(scale)} datasets (mean {scale['mean'].mean():.4g}, std "
+                               f"{scale['std'].mean():.4g}); the ranking and predicted_z do not depend on it")
         keys = pd.MultiIndex.from_arrays([best["model"], [name] * len(best)])
         tables.append(pd.DataFrame({
             "dataset": name, "rank": best["rank"].to_numpy(), "model": best["model"].to_numpy(),
@@ -262,13 +275,22 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
             "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy(),
             "observed": observed.reindex(best["model"]).to_numpy(dtype=float)}))
     table = pd.concat(tables, ignore_index=True)[COLUMNS]
+    table["rank"] = table["rank"].astype("Int64")  # blank for the models tried already
     table["params_m"] = pd.to_numeric(table["params_m"], errors="coerce")
     metric = ", ".join(sorted({store.default_metric(p) for p in pairs["protocol"].dropna().unique()}))
-    if typical:
-        notes.append(f"{', '.join(typical)}: not in the training history, so `expected` uses the typical scale of "
-                     f"its {len(scale)} datasets (mean {scale['mean'].mean():.4g}, std {scale['std'].mean():.4g}); "
-                     f"the ranking and predicted_z do not depend on it")
-    return Recommendation(table, int(pool["model"].nunique()), metric, notes)
+    return Recommendation(table, int(candidates.groupby("dataset")["model"].nunique().max()), metric, notes)
+
+
+def ranked_then_tried(candidates: pd.DataFrame, predicted: np.ndarray, observed: pd.Series, k: int) -> pd.DataFrame:
+    """The k best-predicted untried candidates, ranked (``top_k``), then every candidate tried already (in
+    ``observed``), best observed first, unranked (rank NA): a tried model is never ranked above an untried one.
+    Columns rank, model, predicted."""
+    tried = candidates["model"].astype(str).isin(observed.index.astype(str)).to_numpy()
+    best = top_k(candidates[~tried].reset_index(drop=True), predicted[~tried], k)
+    done = candidates.loc[tried, ["model"]].assign(predicted=predicted[tried])
+    done = done.iloc[np.argsort(-observed.reindex(done["model"].astype(str)).to_numpy(dtype=float), kind="stable")]
+    done.insert(0, "rank", None)
+    return pd.concat([best.astype({"rank": object}), done[["rank", "model", "predicted"]]], ignore_index=True)
 
 
 def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFrame, name: str,
@@ -283,9 +305,10 @@ def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFr
     updated, spread = warm_update(prediction, models, observed, model_factors(others), WARM_START)
     if observed.empty:
         return updated, spread, observed, ""
-    how = ("the ranking is the prediction updated with them (LR warm start); tried models show `observed`"
+    tried = "tried models are not ranked: they follow the ranking with their `observed` result"
+    how = (f"the ranking is the prediction updated with them (LR warm start); {tried}"
            if not np.array_equal(updated, prediction) else
-           "fewer than 2 distinct results, so the ranking is the static one; tried models show `observed`")
+           f"fewer than 2 distinct results, so the ranking is the static one; {tried}")
     return updated, spread, observed, f"{name}: used {'; '.join(sources)}; {how}"
 
 

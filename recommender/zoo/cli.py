@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from recommender.cli_args import add_db_argument, add_quiet_argument, comma_list
@@ -38,11 +40,37 @@ example:
 
 
 def _floats(text: str) -> list[float]:
-    """Split a comma-separated list of numbers."""
+    """Learning rates: a comma-separated list of finite numbers > 0."""
     try:
-        return [float(t) for t in comma_list(text)]
+        rates = [float(t) for t in comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"expected learning rates > 0 separated by commas, got {text!r}")
+    return rates
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= low."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+    return parse
+
+
+def _protocol(text: str) -> str:
+    """A --protocol name: non-empty and short enough for the store, checked before any training."""
+    from recommender.history.schema import jobs  # late: sqlalchemy only when a protocol is named
+
+    name, limit = text.strip(), int(jobs.c.protocol.type.length)  # type: ignore[attr-defined]
+    if not name or len(name) > limit:
+        raise argparse.ArgumentTypeError(f"expected a protocol name of 1 to {limit} characters, got {len(name)}")
+    return name
 
 
 def _device(text: str) -> str:
@@ -70,6 +98,7 @@ def run_rank(args: argparse.Namespace) -> int:
     from recommender.zoo.rank import (
         DEFAULT_SCORES,
         load_checked_recommender,
+        models_of_modality,
         rank_pool,
         score_pool,
         source_head_note,
@@ -81,7 +110,10 @@ def run_rank(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)  # a missing CUDA device is refused before any loading
     ds = subsample(load_dataset(args.data), args.n, args.seed)
-    providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None)
+    providers, left_out = models_of_modality(
+        resolve_models(args.zoo, comma_list(args.models) if args.models else None), ds)
+    if left_out:
+        print(f"recommender rank: note: {left_out}", file=sys.stderr)
     scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
     # absolute: a worker process (Ray's run in the folder its node started in) must find the same folder
     cache = None if args.no_cache else FeatureCache(Path(args.cache).absolute() if args.cache else None)
@@ -196,11 +228,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--model", required=True, help="zoo model name, model folder or hub name (a torch model)")
     f.add_argument("--lrs", type=_floats, default="1e-4,1e-3",
                    help="comma-separated learning rates (default: %(default)s)")
-    f.add_argument("--epochs", type=int, default=5, help="maximum epochs per run (default: %(default)s)")
-    f.add_argument("--patience", type=int, default=2,
+    f.add_argument("--epochs", type=_at_least(1), default=5, help="maximum epochs per run (default: %(default)s)")
+    f.add_argument("--patience", type=_at_least(0), default=2,
                    help="early-stopping patience in epochs of validation accuracy (default: %(default)s)")
-    f.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: %(default)s)")
-    f.add_argument("--protocol", default=None,
+    f.add_argument("--batch-size", type=_at_least(1), default=32, help="examples per batch (default: %(default)s)")
+    f.add_argument("--protocol", type=_protocol, default=None,
                    help="store protocol of the logged jobs; runs under one protocol should be comparable "
                         "(default: finetune:<epochs>ep-<training examples>ex, e.g. finetune:3ep-120ex)")
     f.add_argument("--head", choices=FINETUNE_HEADS, default="random",

@@ -177,6 +177,16 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
     return pd.DataFrame(rows)
 
 
+def models_of_modality(providers: Sequence[Provider], ds: Dataset) -> tuple[list[Provider], str]:
+    """The providers whose models take ds's modality (`recommender.models.pairs.same_modality`, the rule
+    `recommend` and `next` apply too), and a note naming what was left out ("" if nothing)."""
+    from recommender.models.pairs import same_modality
+
+    pool = pd.DataFrame({"model": [p.name for p in providers], "modality": [p.modality for p in providers]})
+    kept, note = same_modality(pool, ds.modality, ds.name)
+    return [p for p, keep in zip(providers, pool.index.isin(kept.index), strict=True) if keep], note
+
+
 def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.DataFrame:
     """Fill missing model facts from the store's model features (indexed by model id)."""
     out = pairs.set_index("model")
