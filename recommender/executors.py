@@ -101,15 +101,35 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Refuse a HOST:PORT that accepts no connection, in one line (ray.init would retry it for ever)."""
+# An HTTP/2 client's first bytes (RFC 9113 3.4), then an empty SETTINGS frame: Ray's servers speak gRPC, which is
+# HTTP/2, and answer with a SETTINGS frame of their own; a server that is not Ray answers otherwise or not at all.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4
+
+
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Refuse, in one line, an --address that is not HOST:PORT, ray://HOST:PORT or auto, where nothing listens, or
+    where the server does not answer as Ray's gRPC servers do within `timeout` seconds (ray.init would wait on such
+    a server for ever)."""
     import socket
 
+    if address == "auto":
+        return  # Ray's to resolve ($RAY_ADDRESS, or the cluster `ray start` left on this machine)
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit() or address == "auto":
-        return  # "auto" and other forms are Ray's to resolve
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address}: expected HOST:PORT (as `ray start --head` prints), "
+                        "ray://HOST:PORT or auto")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):  # TLS: no plain handshake to try
+                conn.sendall(HTTP2_PREFACE)
+                head = b""
+                while len(head) < 9 and (chunk := conn.recv(9 - len(head))):
+                    head += chunk
+                if len(head) < 9 or head[3] != SETTINGS_FRAME:
+                    raise UserError(f"--address {address}: the server there is not Ray (it does not answer gRPC)")
+    except TimeoutError:
+        raise UserError(f"--address {address}: no Ray cluster answered there within {timeout:g} s") from None
     except OSError as exc:
         raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
@@ -129,7 +149,7 @@ class RayExecutor:
             raise UserError(RAY_MISSING) from None
         if not ray.is_initialized():  # an earlier executor in this process already joined a cluster: reuse it
             if self.address:
-                _check_reachable(self.address)
+                check_address(self.address)
                 try:
                     # Ray annotates logging_level as int, though its own default is the string "info"
                     ray.init(address=self.address, logging_level="warning")  # type: ignore[arg-type]

@@ -452,3 +452,87 @@ def test_a_bad_cache_entry_is_dropped_once_and_recomputed(tmp_path: Path, damage
     np.testing.assert_array_equal(again.features, [[1, 1], [2, 1], [3, 1]])
     third = extract(provider, ds, cache=cache, progress=False)
     assert third.cached and provider.calls == 2 and path.is_file() and meta.is_file()
+
+
+# ---- item 7: finetune's arguments are checked when parsed -----------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "argument --batch-size: expected a whole number >= 1, got '0'"),
+    (["--lrs", "-1"], "argument --lrs: expected learning rates > 0 separated by commas, got '-1'"),
+    (["--lrs", "1e-3,nan"], "argument --lrs: expected learning rates > 0 separated by commas, got '1e-3,nan'"),
+    (["--epochs", "0"], "argument --epochs: expected a whole number >= 1, got '0'"),
+    (["--patience", "-1"], "argument --patience: expected a whole number >= 0, got '-1'"),
+    (["--protocol", "p" * 101], "argument --protocol: expected a protocol name of 1 to 100 characters, got 101"),
+])
+def test_finetune_arguments_are_refused_before_anything_loads(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                                                              message: str) -> None:
+    import recommender.zoo.datasets as datasets
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_loading)
+    db = tmp_path / "h.db"
+    with pytest.raises(SystemExit) as exited:
+        main(["finetune", "--data", "tweets", "--model", "glove-6B-50d", "--db", str(db), *argv])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"recommender finetune: error: {message}"
+    assert not db.exists()
+
+
+# ---- items 7 and 8: a Ray --address that is malformed or not Ray ----------------------------------------------------
+def test_a_ray_address_without_a_port_is_one_line() -> None:
+    from recommender.errors import UserError
+    from recommender.executors import check_address
+
+    for address in ("localhost", "ray://localhost", "localhost:http", "localhost:0", ":6379"):
+        with pytest.raises(UserError) as caught:
+            check_address(address)
+        assert str(caught.value) == (f"--address {address}: expected HOST:PORT (as `ray start --head` prints), "
+                                     "ray://HOST:PORT or auto")
+
+
+@pytest.mark.parametrize("server", ["silent", "http/1"])
+def test_a_server_that_is_not_ray_is_refused_within_seconds(server: str) -> None:
+    """A local TCP server that accepts and says nothing, or answers as an HTTP/1 server: one line in under 5 s."""
+    import socket
+    import threading
+    import time
+
+    from recommender.errors import UserError
+    from recommender.executors import check_address
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    held = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        held.append(conn)
+        if server == "http/1":
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(UserError) as caught:
+            check_address(f"127.0.0.1:{port}", timeout=2.0)
+    finally:
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+    assert time.monotonic() - start < 5
+    assert str(caught.value) == {
+        "silent": f"--address 127.0.0.1:{port}: no Ray cluster answered there within 2 s",
+        "http/1": f"--address 127.0.0.1:{port}: the server there is not Ray (it does not answer gRPC)"}[server]
+
+
+@pytest.mark.skipif(not __import__("recommender.executors").executors.ray_installed(), reason="ray is not installed")
+def test_finetune_with_a_ray_address_without_port_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    code, err = cli(["finetune", "--data", "tweets", "--model", "glove-6B-50d", "--executor", "ray", "--address",
+                     "localhost", "--no-log"], capsys)
+    assert (code, err) == (2, ["recommender finetune: error: --address localhost: expected HOST:PORT (as `ray "
+                                    "start --head` prints), ray://HOST:PORT or auto"])
