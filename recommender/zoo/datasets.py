@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recommender.arrays import npz_array, open_npz, reason
 from recommender.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -54,12 +56,19 @@ def _encode_labels(labels: pd.Series | np.ndarray, name: str) -> tuple[np.ndarra
     return codes.astype(np.int64), tuple(uniques)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode one encoded image (PNG, JPEG, ...) into a uint8 array, grey (H x W) or RGB (H x W x 3)."""
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Decode one encoded image (PNG, JPEG, ...) into a uint8 array, grey (H x W) or RGB (H x W x 3); one that
+    cannot be decoded is a UserError naming `where` (its file, or its table and row)."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data))
-    return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+    try:
+        img = Image.open(io.BytesIO(data))
+        return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+    # PIL: UnidentifiedImageError (an OSError) or a truncated file's OSError, a bad chunk's SyntaxError or
+    # ValueError, a decompression bomb's error; TypeError: a cell that holds no bytes
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError) as exc:
+        why = re.sub(r"\s*<_io\.BytesIO object at \w+>", "", reason(exc))  # PIL names its buffer, not the file
+        raise UserError(f"{where}: not a readable image ({why})") from None
 
 
 def _stack_images(images: list[np.ndarray], name: str) -> np.ndarray:
@@ -97,7 +106,9 @@ def from_table(df: pd.DataFrame, name: str, text_col: str = "text", image_col: s
             raise UserError(f"dataset {name}: {int(text.isna().sum())} texts are missing")
         return Dataset(name, "text", text.astype(str).tolist(), y, classes)
     if image_col in df.columns:
-        return Dataset(name, "image", _stack_images([decode_image(b) for b in df[image_col]], name), y, classes)
+        images = [decode_image(b, f"dataset {name}: row {row}: {image_col}")
+                  for row, b in enumerate(df[image_col], start=1)]
+        return Dataset(name, "image", _stack_images(images, name), y, classes)
     raise UserError(f"dataset {name}: needs a {text_col!r} or {image_col!r} column next to {label_col!r}")
 
 
@@ -125,7 +136,7 @@ def load_image_folder(path: str | Path) -> Dataset:
     files = sorted(p for p in root.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UserError(f"image folder {root}: no images found in its class sub-folders")
-    images = [decode_image(p.read_bytes()) for p in files]
+    images = [decode_image(p.read_bytes(), str(p)) for p in files]
     y, classes = _encode_labels(np.array([p.parent.name for p in files]), root.name)
     return Dataset(root.name, "image", _stack_images(images, root.name), y, classes)
 
@@ -133,15 +144,10 @@ def load_image_folder(path: str | Path) -> Dataset:
 def load_arrays(path: str | Path) -> Dataset:
     """A dataset from an .npz file holding `X` (n x H x W [x 3] images, or n x D flat grey squares) and `y`."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z or "y" not in z:
-                raise UserError(f"array file {path}: needs arrays named X and y, found {', '.join(z.files)}")
-            X, labels = z["X"], z["y"]
-    except ValueError as exc:  # object arrays (pickles) are refused by allow_pickle=False
-        if isinstance(exc, UserError):
-            raise
-        raise UserError(f"array file {path}: {exc}") from None
+    with open_npz(path) as z:  # a damaged archive or an array of pickled objects: one line naming the file
+        if "X" not in z.files or "y" not in z.files:
+            raise UserError(f"array file {path}: needs arrays named X and y, found {', '.join(z.files)}")
+        X, labels = npz_array(z, path, "X"), npz_array(z, path, "y")
     if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
         raise UserError(f"array file {path}: X must hold numbers (pixel values), not {X.dtype}")
     if len(X) != len(labels):

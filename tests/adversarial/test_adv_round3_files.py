@@ -536,3 +536,39 @@ def test_finetune_with_a_ray_address_without_port_is_one_line(capsys: pytest.Cap
                      "localhost", "--no-log"], capsys)
     assert (code, err) == (2, ["recommender finetune: error: --address localhost: expected HOST:PORT (as `ray "
                                     "start --head` prints), ray://HOST:PORT or auto"])
+
+
+# ---- low: an image that cannot be decoded is named by its file or its row -----------------------------------------
+def test_an_undecodable_image_names_its_file_or_row(tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from recommender.errors import UserError
+    from recommender.zoo.datasets import load_dataset
+
+    def png(value: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((4, 4), value, dtype=np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        (folder / label / "1.png").write_bytes(png(10))
+    (folder / "b" / "2.png").write_bytes(b"not an image")
+    with pytest.raises(UserError) as caught:
+        load_dataset(folder)
+    assert str(caught.value).startswith(f"{folder / 'b' / '2.png'}: not a readable image (cannot identify image file")
+    assert "BytesIO" not in str(caught.value)
+
+    table = tmp_path / "images.parquet"
+    pd.DataFrame({"image": [png(1), png(2), png(3)[:30]], "label": ["a", "b", "a"]}).to_parquet(table)
+    with pytest.raises(UserError, match=r"^dataset images: row 3: image: not a readable image \("):
+        load_dataset(table)
+
+    archive = tmp_path / "broken.npz"
+    archive.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError, match=rf"^{archive}: not a readable .npz archive \("):
+        load_dataset(archive)

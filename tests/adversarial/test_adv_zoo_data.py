@@ -21,7 +21,7 @@ def test_string_pixels_in_an_npz_are_one_line(tmp_path: Path) -> None:
 def test_an_object_array_is_refused_without_unpickling(tmp_path: Path) -> None:
     path = tmp_path / "o.npz"
     np.savez(path, X=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
-    with pytest.raises(UserError, match=r"^array file .*o\.npz: .*allow_pickle=False"):
+    with pytest.raises(UserError, match=r"o\.npz: array X: holds Python objects \(dtype object\), which are never "):
         load_arrays(path)
 
 
