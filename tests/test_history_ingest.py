@@ -290,8 +290,8 @@ def test_interrupted_export_keeps_the_previous_file(store, tmp_path: Path, monke
     with pytest.raises(KeyboardInterrupt):
         export(store, out)
     assert (out / "jobs.csv").read_text() == before
-    # contract changed: the folder is built beside `out` and swapped in whole; it carries the export's marker
-    assert sorted(p.name for p in out.iterdir()) == [".recommender-output.json", "dataset_aliases.csv",
+    # the files are built in a hidden folder inside `out`, removed on failure; the manifest lists the export's files
+    assert sorted(p.name for p in out.iterdir()) == [".recommender-manifest.json", "dataset_aliases.csv",
                                                      "datasets.csv", "jobs.csv", "models.csv", "protocols.csv",
                                                      "scores.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.db", "history.db-shm", "history.db-wal", "out"]
