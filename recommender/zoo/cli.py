@@ -91,6 +91,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def run_rank(args: argparse.Namespace) -> int:
     """Extract features, score every model, predict with the recommender, print the top-k."""
+    import pandas as pd
+
     from recommender.executors import executor_from_args
     from recommender.scores.torch_kernels import device_note, resolve_device
     from recommender.zoo.cache import FeatureCache
@@ -99,10 +101,12 @@ def run_rank(args: argparse.Namespace) -> int:
         DEFAULT_SCORES,
         load_checked_recommender,
         models_of_modality,
+        observed_in_store,
         rank_pool,
         score_pool,
         source_head_note,
         stacking_for,
+        tried_last,
         with_protocol_facts,
         with_store_facts,
     )
@@ -135,12 +139,20 @@ def run_rank(args: argparse.Namespace) -> int:
         pairs = with_protocol_facts(pairs, store, recommender, args.protocol)  # for a recommender with the p block
         stacking = stacking_for(store, recommender, scores)  # a d,m recommender still uses the scores computed
     ranked, evidence = rank_pool(pairs, scores, recommender, stacking)
-    top = ranked.head(args.top_k)
-    if args.csv:
-        ranked.to_csv(args.csv, index=False)
+    notes = [evidence, *(n for n in (left_out, source_head_note(pairs, scores)) if n)]
+    if recommender is not None:  # the store's results on the dataset: tried models are never ranked first
+        observed, tried_note = observed_in_store(store, recommender, ds.name, ranked["model"].tolist(),
+                                                 args.protocol)
+        ranked = tried_last(ranked, observed)
+        notes += [tried_note] if tried_note else []
+    tried = ranked["rank"].isna() if "observed" in ranked.columns else pd.Series(False, index=ranked.index)
+    top = pd.concat([ranked[~tried].head(args.top_k), ranked[tried]])
+    if args.csv:  # each row carries the notes of the ranking
+        ranked.assign(notes=" | ".join(notes)).to_csv(args.csv, index=False)
     if args.json:
         print(f"recommender rank: {evidence}", file=sys.stderr)
-        print(json.dumps(json.loads(top.to_json(orient="records")), indent=1))
+        records = json.loads(top.to_json(orient="records"))
+        print(json.dumps([record | {"notes": notes} for record in records], indent=1))
     else:
         ordered = [c for c in ("combined", "predicted") if c in ranked.columns]
         cols = ["rank", "model", *ordered, *[f"score_{s}" for s in scores],
@@ -149,7 +161,14 @@ def run_rank(args: argparse.Namespace) -> int:
         print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; "
               f"top {len(top)} of {len(ranked)} models")
         print(evidence)
-        print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        shown = top.loc[~tried.reindex(top.index, fill_value=False)]
+        print(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if tried.any():
+            print("\ntried already (not ranked), best observed first; observed: its result in the store")
+            print(top.loc[tried.reindex(top.index, fill_value=False), ["model", "observed", *cols[2:]]].to_string(
+                index=False, float_format=lambda v: f"{v:.4g}"))
+        for note in notes[1:]:
+            print(f"note: {note}")
     if args.log_scores:  # after the output, so that a store problem never loses the ranking
         from recommender.zoo.store_writes import log_scores
 

@@ -187,6 +187,36 @@ def models_of_modality(providers: Sequence[Provider], ds: Dataset) -> tuple[list
     return [p for p, keep in zip(providers, pool.index.isin(kept.index), strict=True) if keep], note
 
 
+def observed_in_store(store: Store, recommender: PairRecommender, dataset: str, models: Sequence[str],
+                      protocol: str | None = None) -> tuple[pd.Series, str]:
+    """The results the store holds for ``dataset`` on the pool's ``models`` under the protocol the user fine-tunes
+    under (``protocol``, else the recommender's training protocol): performance by model, and a note ("" if none)."""
+    from recommender.contracts import protocol_names
+    from recommender.models.adaptive import gather_observed
+
+    name = protocol or str(recommender.training_.get("protocol") or "vtab1k")
+    stored = list(store.protocols()["protocol"].unique())
+    if not stored or not set(protocol_names(name, stored)) & set(stored):  # no job under it: nothing tried
+        return pd.Series(dtype=float), ""
+    logged = store.pair_table([n for n in protocol_names(name, stored) if n in stored],
+                              select=str(recommender.training_.get("select") or "val"))
+    observed, sources = gather_observed(logged, dataset, set(models), None, name)
+    note = (f"{dataset}: {sources[0]}: tried models are not ranked: they follow the ranking with their `observed` "
+            "result") if len(observed) else ""
+    return observed, note
+
+
+def tried_last(ranked: pd.DataFrame, observed: pd.Series) -> pd.DataFrame:
+    """``rank_pool``'s table with the models tried already (``observed``) moved after every untried one, unranked
+    (rank NA), best observed first, their result in ``observed``: a tried model is never ranked above an untried
+    one."""
+    out = ranked.assign(observed=ranked["model"].map(observed).astype(float))
+    tried = out["observed"].notna()
+    head = out[~tried].assign(rank=np.arange(1, int((~tried).sum()) + 1))
+    tail = out[tried].sort_values("observed", ascending=False, kind="stable").assign(rank=None)
+    return pd.concat([head, tail], ignore_index=True).astype({"rank": "Int64"})
+
+
 def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.DataFrame:
     """Fill missing model facts from the store's model features (indexed by model id)."""
     out = pairs.set_index("model")

