@@ -572,3 +572,15 @@ def test_an_undecodable_image_names_its_file_or_row(tmp_path: Path) -> None:
     archive.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(UserError, match=rf"^{archive}: not a readable .npz archive \("):
         load_dataset(archive)
+
+
+def test_a_folder_an_older_version_wrote_whole_keeps_the_users_files(tmp_path: Path) -> None:
+    """An older version's marker: files of the names the command writes are its own, any other file is kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".recommender-output.json").write_text('{"kind": "t"}\n')
+    (out / "a.txt").write_text("old")
+    (out / "notes.md").write_text("mine")
+    write_output_folder(out, lambda part: (part / "a.txt").write_text("new"), kind="t")
+    assert tree(out) == {"a.txt": b"new", "notes.md": b"mine",
+                         MANIFEST: b'{\n "outputs": {\n  "t": [\n   "a.txt"\n  ]\n }\n}\n'}
