@@ -174,7 +174,7 @@ def resolve_aliases(names: pd.Series, aliases: Mapping[str, str]) -> pd.Series:
         text = records.text_or_none(name)
         return name if text is None else aliases.get(text, name)
 
-    return names.map(resolved)
+    return pd.Series(records.mapped(names, resolved), index=names.index, dtype=object)
 
 
 def alias_batch(definitions: pd.DataFrame, label: str, source: str | None = None) -> Batch:

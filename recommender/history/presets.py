@@ -17,7 +17,7 @@ import pandas as pd
 
 from recommender.contracts import shift_protocol, slice_size, transfergraph_protocol
 from recommender.errors import UserError
-from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, ROW, text_or_none
+from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, ROW, text_cells, text_or_none
 
 Tables = dict[str, pd.DataFrame]
 
@@ -59,7 +59,7 @@ def protocol_facts(jobs: pd.DataFrame, history: str) -> pd.DataFrame:
             lr = pd.to_numeric(group[HP_PREFIX + "lr"], errors="coerce")
             row["lr_min"], row["lr_max"] = lr.min(), lr.max()
         for name, fact in FACT_HPARAMS.items():
-            values: np.ndarray | list[object] = (group[HP_PREFIX + name].map(text_or_none).dropna().unique()
+            values: np.ndarray | list[object] = (text_cells(group[HP_PREFIX + name]).dropna().unique()
                                                  if HP_PREFIX + name in group else [])
             if len(values) == 1:
                 row[fact] = values[0]
@@ -77,7 +77,7 @@ def _feature_tables(jobs: pd.DataFrame, model_cols: list[str], dataset_cols: lis
     for kind, id_col, cols in (("models", "model", model_cols), ("datasets", "dataset", dataset_cols)):
         present = [c for c in cols if c in jobs]
         if present and id_col in jobs:
-            with_id = jobs[jobs[id_col].map(text_or_none).notna()]
+            with_id = jobs[text_cells(jobs[id_col]).notna()]
             tables[kind] = with_id[[ROW, id_col, *present, *(["source"] if "source" in jobs else [])]]
     return tables
 
@@ -86,7 +86,7 @@ def long(frame: pd.DataFrame, kind: str) -> Tables:
     """Our long format: jobs may also carry model and dataset features, which go to their tables, and a `history`
     column (a protocol fact). Protocols: one row of facts per protocol, or per (protocol, dataset) for examples."""
     if kind == "protocols":  # a row naming a dataset gives the protocol's training examples on that dataset
-        per_dataset = (frame["dataset"].map(text_or_none).notna() if "dataset" in frame
+        per_dataset = (text_cells(frame["dataset"]).notna() if "dataset" in frame
                        else pd.Series(False, index=frame.index))
         return {"protocols": frame[~per_dataset].drop(columns="dataset", errors="ignore"),
                 "protocol_datasets": frame[per_dataset]}
@@ -102,7 +102,7 @@ def _history_facts(jobs: pd.DataFrame) -> Tables:
     """A `history` column names the history a protocol's jobs come from: a protocol fact."""
     if "history" not in jobs or "protocol" not in jobs:
         return {}
-    named = jobs[jobs["protocol"].map(text_or_none).notna() & jobs["history"].map(text_or_none).notna()]
+    named = jobs[text_cells(jobs["protocol"]).notna() & text_cells(jobs["history"]).notna()]
     return {"protocols": named[[ROW, "protocol", "history", *(["source"] if "source" in named else [])]]}
 
 
@@ -238,7 +238,7 @@ def finished_runs(frame: pd.DataFrame) -> pd.DataFrame:
     column = next((c for c in RUN_STATES if c in frame), None)
     if column is None:
         return frame
-    states = frame[column].map(text_or_none)
+    states = text_cells(frame[column])
     done = states.isna() | (states.str.lower() == RUN_STATES[column].lower())
     if not done.all():
         counts = states[~done].value_counts()

@@ -141,10 +141,18 @@ def canonical(value: object) -> object:
 
 
 def mapped(values: pd.Series, function: Callable[[object], object]) -> list:
-    """`function` of each cell, computed once per distinct value (and type: True is not 1) of the column."""
+    """`function` of each cell, computed once per distinct value of the column (and, in a column of Python objects,
+    of its type: True is not 1); a missing cell is given as None."""
+    if values.dtype != object:  # one type per column: pandas' factorisation tells the distinct values apart
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        results = np.empty(len(uniques) + 1, dtype=object)
+        for i, value in enumerate(uniques.to_numpy() if values.dtype == np.float32 else uniques):  # float32 stays
+            results[i] = function(value)
+        results[-1] = function(None)  # code -1: missing
+        return results[codes].tolist()
     cache: dict[tuple[type, object], object] = {}
     out = []
-    for value in values.to_numpy() if values.dtype == np.float32 else values.tolist():  # float32 keeps its type
+    for value in values.tolist():
         try:
             key = (type(value), value)
             result = cache[key] if key in cache else cache.setdefault(key, function(value))
@@ -152,6 +160,11 @@ def mapped(values: pd.Series, function: Callable[[object], object]) -> list:
             result = function(value)
         out.append(result)
     return out
+
+
+def text_cells(values: pd.Series) -> pd.Series:
+    """`text_or_none` of each cell (stripped text, None where missing), as a column of objects."""
+    return pd.Series(mapped(values, text_or_none), index=values.index, dtype=object)
 
 
 def real_number(value: object) -> tuple[float, str | None]:
@@ -192,9 +205,22 @@ def to_json(values: dict) -> str:
     return json.dumps(kept, sort_keys=True, separators=(",", ":"))
 
 
+KEY_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder for every key (json.dumps would make one per call)
+
+
 def key_of(*parts: object) -> str:
     """A record's identity as a fixed-length text: the SHA-256 of its identifying values."""
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(KEY_JSON.encode(parts).encode()).hexdigest()
+
+
+def keys_of(tag: str, rows: pd.DataFrame, columns: list[str]) -> list[str]:
+    """`key_of(tag, *row[columns])` of every row, byte for byte, each column's values encoded once."""
+    def encoded(value: object) -> str:
+        return KEY_JSON.encode(value.item() if isinstance(value, np.generic) else value)
+
+    parts = [mapped(rows[column], encoded) for column in columns]
+    head = "[" + KEY_JSON.encode(tag) + ", "
+    return [hashlib.sha256((head + ", ".join(row) + "]").encode()).hexdigest() for row in zip(*parts, strict=True)]
 
 
 def _text_column(frame: pd.DataFrame, column: str, batch: Batch, default: str | None = None) -> pd.Series:
@@ -217,7 +243,7 @@ def _optional_text(frame: pd.DataFrame, column: str) -> pd.Series:
     """A text column, stripped, None where missing or absent."""
     if column not in frame:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    return pd.Series(mapped(frame[column], text_or_none), index=frame.index, dtype=object)
+    return text_cells(frame[column])
 
 
 def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: bool) -> pd.Series:
@@ -234,14 +260,27 @@ def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: boo
                             index=frame.index, dtype=object)
         numbers = numbers.where(np.isfinite(numbers))
     else:
-        checked = mapped(raw, real_number)
-        numbers = pd.Series([n for n, _ in checked], index=frame.index, dtype=float)
-        reasons = pd.Series([r for _, r in checked], index=frame.index, dtype=object)
+        numbers, reasons = _parsed_numbers(raw)
     if required:
         reasons = reasons.where(reasons.notna() | numbers.notna(), missing(frame, column))
     for row, reason in zip(frame.loc[reasons.notna(), ROW], reasons[reasons.notna()], strict=True):
         batch.problem(row, column, reason)
     return numbers
+
+
+def _parsed_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """`real_number` of each cell of a column that is not typed as numbers: (numbers, reasons)."""
+    if pd.api.types.is_string_dtype(raw) and raw.dtype != object and raw.notna().all():
+        try:  # text that is all numbers (a CSV's values): parsed as `float` parses it, in one pass
+            numbers = pd.Series(raw.to_numpy(object).astype(float), index=raw.index)
+        except ValueError:
+            pass
+        else:
+            if np.isfinite(numbers).all():
+                return numbers, pd.Series(None, index=raw.index, dtype=object)
+    checked = mapped(raw, real_number)
+    return (pd.Series([n for n, _ in checked], index=raw.index, dtype=float),
+            pd.Series([r for _, r in checked], index=raw.index, dtype=object))
 
 
 def _json_column(frame: pd.DataFrame, columns: list[str], prefix: str, batch: Batch) -> pd.Series:
@@ -304,17 +343,29 @@ def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
         limit = getattr(column.type, "length", None)
         if limit is None or column.name not in rows or column.name == "key":
             continue
-        lengths = rows[column.name].map(lambda v: len(v) if isinstance(v, str) else 0)
+        lengths = _lengths(rows[column.name])
         for row, length in zip(rows.loc[lengths > limit, ROW], lengths[lengths > limit], strict=True):
             batch.problem(row, column.name, f"{length} characters, more than the {limit} allowed")
+
+
+def _lengths(values: pd.Series) -> pd.Series:
+    """The length of each text cell (0 for anything else)."""
+    try:
+        return values.str.len().fillna(0).astype(int)  # text and missing cells only: pandas counts in one pass
+    except AttributeError:  # cells of other types
+        return pd.Series(mapped(values, lambda v: len(v) if isinstance(v, str) else 0), index=values.index)
 
 
 def check_cells(frame: pd.DataFrame, batch: Batch) -> None:
     """A NUL character in any text cell is a problem (PostgreSQL cannot store it, so neither store takes it)."""
     for column in frame.columns:
-        if pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_datetime64_any_dtype(frame[column]):
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
             continue
-        nul = pd.Series(mapped(frame[column], lambda v: isinstance(v, str) and "\x00" in v), index=frame.index)
+        if pd.api.types.is_string_dtype(values) and values.dtype != object:
+            nul = values.str.contains("\x00", regex=False, na=False)
+        else:
+            nul = pd.Series(mapped(values, lambda v: isinstance(v, str) and "\x00" in v), index=frame.index)
         for row in frame.loc[nul.astype(bool), ROW]:
             batch.problem(row, str(column), "contains a NUL character")
 
@@ -387,9 +438,10 @@ def job_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     valid = out.dropna(subset=["model", "dataset", "metric", "protocol", "source"])
     valid = valid.assign(repeat=_number_repeats(valid, list(JOB_IDENTITY), [*JOB_NUMBERS, "extra"]))
     # A run id names one run wherever it is read from; without one, the run is what it ran and measured.
-    valid = valid.assign(key=[key_of("run", r.run, r.metric) if isinstance(r.run, str) else
-                              key_of("job", *(getattr(r, c) for c in JOB_IDENTITY), r.repeat)
-                              for r in valid.itertuples()])
+    by_run = valid["run"].map(lambda run: isinstance(run, str)).astype(bool)
+    keys = pd.Series(keys_of("job", valid, [*JOB_IDENTITY, "repeat"]), index=valid.index, dtype=object)
+    valid = valid.assign(key=keys.where(~by_run, pd.Series(keys_of("run", valid[by_run], ["run", "metric"]),
+                                                           index=valid.index[by_run], dtype=object)))
     return _duplicates(valid, [*JOB_IDENTITY, *JOB_VALUES, "extra"], batch)
 
 
@@ -405,8 +457,7 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     check_text(out, "scores", batch)
     valid = out.dropna(subset=["model", "dataset", "score", "source"])
     valid = valid.assign(repeat=_number_repeats(valid, list(schema.SCORE_IDENTITY), SCORE_NUMBERS))
-    valid = valid.assign(key=[key_of("score", *(getattr(r, c) for c in schema.SCORE_IDENTITY), r.repeat)
-                              for r in valid.itertuples()])
+    valid = valid.assign(key=keys_of("score", valid, [*schema.SCORE_IDENTITY, "repeat"]))
     return _duplicates(valid, SCORE_VALUES, batch)
 
 

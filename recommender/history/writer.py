@@ -123,8 +123,7 @@ class Writer:
             else:
                 inserts.append(row)
         if inserts:
-            conn.execute(schema.dataset_aliases.insert(),
-                         _records(pd.DataFrame(inserts)[["alias", "dataset", "source"]]))
+            insert(conn, schema.dataset_aliases, pd.DataFrame(inserts)[["alias", "dataset", "source"]])
         return _changes(added=len(inserts), unchanged=unchanged)
 
     def _write_protocol_datasets(self, conn: Connection, rows: pd.DataFrame, problems: Batch,
@@ -145,7 +144,7 @@ class Writer:
                                      f"with {shown(stored[ident])} examples, not {shown(row['examples'])}")
         columns = ["protocol", "dataset", "examples", "source"]
         if inserts:
-            conn.execute(table.insert(), _records(pd.DataFrame(inserts)[columns]))
+            insert(conn, table, pd.DataFrame(inserts)[columns])
         for row in updates:
             conn.execute(table.update().where((table.c.protocol == row["protocol"])
                                               & (table.c.dataset == row["dataset"]))
@@ -188,7 +187,7 @@ class Writer:
                 if extra != was["extra"]:
                     updates.append({**was.to_dict(), "key": row["key"], "extra": extra})
         if len(inserts):
-            conn.execute(table.insert(), _records(inserts[columns]))
+            insert(conn, table, inserts[columns])
         if updates:
             _update(conn, table, "key", pd.DataFrame(updates)[columns])
         kind_of_update = "replaced" if replace else "updated"
@@ -218,7 +217,7 @@ class Writer:
                 replaced += _overwrites(old, merged, kind)
         columns = [c.name for c in table.columns]
         if inserts:
-            conn.execute(table.insert(), _records(pd.DataFrame(inserts)[columns]))
+            insert(conn, table, pd.DataFrame(inserts)[columns])
         if updates:
             _update(conn, table, id_col, pd.DataFrame(updates)[[c for c in columns if c != "source"]])
         return _changes(added=len(inserts), updated=len(updates) - replaced, replaced=replaced,
@@ -331,9 +330,27 @@ def _check_canonical(conn: Connection, batch: Batch, problems: Batch) -> None:
                                                  "file was read): ingest it again")
 
 
+def _cells(frame: pd.DataFrame) -> list[list]:
+    """Each column's cells as Python values, NaN (and NaT, pd.NA) turned into NULL."""
+    return [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame.columns]
+
+
 def _records(frame: pd.DataFrame) -> list[dict]:
     """Rows as dicts for executemany, with NaN turned into NULL."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    names = list(frame.columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*_cells(frame), strict=True)]
+
+
+def insert(conn: Connection, table: Table, rows: pd.DataFrame) -> None:
+    """Insert the rows in one bulk `executemany` of the driver, with the statement SQLAlchemy Core compiles for
+    the table once (no per-row work in SQLAlchemy, the cost of which is most of an ingest's writing)."""
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(rows.columns))
+    names, cells = list(rows.columns), _cells(rows)
+    if compiled.positiontup is not None:  # SQLite's `?` parameters: tuples in the statement's order
+        params: list = list(zip(*(cells[names.index(name)] for name in compiled.positiontup), strict=True))
+    else:  # named parameters (PostgreSQL's drivers)
+        params = [dict(zip(names, row, strict=True)) for row in zip(*cells, strict=True)]
+    conn.exec_driver_sql(compiled.string, params)
 
 
 def _update(conn: Connection, table: Table, id_col: str, rows: pd.DataFrame) -> None:
