@@ -13,6 +13,7 @@ import pandas as pd
 
 from recommender.history.ingest import alias_batch, build_batch, read_table
 from recommender.history.store import Store
+from recommender.progress import progress
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -95,9 +96,10 @@ def read_bundled(name: str, directory: Traversable = HISTORY_DIR) -> pd.DataFram
         return read_table(path)
 
 
-def load_bundled(store: Store, directory: Traversable = HISTORY_DIR) -> pd.DataFrame:
+def load_bundled(store: Store, directory: Traversable = HISTORY_DIR, quiet: bool = True) -> pd.DataFrame:
     """Ingest the alias table and every bundled file in one transaction (all or nothing; again adds nothing);
-    rows, added and read seconds per file. Rows land on the canonical dataset names."""
+    rows, added and read seconds per file. Rows land on the canonical dataset names. Unless `quiet`, the files
+    read and checked show as progress (`recommender.progress`)."""
     start = time.perf_counter()
     definitions = read_bundled(ALIASES_FILE, directory)
     aliases = alias_batch(definitions, ALIASES_FILE)
@@ -105,7 +107,7 @@ def load_bundled(store: Store, directory: Traversable = HISTORY_DIR) -> pd.DataF
                   frozenset(read_bundled(DATASETS_FILE, directory)["dataset"]))
     batches = [aliases]
     rows = [{"file": ALIASES_FILE, "rows": len(definitions), "seconds": time.perf_counter() - start}]
-    for spec in BUNDLED:
+    for spec in progress(BUNDLED, desc="history init: reading and checking", quiet=quiet, unit="file"):
         start = time.perf_counter()
         frame = read_bundled(spec.name, directory)
         if spec.prepare is not None:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recommender.cli_args import add_db_argument
+from recommender.cli_args import add_db_argument, add_quiet_argument
 
 if TYPE_CHECKING:  # the store modules (SQLAlchemy, pandas) load when a command runs: `--help` stays instant
+    import pandas as pd
+
     from recommender.history.records import Batch
-    from recommender.history.writer import Changes
+    from recommender.history.writer import Changes, IngestError
 
 DESCRIPTION = """\
 The training-history store: fine-tuning jobs (yours and the bundled published histories), model and
@@ -37,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init = sub.add_parser("init", help="create the store and load the bundled real histories",
                           description="Create the store and load the bundled real histories (again: nothing is "
                                       "added twice).\n\nexample:\n  recommender history init --db my.db")
+    add_quiet_argument(init)
     init.set_defaults(func=_init)
 
     ingest = sub.add_parser("ingest", help="add a file of jobs, models, datasets or scores (all or nothing)",
@@ -67,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--replace", action="store_true",
                         help="take the file's values where the store holds other values for the same jobs, "
                              "scores, models or datasets (default: report each such conflict, change nothing)")
+    ingest.add_argument("--skip-invalid", action="store_true",
+                        help="ingest the valid rows and leave out each row with a problem (or a conflict with the "
+                             "store), writing the rows left out, each with its row number and reasons, to "
+                             "--rejected (default: all or nothing)")
+    ingest.add_argument("--rejected", metavar="FILE",
+                        help="with --skip-invalid: the CSV for the rows left out (default: FILE.rejected.csv beside "
+                             "the input)")
+    add_quiet_argument(ingest)
     ingest.set_defaults(func=_ingest)
 
     alias = sub.add_parser("alias", help="add dataset aliases (another name of one dataset), all or nothing",
@@ -111,7 +122,7 @@ def _init(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     with store_for_writing(args.db) as store:
-        report = load_bundled(store)
+        report = load_bundled(store, quiet=getattr(args, "quiet", False))
     print(report.to_string(index=False, float_format="%.2f"))
     print(f"store {shown_url(store.url)}: {store.counts()} ({time.perf_counter() - start:.1f} s)")
     return 0
@@ -119,22 +130,54 @@ def _init(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     """Ingest one file (and its --alias definitions); on any problem print one line per problem and change
-    nothing (create no store)."""
-    from recommender.history.ingest import alias_batch, parse_aliases, parse_pairs, read_batch
+    nothing (create no store), or with --skip-invalid leave out the rows with problems and write them to a file."""
+    from recommender.errors import UserError
+    from recommender.files import write_atomic
+    from recommender.history.ingest import (
+        Rejected,
+        alias_batch,
+        build_batch,
+        parse_aliases,
+        parse_pairs,
+        read_table,
+        rejected_path,
+        valid_batch,
+    )
+
+    label, mapping, constants = str(args.file), parse_pairs(args.map, "--map"), parse_pairs(args.set, "--set")
+    rejected = Rejected(read_table(args.file)) if args.skip_invalid else None
+    out = Path(args.rejected) if args.rejected else rejected_path(args.file)
+    if rejected is not None and out.resolve() == Path(args.file).resolve():
+        raise UserError(f"--rejected {out} is the input itself: name another file")
 
     def batches() -> list[Batch]:
         stored = _stored_aliases(args.db)
         definitions = alias_batch(parse_aliases(args.alias), "--alias", "--alias")
         new = definitions.tables["dataset_aliases"]
-        batch = read_batch(args.file, args.kind, args.preset, parse_pairs(args.map, "--map"),
-                           parse_pairs(args.set, "--set"), args.source,
-                           {**stored, **dict(zip(new["alias"], new["dataset"], strict=True))})
+        aliases = {**stored, **dict(zip(new["alias"], new["dataset"], strict=True))}
+
+        def build(frame: pd.DataFrame, rows: list[int] | None = None) -> Batch:
+            return build_batch(frame, label, args.kind, args.preset, mapping, constants, args.source, aliases, rows)
+
+        batch = build(read_table(args.file)) if rejected is None else valid_batch(rejected, build)
         return [definitions, batch] if len(new) else [batch]
 
-    changes = _write(args, batches, "ingest")
+    def skip(exc: IngestError) -> bool:
+        """With --skip-invalid, a conflict of the file's rows with the store rejects those rows (and the write is
+        tried again); any other problem stays one."""
+        if rejected is None or not exc.found.get(label) or any(v for k, v in exc.found.items() if k != label):
+            return False
+        rejected.add(exc.found[label])
+        return True
+
+    changes = _write(args, batches, "ingest", skip)
     if changes is None:
         return 1
     _print_changes(changes)
+    if rejected is not None and rejected.reasons:
+        write_atomic(out, lambda part: rejected.table().to_csv(part, index=False))
+        print(f"recommender history ingest: skipped {len(rejected.reasons)} invalid row(s) of {args.file}; they are "
+              f"in {out} with their row numbers and reasons", file=sys.stderr)
     return 0
 
 
@@ -184,18 +227,25 @@ def _stored_aliases(url: str | None) -> dict[str, str]:
         return {}
 
 
-def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: str) -> list[Changes] | None:
+def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: str,
+           skip: Callable[[IngestError], bool] | None = None) -> list[Changes] | None:
     """Write the batches `make` builds, all or nothing; what changed per batch, or None after printing each
-    problem on its own line."""
+    problem on its own line. Where `skip` takes a write's problems (True), the batches are built and written
+    again."""
     from recommender.history.store import IngestError, store_for_writing
 
     try:
-        batches = make()
-        problems = [line for batch in batches for line in batch.problems]
-        if problems:
-            raise IngestError(problems)
-        with store_for_writing(args.db) as store:
-            return store.write_changes(batches, getattr(args, "replace", False))
+        while True:
+            batches = make()
+            problems = [line for batch in batches for line in batch.problems]
+            if problems:
+                raise IngestError(problems)
+            try:
+                with store_for_writing(args.db) as store:
+                    return store.write_changes(batches, getattr(args, "replace", False))
+            except IngestError as exc:
+                if skip is None or not skip(exc):
+                    raise
     except IngestError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

@@ -6,7 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -117,10 +117,12 @@ def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str = "long",
                 mapping: Mapping[str, str] | None = None, constants: Mapping[str, str] | None = None,
-                source: str | None = None, aliases: Mapping[str, str] | None = None) -> Batch:
+                source: str | None = None, aliases: Mapping[str, str] | None = None,
+                rows: Sequence[int] | None = None) -> Batch:
     """Validate a raw table as `kind` in format `preset`: the batch holds store rows and every problem found.
 
     `aliases` (alias -> dataset) renames every dataset to its canonical name, so rows land on that dataset.
+    `rows` numbers the table's rows as problems name them (default 1, 2, ...: the data rows of the file).
     """
     if kind not in KINDS:
         raise UserError(f"{label}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
@@ -133,7 +135,7 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
     duplicated = frame.columns[frame.columns.duplicated()]
     if len(duplicated):
         raise UserError(f"{label}: column {duplicated[0]!r} appears twice (check --map)")
-    frame = frame.assign(**{ROW: range(1, len(frame) + 1)})  # 1-based data row, header not counted
+    frame = frame.assign(**{ROW: list(rows) if rows is not None else range(1, len(frame) + 1)})  # header not counted
     batch = Batch(label)
     records.check_cells(frame, batch)
     source = source or Path(label).name
@@ -147,8 +149,8 @@ def build_batch(frame: pd.DataFrame, label: str, kind: str = "jobs", preset: str
         elif table_kind == "protocol_datasets":
             batch.tables[table_kind] = records.protocol_dataset_rows(table, batch, source)
         else:
-            rows = records.feature_rows(table, table_kind, batch, source)
-            batch.tables[table_kind] = records.merge_features(rows, table_kind, batch)
+            features = records.feature_rows(table, table_kind, batch, source)
+            batch.tables[table_kind] = records.merge_features(features, table_kind, batch)
     return batch
 
 
@@ -216,3 +218,47 @@ def read_batch(path: str | Path, kind: str = "jobs", preset: str = "long", mappi
                aliases: Mapping[str, str] | None = None) -> Batch:
     """Read and validate one file (nothing is written): the batch `ingest_file` stores."""
     return build_batch(read_table(path), str(path), kind, preset, mapping, constants, source, aliases)
+
+
+class Rejected:
+    """The rows of one input that `--skip-invalid` leaves out, each with its reasons (`row` is its data row)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.reasons: dict[int, list[str]] = {}
+
+    def add(self, found: list[tuple[int, str, str]]) -> None:
+        """Reject the rows of these problems (row, column, reason)."""
+        for row, column, reason in found:
+            self.reasons.setdefault(row, []).append(f"{column}: {reason}")
+
+    def kept(self) -> list[int]:
+        """The data rows not rejected, in file order."""
+        return [row for row in range(1, len(self.frame) + 1) if row not in self.reasons]
+
+    def table(self) -> pd.DataFrame:
+        """The rejected rows as read, after a `row` and a `reason` column (`rejected_row`, `rejected_reason` where
+        the file has those names)."""
+        taken = set(map(str, self.frame.columns))
+        row, reason = ("row", "reason") if not {"row", "reason"} & taken else ("rejected_row", "rejected_reason")
+        numbers = sorted(self.reasons)
+        lines = self.frame.iloc[[n - 1 for n in numbers]].reset_index(drop=True)
+        return pd.concat([pd.DataFrame({row: numbers, reason: ["; ".join(self.reasons[n]) for n in numbers]}),
+                          lines], axis=1)
+
+
+def valid_batch(rejected: Rejected, build: Callable[[pd.DataFrame, list[int]], Batch]) -> Batch:
+    """The batch of the rows not rejected: built, its problem rows rejected, built again until it has none (each
+    round rejects at least one row, so this ends)."""
+    while True:
+        kept = rejected.kept()
+        batch = build(rejected.frame.iloc[[n - 1 for n in kept]], kept)
+        if not batch.found:
+            return batch
+        rejected.add(batch.found)
+
+
+def rejected_path(path: str | Path) -> Path:
+    """Where `--skip-invalid` writes the rows it left out by default: `<input>.rejected.csv` beside the input."""
+    path = Path(path)
+    return path.with_name(path.name + ".rejected.csv")

@@ -39,11 +39,13 @@ Changes = dict[str, dict[str, int]]  # per table: rows added, unchanged, updated
 
 
 class IngestError(UserError):
-    """An input was rejected whole; `problems` holds one line per problem (file, row, column, reason)."""
+    """An input was rejected whole; `problems` holds one line per problem (file, row, column, reason), and `found`
+    the problems of each input (by its label) as (row, column, reason)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], found: dict[str, list[tuple[int, str, str]]] | None = None) -> None:
         super().__init__(f"{len(problems)} problem(s), nothing ingested:\n" + "\n".join(problems))
         self.problems = problems
+        self.found = found or {}
 
 
 def _changes(added: int = 0, unchanged: int = 0, updated: int = 0, replaced: int = 0) -> dict[str, int]:
@@ -75,14 +77,15 @@ class Writer:
 
     def _write_locked(self, batches: Sequence[Batch], replace: bool) -> list[Changes]:
         """The body of `write_changes`, under the store's write lock."""
-        changes, problems = [], []
+        changes, problems, conflicts = [], [], {}
         with write_transaction(self.engine) as conn:
             for batch in batches:
                 found = Batch(batch.label)
                 changes.append(self._write_batch(conn, batch, found, replace))
                 problems += found.problems
+                conflicts[batch.label] = found.found
             if problems:
-                raise IngestError(problems)  # leaving the block rolls the transaction back
+                raise IngestError(problems, conflicts)  # leaving the block rolls the transaction back
         return changes
 
     def _write_batch(self, conn: Connection, batch: Batch, problems: Batch, replace: bool) -> Changes:

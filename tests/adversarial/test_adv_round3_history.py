@@ -308,3 +308,36 @@ def test_an_alias_of_an_alias_is_refused(store, tmp_path: Path, capsys: pytest.C
         "aliases: row 1: dataset: 'x' is itself an alias of 'd'",
         "recommender history alias: 1 problem(s); nothing was ingested"])
     assert dump(store) == before
+
+
+# ---- issue 26: ingest --skip-invalid -------------------------------------------------------------------------------
+def test_skip_invalid_ingests_the_valid_rows_and_writes_the_others(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """Without the flag a file with two bad rows is all or nothing (exit 1, no store); with it the two valid rows
+    are stored and the bad ones written beside the input with their row numbers and reasons; a row in conflict
+    with the store is left out the same way (to --rejected); the input is never changed."""
+    db = tmp_path / "h.db"
+    path = tmp_path / "runs.csv"
+    path.write_text("model,dataset,protocol,metric,value\nm1,d,p,acc,0.5\nm2,d,p,acc,\nm3,d,p,acc,0.7\n"
+                    "m4,d,p,acc,abc\n")
+    data = path.read_bytes()
+    code, err = cli(["history", "--db", str(db), "ingest", str(path)], capsys)
+    assert code == 1 and len(err) == 3 and not db.exists()
+    assert main(["history", "--db", str(db), "ingest", str(path), "--skip-invalid"]) == 0
+    out, err = capsys.readouterr()
+    rejected = tmp_path / "runs.csv.rejected.csv"
+    assert out.splitlines() == ["jobs: 2 added"]
+    assert err.splitlines() == [f"recommender history ingest: skipped 2 invalid row(s) of {path}; they are in "
+                                f"{rejected} with their row numbers and reasons"]
+    assert rejected.read_text().splitlines() == ["row,reason,model,dataset,protocol,metric,value",
+                                                 "2,value: missing value,m2,d,p,acc,",
+                                                 "4,value: not a number: 'abc',m4,d,p,acc,abc"]
+    assert sorted(open_store(str(db)).jobs()["model"]) == ["m1", "m3"] and path.read_bytes() == data
+    changed = tmp_path / "changed.csv"
+    changed.write_text("model,dataset,protocol,metric,value\nm1,d,p,acc,0.9\nm5,d,p,acc,0.1\n")
+    assert main(["history", "--db", str(db), "ingest", str(changed), "--skip-invalid", "--rejected",
+                 str(tmp_path / "conflicts.csv")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["jobs: 1 added"]
+    assert (tmp_path / "conflicts.csv").read_text().splitlines()[1] == \
+        "1,\"value: job 'm1' on 'd' (p, acc) is stored with 0.5, not 0.9\",m1,d,p,acc,0.9"
+    assert sorted(open_store(str(db)).jobs()["model"]) == ["m1", "m3", "m5"]
