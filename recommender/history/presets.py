@@ -127,12 +127,14 @@ def transfergraph(frame: pd.DataFrame, kind: str) -> Tables:
     and epochs; its `dataset_size` gives the training examples per dataset (times the train slice's fraction
     where there is one), and its other columns stay with each job as extra."""
     frame = frame.rename(columns={"train_runtime_s": "seconds"})
-    frame = frame.assign(protocol=[
-        transfergraph_protocol(_text(train_slice), _text(peft), _number(pd.to_numeric(lora_r, errors="coerce")),
-                               _number(epochs))
-        for train_slice, peft, lora_r, epochs in zip(
-            *(frame[c] if c in frame else pd.Series(index=frame.index) for c in
-              ("train_slice", "peft_method", "lora_r", "epochs")), strict=True)])
+    settings = pd.DataFrame({c: frame[c] if c in frame else pd.Series(index=frame.index, dtype=object)
+                             for c in ("train_slice", "peft_method", "lora_r", "epochs")})
+    settings["lora_r"] = pd.to_numeric(settings["lora_r"], errors="coerce")
+    names = {row: transfergraph_protocol(_text(row[0]), _text(row[1]), _number(row[2]), _number(row[3]))
+             for row in settings.drop_duplicates().itertuples(index=False, name=None)}  # once per distinct setting
+    frame = frame.assign(protocol=[names.get(row) or transfergraph_protocol(
+        _text(row[0]), _text(row[1]), _number(row[2]), _number(row[3]))
+        for row in settings.itertuples(index=False, name=None)])
     frame = frame.rename(columns={c: HP_PREFIX + c for c in TRANSFERGRAPH_HPARAMS if c in frame})
     facts = protocol_facts(frame, "transfergraph")
     tables = {"jobs": frame, **_feature_tables(frame, [], ["modality", "classes"]), "protocols": facts}

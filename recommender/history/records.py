@@ -270,14 +270,17 @@ def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: boo
 
 def _parsed_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """`real_number` of each cell of a column that is not typed as numbers: (numbers, reasons)."""
-    if pd.api.types.is_string_dtype(raw) and raw.dtype != object and raw.notna().all():
-        try:  # text that is all numbers (a CSV's values): parsed as `float` parses it, in one pass
-            numbers = pd.Series(raw.to_numpy(object).astype(float), index=raw.index)
+    if pd.api.types.is_string_dtype(raw) and raw.dtype != object:
+        present = raw.notna().to_numpy()
+        try:  # text that is all numbers or blank (a CSV's values): parsed as `float` parses it, in one pass
+            parsed = raw.to_numpy(object)[present].astype(float)
         except ValueError:
             pass
         else:
-            if np.isfinite(numbers).all():
-                return numbers, pd.Series(None, index=raw.index, dtype=object)
+            if np.isfinite(parsed).all():
+                numbers = np.full(len(raw), np.nan)
+                numbers[present] = parsed
+                return pd.Series(numbers, index=raw.index), pd.Series(None, index=raw.index, dtype=object)
     checked = mapped(raw, real_number)
     return (pd.Series([n for n, _ in checked], index=raw.index, dtype=float),
             pd.Series([r for _, r in checked], index=raw.index, dtype=object))
@@ -350,6 +353,8 @@ def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
 
 def _lengths(values: pd.Series) -> pd.Series:
     """The length of each text cell (0 for anything else)."""
+    if values.isna().all():
+        return pd.Series(0, index=values.index)
     try:
         return values.str.len().fillna(0).astype(int)  # text and missing cells only: pandas counts in one pass
     except AttributeError:  # cells of other types

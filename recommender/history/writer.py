@@ -204,11 +204,9 @@ class Writer:
         table, id_col = schema.metadata.tables[kind], schema.ID_COLUMN[kind]
         stored = pd.read_sql(select(table).where(table.c[id_col].in_(bindparam("ids", expanding=True))), conn,
                              params={"ids": list(rows[id_col])}).set_index(id_col)
-        inserts, updates, replaced = [], [], 0
-        for _, row in rows.iterrows():
-            if row[id_col] not in stored.index:
-                inserts.append(row)
-                continue
+        known = rows[id_col].isin(stored.index)
+        inserts, updates, replaced = rows[~known], [], 0
+        for _, row in rows[known].iterrows():
             old = stored.loc[row[id_col]]
 
             def conflict(name: str, was: object, new: object, row: pd.Series = row) -> None:
@@ -219,8 +217,8 @@ class Writer:
                 updates.append({id_col: row[id_col], **merged.drop("source").to_dict()})
                 replaced += _overwrites(old, merged, kind)
         columns = [c.name for c in table.columns]
-        if inserts:
-            insert(conn, table, pd.DataFrame(inserts)[columns])
+        if len(inserts):
+            insert(conn, table, inserts[columns])
         if updates:
             _update(conn, table, id_col, pd.DataFrame(updates)[[c for c in columns if c != "source"]])
         return _changes(added=len(inserts), updated=len(updates) - replaced, replaced=replaced,
@@ -335,7 +333,15 @@ def _check_canonical(conn: Connection, batch: Batch, problems: Batch) -> None:
 
 def _cells(frame: pd.DataFrame) -> list[list]:
     """Each column's cells as Python values, NaN (and NaT, pd.NA) turned into NULL."""
-    return [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame.columns]
+    columns = []
+    for name in frame.columns:
+        values = frame[name].to_numpy(dtype=object)  # Python floats and ints, text as it is
+        missing = pd.isna(values)
+        if missing.any():
+            values = values.copy()  # the column's own array may be read-only
+            values[missing] = None
+        columns.append(values.tolist())
+    return columns
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
