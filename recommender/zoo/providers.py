@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -116,15 +116,18 @@ class _MeanPooledTransformer(nn.Module):
 
 
 @contextmanager
-def _no_hub_progress_bar() -> Iterator[None]:
-    """Hide transformers' weight-loading progress bar during the block, then restore its previous setting."""
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' weight-loading progress bar and its notices (a fallback image processor, a pooler left
+    unused) during the block, then restore its previous settings."""
     from transformers.utils import logging as hf_logging
 
-    enabled = hf_logging.is_progress_bar_enabled()
+    enabled, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if enabled:
             hf_logging.enable_progress_bar()
 
@@ -132,38 +135,44 @@ def _no_hub_progress_bar() -> Iterator[None]:
 class _AutoClass(Protocol):
     """A transformers Auto class (AutoModel, AutoTokenizer): what `TransformersProvider` calls on it."""
 
-    def from_pretrained(self, source: str, /, *, local_files_only: bool) -> object: ...
+    def from_pretrained(self, source: str, /, *, local_files_only: bool, output_loading_info: bool = ...) -> Any: ...
 
 
 @dataclass
 class TransformersProvider(Provider):
-    """A sentence-transformers or Hugging Face text encoder (folder or hub name), mean-pooled."""
+    """A sentence-transformers or Hugging Face text encoder (folder or hub id), mean-pooled. A hub id loads from
+    the Hugging Face cache, downloaded first unless `offline` (`recommender.zoo.hub`)."""
 
     path: str = ""
     max_length: int = 128
+    offline: bool = False
 
     @property
     def preprocessing(self) -> str:
         return f"tok:max{self.max_length};pool:mean"
 
     def model_dir(self) -> str:
-        """The folder (or hub name) the tokenizer and weights are loaded from."""
-        return self.path
+        """The folder the tokenizer and weights are loaded from: `path`, or a hub id's snapshot in the cache."""
+        if Path(self.path).is_dir():
+            return self.path
+        from recommender.zoo.hub import snapshot_folder
 
-    def _from_pretrained(self, auto_class: _AutoClass):
-        """`auto_class.from_pretrained` on the model's source; a folder (every zoo model) is read from disk only,
-        and a bad file in it (config.json, weights) is one UserError naming the file.
+        return str(snapshot_folder(self.path, self.offline))
+
+    def _from_pretrained(self, auto_class: _AutoClass, output_loading_info: bool = False):
+        """`auto_class.from_pretrained` on the model's folder (`model_dir`), read from disk only; a bad file in it
+        (config.json, weights) is one UserError naming the file.
 
         An option of the call rather than HF_HUB_OFFLINE in the environment: huggingface_hub reads that variable
         once, at its first import, so setting it later either does nothing or holds for the rest of the process."""
         source = self.model_dir()
         folder = Path(source)
-        if not folder.is_dir():
-            return auto_class.from_pretrained(source, local_files_only=False)
         check_model_config(folder)
         from safetensors import SafetensorError
 
         try:
+            if output_loading_info:  # only models take it
+                return auto_class.from_pretrained(source, local_files_only=True, output_loading_info=True)
             return auto_class.from_pretrained(source, local_files_only=True)
         except pickle.UnpicklingError as e:  # torch's weights_only refusal: the refusal stands, in one line
             raise UserError(f"{_weights_file(folder)}: {_load_refusal(e)}") from None
@@ -183,7 +192,7 @@ class TransformersProvider(Provider):
     def _build_encoder(self) -> nn.Module:
         from transformers import AutoModel
 
-        with _no_hub_progress_bar():
+        with quiet_loading():
             return _MeanPooledTransformer(self._from_pretrained(AutoModel))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:

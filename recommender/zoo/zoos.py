@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from recommender.errors import UserError
 
 if TYPE_CHECKING:
-    from recommender.zoo.providers import Provider
+    from recommender.zoo.providers import ModelFacts, Provider
 
 
 # Model wheels whose metadata pins ancient torch/numpy/onnxruntime they never use: installed without dependencies
@@ -229,14 +230,90 @@ def zoo_models(zoo: str, available_only: bool = False) -> list[str]:
     return [name for name in _zoo(zoo) if name not in missing]
 
 
-def get_provider(spec: str) -> Provider:
-    """A provider by zoo model name, by local folder (Hugging Face / sentence-transformers) or .onnx file,
-    or by hub name."""
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
+
+
+def _facts(name: str) -> ModelFacts:
+    """The facts the bundled histories store for a model (empty for a model they do not know)."""
+    from recommender.zoo.catalog import history_model
+    from recommender.zoo.providers import ModelFacts
+
+    known = history_model(name)
+    return ModelFacts(**known.facts) if known else ModelFacts()  # type: ignore[arg-type]
+
+
+def _hf_provider(name: str, source: str, modality: str | None, offline: bool) -> Provider:
+    """A Hugging Face model named `name` from a folder or hub id (`source`), of the modality its own files say (an
+    image processor config or a tokenizer); `modality` (the history's) stands in where its files are not here yet."""
+    from recommender.zoo import hub
+    from recommender.zoo.providers import TransformersProvider
+
+    folder = Path(source) if Path(source).is_dir() else hub.cached_snapshot(source)
+    if folder is None and modality is None:  # a hub id nothing here knows: its files say what it takes
+        folder = hub.snapshot_folder(source, offline)
+    found = hub.folder_modality(folder) if folder is not None else None
+    if folder is not None and found is None:
+        raise UserError(f"model {name} ({folder}): holds neither an image processor config (preprocessor_config.json) "
+                        "nor a tokenizer, so its modality is unknown")
+    if (found or modality) == "image":
+        from recommender.zoo.hf import HFImageProvider
+
+        return HFImageProvider(name, "image", _facts(name), path=source, offline=offline)
+    return TransformersProvider(name, "text", _facts(name), path=source, offline=offline)
+
+
+def _timm_provider(name: str, weights: str, offline: bool) -> Provider:
+    """A timm model by its timm name, from the hub (timm/NAME) or a local weights file or folder."""
+    from recommender.zoo.timm_models import TimmProvider
+
+    if weights and Path(weights).is_dir():
+        found = sorted(Path(weights).glob("*.safetensors")) or sorted(Path(weights).glob("pytorch_model*.bin"))
+        if not found:
+            raise UserError(f"model {name}={weights}: the folder holds no weights file (.safetensors or .bin)")
+        weights = str(found[0])
+    return TimmProvider(name, "image", _facts(name), weights=weights, offline=offline)
+
+
+def _named_folder(name: str, folder: str, offline: bool) -> Provider:
+    """NAME=FOLDER: a local model tied to the name a history stores (its facts, its recommender model id)."""
+    from recommender.zoo.catalog import TIMM, history_model
+    from recommender.zoo.timm_models import timm_name
+
+    if not name or not folder:
+        raise UserError(f"--models NAME=FOLDER: give both a name and a folder, got {name}={folder}")
+    if not Path(folder).exists():
+        raise FileNotFoundError(f"model {name}: no such folder or file: {folder}")
+    plain = timm_name(name) or name
+    known = history_model(plain)
+    if known is None:
+        warnings.warn(f"model {name}: not a model of the bundled histories, so no stored facts come with it",
+                      stacklevel=3)
+    if timm_name(name) or (known and known.source == TIMM):
+        return _timm_provider(plain, folder, offline)
+    if not Path(folder).is_dir():
+        raise UserError(f"model {name}={folder}: a Hugging Face model is a folder (config.json, weights, and an image "
+                        "processor config or a tokenizer)")
+    return _hf_provider(name, folder, known.modality if known else None, offline)
+
+
+def get_provider(spec: str, offline: bool = False) -> Provider:
+    """A provider by zoo model name; by a name of the bundled histories (a Hugging Face id, with or without an
+    owner; a timm name, also as timm/NAME or timm:NAME); by local folder (Hugging Face / sentence-transformers),
+    NAME=FOLDER (a folder under a history's name) or .onnx file; or by hub id (owner/name).
+
+    Hub weights come from the Hugging Face cache (HF_HOME), downloaded at first use unless `offline` (or
+    HF_HUB_OFFLINE=1); nothing is loaded here, only the model's files read to tell its modality."""
     for models in ZOOS.values():
         if spec in models:
             return models[spec]()
-    from recommender.zoo.providers import ModelFacts, OnnxTextProvider, TransformersProvider
+    from recommender.zoo import hub
+    from recommender.zoo.catalog import TIMM, history_model
+    from recommender.zoo.providers import ModelFacts, OnnxTextProvider
+    from recommender.zoo.timm_models import timm_name
 
+    if "=" in spec:
+        name, _, folder = spec.partition("=")
+        return _named_folder(name.strip(), folder.strip(), offline)
     path = Path(spec)
     if path.suffix == ".onnx":
         if not path.is_file():
@@ -245,13 +322,25 @@ def get_provider(spec: str) -> Provider:
         if tokenizer is None:
             raise UserError(f"ONNX model {path}: put its tokenizer.json next to it")
         return OnnxTextProvider(path.stem, "text", ModelFacts(), path=str(tokenizer), onnx_file=str(path))
-    if path.is_dir() or "/" in spec:  # a local folder, or a hub name (works where a hub is reachable)
-        return TransformersProvider(path.name if path.is_dir() else spec, "text", ModelFacts(), path=spec)
-    known = ", ".join(n for m in ZOOS.values() for n in m)
-    raise UserError(f"unknown model {spec!r}: give a zoo model ({known}), a model folder, an .onnx file or a hub name")
+    if (timm := timm_name(spec)) is not None:
+        return _timm_provider(timm, "", offline)
+    if path.is_dir():
+        return _hf_provider(path.name, spec, None, offline)
+    if spec.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no such model folder: {spec}")
+    known = history_model(spec)
+    if known is not None:
+        return (_timm_provider(spec, "", offline) if known.source == TIMM
+                else _hf_provider(spec, spec, known.modality, offline))
+    if _HUB_ID.fullmatch(spec) and ("/" in spec or hub.cached_snapshot(spec) is not None):
+        return _hf_provider(spec, spec, None, offline)
+    known_zoo = ", ".join(n for m in ZOOS.values() for n in m)
+    raise UserError(f"unknown model {spec!r}: give a zoo model ({known_zoo}), a model of the bundled histories, a "
+                    f"hub id (owner/name; one without an owner once `{hub.fetch_command(spec)}` put it in the "
+                    "cache), timm/NAME, a model folder, NAME=FOLDER or an .onnx file")
 
 
-def resolve_models(zoo: str | None, models: list[str] | None) -> list[Provider]:
+def resolve_models(zoo: str | None, models: list[str] | None, offline: bool = False) -> list[Provider]:
     """Providers for a named zoo (its installed models) and/or an explicit model list (at least one is required)."""
     names = list(models or [])
     if zoo:
@@ -263,4 +352,4 @@ def resolve_models(zoo: str | None, models: list[str] | None) -> list[Provider]:
         names = [n for n in _zoo(zoo) if n not in missing] + names
     if not names:
         raise UserError("give a zoo (--zoo) or a model list (--models)")
-    return [get_provider(n) for n in dict.fromkeys(names)]
+    return [get_provider(n, offline) for n in dict.fromkeys(names)]
