@@ -263,8 +263,10 @@ def _number_column(frame: pd.DataFrame, column: str, batch: Batch, required: boo
         numbers, reasons = _parsed_numbers(raw)
     if required:
         reasons = reasons.where(reasons.notna() | numbers.notna(), missing(frame, column))
-    for row, reason in zip(frame.loc[reasons.notna(), ROW], reasons[reasons.notna()], strict=True):
-        batch.problem(row, column, reason)
+    wrong = reasons.notna()
+    if wrong.any():  # (most columns have no problem: the look-up is skipped)
+        for row, reason in zip(frame.loc[wrong, ROW], reasons[wrong], strict=True):
+            batch.problem(row, column, reason)
     return numbers
 
 
@@ -347,6 +349,8 @@ def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
         if limit is None or column.name not in rows or column.name == "key":
             continue
         lengths = _lengths(rows[column.name])
+        if not (lengths > limit).any():
+            continue
         for row, length in zip(rows.loc[lengths > limit, ROW], lengths[lengths > limit], strict=True):
             batch.problem(row, column.name, f"{length} characters, more than the {limit} allowed")
 
@@ -371,8 +375,9 @@ def check_cells(frame: pd.DataFrame, batch: Batch) -> None:
             nul = values.str.contains("\x00", regex=False, na=False)
         else:
             nul = pd.Series(mapped(values, lambda v: isinstance(v, str) and "\x00" in v), index=frame.index)
-        for row in frame.loc[nul.astype(bool), ROW]:
-            batch.problem(row, str(column), "contains a NUL character")
+        if nul.any():
+            for row in frame.loc[nul.astype(bool), ROW]:
+                batch.problem(row, str(column), "contains a NUL character")
 
 
 def feature_rows(frame: pd.DataFrame, kind: str, batch: Batch, source: str) -> pd.DataFrame:
