@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recommender.evaluation.cli",
     "recommender.zoo.cli",
     "recommender.zoo.campaign_cli",
+    "recommender.zoo.fetch_cli",
     "recommender.models.cli",
     "recommender.models.next_cli",
 )

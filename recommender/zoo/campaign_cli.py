@@ -11,7 +11,7 @@ from pathlib import Path
 from recommender.cli_args import add_db_argument, add_quiet_argument, comma_list
 from recommender.contracts import FINETUNE_HEADS
 from recommender.executors import add_executor_arguments
-from recommender.zoo.cli import _floats
+from recommender.zoo.cli import _floats, add_offline_argument
 from recommender.zoo.zoos import ZOOS
 
 DESCRIPTION = """\
@@ -54,7 +54,7 @@ def run_campaign_command(args: argparse.Namespace) -> int:
                         max_length=args.max_length, image_size=args.image_size)
     settings.check()  # before any model is loaded
     executor = executor_from_args(args)
-    providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None)
+    providers = resolve_models(args.zoo, comma_list(args.models) if args.models else None, args.offline)
     # absolute: a worker process (Ray's run in the folder its node started in) must find the same folder
     cache = FeatureCache(Path(args.cache).absolute() if args.cache else None)
     result = run_campaign(providers, comma_list(args.datasets), settings, args.db, cache, executor,
@@ -81,7 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = subparsers.add_parser("campaign", help="fine-tune and score models x datasets, resumable, logged as it goes",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--zoo", default=None, help=f"named model zoo ({', '.join(ZOOS)}); give --zoo, --models or both")
-    c.add_argument("--models", default=None, help="comma-separated models: zoo names, model folders or hub names")
+    c.add_argument("--models", default=None, help="comma-separated models: zoo names, history names, hub ids, "
+                                                  "timm/NAME, model folders or NAME=FOLDER")
+    add_offline_argument(c)
     c.add_argument("--datasets", required=True, help="comma-separated shipped dataset names or data files")
     c.add_argument("--n", type=int, default=300,
                    help="stratified sample of N examples per dataset, the same for every seed (default: %(default)s)")

@@ -10,11 +10,13 @@ import json
 import math
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from recommender.cli_args import add_db_argument, add_quiet_argument, comma_list
-from recommender.contracts import FINETUNE_HEADS
+from recommender.contracts import FINETUNE_HEADS, score_column
+from recommender.errors import UserError
 from recommender.executors import add_executor_arguments
 from recommender.zoo.zoos import ZOOS
 
@@ -80,6 +82,13 @@ def _device(text: str) -> str:
     return text
 
 
+def add_offline_argument(p: argparse.ArgumentParser) -> None:
+    """--offline: hub models only from the Hugging Face cache (as HF_HUB_OFFLINE=1)."""
+    p.add_argument("--offline", action="store_true",
+                   help="read Hugging Face and timm models only from the local cache (HF_HOME), as "
+                        "HF_HUB_OFFLINE=1 does; fetch them ahead with `recommender models fetch`")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by both commands: the dataset, its subsample and the seed."""
     p.add_argument("--data", required=True, help="shipped dataset name (e.g. bbc_news, digits), CSV/Parquet file, "
@@ -114,16 +123,31 @@ def run_rank(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)  # a missing CUDA device is refused before any loading
     ds = subsample(load_dataset(args.data), args.n, args.seed)
-    providers, left_out = models_of_modality(
-        resolve_models(args.zoo, comma_list(args.models) if args.models else None), ds)
+    scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
+    models = comma_list(args.models) if args.models else []
+    selection = recommender = None
+    if args.from_history:  # hybrid search: the history's top N first, then the data's evidence on those N
+        from recommender.history import open_store
+        from recommender.zoo.hybrid import candidates, folder_ties, preselect
+
+        if not args.recommender or args.zoo:
+            raise UserError("--from-history takes its candidates from the history: give --recommender, not --zoo")
+        ties = folder_ties(models)
+        recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
+        selection = preselect(recommender, open_store(args.db), ds, args.preselect, args.protocol, args.modality,
+                              args.allow_modality_mismatch)
+        aware_start = time.perf_counter()
+        pool, unavailable = candidates(selection.picks, ties, args.offline)
+    else:
+        pool = resolve_models(args.zoo, models or None, args.offline)
+    providers, left_out = models_of_modality(pool, ds)
     if left_out:
         print(f"recommender rank: note: {left_out}", file=sys.stderr)
-    scores = comma_list(args.scores) if args.scores else list(DEFAULT_SCORES)
     # absolute: a worker process (Ray's run in the folder its node started in) must find the same folder
     cache = None if args.no_cache else FeatureCache(Path(args.cache).absolute() if args.cache else None)
     progress = not getattr(args, "quiet", False)
-    recommender = stacking = None
-    if args.recommender:  # a bad folder, modality or score list is refused before any feature is extracted
+    stacking = None
+    if args.recommender and recommender is None:  # a bad folder, modality or score list: before any extraction
         recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
     pairs = score_pool(providers, ds, scores, cache=cache, progress=progress, executor=executor_from_args(args),
                        device=device)
@@ -145,6 +169,12 @@ def run_rank(args: argparse.Namespace) -> int:
                                                  args.protocol)
         ranked = tried_last(ranked, observed)
         notes += [tried_note] if tried_note else []
+    if selection is not None:
+        from recommender.zoo.hybrid import stage_note, with_stages
+
+        ranked = with_stages(ranked, selection.picks, unavailable)
+        notes += [*selection.notes, stage_note(selection, len(providers), time.perf_counter() - aware_start,
+                                               unavailable)]
     tried = ranked["rank"].isna() if "observed" in ranked.columns else pd.Series(False, index=ranked.index)
     top = pd.concat([ranked[~tried].head(args.top_k), ranked[tried]])
     if args.csv:  # each row carries the notes of the ranking
@@ -155,7 +185,8 @@ def run_rank(args: argparse.Namespace) -> int:
         print(json.dumps([record | {"notes": notes} for record in records], indent=1))
     else:
         ordered = [c for c in ("combined", "predicted") if c in ranked.columns]
-        cols = ["rank", "model", *ordered, *[f"score_{s}" for s in scores],
+        staged = ["stage", "agnostic_rank"] if selection is not None else []
+        cols = ["rank", "model", *staged, *ordered, *[score_column(s) for s in scores],
                 "seconds_extract", *[f"seconds_{s}" for s in scores],
                 *(["seconds_predict"] if recommender is not None else [])]
         print(f"dataset {ds.name}: {len(ds)} examples, {len(ds.classes)} classes; "
@@ -185,9 +216,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     executor = executor_from_args(args)  # a bad --executor/--address is refused before any loading
     full = load_dataset(args.data)
-    jobs = finetune(get_provider(args.model), subsample(full, args.n, args.seed), lrs=args.lrs, max_epochs=args.epochs,
-                    patience=args.patience, batch_size=args.batch_size, seed=args.seed, full_examples=len(full),
-                    protocol=args.protocol, executor=executor, head=args.head)
+    jobs = finetune(get_provider(args.model, args.offline), subsample(full, args.n, args.seed), lrs=args.lrs,
+                    max_epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, seed=args.seed,
+                    full_examples=len(full), protocol=args.protocol, executor=executor, head=args.head)
     if not args.no_log:  # the one writer: after every run, in grid order
         from recommender.history.store import store_for_writing
         from recommender.zoo.store_writes import write_frame
@@ -210,7 +241,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.add_argument("--zoo", default=None, help=f"named model zoo ({zoos}); give --zoo, --models or both")
     p.add_argument("--models", default=None,
-                   help="comma-separated models: zoo names, model folders, .onnx files or hub names")
+                   help="comma-separated models: zoo names, names of the bundled histories (Hugging Face ids, "
+                        "timm names), hub ids (owner/name), timm/NAME, model folders, NAME=FOLDER (a folder under "
+                        "a history's name) or .onnx files")
+    p.add_argument("--from-history", action="store_true",
+                   help="hybrid search: the recommender's top --preselect models of the history for the data "
+                        "(task-agnostic), then features, scores and the d,m,S ranking of those (task-aware); "
+                        "needs --recommender")
+    p.add_argument("--preselect", type=_at_least(1), default=20,
+                   help="with --from-history: how many models the task-agnostic stage passes on "
+                        "(default: %(default)s)")
+    p.add_argument("--modality", default=None,
+                   help="with --from-history: the data's modality for the pre-selection (default: the data's own)")
+    add_offline_argument(p)
     # the default list lives in recommender.zoo.rank, which imports torch: named here, checked by a test
     p.add_argument("--scores", default=None,
                    help="comma-separated score names; the first ranks when no recommender is given "
@@ -244,7 +287,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               help="fine-tune a zoo model (Lightning, lr grid, early stopping) and log the jobs",
                               description=FINETUNE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(f)
-    f.add_argument("--model", required=True, help="zoo model name, model folder or hub name (a torch model)")
+    f.add_argument("--model", required=True, help="a torch model: zoo name, history name, hub id, timm/NAME, model "
+                                                  "folder or NAME=FOLDER")
+    add_offline_argument(f)
     f.add_argument("--lrs", type=_floats, default="1e-4,1e-3",
                    help="comma-separated learning rates (default: %(default)s)")
     f.add_argument("--epochs", type=_at_least(1), default=5, help="maximum epochs per run (default: %(default)s)")

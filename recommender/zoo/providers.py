@@ -62,6 +62,11 @@ class Provider(ABC):
         """Whether `encoder()` gives a torch module that can be fine-tuned."""
         return True
 
+    def locate(self) -> None:
+        """Make sure the model's files are here, fetching them where that is allowed; a model that cannot be had is
+        one UserError. Packaged models are always here (the default)."""
+        return None
+
     def encoder(self) -> nn.Module:
         """The torch module mapping `prepare(items)` to pooled features (B x D); loaded once."""
         encoder: nn.Module | None = getattr(self, "_encoder", None)
@@ -158,6 +163,9 @@ class TransformersProvider(Provider):
         from recommender.zoo.hub import snapshot_folder
 
         return str(snapshot_folder(self.path, self.offline))
+
+    def locate(self) -> None:
+        self.model_dir()
 
     def _from_pretrained(self, auto_class: _AutoClass, output_loading_info: bool = False):
         """`auto_class.from_pretrained` on the model's folder (`model_dir`), read from disk only; a bad file in it

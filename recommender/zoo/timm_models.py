@@ -59,6 +59,10 @@ class TimmProvider(Provider):
             raise UserError(f"model timm/{self.name}: no weights file in {folder}")
         return found[0]
 
+    def locate(self) -> None:
+        import_timm()
+        self.weights_file()
+
     def network(self) -> nn.Module:
         """The network without its classifier (num_classes=0: the head pools), weights loaded through timm's
         `pretrained_cfg_overlay`, so that timm applies its own checkpoint filters."""
