@@ -35,6 +35,24 @@ def _source(provider: Provider) -> str:
                     if getattr(provider, a, ""))
 
 
+def _on_cpu(provider: Provider, device: str) -> bool:
+    """Whether the provider's features are computed on the CPU: the CPU asked for, or a provider whose `features`
+    takes no device (a user's ONNX file)."""
+    return device.partition(":")[0] == "cpu" or "device" not in inspect.signature(provider.features).parameters
+
+
+def _preprocessing(provider: Provider, device: str) -> str:
+    """The provider's preprocessing, plus the device type where it is not the CPU (see ``extract``)."""
+    if _on_cpu(provider, device):
+        return provider.preprocessing
+    return f"{provider.preprocessing};device:{device.partition(':')[0]}"
+
+
+def cache_key(provider: Provider, ds: Dataset, device: str = "cpu") -> str:
+    """The feature-cache key of the provider's features of ds on ``device`` (see ``extract``)."""
+    return FeatureCache.key(provider.name, _source(provider), _preprocessing(provider, device), ds.fingerprint())
+
+
 def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, batch_size: int = 32,
             progress: bool = True, device: str = "cpu") -> Extracted:
     """Pooled features (n x D) of every example of ds, read from or written to the cache.
@@ -46,11 +64,8 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
     """
     if provider.modality != ds.modality:
         raise UserError(f"model {provider.name} takes {provider.modality} but dataset {ds.name} holds {ds.modality}")
-    kind = device.partition(":")[0]
-    # A provider whose `features` takes no device (a user's ONNX file) runs on the CPU: the CPU's features and key.
-    on_cpu = kind == "cpu" or "device" not in inspect.signature(provider.features).parameters
-    preprocessing = provider.preprocessing if on_cpu else f"{provider.preprocessing};device:{kind}"
-    key = FeatureCache.key(provider.name, _source(provider), preprocessing, ds.fingerprint())
+    on_cpu, preprocessing = _on_cpu(provider, device), _preprocessing(provider, device)
+    key = cache_key(provider, ds, device)
     if cache is not None and (hit := cache.get(key)) is not None:
         return Extracted(hit, 0.0, True, key)
     features_of = provider.features if on_cpu else partial(provider.features, device=device)

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recommender.contracts import DEFAULT_PROTOCOL, dataset_row, score_column, score_name
 from recommender.errors import UserError
 from recommender.executors import Executor, SerialExecutor
 from recommender.progress import progress as show_progress
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
-from recommender.zoo.extract import extract
+from recommender.zoo.extract import cache_key, extract
 from recommender.zoo.providers import Provider
 
 if TYPE_CHECKING:
@@ -30,10 +31,10 @@ POOL_BATCH = 64  # models whose features wait in memory for one batched torch sc
 POOL_BYTES = 1 << 30  # and at most this much of their features (scoring holds float64 copies: twice that)
 
 
-def dataset_row(ds: Dataset, group: str | None = None) -> dict:
-    """Pair-table dataset features of ds (docs/contracts.md)."""
-    return {"dataset": ds.name, "examples": float(len(ds)), "classes": float(len(ds.classes)), "modality": ds.modality,
-            "group": group or math.nan}
+def dataset_row_of(ds: Dataset, group: str | None = None) -> dict:
+    """Pair-table dataset features of ds (`recommender.contracts.dataset_row`)."""
+    return dataset_row(ds.name, examples=float(len(ds)), classes=float(len(ds.classes)), modality=ds.modality,
+                       group=group or math.nan)
 
 
 def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: str,
@@ -116,8 +117,8 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
         seconds |= {s: float(times[s]) for s in here}
         if probs is not None:  # the head's forward counts to the first score that needs it, as score_all's sharing
             seconds[source[0]] += head_seconds
-    row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "feature_dim": got.features.shape[1]}
-    row |= {f"score_{s}": value[s] for s in scores}
+    row = {"model": p.name, **p.facts.as_row(), **dataset_row_of(ds), "feature_dim": got.features.shape[1]}
+    row |= {score_column(s): value[s] for s in scores}
     row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
     row |= {f"seconds_{s}": seconds[s] for s in scores}
     return row | ({"features": got.features} if deferred else {})
@@ -136,7 +137,7 @@ def _fill_torch_scores(rows: list[dict], y: np.ndarray, deferred: Sequence[str],
             if isinstance(value, UserError):
                 print(f"warning: {s} on {row['model']}: {value}; left as NaN", file=sys.stderr)
                 value = math.nan
-            row[f"score_{s}"], row[f"seconds_{s}"] = value, out.seconds[s]
+            row[score_column(s)], row[f"seconds_{s}"] = value, out.seconds[s]
     return rows
 
 
@@ -153,6 +154,9 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
     stay numpy in the tasks.
     Without one (None), everything is numpy, as it always was."""
     executor = executor or SerialExecutor()
+    if cache is not None and all(cache.path(cache_key(p, ds, extraction_device(device))).is_file()
+                                 for p in providers):
+        executor = SerialExecutor()  # features all cached: scoring takes less than starting a worker
     deferred: tuple[str, ...] = ()
     if device is not None:
         from recommender.scores.torch_kernels import TORCH_SCORES
@@ -194,7 +198,7 @@ def observed_in_store(store: Store, recommender: PairRecommender, dataset: str, 
     from recommender.contracts import protocol_names
     from recommender.models.adaptive import gather_observed
 
-    name = protocol or str(recommender.training_.get("protocol") or "vtab1k")
+    name = protocol or str(recommender.training_.get("protocol") or DEFAULT_PROTOCOL)
     stored = list(store.protocols()["protocol"].unique())
     if not stored or not set(protocol_names(name, stored)) & set(stored):  # no job under it: nothing tried
         return pd.Series(dtype=float), ""
@@ -235,12 +239,12 @@ def load_checked_recommender(path: str, ds: Dataset, scores: Sequence[str],
     from recommender.models.features import parse_features
 
     est = load_recommender(path)
-    needed = [name for name in (c.removeprefix("score_") for c in parse_features(est.features)[1])
+    needed = [name for name in (score_name(c) for c in parse_features(est.features)[1])
               if name not in scores]
     if needed:
         raise UserError(f"the recommender's features {est.features} need score(s) {', '.join(needed)}: "
                         f"add them to --scores")
-    check_modality(est, pd.DataFrame([dataset_row(ds)]), allow_modality_mismatch)
+    check_modality(est, pd.DataFrame([dataset_row_of(ds)]), allow_modality_mismatch)
     return est
 
 
@@ -267,20 +271,19 @@ class Stacking:
 def stacking_for(store: Store, recommender: PairRecommender, scores: Sequence[str]) -> Stacking | None:
     """The stacking rule for a recommender that uses no score (None for one that does): ridge weights of the
     history prior (mean-perf of the recommender's training protocol) and the scores the store holds with it,
-    fitted on the spot (`recommender.evaluation.sources.Stacked`); equal weights where the store holds none."""
-    from recommender.evaluation.sources import Stacked
-    from recommender.evaluation.strategies import MeanNormalisedPerformance
+    fitted on the spot (`recommender.models.rankers.Stacked`); equal weights where the store holds none."""
     from recommender.models.features import parse_features
+    from recommender.models.rankers import MeanNormalisedPerformance, Stacked
 
     if parse_features(recommender.features)[1]:
         return None
     training = recommender.training_
-    protocol = training.get("protocol") or "vtab1k"
+    protocol = training.get("protocol") or DEFAULT_PROTOCOL
     stored = sorted(set(store.scores(list(scores))["score"]))
     if stored:
         pairs = store.pair_table(protocol, training.get("modality"), scores=stored,
                                  select=training.get("select") or "val")
-        scored = pairs.reindex(columns=[f"score_{s}" for s in stored]).notna().any(axis=1)
+        scored = pairs.reindex(columns=[score_column(s) for s in stored]).notna().any(axis=1)
         if pairs.loc[scored, "dataset"].nunique() >= 2:
             fitted = Stacked(MeanNormalisedPerformance(), tuple(stored)).fit(pairs)
             return Stacking({str(k): float(v) for k, v in fitted.weights_.items()},
@@ -311,14 +314,14 @@ def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: PairRecom
         out["predicted"] = np.asarray(recommender.predict(out), dtype=float)
         out["seconds_predict"] = time.perf_counter() - start
         key = "predicted"
-        history = recommender.training_.get("protocol") or "vtab1k"
-        used = [c.removeprefix("score_") for c in parse_features(recommender.features)[1]]
+        history = recommender.training_.get("protocol") or DEFAULT_PROTOCOL
+        used = [score_name(c) for c in parse_features(recommender.features)[1]]
         evidence = f"{recommender.kind} ({recommender.features}) trained on history {history}"
         evidence += f", with the computed score(s) {', '.join(used)} as features" if used else ""
         evidence += f", for protocol {out['protocol'].iloc[0]}" if "protocol" in out.columns else ""
         if stacking is not None:
-            weights = {k: w for k, w in stacking.weights.items() if k == "prior" or f"score_{k}" in out.columns}
-            out["combined"] = sum(w * _pool_z(out["predicted"] if k == "prior" else out[f"score_{k}"])
+            weights = {k: w for k, w in stacking.weights.items() if k == "prior" or score_column(k) in out.columns}
+            out["combined"] = sum(w * _pool_z(out["predicted"] if k == "prior" else out[score_column(k)])
                                   for k, w in weights.items())
             key = "combined"
             evidence += (", stacked with the computed score(s) "
@@ -327,7 +330,7 @@ def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: PairRecom
             unused = [s for s in scores if s not in weights]
             evidence += f"; not used (no stored history to weigh them): {', '.join(unused)}" if unused else ""
     else:
-        key = f"score_{scores[0]}"
+        key = score_column(scores[0])
         evidence = f"the computed score {scores[0]} alone (no --recommender)"
     if out[key].isna().all():
         raise UserError(f"cannot rank: {key} is missing for every model")
