@@ -57,7 +57,7 @@ def run_one(task: str, kind: str, workers: int, n: int) -> dict:
         per_model = (table["seconds_extract"] + table[[f"seconds_{s}" for s in RANK_SCORES]].sum(axis=1)).tolist()
         table = table.drop(columns=[c for c in table.columns if c.startswith("seconds_") or c == "cached"])
     else:
-        from recommender.evaluation.catalog import make_strategy
+        from recommender.evaluation.factory import make_strategy
         from recommender.evaluation.runner import evaluate
         from recommender.evaluation.splits import make_folds
         from recommender.evaluation.strategies import Learned

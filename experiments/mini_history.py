@@ -27,7 +27,7 @@ from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import extract
 from recommender.zoo.finetune import finetune_once, split_dataset
 from recommender.zoo.providers import Provider
-from recommender.zoo.rank import DEFAULT_SCORES, dataset_row
+from recommender.zoo.rank import DEFAULT_SCORES, dataset_row_of
 from recommender.zoo.zoos import get_provider, zoo_models
 
 DATASETS = {"text": ["bbc_news", "tweets", "austen", "fine_foods"], "image": ["digits", "mnist5k"]}
@@ -62,7 +62,7 @@ def build_pairs(n: int, lrs: list[float], epochs: int, cache: FeatureCache) -> t
                 got = extract(p, ds, cache=cache, progress=False)
                 table = score_all(got.features[split.train], ds.y[split.train],
                                   names=list(DEFAULT_SCORES)).set_index("score")
-                row = {"model": p.name, **p.facts.as_row(), **dataset_row(ds), "examples": float(len(split.train))}
+                row = {"model": p.name, **p.facts.as_row(), **dataset_row_of(ds), "examples": float(len(split.train))}
                 row |= {f"score_{s}": table.at[s, "value"] for s in DEFAULT_SCORES}
                 row |= {"probe_acc": probe_accuracy(got.features, ds.y, split), "seconds_extract": got.seconds}
                 if p.trainable:

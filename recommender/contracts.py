@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from recommender.errors import UserError
 
@@ -46,6 +47,26 @@ PAIR_COLUMNS = (MODEL, DATASET, *TARGET_COLUMNS, *MODEL_FACTS, *DATASET_FACTS)
 PAIR_TABLE_COLUMNS = (*PAIR_COLUMNS, EXAMPLES_FULL, PROTOCOL, *PROTOCOL_COLUMNS)
 MODEL_COLUMNS = (MODEL, *MODEL_CATEGORICAL, *MODEL_SCALARS)  # a model pool's columns
 DATASET_COLUMNS = (DATASET, *DATASET_CATEGORICAL, *DATASET_SCALARS)  # a dataset to predict for
+
+
+def dataset_row(name: str, **facts: object) -> dict[str, object]:
+    """The dataset side of a pair-table row: ``dataset``, then each of ``DATASET_FACTS`` (NaN where not given or
+    None); a fact outside them is a TypeError."""
+    unknown = sorted(set(facts) - set(DATASET_FACTS))
+    if unknown:
+        raise TypeError(f"not dataset facts: {', '.join(unknown)}")
+    return {DATASET: name, **{f: math.nan if facts.get(f) is None else facts[f] for f in DATASET_FACTS}}
+
+
+def protocol_examples(per_dataset: Any, fixed: Any, train_fraction: Any, full: Any) -> tuple[Any, Any]:
+    """The training examples of pairs under their protocol (``p_examples``) and the pairs' ``examples``, from
+    pandas Series (or scalars) aligned on the pairs: the protocol's count on the dataset (``per_dataset``), else its
+    fixed count, else its train fraction of the full official split (floored); ``examples`` is that count, or the
+    full split where the protocol gives none. The one rule of the store's pair table and `recommend`'s pairs."""
+    import numpy as np  # only where pairs are built: the CLI reads this module at start-up
+
+    counts = per_dataset.fillna(fixed).fillna(np.floor(full * train_fraction))
+    return counts, counts.fillna(full)
 
 
 def score_column(name: str) -> str:

@@ -63,14 +63,14 @@ def test_without_observations_the_ranking_is_the_static_prediction(capsys, store
     nothing is observed, and every model has a positive spread."""
     from recommender.models.factory import load_recommender
     from recommender.models.pairs import candidate_pairs
-    from recommender.models.recommend import dataset_row
+    from recommender.models.recommend import lookup_dataset_row
 
     url, model = store
     got = table(capsys, url, model, *NEW)
     pairs = open_store(url).pair_table("p")
     est = load_recommender(model)
-    row = dataset_row(pairs, open_store(url).dataset_features(), "target", examples=800.0, classes=10.0, group="g",
-                      modality="image")
+    row = lookup_dataset_row(pairs, open_store(url).dataset_features(), "target", examples=800.0, classes=10.0,
+                             group="g", modality="image")
     candidates = candidate_pairs(pairs, row)
     static = pd.Series(est.predict(candidates), index=candidates["model"]).sort_values(ascending=False, kind="stable")
     assert got["model"].tolist() == static.index.tolist()

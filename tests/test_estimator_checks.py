@@ -8,19 +8,25 @@ recommender kind, task-agnostic ranking or adaptive kind added there is checked 
 
 from __future__ import annotations
 
+import inspect
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import Ridge
 
-import recommender.evaluation  # noqa: F401  (registers every Strategy subclass the package defines)
+import recommender.evaluation.factory  # noqa: F401  (registers every Strategy subclass the package defines)
 from recommender.errors import UserError
 from recommender.evaluation import catalog
+from recommender.evaluation.factory import make_strategy
 from recommender.evaluation.strategies import Strategy, without_truth
 from recommender.models import load_recommender, make_recommender
+from recommender.models.adaptive import ADAPTIVE, make_adaptive
 from recommender.models.estimator import Estimator
 from recommender.models.factory import RECOMMENDERS
+from recommender.models.params import Validated
 
 SCORE = "good"  # the tiny table's score column that tracks performance
 FAST = {"fm": {"epochs": 10}}  # enough to move every FM weight; the checks are about plumbing, not accuracy
@@ -61,6 +67,17 @@ def same_params(a: BaseEstimator, b: BaseEstimator) -> bool:
 def fitted_attributes(est: BaseEstimator) -> list[str]:
     """Attributes set by fit (scikit-learn's trailing-underscore convention)."""
     return [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]
+
+
+def state(est: object) -> bytes:
+    """Everything an estimator holds, as bytes: equal bytes, unchanged estimator."""
+    return pickle.dumps(vars(est))
+
+
+def subclasses(cls: type) -> set[type]:
+    """Every subclass of cls defined in the package, however deep."""
+    found = {c for s in cls.__subclasses__() for c in {s} | subclasses(s)}
+    return {c for c in found if c.__module__.startswith("recommender.")}
 
 
 # --- the parameter protocol, against scikit-learn's own ------------------------------------------------------------
@@ -113,6 +130,19 @@ def test_recommender_clone_is_an_unfitted_equal_copy(kind, tiny_pairs):
 
 
 @pytest.mark.parametrize("kind", RECOMMENDERS)
+def test_recommender_fit_adds_only_fitted_attributes_and_predict_changes_nothing(kind, tiny_pairs):
+    est = recommender(kind)
+    before = dict(vars(est))
+    est.fit(without_truth(tiny_pairs), tiny_pairs["performance"])
+    added = set(vars(est)) - set(before)
+    assert added and all(k.endswith("_") for k in added), sorted(added)
+    assert all(vars(est)[k] is v for k, v in before.items())  # the parameters are left as given
+    held = state(est)
+    est.predict(without_truth(unseen(tiny_pairs)))
+    assert state(est) == held
+
+
+@pytest.mark.parametrize("kind", RECOMMENDERS)
 def test_recommender_params_round_trip(kind):
     est = recommender(kind)
     params = est.get_params()
@@ -154,13 +184,8 @@ def test_recommender_refit_with_the_same_seed_is_identical(kind, tiny_pairs):
 # --- strategies -----------------------------------------------------------------------------------------------------
 
 def fit_strategy(spec: str, train: pd.DataFrame) -> Strategy:
-    """make_strategy(spec) fitted on train; skipped, with the reason, when it needs input a tiny table lacks."""
-    try:
-        return catalog.make_strategy(spec).fit(train)
-    except UserError as exc:
-        if "column" in str(exc) or "lack" in str(exc):
-            pytest.skip(f"{spec} needs input the tiny table lacks: {exc}")
-        raise
+    """make_strategy(spec) fitted on train (the tiny table holds every column a spec here reads: no skip)."""
+    return make_strategy(spec).fit(train)
 
 
 def predict(strategy: Strategy, test: pd.DataFrame) -> np.ndarray:
@@ -183,20 +208,17 @@ def fitted(spec: str, train: pd.DataFrame, cache: dict[str, Strategy]) -> Strate
 
 def test_every_strategy_class_is_reached():
     """Each concrete Strategy subclass of the package is built by some spec checked here."""
-    def subclasses(cls: type) -> set[type]:
-        return {c for s in cls.__subclasses__() for c in {s} | subclasses(s)}
-
-    package = {c for c in subclasses(Strategy) if c.__module__.startswith("recommender.")}
+    package = subclasses(Strategy)
     reached = set()
     for spec in SPECS:
-        strategy = catalog.make_strategy(spec)
+        strategy = make_strategy(spec)
         reached |= {type(strategy)} | {type(v) for v in strategy.get_params().values() if isinstance(v, Strategy)}
     assert package <= reached, f"no spec here builds {sorted(c.__name__ for c in package - reached)}"
 
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_strategy_clone_and_params_round_trip(spec, tiny_pairs, fitted_strategies):
-    strategy = catalog.make_strategy(spec)
+    strategy = make_strategy(spec)
     copy = clone(strategy)
     assert copy is not strategy and same_params(copy, strategy)
     again = clone(strategy)
@@ -225,3 +247,91 @@ def test_strategy_refit_gives_identical_predictions(spec, tiny_pairs, fitted_str
     first = predict(fitted(spec, train, fitted_strategies), unseen(test))
     second = predict(fit_strategy(spec, train), unseen(test))
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_strategy_fit_adds_only_fitted_attributes_and_predict_changes_nothing(spec, tiny_pairs):
+    """fit sets its parameters aside and adds only `name_` attributes; predict (on seen and unseen ids, at a
+    budget) leaves everything the strategy holds as it was."""
+    train, test = split(tiny_pairs)
+    strategy = make_strategy(spec)
+    before = dict(vars(strategy))
+    strategy.fit(train)
+    added = set(vars(strategy)) - set(before)
+    assert all(k.endswith("_") and not k.startswith("_") for k in added), sorted(added)
+    assert all(vars(strategy)[k] is v for k, v in before.items())
+    held = state(strategy)
+    for rows in (train, test, unseen(test)):
+        predict(strategy, rows)
+    assert state(strategy) == held
+
+
+# --- adaptive recommenders ----------------------------------------------------------------------------------------
+
+ADAPTIVE_KINDS = [*ADAPTIVE, "ucb"]
+
+
+@pytest.mark.parametrize("kind", ADAPTIVE_KINDS)
+def test_adaptive_fit_adds_only_fitted_attributes_and_a_session_changes_nothing(kind, tiny_pairs):
+    train, test = split(tiny_pairs)
+    est = make_adaptive(kind, budgets=(1, 2))
+    before = dict(vars(est))
+    est.fit(train)
+    added = set(vars(est)) - set(before)
+    assert added and all(k.endswith("_") and not k.startswith("_") for k in added), sorted(added)
+    assert all(vars(est)[k] is v for k, v in before.items())
+    copy = clone(est)
+    assert same_params(copy, est) and not fitted_attributes(copy)
+    held = state(est)
+    ranking = est.session(without_truth(test)).rank([0, 1], test["performance"].to_numpy()[:2], explain=True)
+    assert ranking.score.shape == (len(test),) and not np.isinf(ranking.score).any()
+    assert state(est) == held
+
+
+# --- the parameter tables ------------------------------------------------------------------------------------------
+
+def valid_estimators() -> list[Validated]:
+    """One valid, unfitted estimator of each kind the package builds: every strategy of SPECS, with the rankings
+    nested in them, and every adaptive recommender."""
+    out: list[Validated] = []
+    for est in [*(make_strategy(spec) for spec in SPECS), *(make_adaptive(k) for k in ADAPTIVE_KINDS)]:
+        out += [est, *(v for v in est.get_params().values() if isinstance(v, Validated))]
+    return out
+
+
+def test_every_estimator_has_one_parameter_table_and_is_reached():
+    """Each concrete Validated class of the package lists exactly its constructor's parameters, and a valid
+    instance of it is checked below."""
+    reached = {type(e) for e in valid_estimators()}
+    for cls in subclasses(Validated):
+        if inspect.isabstract(cls):
+            continue
+        assert set(cls.PARAMETERS) == set(cls._param_names()), cls.__name__
+        assert cls in reached or cls is Strategy, f"no valid {cls.__name__} is checked"
+
+
+@pytest.mark.parametrize("index", range(len(valid_estimators())))
+def test_a_bad_parameter_is_one_line_naming_it_at_fit(index, tiny_pairs):
+    """Each parameter of each estimator, set to a value no rule admits, is refused by fit in one line that names
+    the estimator and the parameter; the valid estimator itself passes its own check."""
+    est = valid_estimators()[index]
+    est._validate_params()
+    for name in est.PARAMETERS:
+        bad = clone(est).set_params(**{name: object()})
+        with pytest.raises(UserError, match=rf"^{type(est).__name__}: {name}=<object object at \w+> must be ") as err:
+            bad.fit(tiny_pairs)
+        assert "\n" not in str(err.value)
+
+
+def test_bad_hyper_parameters_are_refused_before_any_work(tiny_pairs):
+    from recommender.evaluation.strategies import Hybrid
+    from recommender.models.adaptive import SimilaritySearch
+
+    with pytest.raises(UserError, match=r"^SimilaritySearch: beta='oops' must be None or a finite number >= 0$"):
+        SimilaritySearch(beta="oops", shrink=-4).fit(tiny_pairs)
+    with pytest.raises(UserError, match=r"^SimilaritySearch: shrink=-4 must be None or a finite number >= 0$"):
+        SimilaritySearch(shrink=-4).fit(tiny_pairs)
+    with pytest.raises(UserError, match=r"^Hybrid: budgets=\(0, -3\) must be a non-empty tuple, each item an integer"):
+        Hybrid(make_strategy("imagenet"), make_strategy(f"score:{SCORE}"), budgets=(0, -3)).fit(tiny_pairs)
+    with pytest.raises(UserError, match=r"^Stacked: transform='log' must be one of z, rank$"):
+        make_strategy(f"stack+{SCORE}").set_params(transform="log").fit(tiny_pairs)

@@ -7,13 +7,9 @@ from pair_tables import quality_pairs as pair_table
 
 from recommender.errors import UserError
 from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.strategies import (
-    Hybrid,
-    Learned,
-    MeanNormalisedPerformance,
-    _inner_folds,
-    hybrid_preference,
-)
+from recommender.evaluation.strategies import Hybrid, Learned, hybrid_preference
+from recommender.models.rankers import MeanNormalisedPerformance
+from recommender.models.selection import inner_folds
 
 
 def test_loo_and_unseen_dataset_folds_hold_out_whole_datasets():
@@ -164,7 +160,7 @@ def test_poisoning_the_held_out_fold_changes_no_prediction(split, kw, tune_calls
     np.testing.assert_array_equal(before["prediction"], after["prediction"])
     assert not np.array_equal(before["performance"], after["performance"])  # the poison did land
     # lr+good once, the learned hybrid on its inner folds and once on the whole fold; before and after
-    inner = _inner_folds(fold.train, strategies["learned-hybrid:lr:good"].max_inner_folds)
+    inner = inner_folds(fold.train, strategies["learned-hybrid:lr:good"].max_inner_folds)
     assert len(tune_calls) == 2 * (2 + len(inner))
     assert all(pair_keys(X) <= pair_keys(fold.train) for X, _, _ in tune_calls)
 

@@ -13,8 +13,8 @@ from scipy.stats import weightedtau
 from recommender.errors import UserError
 from recommender.evaluation import evaluate, make_folds, make_strategy
 from recommender.evaluation.checks import check_pairs
-from recommender.evaluation.sources import SourceChoice
 from recommender.models.features import PairEncoder
+from recommender.models.rankers import SourceChoice
 from recommender.models.targets import normalise_target
 from recommender.normalise import ranking_groups
 
@@ -129,7 +129,7 @@ def test_source_choice_trains_on_its_own_protocol_when_the_other_history_is_anti
     test = pd.DataFrame({"model": [f"m{m}" for m in range(12)], "dataset": "new", "protocol": "own"})
     est = SourceChoice(make_strategy("mean-perf")).fit(train)
     pred = est.predict(test)
-    assert est.choices_ == {"own": "own"}
+    assert est.choices_["own"] == "own"
     assert weightedtau(pred, quality).statistic > 0.8
     # on everything, the larger anti-correlated history wins and the ranking is reversed: the choice mattered
     pooled = make_strategy("mean-perf").fit(train).predict(test)
@@ -297,8 +297,7 @@ def test_rank_pool_with_a_p_featured_recommender_gets_its_training_protocols_fac
 def test_stackcv_chooses_the_rank_transform_on_inner_folds_when_a_score_has_outliers():
     """A score that orders the models like their performance but puts one model 1000 units away: z-scored, the
     outlier flattens the others to one value; ranked, the order survives. Chosen on the training datasets alone."""
-    from recommender.evaluation.sources import ALPHAS, Stacked
-    from recommender.evaluation.strategies import MeanNormalisedPerformance
+    from recommender.models.rankers import ALPHAS, MeanNormalisedPerformance, Stacked
 
     rng = np.random.default_rng(2)
     rows = []

@@ -59,7 +59,7 @@ def test_rank_logs_scores_from_the_parent_only(cli, tmp_path: Path, empty_store_
 
 
 def _evaluation(pairs: pd.DataFrame, executor: object):
-    from recommender.evaluation.catalog import make_strategy
+    from recommender.evaluation.factory import make_strategy
     from recommender.evaluation.runner import evaluate
     from recommender.evaluation.splits import make_folds
     from recommender.evaluation.strategies import Learned

@@ -4,7 +4,7 @@ The names below load on first use (PEP 562), so that `recommender --help` does n
 
 from recommender.lazy import lazy_exports
 
-_EXPORTS = {"make_strategy": "catalog", "check_pairs": "checks", "budget_measures": "measures",
+_EXPORTS = {"make_strategy": "factory", "check_pairs": "checks", "budget_measures": "measures",
             "rank_correlations": "measures", "summarize": "measures", "weighted_tau": "measures",
             "Evaluation": "runner", "evaluate": "runner", "Fold": "splits", "make_folds": "splits"}
 __all__ = sorted(_EXPORTS)

@@ -1,19 +1,15 @@
-"""Strategies and splits by name, as the CLI and the experiments write them (imported without pandas or
-scikit-learn, so that `recommender evaluate --help` is instant)."""
+"""Strategy and split names, as the CLI and the experiments write them, and the one parser of the strategy
+mini-language: a leaf module (no pandas, scikit-learn or strategy), so that `recommender evaluate --help` is instant.
+The strategies themselves are made in `recommender.evaluation.factory`."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
 from recommender.models.factory import RECOMMENDERS
-
-if TYPE_CHECKING:  # the strategies (scikit-learn, SciPy) load when one is made: the CLI's HELP costs nothing
-    from recommender.evaluation.strategies import Learned, Strategy
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
 # evaluate's default table: the bounds and every simple task-agnostic baseline, which a learned strategy must beat
@@ -91,73 +87,6 @@ def parse_strategy(spec: str) -> StrategySpec:
     if parsed is None:
         raise UserError(f"unknown strategy {spec!r}; strategies: {HELP}")
     return parsed
-
-
-def _agnostic(name: str) -> Strategy:
-    """A task-agnostic ranking by name."""
-    from recommender.evaluation.strategies import ColumnRanking, MeanNormalisedPerformance
-
-    if name == "mean-perf":
-        return MeanNormalisedPerformance()
-    if name in AGNOSTIC:
-        return ColumnRanking(AGNOSTIC[name])
-    raise UserError(f"unknown task-agnostic strategy {name!r}; choose mean-perf, {', '.join(AGNOSTIC)}")
-
-
-def _learned(kind: str, tokens: Sequence[str], tune_trials: int) -> Learned:
-    """`lr`, `fm`, `lr+logme`: a learned recommender on d,m plus the named scores (or feature blocks)."""
-    from recommender.evaluation.strategies import Learned
-
-    if kind not in LEARNED:
-        raise UserError(f"unknown learned recommender {kind!r}; choose {' or '.join(LEARNED)}")
-    return Learned(kind, ",".join(["d", "m", *tokens]), tune_trials=tune_trials)
-
-
-def make_strategy(spec: str, budgets: tuple[int, ...] = EVALUATION_BUDGETS, tune_trials: int = 0) -> Strategy:
-    """The strategy a name stands for (see HELP); learned ones are tuned with `tune_trials` Optuna trials."""
-    return _build(parse_strategy(spec), budgets, tune_trials)
-
-
-def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int) -> Strategy:
-    """The strategy of a parsed name."""
-    from recommender.contracts import score_column
-    from recommender.evaluation.sources import HistoryAccuracy, SourceChoice, Stacked
-    from recommender.evaluation.strategies import (
-        Adaptive,
-        ColumnRanking,
-        Hybrid,
-        MeanNormalisedPerformance,
-        Oracle,
-        RandomPick,
-    )
-
-    form = parsed.form
-    if form == "oracle":
-        return Oracle()
-    if form == "random":
-        return RandomPick()
-    if form == "history-accuracy":
-        return HistoryAccuracy()
-    if form == "agnostic":
-        return _agnostic(parsed.name)
-    if form == "score":
-        return ColumnRanking(score_column(parsed.score))
-    if form == "hybrid":
-        return Hybrid(_agnostic(parsed.name), ColumnRanking(score_column(parsed.score)), budgets)
-    if form == "learned-hybrid" and parsed.inner is not None:
-        learned = _learned(parsed.inner.name, parsed.inner.tokens, tune_trials)
-        # few inner folds: each refits the learned ranking
-        return Hybrid(learned, ColumnRanking(score_column(parsed.score)), budgets, max_inner_folds=3)
-    if form == "adaptive":
-        return Adaptive(parsed.name, budgets)
-    if form == "auto" and parsed.inner is not None:
-        return SourceChoice(_build(parsed.inner, budgets, tune_trials))
-    if form == "stack":
-        prior = _learned("lr", (), tune_trials) if parsed.name == "stack-lr" else MeanNormalisedPerformance()
-        extra = tuple(_learned(name, (), tune_trials) for name in parsed.tokens if name in PRIORS)
-        return Stacked(prior, tuple(t for t in parsed.tokens if t not in PRIORS),
-                       None if parsed.name == "stackcv" else 1.0, extra)
-    return _learned(parsed.name, parsed.tokens, tune_trials)
 
 
 def scores_needed(specs: Iterable[str]) -> list[str]:

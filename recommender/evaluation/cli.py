@@ -116,8 +116,9 @@ def tested_protocols(args: argparse.Namespace) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
     # late: the strategies, matplotlib and the runner only when running
-    from recommender.evaluation.catalog import make_strategy, scores_needed
+    from recommender.evaluation.catalog import scores_needed
     from recommender.evaluation.checks import check_pairs, issues_frame
+    from recommender.evaluation.factory import make_strategy
     from recommender.evaluation.report import REPORT_FILES, left_out_datasets, write_report
     from recommender.evaluation.runner import evaluate
     from recommender.evaluation.splits import make_folds

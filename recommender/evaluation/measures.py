@@ -8,31 +8,13 @@ from scipy import stats
 from scipy.special import comb
 
 from recommender.errors import UserError
+from recommender.models.selection import paired_vectors, weighted_tau
 from recommender.regret import relative_regret
+
+__all__ = ["budget_measures", "rank_correlations", "summarize", "weighted_tau"]
 
 CORRELATIONS = ("weighted_tau", "kendall_tau", "pearson", "spearman")
 BUDGET_MEASURES = ("regret", "relative_regret", "rel", "recall")
-
-
-def _vectors(score, performance) -> tuple[np.ndarray, np.ndarray]:
-    """Both inputs as float vectors of one length, finite performance, at least two entries."""
-    s = np.asarray(score, dtype=float).ravel()
-    t = np.asarray(performance, dtype=float).ravel()
-    if s.shape != t.shape:
-        raise UserError(f"score and performance differ in length ({s.size} vs {t.size})")
-    if t.size < 2:
-        raise UserError(f"a ranking needs at least 2 models, got {t.size}")
-    if not np.isfinite(t).all():
-        raise UserError("performance holds NaN or inf")
-    return s, t
-
-
-def weighted_tau(score, performance) -> float:
-    """scipy.stats.weightedtau with its defaults (hyperbolic weights, both lexicographic rankings averaged)."""
-    s, t = _vectors(score, performance)
-    if not np.isfinite(s).all():
-        raise UserError("score holds NaN or inf")
-    return float(stats.weightedtau(s, t).statistic)
 
 
 def rank_correlations(score, performance) -> dict[str, float]:
@@ -40,7 +22,7 @@ def rank_correlations(score, performance) -> dict[str, float]:
 
     A constant score or performance leaves a correlation undefined: it is returned as NaN, and callers
     report such datasets instead of averaging them in."""
-    s, t = _vectors(score, performance)
+    s, t = paired_vectors(score, performance)
     if not np.isfinite(s).all():
         raise UserError("score holds NaN or inf")
     if np.ptp(s) == 0 or np.ptp(t) == 0:
@@ -69,7 +51,7 @@ def budget_measures(score, performance, budget: int) -> dict[str, float]:
 
     Ties in the score at the cut-off are broken uniformly at random and the measures are their exact
     expectation; a constant score therefore gives the random strategy's expected regret. NaN scores rank last."""
-    s, t = _vectors(score, performance)
+    s, t = paired_vectors(score, performance)
     if budget < 1:
         raise UserError(f"budget must be at least 1, got {budget}")
     s = np.where(np.isnan(s), -np.inf, s)

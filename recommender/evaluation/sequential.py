@@ -9,11 +9,12 @@ so static and adaptive numbers share one table."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
-from recommender.evaluation.strategies import Strategy
+from recommender.evaluation.strategies import Adaptive, Strategy
 from recommender.models.adaptive import pick_preference, simulate
 
 
@@ -23,6 +24,6 @@ def adaptive_preferences(est: Strategy, hidden: pd.DataFrame, truth: np.ndarray,
 
     `hidden` holds the dataset's pairs without their performance; `truth` (aligned with it) is revealed to the
     strategy one pick at a time, and only for the picks already made."""
-    picks = simulate(est.session(hidden), np.asarray(truth, dtype=float), max(budgets))
+    picks = simulate(cast(Adaptive, est).session(hidden), np.asarray(truth, dtype=float), max(budgets))
     pref = pick_preference(picks, len(hidden))
     return dict.fromkeys(budgets, pref)

@@ -2,46 +2,20 @@
 
 A table with a `protocol` column may hold several protocols (histories). The pairs tested are those of the target
 protocols (all of them unless named); the others are extra training history. A held-out dataset leaves training
-under every protocol, so no result on it reaches a strategy."""
+under every protocol, so no result on it reaches a strategy. The folds within one table (leave-one-dataset-out,
+unseen models) are `recommender.models.selection`'s, which the strategies' inner folds use too."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from recommender.errors import UserError
 from recommender.evaluation.catalog import SPLITS  # the names, where the CLI reads them without pandas
-from recommender.normalise import ranking_groups
+from recommender.models.selection import Fold, loo_folds, unseen_model_folds
 
-
-@dataclass(frozen=True)
-class Fold:
-    """One train/test split: strategies fit on `train` and rank the models of each dataset in `test`."""
-
-    name: str
-    repeat: int
-    train: pd.DataFrame
-    test: pd.DataFrame
-    seen: frozenset[str] | None = None  # cross-protocol: the test datasets that training holds under its protocols
-
-
-def unseen_model_folds(pairs: pd.DataFrame, seeds: Sequence[int] = (0, 1, 2, 3, 4),
-                       test_fraction: float = 0.2) -> Iterator[Fold]:
-    """Per dataset (and protocol) and seed: train on a random (1 - test_fraction) of its models, test on the rest."""
-    if not 0 < test_fraction < 1:
-        raise UserError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    for dataset, part in pairs.groupby(ranking_groups(pairs), sort=True):
-        models = np.sort(part["model"].unique())
-        n_test = max(1, int(round(test_fraction * models.size)))
-        if models.size - n_test < 1:
-            continue  # nothing to train on; reported by the runner as a dataset without folds
-        for seed in seeds:
-            held = np.random.default_rng(seed).choice(models, n_test, replace=False)
-            is_test = part["model"].isin(held)
-            yield Fold(f"{dataset}/seed{seed}", seed, part.loc[~is_test], part.loc[is_test])
+__all__ = ["Fold", "cross_protocol_folds", "loo_folds", "make_folds", "unseen_dataset_folds", "unseen_model_folds"]
 
 
 def unseen_dataset_folds(pairs: pd.DataFrame, sources: Sequence[str]) -> Iterator[Fold]:
@@ -56,15 +30,6 @@ def unseen_dataset_folds(pairs: pd.DataFrame, sources: Sequence[str]) -> Iterato
     if test.empty:
         raise UserError("unseen-dataset: no target dataset shares a model with the sources")
     yield Fold("sources=" + ",".join(sorted(sources)), 0, train, test)
-
-
-def loo_folds(pairs: pd.DataFrame) -> Iterator[Fold]:
-    """One fold per dataset: train on every other dataset, test on this one."""
-    if pairs["dataset"].nunique() < 2:
-        raise UserError("leave-one-dataset-out needs at least 2 datasets")
-    for dataset in sorted(pairs["dataset"].unique()):
-        held = pairs["dataset"] == dataset
-        yield Fold(dataset, 0, pairs.loc[~held], pairs.loc[held])
 
 
 def cross_protocol_folds(pairs: pd.DataFrame, train_protocols: Sequence[str], target: pd.Series) -> Iterator[Fold]:

@@ -8,40 +8,27 @@ each pick's true performance is shown (`recommender.evaluation.sequential`); the
 
 from __future__ import annotations
 
+from functools import partial
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 
 from recommender.contracts import EVALUATION_BUDGETS
 from recommender.errors import UserError
+from recommender.evaluation.catalog import ADAPTIVE, LEARNED
 from recommender.evaluation.measures import budget_measures
-from recommender.evaluation.splits import Fold, loo_folds, unseen_model_folds
-from recommender.normalise import ranking_groups, zscore_within
+from recommender.models.params import BUDGETS, FOLDS, OPTIONS, TEXT, Rule, number, one_of
+from recommender.models.rankers import RANKER, Ranker, without_truth
+from recommender.models.selection import Fold, choose, inner_folds
+from recommender.normalise import ranking_groups
 
-TRUTH = ["performance", "selected_by"]
+__all__ = ["Adaptive", "ColumnRanking", "Hybrid", "Learned", "Oracle", "RandomPick", "Strategy", "hybrid_preference",
+           "without_truth"]
 
-
-def without_truth(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The pair table without the columns that hold the answer."""
-    return pairs.drop(columns=[c for c in TRUTH if c in pairs.columns])
-
-
-class Strategy(BaseEstimator):
-    """Base of the search strategies: a model ranking fitted on training pairs."""
-
-    ranks = True
-    budget_dependent = False
-    needs_truth = False
-    adaptive = False
-
-    def fit(self, train: pd.DataFrame) -> Strategy:
-        """Learn from the training pairs (default: nothing to learn)."""
-        return self
-
-    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
-        """One preference per test row, higher = fine-tune first."""
-        raise NotImplementedError
+Strategy = Ranker  # the evaluation's name for a model ranking (`recommender.models.rankers.Ranker`)
 
 
 class Oracle(Strategy):
@@ -68,6 +55,8 @@ class ColumnRanking(Strategy):
     """Ranks by one column of the pair table: `imagenet_top1`, `params_m` (task-agnostic) or `score_<name>`
     (task-aware)."""
 
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"column": TEXT}
+
     def __init__(self, column: str = "imagenet_top1"):
         self.column = column
 
@@ -78,25 +67,13 @@ class ColumnRanking(Strategy):
         return pd.to_numeric(test[self.column], errors="coerce").to_numpy(dtype=float)
 
 
-class MeanNormalisedPerformance(Strategy):
-    """Task-agnostic: each model's mean z-scored performance over the training datasets (and protocols) it was
-    fine-tuned on."""
-
-    def fit(self, train: pd.DataFrame) -> MeanNormalisedPerformance:
-        """Z-score performance within each training dataset and average per model."""
-        z = zscore_within(train["performance"], ranking_groups(train))
-        self.model_means_ = z.groupby(train["model"]).mean()
-        return self
-
-    def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
-        """The model's mean over the training history (NaN for a model never seen)."""
-        return test["model"].map(self.model_means_).to_numpy(dtype=float)
-
-
 class Learned(Strategy):
     """A learned recommender (LR or FM from `recommender.models`) on a feature set such as "d,m" or "d,m,logme".
 
     With `tune_trials` > 0, Optuna tunes its hyper-parameters on inner splits of the training pairs alone."""
+
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"kind": one_of(LEARNED), "features": TEXT, "params": OPTIONS,
+                                             "tune_trials": number(0, integer=True)}
 
     def __init__(self, kind: str = "lr", features: str = "d,m", params: dict | None = None, tune_trials: int = 0):
         self.kind = kind
@@ -108,6 +85,7 @@ class Learned(Strategy):
         """Fit (and optionally tune) the recommender on the training pairs only."""
         from recommender.models import make_recommender, tune  # late: the non-learned strategies do without them
 
+        self._validate_params()
         X, y = without_truth(train), train["performance"].to_numpy(dtype=float)
         params = {"features": self.features, **(self.params or {})}
         if self.tune_trials > 0:
@@ -119,16 +97,6 @@ class Learned(Strategy):
     def predict(self, test: pd.DataFrame, budget: int | None = None) -> np.ndarray:
         """The recommender's predicted (normalised) performance."""
         return np.asarray(self.estimator_.predict(without_truth(test)), dtype=float)
-
-
-def _inner_folds(train: pd.DataFrame, max_folds: int) -> list[Fold]:
-    """At most `max_folds` folds inside the training pairs alone (evenly spread), to choose a hyper-parameter."""
-    if train["dataset"].nunique() >= 2:
-        folds = list(loo_folds(train))
-    else:
-        folds = list(unseen_model_folds(train, seeds=range(max_folds)))
-    keep = np.unique(np.linspace(0, len(folds) - 1, min(max_folds, len(folds))).astype(int))
-    return [folds[i] for i in keep]
 
 
 def hybrid_preference(agnostic: np.ndarray, aware: np.ndarray, a: int) -> np.ndarray:
@@ -150,6 +118,8 @@ class Hybrid(Strategy):
 
     ranks = False
     budget_dependent = True
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"agnostic": RANKER, "aware": RANKER, "budgets": BUDGETS,
+                                             "max_inner_folds": FOLDS}
 
     def __init__(self, agnostic: Strategy | None = None, aware: Strategy | None = None,
                  budgets: tuple[int, ...] = EVALUATION_BUDGETS, max_inner_folds: int = 8):
@@ -159,27 +129,30 @@ class Hybrid(Strategy):
         self.max_inner_folds = max_inner_folds
 
     def _choose_splits(self, train: pd.DataFrame) -> dict[int, int]:
-        """The a of each budget with the lowest mean relative regret over inner folds."""
-        losses = {b: np.zeros(b + 1) for b in self.budgets}
-        for fold in _inner_folds(train, self.max_inner_folds):
-            agn = clone(self.agnostic).fit(fold.train)
-            awa = clone(self.aware).fit(fold.train)
-            features = without_truth(fold.test)
+        """The a of each budget with the lowest mean relative regret over inner folds (ranking groups with at least
+        two models and a positive best)."""
+        folds = inner_folds(train, self.max_inner_folds)
+        fitted = [(f, clone(self.agnostic).fit(f.train), clone(self.aware).fit(f.train)) for f in folds]
+
+        def regrets(budget: int, fold: tuple[Fold, Strategy, Strategy]) -> list[list[float]]:
+            inner, agn, awa = fold
+            features = without_truth(inner.test)
+            rows = []
             for _, part in features.groupby(ranking_groups(features)):
-                truth = fold.test.loc[part.index, "performance"].to_numpy(dtype=float)
+                truth = inner.test.loc[part.index, "performance"].to_numpy(dtype=float)
                 if truth.size < 2 or truth.max() <= 0:
                     continue
                 pa, pw = agn.predict(part), awa.predict(part)
-                for b in self.budgets:
-                    for a in range(b + 1):
-                        pref = hybrid_preference(pa, pw, a)
-                        losses[b][a] += budget_measures(pref, truth, b)["relative_regret"]
-        return {b: int(np.argmin(loss)) for b, loss in losses.items()}
+                rows.append([budget_measures(hybrid_preference(pa, pw, a), truth, budget)["relative_regret"]
+                             for a in range(budget + 1)])
+            return rows
+
+        return {b: choose(range(b + 1), partial(regrets, b), fitted, lower_is_better=True).best
+                for b in self.budgets}
 
     def fit(self, train: pd.DataFrame) -> Hybrid:
         """Choose a per budget on inner folds, then fit both rankings on all training pairs."""
-        if self.agnostic is None or self.aware is None:
-            raise UserError("hybrid needs a task-agnostic and a task-aware strategy")
+        self._validate_params()
         self.split_ = self._choose_splits(train)
         self.agnostic_ = clone(self.agnostic).fit(train)
         self.aware_ = clone(self.aware).fit(train)
@@ -197,6 +170,7 @@ class Adaptive(Strategy):
     inner leave-one-dataset-out folds of the training pairs for the evaluated budgets."""
 
     adaptive = True
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"kind": one_of(ADAPTIVE), "budgets": BUDGETS, "params": OPTIONS}
 
     def __init__(self, kind: str = "similarity", budgets: tuple[int, ...] = EVALUATION_BUDGETS,
                  params: dict | None = None):
@@ -208,6 +182,7 @@ class Adaptive(Strategy):
         """Choose the hyper-parameters on inner folds of the training pairs and fit on all of them."""
         from recommender.models.adaptive import make_adaptive
 
+        self._validate_params()
         self.recommender_ = make_adaptive(self.kind, budgets=tuple(self.budgets), **(self.params or {})).fit(train)
         return self
 

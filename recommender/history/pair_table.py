@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from recommender.contracts import (
@@ -12,6 +11,7 @@ from recommender.contracts import (
     PAIR_TABLE_COLUMNS,
     PROTOCOL_COLUMNS,
     PROTOCOL_PREFIX,
+    protocol_examples,
     protocol_names,
     score_column,
 )
@@ -77,11 +77,9 @@ class PairTables(Queries):
                  .merge(facts, left_on="protocol", right_on="p_protocol", how="left")
                  .merge(per_dataset, on=["protocol", "dataset"], how="left"))
         table = table.reindex(columns=[*table.columns, *(c for c in PROTOCOL_COLUMNS if c not in table)])
-        full = table[EXAMPLES_FULL].astype(float)
-        table["p_examples"] = (table["examples_pd"].astype(float).fillna(table["p_examples"].astype(float))
-                               .fillna(pd.Series(np.floor(full * table["p_train_fraction"].astype(float)),
-                                                 index=table.index)))
-        table["examples"] = table["p_examples"].fillna(full)
+        table["p_examples"], table["examples"] = protocol_examples(
+            table["examples_pd"].astype(float), table["p_examples"].astype(float),
+            table["p_train_fraction"].astype(float), table[EXAMPLES_FULL].astype(float))
         columns = list(PAIR_TABLE_COLUMNS)
         if scores:
             table = table.merge(self.score_table(scores, score_source), on=["model", "dataset"], how="left")

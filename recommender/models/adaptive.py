@@ -24,19 +24,23 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 
-from recommender.contracts import ADAPTIVE_BUDGETS
+from recommender.contracts import ADAPTIVE_BUDGETS, TARGET_COLUMNS
 from recommender.errors import UserError
 from recommender.history.records import row_span
 from recommender.models.estimator import Estimator
+from recommender.models.params import BUDGETS, FOLDS, TEXT, Rule, Validated
+from recommender.models.params import number as in_range  # `number` is a loop variable below
+from recommender.models.selection import Fold, choose, inner_folds, rankable
 from recommender.normalise import zscore_within
 from recommender.regret import relative_regret_of_picks
 
 TOP_REASONS = 3  # training datasets (or observed models) named in a pick's reason
+MIN_INNER_DATASETS = 3  # training datasets needed to choose on inner folds (one held out, two or more to learn)
 
 
 def zscore_matrix(train: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +97,7 @@ def pick_preference(picks: Sequence[int], n: int) -> np.ndarray:
     return pref
 
 
-class AdaptiveRecommender(Estimator, ABC):
+class AdaptiveRecommender(Validated, Estimator, ABC):
     """Base: `fit(train)` chooses unset hyper-parameters on inner folds, `session(candidates)` opens a target."""
 
     GRID: dict[str, tuple] = {}
@@ -114,6 +118,7 @@ class AdaptiveRecommender(Estimator, ABC):
 
     def fit(self, train: pd.DataFrame) -> AdaptiveRecommender:
         """Choose the unset hyper-parameters on inner folds of `train`, then prepare on all of it."""
+        self._validate_params()
         missing = {"model", "dataset", "performance"} - set(train.columns)
         if missing:
             raise UserError(f"training pairs lack column(s) {sorted(missing)}")
@@ -129,24 +134,22 @@ class AdaptiveRecommender(Estimator, ABC):
         if not free:
             return {}
         configs = [dict(zip(free, values, strict=True)) for values in itertools.product(*free.values())]
-        datasets = np.sort(train["dataset"].unique())
-        if datasets.size < 3:  # too few datasets to hold one out and still learn: the first grid point
+        if train["dataset"].nunique() < MIN_INNER_DATASETS:  # too few to hold one out and still learn: the first
             return configs[0]
-        held = datasets[np.unique(np.linspace(0, datasets.size - 1, min(self.max_inner_folds, datasets.size))
-                                  .astype(int))]
-        loss = np.zeros(len(configs))
-        for dataset in held:
-            inner, target = train[train["dataset"] != dataset], train[train["dataset"] == dataset]
-            truth = target["performance"].to_numpy(dtype=float)
-            if truth.size < 3 or np.ptp(truth) == 0 or truth.max() <= 0:
-                continue
-            prepared = self._prepare(inner)
-            hidden = target.drop(columns=["performance", "selected_by"], errors="ignore")
-            for i, config in enumerate(configs):
-                picks = simulate(self._open(prepared, hidden, fixed | config), truth, max(self.budgets))
-                loss[i] += np.mean([relative_regret_of_picks(truth, picks, b) for b in self.budgets])
-        self.inner_loss_ = loss
-        return configs[int(np.argmin(loss))]
+
+        def regrets(fold: Fold) -> list[list[float]]:
+            truth = fold.test["performance"].to_numpy(dtype=float)
+            if not rankable(truth) or truth.max() <= 0:  # a relative regret needs a positive best
+                return []
+            prepared = self._prepare(fold.train)
+            hidden = fold.test.drop(columns=list(TARGET_COLUMNS), errors="ignore")
+            picks = [simulate(self._open(prepared, hidden, fixed | config), truth, max(self.budgets))
+                     for config in configs]
+            return [[float(np.mean([relative_regret_of_picks(truth, p, b) for b in self.budgets])) for p in picks]]
+
+        choice = choose(configs, regrets, inner_folds(train, self.max_inner_folds), lower_is_better=True)
+        self.inner_loss_ = choice.totals
+        return choice.best
 
     def session(self, candidates: pd.DataFrame) -> Session:
         """A session over the candidate pairs of one target dataset (pair-table rows without performance)."""
@@ -202,6 +205,9 @@ class SimilaritySearch(AdaptiveRecommender):
     """Dataset similarity made sound: z-score agreement, shrunk to equal weights (mean-perf) when little is seen."""
 
     GRID = {"beta": (2.0, 5.0, 10.0, 20.0), "shrink": (1.0, 4.0, 16.0), "explore": (0.25, 0.5, 1.0)}
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"beta": in_range(0).or_none(), "shrink": in_range(0).or_none(),
+                                             "explore": in_range(0).or_none(), "budgets": BUDGETS,
+                                             "max_inner_folds": FOLDS}
 
     def __init__(self, beta: float | None = None, shrink: float | None = None, explore: float | None = 0.0,
                  budgets: tuple[int, ...] = ADAPTIVE_BUDGETS, max_inner_folds: int = 8):
@@ -255,6 +261,10 @@ class WarmStartLR(AdaptiveRecommender):
     """The LR recommender warm-started on the target: a closed-form Bayesian update with its observed pairs."""
 
     GRID = {"lam": (1.0, 4.0, 16.0), "factors": (2, 4, 8), "explore": (0.25, 0.5, 1.0)}
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"lam": in_range(0, low_open=True).or_none(),
+                                             "factors": in_range(0, integer=True).or_none(),
+                                             "explore": in_range(0).or_none(), "features": TEXT, "budgets": BUDGETS,
+                                             "max_inner_folds": FOLDS}
 
     def __init__(self, lam: float | None = None, factors: int | None = None, explore: float | None = 0.0,
                  features: str = "d,m", budgets: tuple[int, ...] = ADAPTIVE_BUDGETS, max_inner_folds: int = 8):
@@ -351,6 +361,8 @@ class BlendSearch(AdaptiveRecommender):
     the same inner folds with the parts' choices fixed (weight 0 is adaptive:similarity, 1 adaptive:lr)."""
 
     GRID = {"weight": (0.0, 0.25, 0.5, 0.75, 1.0)}
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"weight": in_range(0, 1).or_none(), "budgets": BUDGETS,
+                                             "max_inner_folds": FOLDS}
 
     def __init__(self, weight: float | None = None, budgets: tuple[int, ...] = ADAPTIVE_BUDGETS,
                  max_inner_folds: int = 8):
@@ -360,6 +372,7 @@ class BlendSearch(AdaptiveRecommender):
 
     def fit(self, train: pd.DataFrame) -> BlendSearch:
         """Fit the two parts (each choosing its hyper-parameters on inner folds), then choose the weight."""
+        self._validate_params()
         self.similarity_ = SimilaritySearch(budgets=self.budgets, max_inner_folds=self.max_inner_folds).fit(train)
         self.warm_ = WarmStartLR(budgets=self.budgets, max_inner_folds=self.max_inner_folds).fit(train)
         super().fit(train)

@@ -53,15 +53,15 @@ def run_next(args: argparse.Namespace) -> int:
     from recommender.history import open_store
     from recommender.models.adaptive import gather_observed, make_adaptive, next_models
     from recommender.models.pairs import candidate_pairs, same_modality
-    from recommender.models.recommend import dataset_row
+    from recommender.models.recommend import lookup_dataset_row
 
     store = open_store(args.db)
     pairs = store.pair_table(args.protocol, args.modality, select=args.select)
     train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
     if train["dataset"].nunique() < 1:
         raise UserError(f"the store has no other dataset under protocol {args.protocol!r} to learn from")
-    row = dataset_row(pairs, store.dataset_features(), args.dataset, examples=args.examples, classes=args.classes,
-                      group=args.group, modality=args.modality)
+    row = lookup_dataset_row(pairs, store.dataset_features(), args.dataset, examples=args.examples,
+                             classes=args.classes, group=args.group, modality=args.modality)
     train, note = same_modality(train, row.get("modality"), args.dataset)  # only models of the dataset's modality
     pool = set(train["model"])
     observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, args.protocol)

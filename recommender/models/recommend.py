@@ -18,6 +18,8 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from recommender import contracts
+from recommender.contracts import DATASET_FACTS, DEFAULT_PROTOCOL, protocol_examples, score_name
 from recommender.errors import UserError
 from recommender.history import Store
 from recommender.history.ingest import read_table
@@ -25,12 +27,12 @@ from recommender.models.adaptive import WARM_START, gather_observed, model_facto
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
 from recommender.models.features import BLOCKS, parse_features
-from recommender.models.pairs import DATASET_COLUMNS, MODEL_COLUMNS, candidate_pairs, same_modality, top_k
+from recommender.models.pairs import MODEL_COLUMNS, candidate_pairs, same_modality, top_k
 
 FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
 NUMBER_FACTS = ("examples", "classes")
-MODEL_FACTS = ("family", "params_m", "pretrain_dataset")  # shown beside each recommendation
-COLUMNS = ["dataset", "rank", "model", *MODEL_FACTS, "expected", "predicted_z", "spread", "in_sample", "measured",
+SHOWN_MODEL_FACTS = ("family", "params_m", "pretrain_dataset")  # the model facts shown beside each recommendation
+COLUMNS = ["dataset", "rank", "model", *SHOWN_MODEL_FACTS, "expected", "predicted_z", "spread", "in_sample", "measured",
            "observed"]
 
 
@@ -48,19 +50,20 @@ class Recommendation:
         return list(dict.fromkeys(note for notes in self.notes.values() for note in notes))
 
 
-def dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, name: str,
+def lookup_dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, name: str,
                 **facts: object) -> dict[str, object]:
     """The pair-table features of dataset ``name``: from the training pairs, else the store's dataset facts, each
-    overridden by the given ``facts`` (examples, classes, group, modality) that are not None or NaN."""
-    row: dict[str, object] = {"dataset": name}
+    overridden by the given ``facts`` (examples, classes, group, modality) that are not None or NaN
+    (`recommender.contracts.dataset_row`)."""
+    row: dict[str, object] = {}
     known = pairs[pairs["dataset"] == name]
     stored = datasets[datasets["dataset"] == name]
     if not known.empty:
-        row.update(cast("dict[str, object]", known.iloc[0][list(DATASET_COLUMNS)].to_dict()))
+        row.update(cast("dict[str, object]", known.iloc[0][list(DATASET_FACTS)].to_dict()))
     elif not stored.empty:
-        row.update(cast("dict[str, object]", stored.iloc[0].reindex(list(DATASET_COLUMNS)).to_dict()))
+        row.update(cast("dict[str, object]", stored.iloc[0].reindex(list(DATASET_FACTS)).to_dict()))
     row.update({k: v for k, v in facts.items() if v is not None and not (isinstance(v, float) and math.isnan(v))})
-    return row
+    return contracts.dataset_row(name, **row)
 
 
 def model_pool(store: Store, path: str | Path) -> pd.DataFrame:
@@ -157,7 +160,7 @@ def target_protocol(est: PairRecommender, store: Store, named: str | None = None
     if named is None:
         if "p" not in parse_features(est.features)[0]:
             return None
-        trained = str(est.training_.get("protocol") or "vtab1k")
+        trained = str(est.training_.get("protocol") or DEFAULT_PROTOCOL)
         names = known if trained == "all" else [n.strip() for n in trained.split(",")]
         if len(names) > 1:
             raise UserError(f"the recommender was trained on several protocols ({', '.join(names)}): name the one "
@@ -183,9 +186,9 @@ def with_protocol(candidates: pd.DataFrame, store: Store, protocol: str,
     per_dataset = per_dataset[per_dataset["protocol"] == protocol].set_index("dataset")["examples"]
     full = pd.to_numeric(out["examples"], errors="coerce").astype(float)
     number = {k: float(row[k]) if pd.notna(row.get(k)) else np.nan for k in ("examples", "train_fraction")}
-    counts = (out["dataset"].map(per_dataset).astype(float).fillna(number["examples"])
-              .fillna(np.floor(full * number["train_fraction"])))  # type: ignore[arg-type]  # floor of a Series: a Series
-    out = out.assign(p_examples=counts, examples=counts.fillna(full))
+    counts, examples = protocol_examples(out["dataset"].map(per_dataset).astype(float), number["examples"],
+                                         number["train_fraction"], full)
+    out = out.assign(p_examples=counts, examples=examples)
     if known is not None and not known.empty:
         stored = known.drop_duplicates("dataset").set_index("dataset")
         mine = out["dataset"].isin(stored.index)
@@ -215,7 +218,7 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
     note says what was used. Only models of each dataset's modality are candidates (``same_modality``)."""
     training = est.training_
     target = target_protocol(est, store, protocol)
-    pairs = store.pair_table(str(training.get("protocol", "vtab1k")), training.get("modality"),
+    pairs = store.pair_table(str(training.get("protocol", DEFAULT_PROTOCOL)), training.get("modality"),
                              select=str(training.get("select", "val")))
     if target is not None and (pairs["protocol"] == target).any():  # the dataset facts and scale under it
         pairs = pairs[pairs["protocol"] == target]
@@ -225,7 +228,8 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         raise UserError("--observed holds results on one dataset: use it with --dataset")
     pool = model_pool(store, pool_path) if pool_path else pairs
     scores = _scores(est, store, requests["dataset"].tolist(), scores_path)
-    rows = [dataset_row(pairs, datasets, r["dataset"], **{k: r[k] for k in FACTS}) for r in requests.to_dict("records")]
+    rows = [lookup_dataset_row(pairs, datasets, r["dataset"], **{k: r[k] for k in FACTS})
+            for r in requests.to_dict("records")]
     notes: dict[str, list[str]] = {cast(str, row["dataset"]): [] for row in rows}
     parts = []
     for row in rows:
@@ -244,14 +248,14 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         ["model", "dataset"])["performance"]
     tables = []
     for row in rows:
-        name = cast(str, row["dataset"])  # dataset_row's own name
+        name = cast(str, row["dataset"])  # lookup_dataset_row's own name
         mine = (candidates["dataset"] == name).to_numpy()
         models = candidates.loc[mine, "model"].astype(str).to_numpy()
         # a dataset the recommender was fitted on: its logged jobs are its training data, not new evidence
         fitted_on = name in est.encoder_.categories_.get("dataset", ())
         logged = pairs[pairs["dataset"] != name] if fitted_on else pairs
         updated, spread, observed, note = adaptive_update(predicted[mine], models, logged, name, observed_path,
-                                                          target or str(training.get("protocol", "vtab1k")))
+                                                          target or str(training.get("protocol", DEFAULT_PROTOCOL)))
         notes[name] += [note] if note else []
         best = ranked_then_tried(candidates.loc[mine].reset_index(drop=True), updated, observed, k)
         facts = candidates.loc[mine].drop_duplicates("model").set_index("model").reindex(best["model"])
@@ -271,7 +275,7 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         keys = pd.MultiIndex.from_arrays([best["model"], [name] * len(best)])
         tables.append(pd.DataFrame({
             "dataset": name, "rank": best["rank"].to_numpy(), "model": best["model"].to_numpy(),
-            **{c: facts[c].to_numpy() for c in MODEL_FACTS}, "expected": expected, "predicted_z": z, "spread": sd,
+            **{c: facts[c].to_numpy() for c in SHOWN_MODEL_FACTS}, "expected": expected, "predicted_z": z, "spread": sd,
             "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy(),
             "observed": observed.reindex(best["model"]).to_numpy(dtype=float)}))
     table = pd.concat(tables, ignore_index=True)[COLUMNS]
@@ -314,7 +318,7 @@ def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFr
 
 def _scores(est: PairRecommender, store: Store, names: list[str], path: str | Path | None) -> pd.DataFrame | None:
     """The scores the recommender's features need, with a ``dataset`` column: from the file, else the store."""
-    needed = [column.removeprefix("score_") for column in parse_features(est.features)[1]]
+    needed = [score_name(column) for column in parse_features(est.features)[1]]
     if path is not None:
         scores = read_table(path)
         if "dataset" not in scores.columns:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommender.contracts import MIN_MODELS
 from recommender.errors import UserError
+from recommender.models.selection import ranking_taus
 from recommender.normalise import zscore_within
 
 TARGETS = ("zscore", "raw")
@@ -39,18 +39,10 @@ def normalise_target(y: np.ndarray, datasets: pd.Series, how: str = "zscore") ->
 
 
 def mean_weighted_tau(pred: np.ndarray, y: np.ndarray, datasets: pd.Series) -> float:
-    """scipy's weighted Kendall tau (defaults) per group of ``datasets`` (a dataset or a (dataset, protocol) label),
+    """The weighted Kendall tau of each rankable group of ``datasets`` (a dataset or a (dataset, protocol) label),
     averaged; NaN where no group is rankable.
 
-    A dataset counts as evaluation counts it (recommender.evaluation.checks.rankable): at least 3 models and
-    performance that is not constant, so tuning optimises the measure that is reported."""
-    from scipy.stats import weightedtau  # scipy.stats costs a second to import: only tuning and evaluation need it
-
-    frame = pd.DataFrame({"pred": pred, "y": y, "dataset": datasets.astype(str).to_numpy()})
-    taus = [
-        weightedtau(g["pred"].to_numpy(), g["y"].to_numpy()).statistic
-        for _, g in frame.groupby("dataset")
-        if len(g) >= MIN_MODELS and np.ptp(g["y"].to_numpy()) > 0
-    ]
-    taus = [t for t in taus if np.isfinite(t)]
+    Groups count as evaluation counts them (`recommender.models.selection.ranking_taus`: at least 3 models and
+    performance that is not constant), so tuning optimises the measure that is reported."""
+    taus = ranking_taus(pred, y, datasets.astype(str).to_numpy())
     return float(np.mean(taus)) if taus else float("nan")

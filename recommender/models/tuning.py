@@ -11,10 +11,10 @@ from collections.abc import Callable
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.model_selection import GroupKFold
 
 from recommender.errors import UserError
 from recommender.models.factory import make_recommender, recommender_class
+from recommender.models.selection import grouped_splits
 from recommender.models.targets import check_target, mean_weighted_tau
 from recommender.normalise import ranking_groups
 
@@ -37,20 +37,14 @@ def suggest_fm(trial: optuna.Trial) -> dict[str, object]:
 SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, object]]] = {"lr": suggest_lr, "fm": suggest_fm}
 
 
-def inner_splits(X: pd.DataFrame, n_splits: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Validation splits grouped by dataset, or by model when the fold holds a single dataset."""
-    key = "dataset" if X["dataset"].nunique() >= 2 else "model"
-    groups = X[key].astype(str).to_numpy()
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        raise UserError("tuning needs at least two datasets, or two models on one dataset")
-    return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(X, groups=groups))
+inner_splits = grouped_splits  # validation splits grouped by dataset, or by model on a single dataset
 
 
 def validation_tau(
     kind: str, params: dict[str, object], X: pd.DataFrame, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
 ) -> float:
-    """Mean weighted tau of a recommender on the validation parts of the inner splits (-1 if unrankable)."""
+    """Mean weighted tau of a recommender on the validation parts of the inner splits: per split, the mean over its
+    rankable groups (`mean_weighted_tau`, as evaluation counts them); -1 if none is rankable."""
     taus = []
     for train, val in splits:
         # params may hold `features` (a str); make_recommender checks every name

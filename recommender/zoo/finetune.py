@@ -32,7 +32,7 @@ from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
 from recommender.zoo.providers import Provider
-from recommender.zoo.rank import dataset_row
+from recommender.zoo.rank import dataset_row_of
 
 SOURCE = "recommender finetune"
 
@@ -249,7 +249,7 @@ def finetune_once(provider: Provider, ds: Dataset, split: Split, lr: float, max_
 def with_facts(jobs: pd.DataFrame, provider: Provider, ds: Dataset, full_examples: int | None = None) -> pd.DataFrame:
     """Job rows with the model's facts and the dataset's features, which the store keeps beside the jobs;
     `examples` is the size of the whole dataset (`full_examples`) when ds is a subsample."""
-    side = {**provider.facts.as_row(), **dataset_row(ds), "examples": float(full_examples or len(ds))}
+    side = {**provider.facts.as_row(), **dataset_row_of(ds), "examples": float(full_examples or len(ds))}
     side.pop("dataset")
     return jobs.assign(**side)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from recommender.contracts import score_column
 from recommender.history import Store
 from recommender.history.ingest import build_batch
 
@@ -19,7 +20,7 @@ def write_frame(store: Store, frame: pd.DataFrame, kind: str, label: str) -> dic
 def scores_long(ranked: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
     """The ranked table's computed scores in the store's long format; `run` is the features' cache key."""
     rows = [{"model": r["model"], "dataset": r["dataset"], "score": s, "run": r["features_key"],
-             "value": r[f"score_{s}"], "seconds": r[f"seconds_{s}"]}
+             "value": r[score_column(s)], "seconds": r[f"seconds_{s}"]}
             for _, r in ranked.iterrows() for s in scores]
     return pd.DataFrame(rows, columns=["model", "dataset", "score", "run", "value", "seconds"]).dropna(subset=["value"])
 
