@@ -107,6 +107,21 @@ def test_report_folder_is_replaced_whole(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and not list(out.glob(".recommender-part-*"))
 
 
+def test_scatter_figures_drawn_by_worker_processes_are_the_serial_ones(tmp_path):
+    """write_report draws the per-dataset figures on the executor it is given: the same PNG bytes as in this
+    process."""
+    from recommender.executors import LocalExecutor
+
+    pairs = pair_table(n_datasets=3, n_models=4)
+    ev = evaluate(make_folds(pairs, "loo"), {"s": make_strategy("score:good")}, budgets=(1,))
+    report.write_report(ev, tmp_path / "serial", "t", {})
+    report.write_report(ev, tmp_path / "pool", "t", {}, executor=LocalExecutor(2))
+    pngs = sorted(p.name for p in (tmp_path / "serial" / "scatter").glob("*.png"))
+    assert pngs == ["d0.png", "d1.png", "d2.png"]
+    assert all((tmp_path / "serial" / "scatter" / n).read_bytes() == (tmp_path / "pool" / "scatter" / n).read_bytes()
+               for n in pngs)
+
+
 def test_default_table_holds_the_simple_baselines(pairs_file, tmp_path, capsys):
     """No --strategies: oracle, random and the agnostic baselines size, imagenet and mean-perf, each measured; size's
     regret at B=1 is that of the biggest model (params_m), computed here from the table."""

@@ -134,9 +134,10 @@ def run(args: argparse.Namespace) -> int:
                        protocols=tested_protocols(args), train_protocols=args.train_protocols)
     if not folds:
         raise UserError(f"split {args.split} gives no fold on this pair table")
+    executor = executor_from_args(args)
     with progress_lines() if getattr(args, "verbose", False) else nullcontext():  # `recommender --verbose`
         ev = evaluate(folds, strategies, args.budgets, progress=not getattr(args, "quiet", False), issues=issues,
-                      adaptive=args.adaptive, executor=executor_from_args(args))
+                      adaptive=args.adaptive, executor=executor)
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "unseen-dataset":
         context["sources"] = ", ".join(args.sources)
     report = write_report(ev, args.out, f"Evaluation: {args.split}", context, strategies=list(strategies),
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, executor=executor)
     print(f"wrote {report} ({len(ev.results)} numbers, {len(ev.issues)} issues)")
     for row in left_out_datasets(ev).itertuples():
         print(f"left out: {row.dataset}: {row.reason}")

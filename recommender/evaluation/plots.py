@@ -186,3 +186,11 @@ def plot_scatter(predictions: pd.DataFrame, results: pd.DataFrame, dataset: str,
     """The scatter grid of one dataset (scatter_figure) as a PNG."""
     scatter_figure(predictions, results, dataset, budget).savefig(path, dpi=90, format="png")
     return path
+
+
+ScatterTask = tuple[pd.DataFrame, pd.DataFrame, str, int, Path]
+
+
+def plot_scatter_task(task: ScatterTask) -> Path:
+    """``plot_scatter(*task)``: one dataset's figure, the unit an executor runs (its rows travel with it)."""
+    return plot_scatter(*task)

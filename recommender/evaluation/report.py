@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.evaluation.runner import Evaluation
+from recommender.executors import Executor, SerialExecutor
 from recommender.files import write_output_folder
 
 MAX_ISSUE_LINES = 40
@@ -184,14 +185,16 @@ def report_blocks(ev: Evaluation, summary: pd.DataFrame, notes: pd.DataFrame, ti
 
 
 def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str, object], scatter: bool = True,
-                 strategies: Sequence[str] | None = None, overwrite: bool = False) -> Path:
+                 strategies: Sequence[str] | None = None, overwrite: bool = False,
+                 executor: Executor | None = None) -> Path:
     """Write report.md, report.html, CSVs (predictions gzipped) and PNG plots (scatters optional) into the folder
     `out`, replacing the files of an earlier report there (and removing its files this one lacks, such as the
     scatter of a dataset no longer evaluated); return the path of report.md.
 
     `strategies` are the requested names: each gets a summary row, even one with no result. Other files in `out`
-    are kept; one with a name the report writes that no earlier report wrote is refused unless `overwrite`."""
-    from recommender.evaluation.plots import plot_regret, plot_scatter  # matplotlib only when writing
+    are kept; one with a name the report writes that no earlier report wrote is refused unless `overwrite`.
+    The scatter figures, one per dataset, are drawn on ``executor`` (default: this process)."""
+    from recommender.evaluation.plots import plot_regret, plot_scatter_task  # matplotlib only when writing
 
     summary = ev.summary(by_seen=False)  # cross-protocol: seen and unseen apart in summary.csv only
     names = list(dict.fromkeys([*(strategies or []), *summary["strategy"]]))
@@ -208,9 +211,12 @@ def write_report(ev: Evaluation, out: str | Path, title: str, context: dict[str,
         budgets = summary["budget"].dropna()
         if scatter and len(ev.predictions) and len(budgets):
             (folder / "scatter").mkdir()
-            for dataset in sorted(ev.predictions["dataset"].unique()):
-                path = folder / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset).strip("_") + ".png")
-                scatters.append(plot_scatter(ev.predictions, ev.results, dataset, int(budgets.max()), path))
+            preds, results = ev.predictions.groupby("dataset"), ev.results.groupby("dataset")
+            tasks = [(preds.get_group(dataset), results.get_group(dataset) if dataset in results.groups
+                      else ev.results.head(0), dataset, int(budgets.max()),
+                      folder / "scatter" / (re.sub(r"[^\w.-]+", "_", dataset).strip("_") + ".png"))
+                     for dataset in sorted(ev.predictions["dataset"].unique())]
+            scatters = (executor or SerialExecutor()).map(plot_scatter_task, tasks)
         blocks = report_blocks(ev, summary, notes, title, context, scatters)
         (folder / "report.md").write_text(to_markdown(blocks))
         (folder / "report.html").write_text(to_html(blocks, folder, title))
