@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy import Connection, Engine, Table, bindparam, select, text
 
 from recommender.contracts import SAME_VALUE_RTOL
 from recommender.errors import UserError
@@ -235,9 +235,16 @@ def _overwrites(old: pd.Series, merged: pd.Series, kind: str) -> bool:
 
 def _stored_rows(conn: Connection, table: Table, keys: list[str]) -> pd.DataFrame:
     """The stored rows of a keyed table (jobs, scores) among `keys`, indexed by key."""
-    query = select(table).where(table.c.key.in_(bindparam("k", expanding=True)))
-    parts = [pd.read_sql(query, conn, params={"k": keys[i:i + KEY_CHUNK]}) for i in range(0, len(keys), KEY_CHUNK)]
     empty = pd.DataFrame(columns=[c.name for c in table.columns])
+    if conn.execute(select(table.c.id).limit(1)).first() is None:  # an empty table (a first load) holds none
+        return empty.drop(columns="id").set_index("key")
+    if conn.dialect.name == "sqlite":  # all keys as one JSON parameter: no statement with thousands of them
+        query = select(table).where(table.c.key.in_(select(text("value")).select_from(text("json_each(:keys)"))))
+        parts = [pd.read_sql(query, conn, params={"keys": json.dumps(keys)})]
+    else:
+        query = select(table).where(table.c.key.in_(bindparam("k", expanding=True)))
+        parts = [pd.read_sql(query, conn, params={"k": keys[i:i + KEY_CHUNK]})
+                 for i in range(0, len(keys), KEY_CHUNK)]
     return pd.concat([p for p in parts if len(p)] or [empty]).drop(columns="id").set_index("key")
 
 
