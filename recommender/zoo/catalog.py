@@ -66,6 +66,9 @@ def history_models() -> dict[str, HistoryModel]:
         modalities = jobs["modality"] if modality is None else pd.Series(modality, index=jobs.index)
         for model, kind in zip(jobs["model"], modalities, strict=True):
             known.setdefault(model, HistoryModel(model, HF, str(kind), empty))
+    for name, model in known.items():  # SHiFT's timm/NAME ids: timm's own weights on the hub, loaded by timm
+        if name.startswith("timm/"):
+            known[name] = HistoryModel(name, TIMM, model.modality, model.facts)
     for model in read_bundled(_TIMM_HISTORY)["model"].unique():
         known.setdefault(model, HistoryModel(model, TIMM, "image", empty))
     return known

@@ -25,11 +25,11 @@ def hub_repo(name: str) -> str:
     from recommender.zoo.catalog import TIMM, history_model
     from recommender.zoo.timm_models import timm_name
 
-    plain = timm_name(name)
-    if plain is not None:
-        return f"timm/{plain}"
     known = history_model(name)
-    return f"timm/{name}" if known is not None and known.source == TIMM else name
+    plain = timm_name(name)
+    if known is not None and known.source == TIMM or plain is not None:
+        return f"timm/{plain or name}"
+    return name
 
 
 def run_fetch(args: argparse.Namespace) -> int:

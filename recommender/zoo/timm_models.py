@@ -38,10 +38,17 @@ def import_timm():
 @dataclass
 class TimmProvider(Provider):
     """A timm model with pre-trained weights: from the Hugging Face cache (timm's weights live on the hub as
-    `timm/NAME`; downloaded first unless `offline`), or from a local `weights` file given with NAME=FILE."""
+    `timm/NAME`; downloaded first unless `offline`), or from a local `weights` file given with NAME=FILE. Its
+    `name` is the history's (SHiFT writes some as timm/NAME); `arch` (or the name without timm/) the one timm knows."""
 
     weights: str = ""
     offline: bool = False
+    arch: str = ""
+
+    @property
+    def architecture(self) -> str:
+        """The name timm creates the model by."""
+        return self.arch or timm_name(self.name) or self.name
 
     @property
     def preprocessing(self) -> str:
@@ -53,10 +60,10 @@ class TimmProvider(Provider):
             return Path(self.weights)
         from recommender.zoo.hub import snapshot_folder
 
-        folder = snapshot_folder(f"timm/{self.name}", self.offline)
+        folder = snapshot_folder(f"timm/{self.architecture}", self.offline)
         found = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
         if not found:
-            raise UserError(f"model timm/{self.name}: no weights file in {folder}")
+            raise UserError(f"model timm/{self.architecture}: no weights file in {folder}")
         return found[0]
 
     def locate(self) -> None:
@@ -68,10 +75,10 @@ class TimmProvider(Provider):
         `pretrained_cfg_overlay`, so that timm applies its own checkpoint filters."""
         timm = import_timm()
         try:
-            return timm.create_model(self.name, pretrained=True, num_classes=0,
+            return timm.create_model(self.architecture, pretrained=True, num_classes=0,
                                      pretrained_cfg_overlay={"file": str(self.weights_file())})
         except RuntimeError as e:  # unknown architecture, or weights of another shape
-            raise UserError(f"model timm/{self.name}: {' '.join(str(e).split())[:300]}") from None
+            raise UserError(f"model timm/{self.architecture}: {' '.join(str(e).split())[:300]}") from None
 
     def _build_encoder(self) -> nn.Module:
         return self.network()

@@ -263,7 +263,8 @@ def _hf_provider(name: str, source: str, modality: str | None, offline: bool) ->
 
 
 def _timm_provider(name: str, weights: str, offline: bool) -> Provider:
-    """A timm model by its timm name, from the hub (timm/NAME) or a local weights file or folder."""
+    """A timm model by its history name (a timm name, or SHiFT's timm/NAME), from the hub (timm/NAME) or a local
+    weights file or folder."""
     from recommender.zoo.timm_models import TimmProvider
 
     if weights and Path(weights).is_dir():
@@ -283,12 +284,12 @@ def _named_folder(name: str, folder: str, offline: bool) -> Provider:
         raise UserError(f"--models NAME=FOLDER: give both a name and a folder, got {name}={folder}")
     if not Path(folder).exists():
         raise FileNotFoundError(f"model {name}: no such folder or file: {folder}")
-    plain = timm_name(name) or name
+    plain = name if history_model(name) else timm_name(name) or name
     known = history_model(plain)
     if known is None:
         warnings.warn(f"model {name}: not a model of the bundled histories, so no stored facts come with it",
                       stacklevel=3)
-    if timm_name(name) or (known and known.source == TIMM):
+    if (known and known.source == TIMM) or (known is None and timm_name(name)):
         return _timm_provider(plain, folder, offline)
     if not Path(folder).is_dir():
         raise UserError(f"model {name}={folder}: a Hugging Face model is a folder (config.json, weights, and an image "
@@ -322,8 +323,6 @@ def get_provider(spec: str, offline: bool = False) -> Provider:
         if tokenizer is None:
             raise UserError(f"ONNX model {path}: put its tokenizer.json next to it")
         return OnnxTextProvider(path.stem, "text", ModelFacts(), path=str(tokenizer), onnx_file=str(path))
-    if (timm := timm_name(spec)) is not None:
-        return _timm_provider(timm, "", offline)
     if path.is_dir():
         return _hf_provider(path.name, spec, None, offline)
     if spec.startswith((".", "/", "~")):
@@ -332,6 +331,8 @@ def get_provider(spec: str, offline: bool = False) -> Provider:
     if known is not None:
         return (_timm_provider(spec, "", offline) if known.source == TIMM
                 else _hf_provider(spec, spec, known.modality, offline))
+    if (timm := timm_name(spec)) is not None:
+        return _timm_provider(timm, "", offline)
     if _HUB_ID.fullmatch(spec) and ("/" in spec or hub.cached_snapshot(spec) is not None):
         return _hf_provider(spec, spec, None, offline)
     known_zoo = ", ".join(n for m in ZOOS.values() for n in m)
