@@ -143,12 +143,19 @@ def _ingest(args: argparse.Namespace) -> int:
         rejected_path,
         valid_batch,
     )
+    from recommender.progress import progress
 
     label, mapping, constants = str(args.file), parse_pairs(args.map, "--map"), parse_pairs(args.set, "--set")
-    rejected = Rejected(read_table(args.file)) if args.skip_invalid else None
     out = Path(args.rejected) if args.rejected else rejected_path(args.file)
-    if rejected is not None and out.resolve() == Path(args.file).resolve():
+    if args.skip_invalid and out.resolve() == Path(args.file).resolve():
         raise UserError(f"--rejected {out} is the input itself: name another file")
+    # The three steps of a large file (reading, checking every row, writing) show as progress unless --quiet.
+    steps = progress(("read", "check", "write"), desc=f"history ingest {Path(args.file).name}", unit="step",
+                     quiet=getattr(args, "quiet", False))
+    next(steps, None)
+    table = read_table(args.file)
+    next(steps, None)
+    rejected = Rejected(table) if args.skip_invalid else None
 
     def batches() -> list[Batch]:
         stored = _stored_aliases(args.db)
@@ -159,7 +166,8 @@ def _ingest(args: argparse.Namespace) -> int:
         def build(frame: pd.DataFrame, rows: list[int] | None = None) -> Batch:
             return build_batch(frame, label, args.kind, args.preset, mapping, constants, args.source, aliases, rows)
 
-        batch = build(read_table(args.file)) if rejected is None else valid_batch(rejected, build)
+        batch = build(table) if rejected is None else valid_batch(rejected, build)
+        next(steps, None)
         return [definitions, batch] if len(new) else [batch]
 
     def skip(exc: IngestError) -> bool:
@@ -171,6 +179,7 @@ def _ingest(args: argparse.Namespace) -> int:
         return True
 
     changes = _write(args, batches, "ingest", skip)
+    next(steps, None)
     if changes is None:
         return 1
     _print_changes(changes)
