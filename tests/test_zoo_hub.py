@@ -281,7 +281,6 @@ def history_store(folder: Path, models: list[str], modality: str) -> tuple[str, 
     """A store of these history models x 5 datasets of the modality (performance falling with the model's index,
     facts from the bundled histories), and an LR on d,m trained on it by the CLI."""
     from recommender.history import open_store
-    from recommender.history.ingest import ingest_file
 
     rng = np.random.default_rng(0)
     known = history_models()
@@ -293,10 +292,12 @@ def history_store(folder: Path, models: list[str], modality: str) -> tuple[str, 
     datasets = pd.DataFrame({"dataset": [f"d{d}" for d in range(5)], "group": "g", "modality": modality,
                              "examples": 800.0, "classes": 10.0})
     url = f"sqlite:///{folder / 'history.db'}"
-    db = open_store(url, create=True)
-    for kind, frame in (("models", facts), ("datasets", datasets), ("jobs", jobs)):
-        frame.to_csv(folder / f"{kind}.csv", index=False)
-        ingest_file(db, folder / f"{kind}.csv", kind=kind)
+    open_store(url, create=True)
+    facts.to_csv(folder / "models.csv", index=False)  # as a user would: through the CLI
+    datasets.to_csv(folder / "datasets.csv", index=False)
+    jobs.to_csv(folder / "jobs.csv", index=False)
+    assert all(main(["history", "ingest", str(folder / f"{kind}.csv"), "--kind", kind, "--db", url, "--quiet"]) == 0
+               for kind in ("models", "datasets", "jobs"))
     assert main(["train", "--recommender", "lr", "--protocol", "p", "--db", url, "--out", str(folder / "lr")]) == 0
     return url, str(folder / "lr")
 
