@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, bindparam, select, text
+from sqlalchemy import ARRAY, Connection, Engine, String, Table, any_, bindparam, select, text
 
 from recommender.contracts import SAME_VALUE_RTOL
 from recommender.errors import UserError
@@ -241,6 +241,9 @@ def _stored_rows(conn: Connection, table: Table, keys: list[str]) -> pd.DataFram
     if conn.dialect.name == "sqlite":  # all keys as one JSON parameter: no statement with thousands of them
         query = select(table).where(table.c.key.in_(select(text("value")).select_from(text("json_each(:keys)"))))
         parts = [pd.read_sql(query, conn, params={"keys": json.dumps(keys)})]
+    elif conn.dialect.name == "postgresql":  # all keys as one array parameter
+        query = select(table).where(table.c.key == any_(bindparam("keys", type_=ARRAY(String))))
+        parts = [pd.read_sql(query, conn, params={"keys": keys})]
     else:
         query = select(table).where(table.c.key.in_(bindparam("k", expanding=True)))
         parts = [pd.read_sql(query, conn, params={"k": keys[i:i + KEY_CHUNK]})
@@ -359,9 +362,17 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def insert(conn: Connection, table: Table, rows: pd.DataFrame) -> None:
     """Insert the rows in one bulk `executemany` of the driver, with the statement SQLAlchemy Core compiles for
-    the table once (no per-row work in SQLAlchemy, the cost of which is most of an ingest's writing)."""
-    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(rows.columns))
+    the table once (no per-row work in SQLAlchemy, the cost of which is most of an ingest's writing); on
+    PostgreSQL (psycopg) with COPY."""
     names, cells = list(rows.columns), _cells(rows)
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":  # COPY: PostgreSQL's bulk load
+        quote = conn.dialect.identifier_preparer.quote
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f"COPY {quote(table.name)} ({', '.join(map(quote, names))}) FROM STDIN") as copy:
+            for row in zip(*cells, strict=True):
+                copy.write_row(row)
+        return
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
     if compiled.positiontup is not None:  # SQLite's `?` parameters: tuples in the statement's order
         params: list = list(zip(*(cells[names.index(name)] for name in compiled.positiontup), strict=True))
     else:  # named parameters (PostgreSQL's drivers)
