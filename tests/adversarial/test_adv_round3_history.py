@@ -341,3 +341,23 @@ def test_skip_invalid_ingests_the_valid_rows_and_writes_the_others(tmp_path: Pat
     assert (tmp_path / "conflicts.csv").read_text().splitlines()[1] == \
         "1,\"value: job 'm1' on 'd' (p, acc) is stored with 0.5, not 0.9\",m1,d,p,acc,0.9"
     assert sorted(open_store(str(db)).jobs()["model"]) == ["m1", "m3", "m5"]
+
+
+def test_repeated_scores_of_a_grown_file_are_matched_by_value(store, tmp_path: Path) -> None:
+    """Scores without a run id repeated for one (source, model, dataset, score): a file grown by a lower value adds
+    that value only; a replaced value is counted as one replaced, not more."""
+    first, grown = tmp_path / "a.csv", tmp_path / "b.csv"
+    scores = {"model": "m", "dataset": "d", "score": "logme", "source": "s"}
+    pd.DataFrame({**scores, "value": [1.0, 2.0]}).to_csv(first, index=False)
+    pd.DataFrame({**scores, "value": [0.5, 1.0, 2.0]}).to_csv(grown, index=False)
+    assert ingest_file(store, first, kind="scores") == {"scores": 2}
+    assert ingest_file(store, grown, kind="scores") == {"scores": 1}
+    assert sorted(store.scores()["value"]) == [0.5, 1.0, 2.0]
+    edited = tmp_path / "c.csv"
+    pd.DataFrame({"model": ["m"], "dataset": "d", "metric": "acc", "value": [0.5], **PROTOCOL}).to_csv(edited,
+                                                                                                    index=False)
+    ingest_file(store, edited)
+    edited.write_text(edited.read_text().replace("0.5", "0.25"))
+    changes = store.write_changes([build_batch(read_table(edited), str(edited))], replace=True)
+    assert changes[0]["jobs"] == {"added": 0, "unchanged": 0, "updated": 0, "replaced": 1}
+    assert store.jobs()["test_value"].tolist() == [0.25]
