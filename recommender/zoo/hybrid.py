@@ -57,7 +57,9 @@ def preselect(recommender: PairRecommender, store: Store, ds: Dataset, n: int, p
     picks = pd.DataFrame({"model": ranked["model"].astype(str).to_numpy(),
                           "agnostic_rank": np.arange(1, len(ranked) + 1),
                           "history_z": ranked["predicted_z"].astype(float).to_numpy()})
-    return Preselection(picks, found.pool_size, time.perf_counter() - start, tuple(found.all_notes()))
+    # rank shows no `expected` performance, so recommend's note on its scale is left out
+    notes = tuple(note for note in found.all_notes() if "`expected`" not in note)
+    return Preselection(picks, found.pool_size, time.perf_counter() - start, notes)
 
 
 def folder_ties(specs: Sequence[str]) -> dict[str, str]:
