@@ -42,6 +42,17 @@ def protocol_column(fact: str) -> str:
 
 
 PROTOCOL_COLUMNS = tuple(protocol_column(fact) for fact in PROTOCOL_FACTS)
+# A configuration's hyper-parameters, carried in a job table as `h_<name>`: read from a job's own hparams, else its
+# protocol's facts (one learning rate, its epochs); PEFT, LoRA rank and train fraction are the protocol's (`p_`).
+CONFIG_HPARAMS = ("lr", "epochs")
+HPARAM_PREFIX = "h_"
+
+
+def hparam_column(name: str) -> str:
+    """The job-table column of a configuration hyper-parameter: ``h_<name>``."""
+    return HPARAM_PREFIX + name
+
+
 # One row per (model, dataset, protocol), in this order; then any `score_<name>` columns.
 PAIR_COLUMNS = (MODEL, DATASET, *TARGET_COLUMNS, *MODEL_FACTS, *DATASET_FACTS)
 PAIR_TABLE_COLUMNS = (*PAIR_COLUMNS, EXAMPLES_FULL, PROTOCOL, *PROTOCOL_COLUMNS)

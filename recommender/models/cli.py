@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import time
+from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument, comma_list
 from recommender.contracts import DEFAULT_PROTOCOL, score_name
 from recommender.errors import UserError
 from recommender.models.factory import RECOMMENDERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recommender.models.base import PairRecommender
 
 # the store, the recommenders (torch for fm) and Optuna load when a command runs: `--help` stays instant
 
@@ -39,7 +47,17 @@ example:
       --group vtab-natural --modality image
   recommender recommend --model models/fm --dataset my-task --observed results.csv
   recommender recommend --model models/fm --datasets dtd,svhn,eurosat --top-k 3 --csv
-  recommender recommend --model models/fm --datasets-file datasets.csv --json"""
+  recommender recommend --model models/fm --datasets-file datasets.csv --json
+
+(model, configuration) rows -- learning rate and epochs, with the expected performance and the
+expected fine-tuning cost in seconds (and its spread) -- from a recommender trained on the jobs
+with the configuration block h (`recommender train --features d,m,h`):
+  recommender recommend --model models/fm-h --dataset dtd --configs
+  recommender recommend --model models/fm-h --dataset dtd --configs --max-params 100M --max-cost 2h
+  recommender recommend --model models/fm-h --dataset dtd --configs --pareto --plot pareto.png"""
+
+SUFFIXES = {"count": {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9},
+            "seconds": {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,6 +107,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--observed", metavar="FILE", help="CSV/Parquet/JSON Lines of model,performance results on "
                                                      "the --dataset (added to, and overriding, its logged jobs)")
     rec.add_argument("--top-k", type=int, default=10, help="how many models to show per dataset")
+    rec.add_argument("--configs", action="store_true",
+                     help="rank (model, configuration) rows: learning rate and epochs, with expected performance and "
+                          "expected cost in seconds (a recommender trained with the h block: --features d,m,h)")
+    rec.add_argument("--max-params", type=parameter_count, metavar="N",
+                     help="with --configs: only models of at most N parameters (100M, 1.5B or 86000000)")
+    rec.add_argument("--max-cost", type=cost_seconds, metavar="SECONDS",
+                     help="with --configs: only configurations expected to cost at most this (seconds; or 90m, 5h)")
+    rec.add_argument("--pareto", action="store_true",
+                     help="with --configs: every (model, configuration) that no other beats on both expected "
+                          "performance and expected cost, cheapest first (instead of the top k)")
+    rec.add_argument("--plot", metavar="PNG", help="with --pareto: also draw the front to this PNG file")
     rec.add_argument("--allow-modality-mismatch", action="store_true",
                      help="rank a dataset of a modality the recommender was never trained on (refused otherwise; "
                           "a warning says so)")
@@ -97,6 +126,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     form.add_argument("--json", action="store_true", help="print JSON records")
     form.add_argument("--csv", action="store_true", help="print CSV")
     rec.set_defaults(func=run_recommend)
+
+
+def _amount(text: str, kind: str, example: str) -> float:
+    """A positive finite number with an optional unit suffix of ``SUFFIXES[kind]`` (case-insensitive)."""
+    match = re.fullmatch(r"\s*([0-9.eE+-]+?)\s*([a-zA-Z]*)\s*", text)
+    unit = SUFFIXES[kind].get(match.group(2).lower()) if match else None
+    try:
+        value = float(match.group(1)) * unit if match and unit is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number such as {example}, got {text!r}")
+    return value
+
+
+def parameter_count(text: str) -> float:
+    """--max-params: a number of parameters, e.g. 100M, 1.5B or 8.6e7."""
+    return _amount(text, "count", "100M, 1.5B or 86000000")
+
+
+def cost_seconds(text: str) -> float:
+    """--max-cost: seconds, or with a unit: 90m, 5h, 1d."""
+    return _amount(text, "seconds", "3600, 90m or 5h")
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
@@ -123,13 +175,20 @@ def score_names(features: str) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     """Train on the store's pair table, optionally tune, and write the recommender to --out."""
     from recommender.history import open_store
+    from recommender.history.job_table import job_table
+    from recommender.models.configs import uses_configs
     from recommender.models.factory import make_recommender
     from recommender.models.tuning import tune
 
     if args.study and args.tune < 1:
         raise UserError("--study NAME tunes a shared study: give --tune N, the trials this process adds")
     store = open_store(args.db)
-    pairs = store.pair_table(args.protocol, args.modality, scores=score_names(args.features), select=args.select)
+    if uses_configs(args.features):  # one row per job, its configuration beside its pair's features
+        if score_names(args.features):
+            raise UserError("the configuration block h takes no score features: use e.g. --features d,m,h")
+        pairs = job_table(store, args.protocol, args.modality)
+    else:
+        pairs = store.pair_table(args.protocol, args.modality, scores=score_names(args.features), select=args.select)
     if pairs.empty:
         raise UserError(f"the store has no pairs under protocol {args.protocol!r} (modality {args.modality})")
     params = {"features": args.features, **parse_params(args.param)}
@@ -146,7 +205,8 @@ def run_train(args: argparse.Namespace) -> int:
     # the protocol and filters go into the saved metadata, so that `recommend` ranks the same pool
     out = est.save(args.out, training={"protocol": args.protocol, "modality": args.modality, "select": args.select,
                                        "tune_trials": args.tune, "seconds": round(seconds, 3)})
-    print(f"trained {args.recommender} on {len(pairs)} pairs ({est.training_['models']} models x "
+    rows = "jobs" if uses_configs(args.features) else "pairs"
+    print(f"trained {args.recommender} on {len(pairs)} {rows} ({est.training_['models']} models x "
           f"{est.training_['datasets']} datasets, {args.protocol}) in {seconds:.1f} s -> {out}")
     return 0
 
@@ -160,7 +220,10 @@ def run_recommend(args: argparse.Namespace) -> int:
     facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
     requests = dataset_requests(args.datasets or ([args.dataset] if args.dataset else []), args.datasets_file,
                                 **facts)
+    check_config_flags(args)
     est = load_recommender(args.model)
+    if args.configs:
+        return print_configs(args, est, requests)
     result = recommend(est, open_store(args.db), requests, args.pool, args.scores, args.top_k,
                        args.allow_modality_mismatch, where=args.datasets_file or "flags", protocol=args.protocol,
                        observed_path=args.observed)
@@ -186,4 +249,50 @@ def run_recommend(args: argparse.Namespace) -> int:
             print(shown[tried].drop(columns="rank").to_string(index=False, float_format="%.4g", na_rep="-"))
         for note in result.all_notes():  # in JSON and CSV, each row's `notes`
             print(f"note: {note}")
+    return 0
+
+
+def check_config_flags(args: argparse.Namespace) -> None:
+    """One line for a configuration flag given without what it needs."""
+    needs_configs = [flag for flag, given in (("--max-params", args.max_params is not None),
+                                              ("--max-cost", args.max_cost is not None), ("--pareto", args.pareto))
+                     if given]
+    if needs_configs and not args.configs:
+        raise UserError(f"{', '.join(needs_configs)} rank(s) configurations: add --configs")
+    if args.plot and not args.pareto:
+        raise UserError("--plot draws the Pareto front: add --pareto")
+    if args.configs and (args.observed or args.scores):
+        raise UserError(f"--configs takes no {'--observed' if args.observed else '--scores'} file")
+
+
+def print_configs(args: argparse.Namespace, est: PairRecommender, requests: pd.DataFrame) -> int:
+    """Print the (model, configuration) rows of `recommend_configs` as a table, CSV or JSON; --plot draws them."""
+    from recommender.history import open_store
+    from recommender.models.configs import plot_pareto, recommend_configs
+
+    result = recommend_configs(est, open_store(args.db), requests, args.pool, args.top_k,
+                               args.allow_modality_mismatch, where=args.datasets_file or "flags",
+                               protocol=args.protocol, max_params=args.max_params, max_cost=args.max_cost,
+                               pareto=args.pareto)
+    table = result.table
+    notes = table["dataset"].map(lambda name: result.notes.get(name, []))
+    if args.plot:
+        plot_pareto(table, args.plot, result.metric)
+    if args.json:
+        print(json.dumps(table.assign(notes=notes).to_dict(orient="records"), indent=2))
+    elif args.csv:
+        print(table.assign(notes=notes.map(" | ".join)).to_csv(index=False), end="")
+    else:
+        what = requests["dataset"].iloc[0] if len(requests) == 1 else f"{len(requests)} datasets"
+        which = ("the Pareto front (no other row is both cheaper and better), cheapest first" if args.pareto else
+                 f"top {min(args.top_k, result.pool_size)} of {result.pool_size} (model, configuration) rows")
+        print(f"{which} for {what} ({est.kind}, {est.features}); expected: predicted {result.metric}; measured: the "
+              f"history's mean over the jobs of that configuration; cost_s: expected fine-tuning seconds, "
+              f"cost_low..cost_high its spread on held-out datasets")
+        shown = table if len(requests) > 1 else table.drop(columns="dataset")
+        print(shown.to_string(index=False, float_format="%.4g", na_rep="-"))
+        for note in result.all_notes():
+            print(f"note: {note}")
+        if args.plot:
+            print(f"plot: {args.plot}")
     return 0

@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 
 from recommender.contracts import (
+    CONFIG_HPARAMS,
     DATASET,
     DATASET_CATEGORICAL,
     DATASET_SCALARS,
     MODEL,
     MODEL_CATEGORICAL,
     MODEL_SCALARS,
+    hparam_column,
     is_score_column,
     protocol_column,
     score_column,
@@ -42,6 +44,10 @@ BLOCKS: dict[str, Block] = {
     # learning-rate range, LoRA rank -- so one model can learn from several protocols and what carries across them
     "p": Block(categorical=tuple(map(protocol_column, ("history", "peft", "optimizer"))),
                scalar=tuple(map(protocol_column, ("examples", "epochs", "lr_min", "lr_max", "lora_r")))),
+    # a job's configuration (learning rate, epochs), one-hot: rows of the job table, where one pair has several
+    # settings. Not scalars: a model measured at one rate would have its interaction with the rate extrapolated to the
+    # others (an FM then ranked the rarely better lr 0.1 first for every model of SHiFT's VTAB-1k)
+    "h": Block(categorical=tuple(map(hparam_column, CONFIG_HPARAMS))),
 }
 ALIASES: dict[str, tuple[str, ...]] = {"d": ("d_id", "d_side"), "m": ("m_id", "m_side")}
 LINEAR_SCALARS = frozenset({"input_size", "imagenet_top1"})  # scalars that are not log-scaled (SPEC §3)
