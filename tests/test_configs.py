@@ -1,0 +1,165 @@
+"""Configuration-level recommendations from the CLI: the job table, `train --features d,m,h`, `recommend --configs`
+with --max-params, --max-cost, --pareto and --plot, their one-line errors, and the imports `recommend` keeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_inference_imports import imported_by
+
+from recommender.cli import main
+from recommender.history import open_store
+from recommender.history.ingest import ingest_file
+from recommender.history.job_table import job_table
+from recommender.models.configs import pareto_front
+
+MODELS = [f"m{i}" for i in range(8)]
+LRS = (0.01, 0.1)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """8 models x 5 image datasets x 2 learning rates under protocol p (lr 0.01 better, except for m7), seconds
+    proportional to parameters; a second protocol q with one setting; and an FM on d,m,h trained by the CLI."""
+    folder = tmp_path_factory.mktemp("configs")
+    rng = np.random.default_rng(0)
+    jobs = pd.DataFrame([{"model": m, "dataset": f"d{d}", "metric": "top1", "protocol": "p", "hp.lr": lr,
+                          "hp.epochs": 10, "seconds": round(3.0 * (i + 1) * (1 + 0.1 * d), 3),
+                          "value": round(60 + 2.0 * i + (5 if (lr == 0.01) != (i == 7) else -5)
+                                         + rng.normal(0, 0.3), 3)}
+                         for d in range(5) for i, m in enumerate(MODELS) for lr in LRS])
+    one = jobs[jobs["hp.lr"] == 0.01].assign(protocol="q")
+    models = pd.DataFrame({"model": MODELS, "family": "f", "params_m": [10.0 * (i + 1) for i in range(8)]})
+    datasets = pd.DataFrame({"dataset": [f"d{d}" for d in range(5)], "group": "g", "modality": "image",
+                             "examples": 800.0, "classes": 10.0})
+    url = f"sqlite:///{folder / 'history.db'}"
+    db = open_store(url, create=True)
+    for kind, frame in (("models", models), ("datasets", datasets), ("jobs", pd.concat([jobs, one]))):
+        frame.to_csv(folder / f"{kind}.csv", index=False)
+        ingest_file(db, folder / f"{kind}.csv", kind=kind)
+    out = str(folder / "fm-h")
+    assert main(["train", "--recommender", "fm", "--features", "d,m,h", "--protocol", "p", "--db", url,
+                 "--out", out, "--param", "epochs=60"]) == 0
+    return url, out
+
+
+def configs(capsys: pytest.CaptureFixture, url: str, model: str, *argv: str) -> pd.DataFrame:
+    """The JSON table of a successful `recommend --configs` call."""
+    assert main(["recommend", "--model", model, "--db", url, "--dataset", "d2", "--configs", *argv, "--json"]) == 0
+    return pd.DataFrame(json.loads(capsys.readouterr().out))
+
+
+def test_job_table_has_one_row_per_job_with_its_configuration(store):
+    url, _ = store
+    table = job_table(open_store(url), "p")
+    assert len(table) == 8 * 5 * 2
+    assert sorted(table["h_lr"].unique()) == list(LRS) and set(table["h_epochs"]) == {10.0}
+    jobs = open_store(url).jobs(protocol="p")
+    assert sorted(table["performance"]) == sorted(jobs["test_value"])  # each job's own value, not the pair's best
+    assert table["params_m"].notna().all() and (table["seconds"] > 0).all()
+
+
+def test_configs_rank_model_and_learning_rate_with_expected_cost(capsys, store):
+    """Rows are (model, lr) pairs; expected = the dataset's job mean + z x its job std (independently computed);
+    measured is the mean of the jobs of that configuration; the cost's low/high bracket it by one factor."""
+    url, model = store
+    rows = configs(capsys, url, model, "--top-k", "16")
+    assert len(rows) == 16 and set(rows["lr"]) == set(LRS) and set(rows["model"]) == set(MODELS)
+    assert rows["expected"].is_monotonic_decreasing and list(rows["rank"]) == list(range(1, 17))
+    jobs = job_table(open_store(url), "p")
+    mine = jobs[jobs["dataset"] == "d2"]
+    np.testing.assert_allclose(rows["expected"], mine["performance"].mean()
+                               + rows["predicted_z"] * mine["performance"].std(ddof=0), rtol=1e-9)
+    truth = mine.groupby(["model", "h_lr"])["performance"].mean()
+    np.testing.assert_allclose(rows["measured"], truth.reindex(list(zip(rows["model"], rows["lr"]))), rtol=1e-9)
+    factor = rows["cost_high"] / rows["cost_s"]
+    np.testing.assert_allclose(rows["cost_s"] / rows["cost_low"], factor, rtol=1e-9)
+    np.testing.assert_allclose(factor, factor.iloc[0], rtol=1e-9)
+    assert factor.iloc[0] > 1
+    # costs grow with parameters, as the history's seconds do
+    by_model = rows.groupby("model")["cost_s"].first().reindex(MODELS)
+    assert by_model.is_monotonic_increasing
+    # the learning rate the history found best is ranked first for the top model
+    assert rows.iloc[0]["lr"] == (0.1 if rows.iloc[0]["model"] == "m7" else 0.01)
+
+
+def test_limits_keep_only_rows_within_them(capsys, store):
+    url, model = store
+    rows = configs(capsys, url, model, "--top-k", "100", "--max-params", "40M", "--max-cost", "0.25m")
+    assert len(rows) and (rows["params_m"] <= 40).all() and (rows["cost_s"] <= 15).all()
+    every = configs(capsys, url, model, "--top-k", "100")
+    within = every[(every["params_m"] <= 40) & (every["cost_s"] <= 15)]
+    assert sorted(zip(rows["model"], rows["lr"])) == sorted(zip(within["model"], within["lr"]))
+
+
+def test_pareto_is_the_brute_force_front_and_plot_is_written(capsys, store, tmp_path):
+    url, model = store
+    every = configs(capsys, url, model, "--top-k", "100")
+    png = tmp_path / "front.png"
+    front = configs(capsys, url, model, "--pareto", "--plot", str(png))
+    e, c = every["expected"].to_numpy(), every["cost_s"].to_numpy()
+    brute = [i for i in range(len(every)) if not any(
+        e[j] >= e[i] and c[j] <= c[i] and (e[j] > e[i] or c[j] < c[i]) for j in range(len(every)))]
+    assert sorted(zip(front["model"], front["lr"])) == sorted(zip(every["model"].iloc[brute], every["lr"].iloc[brute]))
+    assert front["cost_s"].is_monotonic_increasing and pareto_front(e, c).sum() == len(front)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_setting_says_so(capsys, store):
+    url, model = store
+    rows = configs(capsys, url, model, "--protocol", "q")
+    assert set(rows["lr"]) == {0.01}
+    assert "the history holds one setting under q (lr 0.01, epochs 10)" in rows["notes"].iloc[0][0]
+
+
+def test_table_output_is_readable(capsys, store):
+    url, model = store
+    assert main(["recommend", "--model", model, "--db", url, "--dataset", "d2", "--configs", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("top 3 of 16 (model, configuration) rows for d2")
+    assert out[1].split() == ["rank", "model", "family", "params_m", "lr", "epochs", "expected", "predicted_z",
+                              "measured", "cost_s", "cost_low", "cost_high"]
+    assert len(out) == 5
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--configs", "--max-cost", "5x"], "argument --max-cost: expected a positive number such as 3600, 90m or 5h"),
+    (["--configs", "--max-params", "-3"], "argument --max-params: expected a positive number such as 100M"),
+    (["--pareto"], "--pareto rank(s) configurations: add --configs"),
+    (["--configs", "--plot", "x.png"], "--plot draws the Pareto front: add --pareto"),
+    (["--configs", "--max-params", "1k"], "no (model, configuration) has at most 1,000 parameters"),
+])
+def test_bad_values_are_one_line(capsys, store, argv, message):
+    url, model = store
+    try:
+        code = main(["recommend", "--model", model, "--db", url, "--dataset", "d2", *argv])
+    except SystemExit as exc:  # a value refused while parsing: argparse's usage, then its one error line
+        code = exc.code
+    assert code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and message in err[0]
+
+
+def test_configs_need_the_h_block(capsys, store, tmp_path):
+    url, _ = store
+    plain = str(tmp_path / "lr")
+    assert main(["train", "--recommender", "lr", "--protocol", "p", "--db", url, "--out", plain]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--model", plain, "--db", url, "--dataset", "d2", "--configs"]) == 2
+    assert "--configs needs a recommender trained on jobs with the configuration block h" in capsys.readouterr().err
+
+
+def test_recommend_configs_imports_no_training_library(store):
+    url, model = store
+    assert imported_by(["recommend", "--db", url, "--model", model, "--dataset", "d2", "--configs",
+                        "--max-cost", "1h"]) == []
+
+
+def test_plot_alone_imports_matplotlib(store, tmp_path):
+    url, model = store
+    assert imported_by(["recommend", "--db", url, "--model", model, "--dataset", "d2", "--configs", "--pareto",
+                        "--plot", str(Path(tmp_path) / "p.png")]) == ["matplotlib"]
