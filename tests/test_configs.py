@@ -47,6 +47,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return url, out
 
 
+def pairs_of(table: pd.DataFrame) -> list[tuple[str, float]]:
+    """The (model, lr) rows of a table, sorted."""
+    return sorted(zip(table["model"], table["lr"], strict=True))
+
+
 def configs(capsys: pytest.CaptureFixture, url: str, model: str, *argv: str) -> pd.DataFrame:
     """The JSON table of a successful `recommend --configs` call."""
     assert main(["recommend", "--model", model, "--db", url, "--dataset", "d2", "--configs", *argv, "--json"]) == 0
@@ -75,7 +80,8 @@ def test_configs_rank_model_and_learning_rate_with_expected_cost(capsys, store):
     np.testing.assert_allclose(rows["expected"], mine["performance"].mean()
                                + rows["predicted_z"] * mine["performance"].std(ddof=0), rtol=1e-9)
     truth = mine.groupby(["model", "h_lr"])["performance"].mean()
-    np.testing.assert_allclose(rows["measured"], truth.reindex(list(zip(rows["model"], rows["lr"]))), rtol=1e-9)
+    np.testing.assert_allclose(rows["measured"], truth.reindex(list(zip(rows["model"], rows["lr"], strict=True))),
+                               rtol=1e-9)
     factor = rows["cost_high"] / rows["cost_s"]
     np.testing.assert_allclose(rows["cost_s"] / rows["cost_low"], factor, rtol=1e-9)
     np.testing.assert_allclose(factor, factor.iloc[0], rtol=1e-9)
@@ -93,7 +99,7 @@ def test_limits_keep_only_rows_within_them(capsys, store):
     assert len(rows) and (rows["params_m"] <= 40).all() and (rows["cost_s"] <= 15).all()
     every = configs(capsys, url, model, "--top-k", "100")
     within = every[(every["params_m"] <= 40) & (every["cost_s"] <= 15)]
-    assert sorted(zip(rows["model"], rows["lr"])) == sorted(zip(within["model"], within["lr"]))
+    assert pairs_of(rows) == pairs_of(within)
 
 
 def test_pareto_is_the_brute_force_front_and_plot_is_written(capsys, store, tmp_path):
@@ -104,7 +110,7 @@ def test_pareto_is_the_brute_force_front_and_plot_is_written(capsys, store, tmp_
     e, c = every["expected"].to_numpy(), every["cost_s"].to_numpy()
     brute = [i for i in range(len(every)) if not any(
         e[j] >= e[i] and c[j] <= c[i] and (e[j] > e[i] or c[j] < c[i]) for j in range(len(every)))]
-    assert sorted(zip(front["model"], front["lr"])) == sorted(zip(every["model"].iloc[brute], every["lr"].iloc[brute]))
+    assert pairs_of(front) == pairs_of(every.iloc[brute])
     assert front["cost_s"].is_monotonic_increasing and pareto_front(e, c).sum() == len(front)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
