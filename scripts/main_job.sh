@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/main}
 DB="sqlite:///$OUT/history.db"
 export HF_HUB_OFFLINE=1
-# its tasks are seconds long: on a 2-core machine worker processes cost more to start than they save
-export RECOMMENDER_EXECUTOR="${RECOMMENDER_EXECUTOR:-serial}"
+# evaluate's fold x strategy tasks, its figures and rank's models run in worker processes, one per core (the
+# executor's default; RECOMMENDER_EXECUTOR=serial keeps them in one process, with the same numbers)
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 echo "== 1. history store: load the bundled real fine-tuning histories"
