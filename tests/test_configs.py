@@ -169,3 +169,121 @@ def test_plot_alone_imports_matplotlib(store, tmp_path):
     url, model = store
     assert imported_by(["recommend", "--db", url, "--model", model, "--dataset", "d2", "--configs", "--pareto",
                         "--plot", str(Path(tmp_path) / "p.png")]) == ["matplotlib"]
+
+
+# --- `next --configs` ------------------------------------------------------------------------------------------------
+
+NEW_DATASET = ["--dataset", "new", "--examples", "800", "--classes", "10", "--group", "g", "--modality", "image"]
+
+
+def next_rows(capsys: pytest.CaptureFixture, url: str, model: str, *argv: str) -> pd.DataFrame:
+    """The JSON rows of a successful `next --configs` call on a dataset the store has no job on."""
+    assert main(["next", "--db", url, "--protocol", "p", *NEW_DATASET, "--configs", "--model", model, *argv,
+                 "--json"]) == 0
+    return pd.DataFrame(json.loads(capsys.readouterr().out))
+
+
+def test_next_configs_without_results_ranks_as_recommend(capsys, store):
+    url, model = store
+    proposed = next_rows(capsys, url, model, "--budget", "16")
+    assert main(["recommend", "--model", model, "--db", url, *NEW_DATASET, "--configs", "--top-k", "16",
+                 "--json"]) == 0
+    ranked = pd.DataFrame(json.loads(capsys.readouterr().out))
+    assert list(zip(proposed["model"], proposed["lr"], strict=True)) == list(zip(ranked["model"], ranked["lr"],
+                                                                                   strict=True))
+    np.testing.assert_allclose(proposed["expected"], ranked["expected"])
+    np.testing.assert_allclose(proposed["prior"], ranked["expected"])
+    np.testing.assert_allclose(proposed["cumulative_s"], np.cumsum(ranked["cost_s"]))
+    assert len(next_rows(capsys, url, model)) == 1  # one proposal by default
+
+
+def test_next_configs_excludes_tried_rows_and_updates_by_hand(capsys, store, tmp_path):
+    """A result with a setting removes that row; one without removes the model's best-expected row. The update,
+    computed here independently: every row moves by sum(r) / (n + 1) over the n residuals r (observed minus prior),
+    each model's rows by the sum of its r minus that shift over its own count + 1."""
+    url, model = store
+    prior = next_rows(capsys, url, model, "--budget", "16").set_index(["model", "lr"])["prior"]
+    observed = tmp_path / "observed.csv"
+    observed.write_text("model,lr,epochs,performance\nm3,0.01,10,90\nm3,0.1,,40\nm5,,,50\n")
+    rows = next_rows(capsys, url, model, "--budget", "16", "--observed", str(observed))
+    best5 = 0.01 if prior[("m5", 0.01)] >= prior[("m5", 0.1)] else 0.1
+    tried = {("m3", 0.01), ("m3", 0.1), ("m5", best5)}
+    assert set(zip(rows["model"], rows["lr"], strict=True)) == set(prior.index) - tried and len(rows) == 13
+    r = {"m3": [90 - prior[("m3", 0.01)], 40 - prior[("m3", 0.1)]], "m5": [50 - prior[("m5", best5)]]}
+    shift = sum(sum(v) for v in r.values()) / 4
+    own = {m: sum(x - shift for x in v) / (len(v) + 1) for m, v in r.items()}
+    want = [prior[(m, lr)] + shift + own.get(m, 0.0) for m, lr in zip(rows["model"], rows["lr"], strict=True)]
+    np.testing.assert_allclose(rows["expected"], want)
+    assert rows["expected"].is_monotonic_decreasing
+    assert list(rows["reason"][rows["model"] == "m3"]) == []
+    assert "1 result(s) of the model here" in rows.loc[rows["model"] == "m5", "reason"].iloc[0]
+
+
+def test_next_configs_respects_the_cost_budget(capsys, store):
+    """Best expected first, each row kept if it fits what is left of the budget: recomputed from the full ranking."""
+    url, model = store
+    ranked = next_rows(capsys, url, model, "--budget", "16")
+    limit = float(ranked["cost_s"].sum()) / 3
+    rows = next_rows(capsys, url, model, "--max-cost", f"{limit:.3f}")
+    want, spent = [], 0.0
+    for m, lr, cost in zip(ranked["model"], ranked["lr"], ranked["cost_s"], strict=True):
+        if spent + cost <= round(limit, 3):
+            want.append((m, lr))
+            spent += cost
+    assert list(zip(rows["model"], rows["lr"], strict=True)) == want and 1 < len(want) < 16
+    assert rows["cumulative_s"].iloc[-1] <= limit and rows["cumulative_s"].iloc[-1] == pytest.approx(spent)
+    assert len(next_rows(capsys, url, model, "--max-cost", f"{limit:.3f}", "--budget", "2")) == 2
+
+
+def test_next_configs_on_a_dataset_with_every_row_tried(capsys, store):
+    url, model = store
+    assert main(["next", "--db", url, "--protocol", "p", "--dataset", "d2", "--configs", "--model", model]) == 2
+    assert "every one of the 16 (model, configuration) rows has a result on the dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "body", "message"), [
+    (["--max-cost", "0"], None, "argument --max-cost: expected a positive number such as 3600, 90m or 5h"),
+    (["--max-cost", "1s"], None, "no untried (model, configuration) is expected to cost at most 1 seconds"),
+    (["--budget", "0"], None, "--budget must be >= 1, got 0"),
+    (["--strategy", "ucb"], None, "--configs updates the recommender's prediction with the observed results: "
+                                  "--strategy does not apply"),
+    ([], "model,lr,performance\nm1,0.05,70\n", "observed.csv: row 1: lr: 0.05 is not a setting the history ran"),
+    ([], "model,lr,performance\nm1,-1,70\n", "observed.csv: row 1: lr: expected a positive number or blank"),
+    ([], "model,performance\nm1,70\nzz,3\n", "observed.csv: row 2: model: unknown model 'zz'"),
+    ([], "model,performance\nm1,\n", "observed.csv: row 1: performance: expected a finite number"),
+    ([], "model,lr,epochs,performance\nm1,0.1,10,7\nm1,0.1,10,8\n", "row 2: model: 'm1' repeated at the same"),
+])
+def test_next_configs_bad_values_are_one_line(capsys, store, tmp_path, argv, body, message):
+    url, model = store
+    if body is not None:
+        (tmp_path / "observed.csv").write_text(body)
+        argv = [*argv, "--observed", str(tmp_path / "observed.csv")]
+    try:
+        code = main(["next", "--db", url, "--protocol", "p", *NEW_DATASET, "--configs", "--model", model, *argv])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--max-cost", "1h"], "--max-cost propose(s) configurations: add --configs"),
+    (["--configs"], "--configs needs --model FOLDER"),
+])
+def test_next_config_flags_need_each_other(capsys, store, argv, message):
+    url, _ = store
+    assert main(["next", "--db", url, "--protocol", "p", "--dataset", "d2", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_next_configs_table_and_imports(capsys, store):
+    url, model = store
+    argv = ["next", "--db", url, "--protocol", "p", *NEW_DATASET, "--configs", "--model", model, "--max-cost", "1m"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("new: used 0 configuration(s) logged in the store for new; fm (d,m,h) over 8 models x "
+                             "2 configurations, within 60 s of expected cost in all")
+    assert out[2].split()[:4] == ["rank", "model", "family", "params_m"] and out[2].split()[-2:] == [
+        "cumulative_s", "reason"]
+    assert imported_by(argv) == []

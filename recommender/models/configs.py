@@ -220,3 +220,121 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, metric: str) -> Path:
     ax.legend(title="dataset", fontsize=8, title_fontsize=8, loc="lower right")
     fig.tight_layout()
     return write_atomic(Path(path), lambda part: fig.savefig(part, dpi=110, format="png"))
+
+
+# --- `next --configs`: the next (model, configuration) rows given the results observed on the dataset --------------
+
+NEXT_COLUMNS = ["rank", "model", *SHOWN, "lr", "epochs", "expected", "prior", "cost_s", "cost_low", "cost_high",
+                "cumulative_s", "reason"]
+
+
+def observed_configs(frame: pd.DataFrame, label: str, pool: set[str], table: pd.DataFrame) -> pd.DataFrame:
+    """The ``model,performance`` rows of an --observed file (optionally ``lr`` and ``epochs``: blank or absent, the
+    result is the model's, at a setting not given) as ``model, lr, epochs, performance``. A given ``lr``/``epochs``
+    must be one the candidate rows of ``table`` hold. A problem is one line naming the file, row and column."""
+    missing = [c for c in ("model", "performance") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{label}: missing column(s) {', '.join(missing)} (need model,performance; lr,epochs "
+                        f"optional)")
+    out = pd.DataFrame({"model": frame["model"].map(lambda m: "" if pd.isna(m) else str(m).strip()).to_numpy()})
+    for column in ("lr", "epochs", "performance"):
+        cells = frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)
+        values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=float)
+        blank = cells.isna().to_numpy() | cells.astype(str).str.strip().eq("").to_numpy()
+        bad = ~blank & ~(np.isfinite(values) & ((values > 0) | (column == "performance")))
+        bad |= blank & (column == "performance")
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            what = "a finite number" if column == "performance" else "a positive number or blank"
+            raise UserError(f"{label}: row {i + 1}: {column}: expected {what}, got {cells.iloc[i]!r}")
+        if column != "performance":
+            ran = set(table[column].astype(float))
+            off = ~blank & ~np.isin(values, list(ran))
+            if off.any():
+                i = int(np.flatnonzero(off)[0])
+                raise UserError(f"{label}: row {i + 1}: {column}: {values[i]:g} is not a setting the history ran "
+                                f"({', '.join(f'{v:g}' for v in sorted(ran))})")
+        out[column] = np.where(blank, np.nan, values)
+    for i, model in enumerate(out["model"]):
+        if model not in pool:
+            raise UserError(f"{label}: row {i + 1}: model: " + ("empty" if not model else
+                            f"unknown model {model!r} (not in the protocol's history)"))
+    repeated = out.duplicated(["model", "lr", "epochs"]).to_numpy()
+    if repeated.any():
+        i = int(np.flatnonzero(repeated)[0])
+        raise UserError(f"{label}: row {i + 1}: model: {out['model'].iloc[i]!r} repeated at the same setting")
+    return out
+
+
+def next_configs(table: pd.DataFrame, observed: pd.DataFrame, budget: int | None = None,
+                 max_cost: float | None = None) -> pd.DataFrame:
+    """The next (model, configuration) rows to fine-tune, from the rows of `recommend_configs` (one dataset, every
+    candidate: ``model, lr, epochs, expected, cost_s, ...``) and the results observed on the dataset (``model, lr,
+    epochs, performance``; a NaN ``lr``/``epochs`` matches any).
+
+    Each result's residual is its performance minus the expected value of its row (a result without a setting: of
+    the model's best-expected matching row, which counts as tried). The update shifts every row by the mean
+    residual and each model's rows by its own mean residual beyond that, each shrunk by n / (n + 1) over its n
+    results: one result moves a model halfway. Tried rows are never proposed. The rest are taken best updated
+    ``expected`` first (the cheaper on a tie); with ``max_cost``, a row is taken only if it fits what is left of
+    the budget (``cumulative_s``), and ``budget`` (default: as many as fit; 1 without ``max_cost``) caps the
+    count."""
+    if budget is not None and budget < 1:
+        raise UserError(f"--budget must be >= 1, got {budget}")
+    rows = table.reset_index(drop=True)
+    tried = np.zeros(len(rows), dtype=bool)
+    residual_at: list[tuple[str, float]] = []
+    for model, lr, epochs, performance in observed[["model", "lr", "epochs", "performance"]].itertuples(index=False):
+        match = (rows["model"] == model).to_numpy().copy()
+        for column, value in (("lr", lr), ("epochs", epochs)):
+            if np.isfinite(value):
+                match &= np.isclose(rows[column].to_numpy(dtype=float), value)
+        if not match.any():
+            continue
+        at = np.flatnonzero(match)
+        row = at[np.argmax(rows["expected"].to_numpy(dtype=float)[at])]
+        tried[at if np.isfinite(lr) and np.isfinite(epochs) else row] = True
+        residual_at.append((model, float(performance) - float(rows["expected"].iloc[row])))
+    residuals = pd.DataFrame(residual_at, columns=["model", "residual"])
+    n = len(residuals)
+    overall = float(residuals["residual"].sum()) / (n + 1) if n else 0.0
+    by_model = (residuals.assign(residual=residuals["residual"] - overall).groupby("model")["residual"]
+                .agg(["sum", "size"]))
+    own = (by_model["sum"] / (by_model["size"] + 1)).reindex(rows["model"]).fillna(0.0).to_numpy(dtype=float)
+    counts = by_model["size"].reindex(rows["model"]).fillna(0).to_numpy(dtype=int)
+    rows = rows.assign(prior=rows["expected"], expected=rows["expected"] + overall + own, shift=own,
+                       results=counts)[~tried]
+    if rows.empty:
+        raise UserError(f"every one of the {len(tried)} (model, configuration) rows has a result on the dataset: "
+                        f"nothing is left to propose")
+    rows = rows.sort_values(["expected", "cost_s"], ascending=[False, True], kind="stable")
+    if max_cost is None:
+        picked = rows.head(budget or 1).assign(cumulative_s=lambda t: t["cost_s"].cumsum())
+    else:
+        picked = _within(rows, max_cost, budget)
+    reasons = [f"{k} result(s) of the model here: {s:+.3g}" if k else "no result of the model here"
+               for k, s in zip(picked["results"], picked["shift"], strict=True)]
+    table = picked.assign(rank=range(1, len(picked) + 1), reason=reasons)[NEXT_COLUMNS].reset_index(drop=True)
+    table.attrs["shift"] = overall  # the dataset's shift, for the header
+    return table
+
+
+def _within(rows: pd.DataFrame, max_cost: float, budget: int | None) -> pd.DataFrame:
+    """Rows in order, each kept if its expected cost fits what is left of ``max_cost`` seconds (a row without an
+    expected cost never fits), at most ``budget`` of them; none fits: a one-line error naming the cheapest."""
+    cost = rows["cost_s"].to_numpy(dtype=float)
+    if not np.isfinite(cost).any():
+        raise UserError("--max-cost needs expected costs: the history logs no fine-tuning seconds under this "
+                        "protocol")
+    keep, spent = [], 0.0
+    for i, seconds in enumerate(cost):
+        if np.isfinite(seconds) and spent + seconds <= max_cost:
+            keep.append(i)
+            spent += seconds
+            if budget is not None and len(keep) >= budget:
+                break
+    if not keep:
+        raise UserError(f"no untried (model, configuration) is expected to cost at most {max_cost:,.0f} seconds "
+                        f"(the cheapest: {np.nanmin(cost):,.0f})")
+    picked = rows.iloc[keep]
+    return picked.assign(cumulative_s=picked["cost_s"].cumsum())

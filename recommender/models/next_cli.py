@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from recommender.cli_args import add_db_argument
 from recommender.contracts import ADAPTIVE_BUDGETS, DEFAULT_PROTOCOL
+from recommender.errors import UserError
+from recommender.models.cli import cost_seconds
 
 STRATEGIES = ("similarity", "lr", "ucb")
 # chosen on inner leave-one-dataset-out folds of SHiFT vision (`--tune` chooses again on the store's history);
@@ -18,7 +21,8 @@ protocol.
 
 example:
   recommender next --dataset dtd --budget 3
-  recommender next --dataset my-task --observed results.csv --strategy ucb --budget 2"""
+  recommender next --dataset my-task --observed results.csv --strategy ucb --budget 2
+  recommender next --dataset dtd --configs --model models/fm-h --max-cost 5h"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("next", help="the next model(s) to fine-tune, given the results observed so far",
                               description=DESCRIPTION)
     p.add_argument("--dataset", required=True, help="the target dataset (its jobs in the store count as observed)")
-    p.add_argument("--budget", type=int, default=1, help="how many models to fine-tune next (default 1)")
+    p.add_argument("--budget", type=int, help="how many models to fine-tune next (default 1; with --max-cost: as "
+                                              "many as fit)")
     p.add_argument("--observed", help="CSV/Parquet/JSON Lines of model,performance results on the dataset "
-                                      "(added to, and overriding, the store's jobs)")
+                                      "(added to, and overriding, the store's jobs); with --configs also lr,epochs")
+    p.add_argument("--configs", action="store_true",
+                   help="propose (model, learning rate, epochs) rows from a recommender trained with the h block "
+                        "(--model), updated with the observed results")
+    p.add_argument("--model", help="with --configs: folder written by `recommender train --features d,m,h`")
+    p.add_argument("--max-cost", type=cost_seconds, metavar="SECONDS",
+                   help="with --configs: the best rows whose expected costs add up to at most this (seconds; or "
+                        "90m, 5h)")
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
                    help="protocol of the history and the results (default vtab1k)")
     p.add_argument("--modality", help="the dataset's modality, e.g. image: the history keeps that modality's "
@@ -36,25 +48,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "knows for the dataset)")
     p.add_argument("--select", default="val", choices=("val", "test"),
                    help="which value picks each stored pair's best hyper-parameters (default val)")
-    p.add_argument("--strategy", default="similarity", choices=STRATEGIES,
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="similarity (default), lr (LR warm start) or ucb (similarity + exploration bonus)")
     p.add_argument("--examples", type=float, help="training examples of a new dataset (for --strategy lr)")
     p.add_argument("--classes", type=float, help="classes of a new dataset (for --strategy lr)")
     p.add_argument("--group", help="group of a new dataset, e.g. vtab-natural (for --strategy lr)")
     p.add_argument("--tune", action="store_true",
                    help="choose the similarity's hyper-parameters on inner folds of this history (slower)")
+    p.add_argument("--json", action="store_true", help="print JSON records")
     add_db_argument(p)
     p.set_defaults(func=run_next)
 
 
 def run_next(args: argparse.Namespace) -> int:
     """Fit the adaptive recommender on every other dataset of the protocol and print the next picks."""
-    from recommender.errors import UserError
     from recommender.history import open_store
     from recommender.models.adaptive import gather_observed, make_adaptive, next_models
     from recommender.models.pairs import candidate_pairs, same_modality
     from recommender.models.recommend import lookup_dataset_row
 
+    check_next_flags(args)
+    if args.configs:
+        return run_next_configs(args)
+    strategy = args.strategy or STRATEGIES[0]
     store = open_store(args.db)
     pairs = store.pair_table(args.protocol, args.modality, select=args.select)
     train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
@@ -66,12 +82,76 @@ def run_next(args: argparse.Namespace) -> int:
     pool = set(train["model"])
     observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, args.protocol)
     candidates = candidate_pairs(train, row)
-    fixed = {} if args.tune else DEFAULTS.get(args.strategy, {})
-    est = make_adaptive(args.strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
-    best = next_models(est, candidates, observed, args.budget)
-    print(f"{args.dataset}: used {'; '.join(sources)}; {args.strategy} over {train['dataset'].nunique()} training "
+    fixed = {} if args.tune else DEFAULTS.get(strategy, {})
+    est = make_adaptive(strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
+    best = next_models(est, candidates, observed, args.budget or 1)
+    if args.json:
+        print(json.dumps(best.to_dict(orient="records"), indent=2))
+        return 0
+    print(f"{args.dataset}: used {'; '.join(sources)}; {strategy} over {train['dataset'].nunique()} training "
           f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")
     print(best.to_string(index=False, float_format="%.3f"))
     if note:
+        print(f"note: {note}")
+    return 0
+
+
+def check_next_flags(args: argparse.Namespace) -> None:
+    """One line for a flag given without what it needs, or with what it excludes."""
+    if not args.configs:
+        if given := [flag for flag, value in (("--model", args.model), ("--max-cost", args.max_cost)) if value]:
+            raise UserError(f"{', '.join(given)} propose(s) configurations: add --configs")
+        return
+    if not args.model:
+        raise UserError("--configs needs --model FOLDER, a recommender trained with the h block (--features d,m,h)")
+    if given := [flag for flag, value in (("--strategy", args.strategy), ("--tune", args.tune)) if value]:
+        raise UserError(f"--configs updates the recommender's prediction with the observed results: "
+                        f"{', '.join(given)} does not apply")
+
+
+def run_next_configs(args: argparse.Namespace) -> int:
+    """Print the next (model, configuration) rows: `recommend --configs`' every row, updated with the results."""
+    import pandas as pd
+
+    from recommender.history import open_store
+    from recommender.history.ingest import read_table
+    from recommender.models.adaptive import rows_for_dataset
+    from recommender.models.configs import next_configs, observed_configs, recommend_configs
+    from recommender.models.factory import load_recommender
+    from recommender.models.recommend import dataset_requests
+
+    facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
+    requests = dataset_requests([args.dataset], None, **facts)
+    est = load_recommender(args.model)
+    store = open_store(args.db)
+    everything = recommend_configs(est, store, requests, k=2**31 - 1, protocol=args.protocol)
+    table = everything.table
+    logged = table[table["measured"].notna()]
+    observed = pd.DataFrame({"model": logged["model"], "lr": logged["lr"], "epochs": logged["epochs"],
+                             "performance": logged["measured"]})
+    sources = [f"{len(observed)} configuration(s) logged in the store for {args.dataset}"]
+    if args.observed:
+        rows, left = rows_for_dataset(read_table(args.observed), args.observed, args.dataset)
+        given = observed_configs(rows, args.observed, set(table["model"]), table)
+        keys = ["model", "lr", "epochs"]
+        stored = observed.set_index(keys).index.isin(given.set_index(keys).index)
+        sources.append(f"{len(given)} from {args.observed}" + (f" (overriding {stored.sum()} stored)" if stored.any()
+                                                              else "") + (f" ({left})" if left else ""))
+        observed = pd.concat([observed[~stored], given], ignore_index=True)
+    best = next_configs(table, observed, args.budget, args.max_cost)
+    if args.json:
+        notes = everything.all_notes()
+        print(json.dumps([{**record, "notes": notes} for record in best.to_dict(orient="records")], indent=2))
+        return 0
+    within = "" if args.max_cost is None else f", within {args.max_cost:,.0f} s of expected cost in all"
+    print(f"{args.dataset}: used {'; '.join(sources)}; {est.kind} ({est.features}) over {table['model'].nunique()} "
+          f"models x {len(table[['lr', 'epochs']].drop_duplicates())} configurations{within}")
+    print(f"expected: predicted {everything.metric}, updated with the results (the dataset's shift "
+          f"{best.attrs['shift']:+.3g}, and each model's own; reason); prior: before them; cost_s: expected seconds, "
+          f"cost_low..cost_high its spread; cumulative_s: the total of the rows so far")
+    seconds = ["cost_s", "cost_low", "cost_high", "cumulative_s"]
+    print(best.round({c: 0 for c in seconds}).astype({c: "Int64" for c in seconds})
+          .to_string(index=False, float_format="{:.4g}".format, na_rep="-"))
+    for note in everything.all_notes():
         print(f"note: {note}")
     return 0
