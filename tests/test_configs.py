@@ -287,3 +287,16 @@ def test_next_configs_table_and_imports(capsys, store):
     assert out[2].split()[:4] == ["rank", "model", "family", "params_m"] and out[2].split()[-2:] == [
         "cumulative_s", "reason"]
     assert imported_by(argv) == []
+
+
+def test_next_configs_reads_its_rows_of_a_file_of_several_datasets(capsys, store, tmp_path):
+    """Rows on other datasets are left out, and an error names the file's own row."""
+    url, model = store
+    observed = tmp_path / "observed.csv"
+    observed.write_text("dataset,model,lr,epochs,performance\nd1,m2,0.01,10,70\nnew,m2,0.01,10,70\n")
+    rows = next_rows(capsys, url, model, "--budget", "16", "--observed", str(observed))
+    assert ("m2", 0.01) not in set(zip(rows["model"], rows["lr"], strict=True)) and len(rows) == 15
+    observed.write_text("dataset,model,lr,epochs,performance\nd1,m2,0.01,10,70\nnew,m2,0.07,10,70\n")
+    assert main(["next", "--db", url, "--protocol", "p", *NEW_DATASET, "--configs", "--model", model,
+                 "--observed", str(observed)]) == 2
+    assert "observed.csv: row 2: lr: 0.07 is not a setting the history ran (0.01, 0.1)" in capsys.readouterr().err

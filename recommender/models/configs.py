@@ -237,6 +237,8 @@ def observed_configs(frame: pd.DataFrame, label: str, pool: set[str], table: pd.
         raise UserError(f"{label}: missing column(s) {', '.join(missing)} (need model,performance; lr,epochs "
                         f"optional)")
     out = pd.DataFrame({"model": frame["model"].map(lambda m: "" if pd.isna(m) else str(m).strip()).to_numpy()})
+    # the file's own row numbers (a file of several datasets reaches here filtered to one)
+    numbers = frame.index + 1 if pd.api.types.is_integer_dtype(frame.index) else np.arange(len(frame)) + 1
     for column in ("lr", "epochs", "performance"):
         cells = frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)
         values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=float)
@@ -246,23 +248,23 @@ def observed_configs(frame: pd.DataFrame, label: str, pool: set[str], table: pd.
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             what = "a finite number" if column == "performance" else "a positive number or blank"
-            raise UserError(f"{label}: row {i + 1}: {column}: expected {what}, got {cells.iloc[i]!r}")
+            raise UserError(f"{label}: row {numbers[i]}: {column}: expected {what}, got {cells.iloc[i]!r}")
         if column != "performance":
             ran = set(table[column].astype(float))
             off = ~blank & ~np.isin(values, list(ran))
             if off.any():
                 i = int(np.flatnonzero(off)[0])
-                raise UserError(f"{label}: row {i + 1}: {column}: {values[i]:g} is not a setting the history ran "
+                raise UserError(f"{label}: row {numbers[i]}: {column}: {values[i]:g} is not a setting the history ran "
                                 f"({', '.join(f'{v:g}' for v in sorted(ran))})")
         out[column] = np.where(blank, np.nan, values)
     for i, model in enumerate(out["model"]):
         if model not in pool:
-            raise UserError(f"{label}: row {i + 1}: model: " + ("empty" if not model else
+            raise UserError(f"{label}: row {numbers[i]}: model: " + ("empty" if not model else
                             f"unknown model {model!r} (not in the protocol's history)"))
     repeated = out.duplicated(["model", "lr", "epochs"]).to_numpy()
     if repeated.any():
         i = int(np.flatnonzero(repeated)[0])
-        raise UserError(f"{label}: row {i + 1}: model: {out['model'].iloc[i]!r} repeated at the same setting")
+        raise UserError(f"{label}: row {numbers[i]}: model: {out['model'].iloc[i]!r} repeated at the same setting")
     return out
 
 
