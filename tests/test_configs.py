@@ -300,3 +300,11 @@ def test_next_configs_reads_its_rows_of_a_file_of_several_datasets(capsys, store
     assert main(["next", "--db", url, "--protocol", "p", *NEW_DATASET, "--configs", "--model", model,
                  "--observed", str(observed)]) == 2
     assert "observed.csv: row 2: lr: 0.07 is not a setting the history ran (0.01, 0.1)" in capsys.readouterr().err
+
+
+def test_next_configs_defaults_to_the_recommenders_protocol(capsys, store):
+    """Without --protocol, the protocol the recommender was trained on (p here; the store holds no vtab1k)."""
+    url, model = store
+    assert main(["next", "--db", url, *NEW_DATASET, "--configs", "--model", model, "--budget", "16", "--json"]) == 0
+    default = pd.DataFrame(json.loads(capsys.readouterr().out))
+    assert default.drop(columns="notes").equals(next_rows(capsys, url, model, "--budget", "16").drop(columns="notes"))

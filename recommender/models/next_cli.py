@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-cost", type=cost_seconds, metavar="SECONDS",
                    help="with --configs: the best rows whose expected costs add up to at most this (seconds; or "
                         "90m, 5h)")
-    p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
-                   help="protocol of the history and the results (default vtab1k)")
+    p.add_argument("--protocol", help="protocol of the history and the results (default vtab1k; with --configs: "
+                                      "the recommender's training protocol)")
     p.add_argument("--modality", help="the dataset's modality, e.g. image: the history keeps that modality's "
                                       "datasets, and only its models are proposed (without it: the modality the store "
                                       "knows for the dataset)")
@@ -70,17 +70,17 @@ def run_next(args: argparse.Namespace) -> int:
     check_next_flags(args)
     if args.configs:
         return run_next_configs(args)
-    strategy = args.strategy or STRATEGIES[0]
+    strategy, protocol = args.strategy or STRATEGIES[0], args.protocol or DEFAULT_PROTOCOL
     store = open_store(args.db)
-    pairs = store.pair_table(args.protocol, args.modality, select=args.select)
+    pairs = store.pair_table(protocol, args.modality, select=args.select)
     train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
     if train["dataset"].nunique() < 1:
-        raise UserError(f"the store has no other dataset under protocol {args.protocol!r} to learn from")
+        raise UserError(f"the store has no other dataset under protocol {protocol!r} to learn from")
     row = lookup_dataset_row(pairs, store.dataset_features(), args.dataset, examples=args.examples,
                              classes=args.classes, group=args.group, modality=args.modality)
     train, note = same_modality(train, row.get("modality"), args.dataset)  # only models of the dataset's modality
     pool = set(train["model"])
-    observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, args.protocol)
+    observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, protocol)
     candidates = candidate_pairs(train, row)
     fixed = {} if args.tune else DEFAULTS.get(strategy, {})
     est = make_adaptive(strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
