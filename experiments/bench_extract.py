@@ -6,8 +6,11 @@ ViT at 224 px, on --n images of --size px (RGB noise with smooth structure, enco
 2. resizing: the model's image processor (resize, rescale, normalise) on the decoded arrays, timed alone;
 3. extraction: `zoo.extract.extract` through the provider (no cache), i.e. processor + forward + pooling, with the
    processor's time (2) taken out, so that only what the provider adds to the network counts;
-4. the floor: a bare `model(pixel_values)` loop under inference_mode over the same processed batches.
-Images per second for each; the ratio extraction / floor (target: within 1.2x on CPU). Medians of --repeats runs.
+4. extraction from the input cache: `extract` with a feature cache whose input cache already holds the processed
+   images (what a second model with the same preprocessing gets), the feature entry removed before each run;
+5. the floor: a bare `model(pixel_values)` loop under inference_mode over the same processed batches.
+Images per second for each; the ratios extraction / floor (target: within 1.2x on CPU). Medians of --repeats runs.
+--workers sets the DataLoader workers of both extractions.
 
 Run: python experiments/bench_extract.py [--device cpu|cuda] > experiments/results/bench_extract.md
 """
@@ -76,8 +79,11 @@ def median_seconds(run: Callable[[], object], repeats: int, device: str) -> floa
     return statistics.median(times)
 
 
-def bench(kind: str, root: Path, encoded: list[bytes], batch: int, repeats: int, device: str) -> dict[str, float]:
-    """Seconds of decoding, resizing, extraction (processor excluded) and the bare forward loop for one model."""
+def bench(kind: str, root: Path, encoded: list[bytes], batch: int, repeats: int, device: str,
+          workers: int) -> dict[str, float]:
+    """Seconds of decoding, resizing, extraction (processor excluded), extraction from the input cache and the bare
+    forward loop for one model."""
+    from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import Dataset
     from recommender.zoo.extract import extract
     from recommender.zoo.zoos import get_provider
@@ -93,14 +99,23 @@ def bench(kind: str, root: Path, encoded: list[bytes], batch: int, repeats: int,
             for x in batches:
                 net(pixel_values=x.to(device))
 
+    cache = FeatureCache(root / f"cache-{kind}")
+
+    def from_input_cache() -> None:
+        got = extract(provider, ds, cache=cache, progress=False, batch_size=batch, device=device, workers=workers)
+        cache.path(got.key).unlink()  # the next run misses the features, not the prepared images
+        cache.meta_path(got.key).unlink()
+
     extract(provider, ds, progress=False, batch_size=batch, device=device)  # warm-up (threads, allocator)
+    from_input_cache()  # fills the input cache
     floor()
     seconds = {
         "decode": median_seconds(lambda: decode(encoded), repeats, device),
         "resize": median_seconds(lambda: [provider.prepare(pixels[i: i + batch]) for i in range(0, len(pixels), batch)],
                                  repeats, device),
-        "extract_total": median_seconds(lambda: extract(provider, ds, progress=False, batch_size=batch, device=device),
-                                        repeats, device),
+        "extract_total": median_seconds(lambda: extract(provider, ds, progress=False, batch_size=batch, device=device,
+                                                        workers=workers), repeats, device),
+        "cached": median_seconds(from_input_cache, repeats, device),
         "floor": median_seconds(floor, repeats, device),
     }
     seconds["extract"] = seconds["extract_total"] - seconds["resize"]
@@ -115,6 +130,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per timing; the median (default: %(default)s)")
     parser.add_argument("--models", default="vit-tiny,vit-base", help="of vit-tiny, vit-base (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: %(default)s)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("bench_extract: --device cuda, but torch sees no CUDA device")
@@ -122,16 +138,18 @@ def main() -> None:
     encoded = images(args.n, args.size)
     print(f"# Feature extraction against a bare forward loop ({datetime.now(timezone.utc):%Y-%m-%d})\n")
     print(f"device {args.device} ({card or platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads; {args.n} PNG images of {args.size} px, batches of {args.batch_size}, median of {args.repeats}\n")
-    print("| model | decode img/s | resize img/s | extraction img/s (resize excluded) | floor img/s "
-          "| extraction / floor |")
-    print("|---|---|---|---|---|---|")
+          f"threads; {args.n} PNG images of {args.size} px, batches of {args.batch_size}, median of {args.repeats}, "
+          f"{args.workers} DataLoader workers\n")
+    print("| model | decode img/s | resize img/s | extraction img/s (resize excluded) | from input cache img/s "
+          "| floor img/s | extraction / floor | from input cache / floor |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as root:
         for kind in args.models.split(","):
-            s = bench(kind, Path(root), encoded, args.batch_size, args.repeats, args.device)
+            s = bench(kind, Path(root), encoded, args.batch_size, args.repeats, args.device, args.workers)
             rate = {k: args.n / v for k, v in s.items()}
             print(f"| {kind} | {rate['decode']:.0f} | {rate['resize']:.0f} | {rate['extract']:.1f} | "
-                  f"{rate['floor']:.1f} | {s['extract'] / s['floor']:.2f}x |")
+                  f"{rate['cached']:.1f} | {rate['floor']:.1f} | {s['extract'] / s['floor']:.2f}x | "
+                  f"{s['cached'] / s['floor']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -112,11 +112,11 @@ def test_vit_and_convnext_folders_pool_as_the_architecture_says(tmp_path, digits
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (CI has none)")
 def test_cuda_extraction_of_image_and_text_models(tmp_path, digits):
-    """The tiny ViT and BERT give on the GPU the CPU's features, to float rounding."""
+    """The tiny ViT and BERT give on the GPU (under bf16 or fp16 autocast) the CPU's features, to that rounding."""
     vit, bert = get_provider(str(tiny_vit(tmp_path / "vit"))), get_provider(str(tiny_bert(tmp_path / "bert")))
     for p, items in ((vit, digits.items[:8]), (bert, ["the cat is good", "i love this dog"])):
-        np.testing.assert_allclose(p.features(items, device="cuda"), p.features(items, device="cpu"), rtol=1e-3,
-                                   atol=1e-4)
+        np.testing.assert_allclose(p.features(items, device="cuda"), p.features(items, device="cpu"), rtol=5e-2,
+                                   atol=5e-2)
 
 
 def test_rank_takes_an_image_model_folder(tmp_path, capsys, digits):

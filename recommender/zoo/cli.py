@@ -150,7 +150,7 @@ def run_rank(args: argparse.Namespace) -> int:
     if args.recommender and recommender is None:  # a bad folder, modality or score list: before any extraction
         recommender = load_checked_recommender(args.recommender, ds, scores, args.allow_modality_mismatch)
     pairs = score_pool(providers, ds, scores, cache=cache, progress=progress, executor=executor_from_args(args),
-                       device=device)
+                       device=device, workers=args.loader_workers)
     if device is not None:
         print(f"recommender rank: {device_note(scores, device)}", file=sys.stderr)
     if note := source_head_note(pairs, scores):
@@ -278,6 +278,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "extracted: auto (CUDA when torch sees a device, else cpu), cpu (numpy), cuda, cuda:N, "
                         "or torch:cpu (the torch kernels on the CPU: the GPU path's numbers without a GPU) "
                         "(default: %(default)s)")
+    p.add_argument("--loader-workers", type=_at_least(0), default=0,
+                   help="processes that prepare batches (tokenise texts; resize and normalise images) while a "
+                        "model runs; the features do not depend on it. 0: in the main process, best on few cores, "
+                        "where the model's own threads use them all (default: %(default)s)")
     p.add_argument("--log-scores", action="store_true",
                    help="after printing, write the computed scores into the store (run: the features' cache key, "
                         "so the same model and data again add nothing)")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,12 @@ class HFImageProvider(TransformersProvider):
             model, info = self._from_pretrained(AutoModel, output_loading_info=True)
         fresh = [key for key in info["missing_keys"] if "pooler" in key.split(".")]
         return _PooledImageModel(model, use_pooler=not fresh)
+
+    def input_config(self) -> str:
+        """The image processor's class and settings (resize, crop, rescale, normalisation): models that share them
+        share their decoded and resized images (`recommender.zoo.inputs`)."""
+        settings = {k: v for k, v in self.processor().to_dict().items() if k != "_processor_class"}
+        return "grey->rgb;" + json.dumps(settings, sort_keys=True, default=str)
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.processor()(images=rgb_images(items), return_tensors="pt")["pixel_values"]}

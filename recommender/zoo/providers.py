@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -92,14 +92,35 @@ class Provider(ABC):
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         """Turn raw examples into the encoder's keyword inputs."""
 
-    def features(self, items: list | np.ndarray, device: str = "cpu") -> np.ndarray:
-        """Pooled features (B x D, float32, on the CPU) of a batch of raw examples, without gradients.
+    def input_config(self) -> str | None:
+        """The configuration of `prepare`, for a provider whose prepared inputs are worth caching (decoded and
+        resized images: `recommender.zoo.inputs`): two providers with the same configuration prepare the same items
+        into the same tensors. None (the default): never cached."""
+        return None
 
-        The encoder and the batch run on the torch `device`; the encoder stays there until `reset_encoder`."""
+    def features(self, items: list | np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Pooled features (B x D, float32, on the CPU) of a batch of raw examples, without gradients."""
+        return self.embed(self.prepare(items), device)
+
+    def embed(self, inputs: dict[str, torch.Tensor], device: str = "cpu") -> np.ndarray:
+        """Pooled features (B x D, float32, on the CPU) of a batch of `prepare`d inputs, without gradients.
+
+        The encoder and the batch run on the torch `device`; the encoder stays there until `reset_encoder`. On
+        CUDA the forward runs under autocast (`autocast_dtype`); on the CPU in float32, as always."""
         enc = self.encoder().to(device).eval()
-        with torch.inference_mode():
-            inputs = {name: tensor.to(device) for name, tensor in self.prepare(items).items()}
-            return enc(**inputs).float().cpu().numpy()
+        dtype = autocast_dtype(device)
+        autocast = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
+        with torch.inference_mode(), autocast:
+            moved = {name: tensor.to(device, non_blocking=True) for name, tensor in inputs.items()}
+            return enc(**moved).float().cpu().numpy()
+
+
+def autocast_dtype(device: str) -> torch.dtype | None:
+    """The autocast dtype of feature extraction on a torch `device`: bfloat16 on a CUDA card that supports it,
+    else float16; None (no autocast, float32) on the CPU."""
+    if device.partition(":")[0] != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -305,9 +326,13 @@ class OnnxTextProvider(TransformersProvider):
 
     # no `device` parameter on purpose: `extract` reads its absence as "runs on the CPU" (and keys the cache so)
     def features(self, items: list | np.ndarray) -> np.ndarray:  # type: ignore[override]
-        inputs = {k: v.numpy().astype(np.int64) for k, v in self.prepare(items).items()}
-        tokens = self.session().run([self._token_output], inputs)[0]
-        pooled = masked_mean(torch.from_numpy(tokens), torch.from_numpy(inputs["attention_mask"]))
+        return self.embed(self.prepare(items))
+
+    def embed(self, inputs: dict[str, torch.Tensor], device: str = "cpu") -> np.ndarray:
+        """Pooled features of prepared inputs, by onnxruntime on the CPU whatever `device` says."""
+        arrays = {k: v.numpy().astype(np.int64) for k, v in inputs.items()}
+        tokens = self.session().run([self._token_output], arrays)[0]
+        pooled = masked_mean(torch.from_numpy(tokens), torch.from_numpy(arrays["attention_mask"]))
         return pooled.float().numpy()
 
 

@@ -88,7 +88,7 @@ def extraction_device(device: str | None) -> str:
 
 
 def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureCache | None, progress: bool,
-                device: str | None = None, deferred: Sequence[str] = ()) -> dict:
+                device: str | None = None, deferred: Sequence[str] = (), workers: int = 0) -> dict:
     """One model's pair-table row: its features extracted (through the cache), every score computed. A task of its
     own: it reads and writes nothing but the feature cache, so any executor can run it.
 
@@ -97,7 +97,7 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
 
     LEEP and NCE take the softmax of the model's source head (`Provider.source_head`) on the features; for a model
     without one they do not apply: NaN value and seconds, without a warning (`source_head_note` says it once)."""
-    got = extract(p, ds, cache=cache, progress=progress, device=extraction_device(device))
+    got = extract(p, ds, cache=cache, progress=progress, device=extraction_device(device), workers=workers)
     here = [s for s in scores if s not in deferred]
     value = dict.fromkeys(scores, math.nan)
     seconds = dict.fromkeys(scores, math.nan)
@@ -143,7 +143,7 @@ def _fill_torch_scores(rows: list[dict], y: np.ndarray, deferred: Sequence[str],
 
 def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str] = DEFAULT_SCORES,
                cache: FeatureCache | None = None, progress: bool = True, executor: Executor | None = None,
-               device: str | None = None) -> pd.DataFrame:
+               device: str | None = None, workers: int = 0) -> pd.DataFrame:
     """One pair-table row per model: facts, dataset features, `score_<name>` values and the seconds of each step;
     one `score_model` task per model on ``executor`` (default: this process). With ``progress``, the models done
     show on stderr (`recommender.progress`), and on a terminal each extraction of this process gets its own bar.
@@ -152,7 +152,8 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
     torch kernels (LogME, LFC, H-scores) are computed there in this process, batched over up to POOL_BATCH models
     (POOL_BYTES of features) at a time (their seconds: the batch's shared work split equally); the other scores
     stay numpy in the tasks.
-    Without one (None), everything is numpy, as it always was."""
+    Without one (None), everything is numpy, as it always was. ``workers``: DataLoader processes per extraction
+    (`extract`)."""
     executor = executor or SerialExecutor()
     if cache is not None and all(cache.path(cache_key(p, ds, extraction_device(device))).is_file()
                                  for p in providers):
@@ -164,7 +165,7 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
         deferred = tuple(s for s in scores if s in TORCH_SCORES)
     bars = progress and isinstance(executor, SerialExecutor) and sys.stderr.isatty()
     task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache, progress=bars, device=device,
-                   deferred=deferred)
+                   deferred=deferred, workers=workers)
     done = show_progress(executor.imap(task, providers), len(providers), f"scores on {ds.name}", not progress,
                          unit="models")
     if device is None or not deferred:  # scores are deferred only to a device
