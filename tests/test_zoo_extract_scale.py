@@ -146,3 +146,22 @@ def test_cuda_extraction_runs_under_autocast_and_stores_float32(tmp_path, digits
     assert gpu.features.dtype == np.float32 and gpu.key != cpu.key
     assert json.loads(cache.meta_path(gpu.key).read_text())["autocast"] == str(dtype)
     np.testing.assert_allclose(gpu.features, cpu.features, rtol=5e-2, atol=5e-2)
+
+
+def test_finetune_and_campaign_take_a_model_folder(tmp_path, capsys):
+    """`campaign` and `finetune` resolve models as `rank` does: a tiny ViT folder is fine-tuned and scored under
+    its folder's name, and the campaign's extraction fills the input cache (one 60-image entry)."""
+    from recommender.history import open_store
+
+    folder = tiny_vit(tmp_path / "vit")
+    url, cache = f"sqlite:///{tmp_path / 'history.db'}", tmp_path / "cache"
+    assert main(["campaign", "--models", str(folder), "--datasets", "digits", "--n", "60", "--lrs", "1e-2",
+                 "--epochs", "1", "--executor", "serial", "--db", url, "--cache", str(cache), "--quiet"]) == 0
+    store = open_store(url)
+    assert set(store.jobs()["model"]) == {"vit"} and set(store.scores()["model"]) == {"vit"}
+    (entry,) = (cache / "inputs").glob("*.npy")
+    assert np.load(entry).shape == (60, 3, 32, 32)
+    capsys.readouterr()
+    assert main(["finetune", "--data", "digits", "--n", "60", "--model", str(folder), "--lrs", "1e-2", "--epochs",
+                 "1", "--executor", "serial", "--no-log"]) == 0
+    assert capsys.readouterr().out.split("\n")[1].split()[:3] == ["vit", "digits", "0.01"]
