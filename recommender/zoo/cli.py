@@ -42,12 +42,12 @@ example:
 
 
 def _floats(text: str) -> list[float]:
-    """Learning rates: a comma-separated list of finite numbers > 0."""
+    """Learning rates: a comma-separated list of finite numbers > 0 (none: the command says one is needed)."""
     try:
         rates = [float(t) for t in comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+    if not all(math.isfinite(r) and r > 0 for r in rates):
         raise argparse.ArgumentTypeError(f"expected learning rates > 0 separated by commas, got {text!r}")
     return rates
 
@@ -214,6 +214,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     from recommender.zoo.finetune import SOURCE, finetune
     from recommender.zoo.zoos import get_provider
 
+    if not args.lrs:
+        raise UserError("--lrs: give at least one learning rate")
     executor = executor_from_args(args)  # a bad --executor/--address is refused before any loading
     full = load_dataset(args.data)
     jobs = finetune(get_provider(args.model, args.offline), subsample(full, args.n, args.seed), lrs=args.lrs,

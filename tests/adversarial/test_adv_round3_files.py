@@ -584,3 +584,18 @@ def test_a_folder_an_older_version_wrote_whole_keeps_the_users_files(tmp_path: P
     write_output_folder(out, lambda part: (part / "a.txt").write_text("new"), kind="t")
     assert tree(out) == {"a.txt": b"new", "notes.md": b"mine",
                          MANIFEST: b'{\n "outputs": {\n  "t": [\n   "a.txt"\n  ]\n }\n}\n'}
+
+
+def test_finetune_without_a_learning_rate_is_one_line_before_anything_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recommender.zoo.datasets as datasets
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_loading)
+    db = tmp_path / "h.db"
+    assert main(["finetune", "--data", "tweets", "--model", "glove-6B-50d", "--db", str(db), "--lrs", ""]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["recommender finetune: error: --lrs: give at least one learning rate"]
+    assert not db.exists()
