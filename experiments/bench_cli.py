@@ -99,16 +99,16 @@ def fit_floor(db: str, n_datasets: int | None) -> tuple[float, float]:
 def evaluate_argv(db: str, out: Path, datasets: Sequence[str] | None) -> list[str]:
     """`evaluate --split loo` on SHiFT vision with lr, fm and mean-perf: from the store, or with ``datasets``, from
     a pair-table file of the store's pairs on those datasets (written next to ``out``)."""
-    source = ["--db", db, "--protocol", PROTOCOL]
-    if datasets:
+    source = ["--db", db, "--protocol", PROTOCOL, "--select", "test"]
+    if datasets:  # a pair table is selected when it is made: by test value, as from the store
         from recommender.history import open_store
 
         pairs = open_store(db).pair_table(PROTOCOL, MODALITY, select="test")
         path = out.with_suffix(".csv")
         pairs[pairs["dataset"].isin(datasets)].to_csv(path, index=False)
         source = ["--pairs", str(path)]
-    return [*CLI, "evaluate", *source, "--split", "loo", "--modality", MODALITY, "--select", "test",
-            "--strategies", "lr,fm,mean-perf", "--quiet", "--out", str(out)]
+    return [*CLI, "evaluate", *source, "--split", "loo", "--modality", MODALITY, "--strategies", "lr,fm,mean-perf",
+            "--quiet", "--out", str(out)]
 
 
 def main() -> None:
