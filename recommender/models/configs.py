@@ -15,7 +15,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from recommender.contracts import DEFAULT_PROTOCOL, hparam_column, protocol_names
+from recommender.contracts import DEFAULT_PROTOCOL, hparam_column
 from recommender.errors import UserError
 from recommender.history import Store
 from recommender.history.job_table import HPARAM_COLUMNS, job_table
@@ -31,6 +31,7 @@ from recommender.models.recommend import (
     dataset_scale,
     lookup_dataset_row,
     model_pool,
+    named_or_trained_protocol,
     performance_scale,
     with_protocol,
 )
@@ -74,16 +75,7 @@ def pareto_front(performance: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 def config_protocol(est: PairRecommender, store: Store, named: str | None) -> str:
     """The protocol whose configurations are recommended: ``named``, else the recommender's one training protocol."""
-    stored = sorted(store.protocols()["protocol"].unique())
-    if named is None:
-        names = protocol_names(str(est.training_.get("protocol") or DEFAULT_PROTOCOL), stored)
-        if len(names) > 1:
-            raise UserError(f"the recommender was trained on several protocols ({', '.join(names)}): name the one "
-                            f"you fine-tune under with --protocol")
-        named = names[0]
-    if named not in stored:
-        raise UserError(f"unknown protocol {named!r}; the store knows {', '.join(stored) or 'none'}")
-    return named
+    return named_or_trained_protocol(est, sorted(store.protocols()["protocol"].unique()), named)
 
 
 def recommend_configs(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_path: str | Path | None = None,

@@ -156,12 +156,17 @@ def target_protocol(est: PairRecommender, store: Store, named: str | None = None
     """The protocol whose facts the candidate pairs carry: ``named`` (refused with one line listing the store's
     protocols if unknown), else, for a recommender with the protocol block ``p``, its one training protocol (one
     trained on several must be told which); None for a recommender without ``p`` and no protocol named."""
+    if named is None and "p" not in parse_features(est.features)[0]:
+        return None
     known = sorted(set(store.protocol_facts()["protocol"]) | set(store.protocols()["protocol"]))
+    return named_or_trained_protocol(est, known, named)
+
+
+def named_or_trained_protocol(est: PairRecommender, known: Sequence[str], named: str | None) -> str:
+    """``named`` (refused with one line listing ``known`` if it is not among them), else the recommender's one
+    training protocol (one trained on several must be told which)."""
     if named is None:
-        if "p" not in parse_features(est.features)[0]:
-            return None
-        trained = str(est.training_.get("protocol") or DEFAULT_PROTOCOL)
-        names = known if trained == "all" else [n.strip() for n in trained.split(",")]
+        names = contracts.protocol_names(str(est.training_.get("protocol") or DEFAULT_PROTOCOL), known)
         if len(names) > 1:
             raise UserError(f"the recommender was trained on several protocols ({', '.join(names)}): name the one "
                             f"you fine-tune under with --protocol")
