@@ -7,6 +7,8 @@ helpers from another.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -159,6 +161,27 @@ def cli(capsys: pytest.CaptureFixture) -> Callable[..., CliResult]:
     return run
 
 
+def _run_python(code: str, *argv: object, timeout: float = 900) -> CliResult:
+    """``python -c code argv...`` in a fresh process, with this suite's environment."""
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).parent)
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="session")
+def isolated() -> Callable[..., CliResult]:
+    """``isolated(code, *argv)`` runs Python code in its own process. Ray runs only there: a local Ray that dies
+    under a loaded machine takes its driver process with it, and the driver must not be a test worker."""
+    return _run_python
+
+
+@pytest.fixture(scope="session")
+def cli_process() -> Callable[..., CliResult]:
+    """``cli_process("rank", ...)`` runs the command in its own process (see `isolated`): exit code, stdout, stderr."""
+    return lambda *argv: _run_python("import sys; from recommender.cli import main; sys.exit(main(sys.argv[1:]))",
+                                     *argv)
+
+
 # --- brute-force reference correlations (independent of scipy) ----------------------------------------------------
 
 def _weighted_tau_one_ranking(x: Sequence[float], y: Sequence[float]) -> float:
@@ -206,13 +229,3 @@ def brute_kendall_tau_b() -> Callable[[Sequence[float], Sequence[float]], float]
     return _brute_kendall_tau_b
 
 
-@pytest.fixture(scope="module")
-def ray_down_after_module():
-    """Commands run with --executor ray start a local Ray in the test process: stop it after the module."""
-    yield
-    from recommender.executors import ray_installed
-
-    if ray_installed():
-        import ray
-
-        ray.shutdown()

@@ -5,6 +5,7 @@ name, and neither need find this test module."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -27,14 +28,26 @@ needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed
 ITEMS = [30_000, 20_000, 5, 0, 10_000, 7]
 
 
-@pytest.fixture(scope="module")
-def ray_executor():
-    """A local Ray of 2 CPUs, shut down after the module."""
-    import ray
+# Ray runs in a process of its own (conftest's `isolated`): each call starts a local Ray of 2 CPUs, maps the task
+# over the items and prints the results as JSON (integers in hex, which has no digit limit), or a task error's type
+# and message
+RAY_MAP = """
+import importlib, json, sys
+from recommender.executors import make_executor
+module, name = sys.argv[1].split(":")
+fn, items = getattr(importlib.import_module(module), name), json.loads(sys.argv[2])
+try:
+    print(json.dumps([hex(r) if type(r) is int else r for r in make_executor("ray", workers=2).map(fn, items)]))
+except Exception as exc:
+    print(json.dumps({"error": type(exc).__module__ + "." + type(exc).__name__, "message": str(exc)}))
+"""
 
-    executor = make_executor("ray", workers=2)
-    yield executor
-    ray.shutdown()
+
+def ray_map(isolated, fn: str, items: list) -> object:
+    """``fn`` (module:name) over the items on a local Ray in a fresh process: the results, or the error as a dict."""
+    done = isolated(RAY_MAP, fn, json.dumps(items))
+    assert done.code == 0, done.err
+    return json.loads(done.out.splitlines()[-1])
 
 
 def getpid_of(_: object) -> int:
@@ -52,8 +65,7 @@ def test_local_processes_keep_item_order() -> None:
 
 
 def test_local_workers_use_the_parents_blas_threads() -> None:
-    # a BLAS result may move in its last bit with the thread count. Runs before this module starts its Ray:
-    # a process pool started in a test worker beside a running Ray crashed that worker once in CI
+    # a BLAS result may move in its last bit with the thread count
     executor = make_executor("local", workers=2)
     assert executor.map(os.getenv, THREAD_VARIABLES) == [thread_environment()[v] for v in THREAD_VARIABLES]
 
@@ -105,21 +117,26 @@ def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_ray
-def test_ray_keeps_item_order(ray_executor) -> None:
-    assert ray_executor.map(math.factorial, ITEMS) == [math.factorial(i) for i in ITEMS]
+@pytest.mark.xdist_group("ray")
+def test_ray_keeps_item_order(isolated) -> None:
+    assert ray_map(isolated, "math:factorial", ITEMS) == [hex(math.factorial(i)) for i in ITEMS]
 
 
 @needs_ray
-def test_ray_task_error_is_raised_as_itself(ray_executor) -> None:
-    with pytest.raises(UserError, match="unknown executor 'bogus'") as info:
-        ray_executor.map(make_executor, ["serial", "bogus"])
-    assert type(info.value) is UserError  # not Ray's wrapper, whose message holds the remote traceback
+@pytest.mark.xdist_group("ray")
+def test_ray_task_error_is_raised_as_itself(isolated) -> None:
+    # not Ray's wrapper, whose message holds the remote traceback
+    assert ray_map(isolated, "recommender.executors:make_executor", ["serial", "bogus"]) == {
+        "error": "recommender.errors.UserError",
+        "message": "unknown executor 'bogus': choose from serial, local, ray"}
 
 
 @needs_ray
-def test_ray_workers_use_the_parents_blas_threads(ray_executor) -> None:
+@pytest.mark.xdist_group("ray")
+def test_ray_workers_use_the_parents_blas_threads(isolated) -> None:
     # a BLAS result may move in its last bit with the thread count: workers must not take Ray's default of 1
-    assert ray_executor.map(os.getenv, THREAD_VARIABLES) == [thread_environment()[v] for v in THREAD_VARIABLES]
+    assert ray_map(isolated, "os:getenv", list(THREAD_VARIABLES)) == [thread_environment()[v]
+                                                                      for v in THREAD_VARIABLES]
     assert thread_environment()["OPENBLAS_NUM_THREADS"] == os.environ.get("OPENBLAS_NUM_THREADS",
                                                                           os.environ.get("OMP_NUM_THREADS",
                                                                                          str(available_cores())))

