@@ -24,6 +24,9 @@ DATA = Path(__file__).parent / "data"
 # already share the cores, so its commands run in-process unless a test names an executor (tests/test_executors.py
 # checks the default itself). Set here, before any test, so that CLI subprocesses inherit it too.
 os.environ.setdefault("RECOMMENDER_EXECUTOR", "serial")
+# Commands without --db read $RECOMMENDER_DB: a store that does not exist, so that no test depends on the default
+# store of the machine it runs on (`rank` fits `auto` on that store's history when there is one)
+os.environ.setdefault("RECOMMENDER_DB", f"sqlite:///{Path(__file__).parent / 'data' / 'no-such-store.db'}")
 SMALL_ZOO = DATA / "history" / "small_zoos_long.csv"  # 4 models x 2 datasets, no model or dataset facts
 
 

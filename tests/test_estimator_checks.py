@@ -37,7 +37,7 @@ SPECS = [
     *RECOMMENDERS, *(f"{k}+{SCORE}" for k in RECOMMENDERS),
     *(f"learned-hybrid:{k}:{SCORE}" for k in RECOMMENDERS),
     *(f"adaptive:{k}" for k in catalog.ADAPTIVE),
-    "history-accuracy", f"stack+{SCORE}", f"stack-lr+{SCORE}",
+    "history-accuracy", f"stack+{SCORE}", f"stack-lr+{SCORE}", "auto", f"auto+{SCORE}",
     *(f"auto:{k}" for k in RECOMMENDERS), f"auto:stack+{SCORE}",
 ]
 BUDGET = 1  # in every strategy's default budgets

@@ -43,7 +43,7 @@ def test_evaluate_writes_report_csv_and_plots(pairs_file, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--strategies", "nonsense"], "unknown strategy 'nonsense'; strategies: oracle, random"),
+    (["--strategies", "nonsense"], "unknown strategy 'nonsense'; strategies: auto (the default"),
     (["--strategies", "score:missing"], "score_missing"),
     (["--split", "unseen-dataset", "--sources", "zz"], "unknown: ['zz']"),
     (["--select", "test"], "--select applies to the store only"),
@@ -123,13 +123,14 @@ def test_scatter_figures_drawn_by_worker_processes_are_the_serial_ones(tmp_path)
 
 
 def test_default_table_holds_the_simple_baselines(pairs_file, tmp_path, capsys):
-    """No --strategies: oracle, random and the agnostic baselines size, imagenet and mean-perf, each measured; size's
-    regret at B=1 is that of the biggest model (params_m), computed here from the table."""
+    """No --strategies: oracle, random, the agnostic baselines size, imagenet and mean-perf, and the default ranking
+    auto, each measured; size's regret at B=1 is that of the biggest model (params_m), computed here from the
+    table."""
     path, pairs = pairs_file
     assert main(["evaluate", "--split", "loo", "--pairs", str(path), "--budgets", "1", "--out",
                  str(tmp_path / "o")]) == 0
     results = pd.read_csv(tmp_path / "o" / "results.csv")
-    assert set(results["strategy"]) == {"oracle", "random", "size", "imagenet", "mean-perf"}
+    assert set(results["strategy"]) == {"oracle", "random", "size", "imagenet", "mean-perf", "auto"}
     size1 = results.query("strategy == 'size' and measure == 'regret' and budget == 1").set_index("dataset")["value"]
     kept = pairs.iloc[1:]  # the broken 0.0 run is dropped
     best = kept.groupby("dataset")["performance"].max()

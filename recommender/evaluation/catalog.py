@@ -12,9 +12,11 @@ from recommender.errors import UserError
 from recommender.models.factory import RECOMMENDERS
 
 AGNOSTIC = {"imagenet": "imagenet_top1", "size": "params_m"}
-# evaluate's default table: the bounds and every simple task-agnostic baseline, which a learned strategy must beat
-DEFAULT_STRATEGIES = ("oracle", "random", "size", "imagenet", "mean-perf")
-HELP = ("oracle, random, imagenet, size, mean-perf (task-agnostic), score:NAME (task-aware by column score_NAME), "
+# evaluate's default table: the bounds, every simple task-agnostic baseline, and the default ranking `auto`
+DEFAULT_STRATEGIES = ("oracle", "random", "size", "imagenet", "mean-perf", "auto")
+HELP = ("auto (the default: the history prior and every score, weighted per task by their predicted reliability; "
+        "auto+NAME[+NAME] uses the named scores only), oracle, random, imagenet, size, mean-perf (task-agnostic), "
+        "score:NAME (task-aware by column score_NAME), "
         "hybrid:AGNOSTIC:NAME, lr, fm, lr+NAME, fm+NAME (learned on d,m or d,m,S), learned-hybrid:lr|fm[+NAME]:NAME, "
         "adaptive:similarity|lr|ucb|blend (adaptive search, sequential with evaluate --adaptive), "
         "stack+NAME[+NAME] / stack-lr+NAME (learned d,m,S: ridge on the mean-perf or LR prior and z-scored scores; "
@@ -33,7 +35,8 @@ SPLITS = ("unseen-model", "unseen-dataset", "loo", "cross-protocol")  # recommen
 class StrategySpec:
     """A strategy name parsed (see HELP): its form, its parts, and the stored scores it reads.
 
-    `form` is one of oracle, random, history-accuracy, agnostic (`name` = imagenet, size or mean-perf), score,
+    `form` is one of combined (`auto`, `tokens` = its scores), oracle, random, history-accuracy, agnostic (`name` =
+    imagenet, size or mean-perf), score,
     hybrid (`name` = the agnostic part), learned-hybrid (`inner` = the learned part), adaptive (`name` = its kind),
     auto (`inner` = the strategy chosen for), stack (`name` = stack, stackcv or stack-lr) and learned (`name` = lr
     or fm).
@@ -65,6 +68,10 @@ def parse_strategy(spec: str) -> StrategySpec:
     parsed: StrategySpec | None = None
     if spec in ("oracle", "random", "history-accuracy"):
         parsed = StrategySpec(spec)
+    elif spec.split("+")[0] == "auto":  # the default: every score, or those named after `+`
+        named = tuple(spec.split("+")[1:])
+        parsed = StrategySpec("combined", "auto", tokens=named) if all(re.fullmatch(r"\w+", t) for t in named) \
+            else None
     elif spec == "mean-perf" or spec in AGNOSTIC:
         parsed = StrategySpec("agnostic", spec)
     elif head == "score" and rest:
@@ -89,9 +96,14 @@ def parse_strategy(spec: str) -> StrategySpec:
     return parsed
 
 
+def every_score(specs: Iterable[str]) -> bool:
+    """Whether a named strategy reads every score there is (a bare `auto`)."""
+    return any(parse_strategy(spec) == StrategySpec("combined", "auto") for spec in specs)
+
+
 def scores_needed(specs: Iterable[str]) -> list[str]:
     """The stored score names that the named strategies read (to ask the store for them); `lr+p` adds the
-    protocol block, not a score."""
+    protocol block, not a score; a bare `auto` reads every stored score besides (`every_score`)."""
     from recommender.models.features import ALIASES, BLOCKS  # late: sklearn only when a run needs it
 
     names = [name for spec in specs for name in parse_strategy(spec).reads()]

@@ -81,9 +81,10 @@ def read_pairs(path: Path, modality: str | None) -> pd.DataFrame:
     return with_fact_columns(kept, path)
 
 
-def load_pairs(args: argparse.Namespace, scores: list[str]) -> tuple[pd.DataFrame, list[dict]]:
-    """The pair table: from --pairs (CSV or Parquet) or from the store for --protocol; and an issue for each
-    dataset of the store's protocols that the table leaves out because it is measured in another metric."""
+def load_pairs(args: argparse.Namespace, scores: list[str], every: bool = False) -> tuple[pd.DataFrame, list[dict]]:
+    """The pair table: from --pairs (CSV or Parquet) or from the store for --protocol, with the named scores (and
+    every stored one when ``every``); and an issue for each dataset of the store's protocols that the table leaves
+    out because it is measured in another metric."""
     if args.pairs:
         if args.select:  # a pair table holds one performance per pair: its hyper-parameters were chosen already
             raise UserError("--select applies to the store only; a --pairs table was selected when it was made")
@@ -94,6 +95,8 @@ def load_pairs(args: argparse.Namespace, scores: list[str]) -> tuple[pd.DataFram
     from recommender.history import open_store
 
     store = open_store(args.db)
+    if every:
+        scores = list(dict.fromkeys([*scores, *sorted(store.scores()["score"].unique())]))
     protocols = "all" if args.protocol == "all" else [*comma_list(args.protocol), *args.train_protocols]
     pairs = store.pair_table(protocols, args.modality, scores, select=args.select or "val")
     issues = []
@@ -116,7 +119,7 @@ def tested_protocols(args: argparse.Namespace) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
     # late: the strategies, matplotlib and the runner only when running
-    from recommender.evaluation.catalog import scores_needed
+    from recommender.evaluation.catalog import every_score, scores_needed
     from recommender.evaluation.checks import check_pairs, issues_frame
     from recommender.evaluation.factory import make_strategy
     from recommender.evaluation.report import REPORT_FILES, left_out_datasets, write_report
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_files(args.out, "evaluate", REPORT_FILES, args.overwrite)  # refused now, not after the evaluation
     strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
-    loaded, other_metric = load_pairs(args, scores_needed(args.strategies))
+    loaded, other_metric = load_pairs(args, scores_needed(args.strategies), every_score(args.strategies))
     pairs, issues = check_pairs(loaded, drop_broken=not args.keep_broken)
     issues = issues_frame([*other_metric, *issues.to_dict("records")])
     folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds),

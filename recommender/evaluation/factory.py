@@ -40,6 +40,10 @@ def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int) -> 
         return Oracle()
     if form == "random":
         return RandomPick()
+    if form == "combined":
+        from recommender.models.auto import Auto
+
+        return Auto(parsed.tokens)
     if form == "history-accuracy":
         return HistoryAccuracy()
     if form == "agnostic":

@@ -35,12 +35,13 @@ AGNOSTIC_LABELS = {"imagenet": "ImageNet top-1 (%)", "size": "parameters (millio
 
 
 FAMILIES = {"oracle": "oracle", "random": "random", "adaptive": "adaptive", "agnostic": "agnostic",
-            "score": "task-aware score", "hybrid": "hybrid", "learned-hybrid": "hybrid", "learned": "learned"}
+            "score": "task-aware score", "hybrid": "hybrid", "learned-hybrid": "hybrid", "learned": "learned",
+            "combined": "learned"}
 
 
 def family(strategy: str) -> str:
-    """The family of a strategy name: oracle, random, agnostic, task-aware score, hybrid, learned, adaptive or
-    other (stacked, auto, history-accuracy, or a name no strategy has)."""
+    """The family of a strategy name: oracle, random, agnostic, task-aware score, hybrid, learned (`auto` too),
+    adaptive or other (stacked, auto:LEARNED, history-accuracy, or a name no strategy has)."""
     try:
         form = parse_strategy(strategy).form
     except UserError:

@@ -108,6 +108,7 @@ def run_rank(args: argparse.Namespace) -> int:
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.rank import (
         DEFAULT_SCORES,
+        auto_from_store,
         load_checked_recommender,
         models_of_modality,
         observed_in_store,
@@ -162,8 +163,12 @@ def run_rank(args: argparse.Namespace) -> int:
         pairs = with_store_facts(pairs, store.model_features().set_index("model"))
         pairs = with_protocol_facts(pairs, store, recommender, args.protocol)  # for a recommender with the p block
         stacking = stacking_for(store, recommender, scores)  # a d,m recommender still uses the scores computed
-    ranked, evidence = rank_pool(pairs, scores, recommender, stacking)
-    notes = [evidence, *(n for n in (left_out, source_head_note(pairs, scores)) if n)]
+    auto, auto_note = None, ""
+    if recommender is None:  # the default: the store's history and the scores, each as far as it has earned
+        pairs = pairs.assign(protocol=args.protocol)
+        auto, auto_note = auto_from_store(args.db, scores, ds.modality)
+    ranked, evidence = rank_pool(pairs, scores, recommender, stacking, auto)
+    notes = [evidence, *(n for n in (left_out, source_head_note(pairs, scores), auto_note) if n)]
     if recommender is not None:  # the store's results on the dataset: tried models are never ranked first
         observed, tried_note = observed_in_store(store, recommender, ds.name, ranked["model"].tolist(),
                                                  args.protocol)
@@ -184,7 +189,7 @@ def run_rank(args: argparse.Namespace) -> int:
         records = json.loads(top.to_json(orient="records"))
         print(json.dumps([record | {"notes": notes} for record in records], indent=1))
     else:
-        ordered = [c for c in ("combined", "predicted") if c in ranked.columns]
+        ordered = [c for c in ("combined", "predicted", "auto", "spread") if c in ranked.columns]
         staged = ["stage", "agnostic_rank"] if selection is not None else []
         cols = ["rank", "model", *staged, *ordered, *[score_column(s) for s in scores],
                 "seconds_extract", *[f"seconds_{s}" for s in scores],

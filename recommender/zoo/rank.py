@@ -24,6 +24,7 @@ from recommender.zoo.providers import Provider
 
 if TYPE_CHECKING:
     from recommender.history import Store
+    from recommender.models.auto import Auto
     from recommender.models.base import PairRecommender
 
 DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
@@ -293,6 +294,57 @@ def stacking_for(store: Store, recommender: PairRecommender, scores: Sequence[st
                     f"equal weights (the store holds no {', '.join(scores)} under {protocol} to fit them on)")
 
 
+def fit_auto(store: Store, scores: Sequence[str], modality: str | None) -> tuple[Auto | None, str]:
+    """`auto` (`recommender.models.auto.Auto`) fitted on the store's history of the modality, every protocol, with
+    the stored values of the scores computed (test values choose each pair's hyper-parameters where validation
+    ones are missing: the store's `val` selection); None and why where the store holds too little to learn from."""
+    from recommender.models.auto import Auto
+
+    stored = sorted(set(store.scores(list(scores))["score"]))
+    try:
+        history = store.pair_table("all", modality, scores=stored, select="val")
+    except UserError as exc:  # an empty store, or none of this modality
+        return None, str(exc)
+    if history["dataset"].nunique() < 2:
+        return None, f"the store holds fewer than 2 {modality or ''} datasets to learn from"
+    return Auto(tuple(scores)).fit(history), (f"fitted on the store's {len(history)} {modality or ''} pairs of "
+                                              f"{history['protocol'].nunique()} protocol(s)")
+
+
+def auto_from_store(url: str | None, scores: Sequence[str], modality: str | None) -> tuple[tuple[Auto, str] | None,
+                                                                                          str]:
+    """``fit_auto`` on the store at ``url``, or None and a note saying why the scores alone order the pool (no
+    store, or too little history in it)."""
+    from recommender.history import open_store
+
+    try:
+        store = open_store(url)
+    except UserError as exc:
+        return None, f"{exc}; the scores alone order the pool (`recommender history init` loads the bundled history)"
+    fitted, origin = fit_auto(store, scores, modality)
+    if fitted is None:
+        return None, f"{origin}; the scores alone order the pool"
+    return (fitted, origin), ""
+
+
+def auto_evidence(auto: Auto, pairs: pd.DataFrame, origin: str) -> str:
+    """What `auto` trusted on the pool, and how sure it is: each source's weight and predicted reliability."""
+    from recommender.models.auto import OTHER, PRIOR
+
+    explained = auto.explain(pairs)
+    label = {PRIOR: "history under your protocol", OTHER: "history under other protocols"}
+    used = ", ".join(f"{label.get(source, source)} {weight:.2f} (reliability {reliability:.2f})" for source, weight,
+                     reliability in zip(explained["source"].astype(str), explained["weight"], explained["reliability"],
+                                        strict=True))
+    unused = [label.get(s, s) for s in auto.sources_ if s not in set(explained["source"])]
+    text = f"auto ({origin}): weights {used or 'none'}"
+    if auto.fallback_ is not None and auto.fallback_ in set(explained["source"]):
+        text += (f"; on inner folds the combination ranked worse than {label.get(auto.fallback_, auto.fallback_)} "
+                 f"alone, which therefore orders the pool")
+    text += f"; not used (absent here, or never measured on the history): {', '.join(unused)}" if unused else ""
+    return text + "; spread: half-width of the 68% interval of each result, in standard deviations of the pool"
+
+
 def _pool_z(values: pd.Series) -> np.ndarray:
     """values z-scored over the pool; a missing value counts as the pool mean (0)."""
     from recommender.normalise import zscore_within
@@ -301,12 +353,18 @@ def _pool_z(values: pd.Series) -> np.ndarray:
 
 
 def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: PairRecommender | None = None,
-              stacking: Stacking | None = None) -> tuple[pd.DataFrame, str]:
+              stacking: Stacking | None = None, auto: tuple[Auto, str] | None = None) -> tuple[pd.DataFrame, str]:
     """Order the pool, and say by which evidence: by the recommender's prediction when given (with a warning for
     each kind of missing evidence, e.g. a model it knows nothing about), which uses the scores if it was trained
-    with them, or is stacked with them by ``stacking`` (``stacking_for``); else by the first score."""
+    with them, or is stacked with them by ``stacking`` (``stacking_for``); else by ``auto`` (a fitted `Auto` and
+    where it was fitted: ``fit_auto``) with each model's spread; else by the first score."""
     out = pairs.copy()
-    if recommender is not None:
+    if auto is not None and recommender is None:
+        fitted, origin = auto
+        out["auto"] = fitted.predict(out)
+        out["spread"] = fitted.spread(out)
+        key, evidence = "auto", auto_evidence(fitted, out, origin)
+    elif recommender is not None:
         from recommender.models.evidence import warn_missing_evidence
         from recommender.models.features import parse_features
 

@@ -1,0 +1,390 @@
+"""`auto`: one ranking from every piece of evidence a task has, each trusted as far as it has earned for this task.
+
+The sources are the history prior (each model's mean z-scored result over the training history, `mean-perf`) and
+every transferability score the pairs hold. Within one ranking group (a dataset under a protocol) each source is
+z-scored over the candidates, and the true z-scored result ``t`` is modelled as jointly Gaussian with them:
+
+- the sources' correlations with each other, ``C``, are measured on the candidates themselves (no result needed);
+- each source's correlation with the truth, its reliability ``r_s``, is predicted from how well that source agrees
+  with the other sources on these candidates (``a_s``), by a line ``r_s = intercept_s + slope * a_s`` fitted on
+  inner leave-one-dataset-out folds of the training history, where the truth is known. Where the history prior
+  disagrees with the scores on a new task (another protocol, another kind of data), its predicted reliability
+  falls and the scores carry the ranking; where they agree, the history's larger weight stands;
+- the prediction is the Gaussian posterior mean ``r^T C^-1 z``, with variance ``1 - r^T C^-1 r``; the spread is
+  that standard deviation times a factor that makes the inner folds' 68% intervals hold 68% of their results;
+- results the user has observed on the task move each reliability towards the correlation seen on them
+  (`pooled`): Fisher-z pooling of the predicted reliability (worth ``prior_strength`` results) with the observed
+  correlation (worth ``n - 3``), from ``MIN_OBSERVED`` results on. In a session (`evaluate --adaptive`, one pick
+  at a time) the own protocol's history prior is also re-weighted towards the training datasets whose results
+  agree with the observed ones (`recommender.models.adaptive.SimilaritySearch`).
+
+A guard compares `auto` with each single source on the same inner folds (the line refitted without each fold) and
+falls back to the best single source where `auto` is worse by more than the folds' standard error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from recommender.contracts import is_score_column, score_column, score_name
+from recommender.models.adaptive import AdaptiveRecommender, Ranking, Session, SimilaritySearch
+from recommender.models.params import FOLDS, Rule, instance, number, tuple_of
+from recommender.models.rankers import MeanNormalisedPerformance, Ranker
+from recommender.models.selection import inner_folds, rankable, weighted_tau
+from recommender.normalise import ranking_groups
+
+PRIOR, OTHER = "history", "other-history"  # the history priors' source names: the pairs' own protocol, the others
+HISTORY = ("model", "dataset", "protocol", "performance")  # what the priors are computed from
+MAX_RELIABILITY = 0.95  # no source is taken for the truth itself
+MIN_OBSERVED = 4  # observed results before their correlation with a source moves its reliability
+MIN_VARIANCE = 0.05  # the posterior never claims to know a result to better than this (in z units squared)
+COVERAGE = 0.68  # the printed interval's nominal coverage
+# shrinkage of the sources' correlation matrix chosen among on inner folds: 1 ignores their correlations (each
+# source weighted by its reliability alone), which few candidates per task estimate poorly
+SHRINKAGES = (0.1, 0.4, 0.7, 1.0)
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r, 0 where either side has no spread."""
+    x, y = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def _protocols(pairs: pd.DataFrame) -> pd.Series:
+    """Each pair's protocol as a string ("" without a protocol column or value)."""
+    if "protocol" not in pairs.columns:
+        return pd.Series("", index=pairs.index)
+    return pairs["protocol"].astype("string").fillna("").astype(str)
+
+
+def agreements(z: np.ndarray) -> np.ndarray:
+    """For each source (column of z), its correlation with the mean of the other sources; 0 with one source."""
+    k = z.shape[1]
+    if k < 2:
+        return np.zeros(k)
+    total = z.sum(axis=1)
+    return np.array([_correlation(z[:, s], (total - z[:, s]) / (k - 1)) for s in range(k)])
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """One ranking group's combination: the mean and standard deviation (z units) of each candidate's result, and
+    each source's predicted reliability and weight (its coefficient in the mean)."""
+
+    mean: np.ndarray
+    std: float
+    reliability: pd.Series
+    weight: pd.Series
+
+
+def posterior(z: np.ndarray, names: list[str], reliability: np.ndarray, shrinkage: float) -> Posterior:
+    """The Gaussian posterior of the z-scored truth given the z-scored sources (columns of z) and their
+    reliabilities; the sources' correlation matrix is shrunk towards the identity by ``shrinkage``."""
+    r = np.clip(reliability, 0.0, MAX_RELIABILITY)
+    c = np.corrcoef(z, rowvar=False) if z.shape[1] > 1 else np.ones((1, 1))
+    c = (1 - shrinkage) * np.nan_to_num(np.atleast_2d(c)) + shrinkage * np.eye(len(r))
+    coef = np.linalg.solve(c, r)
+    explained = float(r @ coef)
+    if explained > 1 - MIN_VARIANCE:  # reliabilities the sources' own correlations cannot all hold: scale them down
+        coef *= (1 - MIN_VARIANCE) / explained
+        explained = 1 - MIN_VARIANCE
+    return Posterior(z @ coef, float(np.sqrt(1 - explained)), pd.Series(r, index=names), pd.Series(coef, index=names))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One held-out ranking group of an inner fold: its training dataset, the z-scored sources (NaN columns for
+    unavailable ones) and the z-scored truth."""
+
+    dataset: str
+    z: np.ndarray
+    truth: np.ndarray
+
+
+def _source_matrix(values: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+    """Each column z-scored over the rows (missing values at the centre, 0), and the columns available: those
+    with at least two distinct known values."""
+    z = np.zeros(values.shape)
+    available = []
+    for j, column in enumerate(values.columns):
+        v = values[column].to_numpy(dtype=float)
+        known = np.isfinite(v)
+        if known.sum() >= 2 and np.ptp(v[known]) > 0:
+            z[known, j] = (v[known] - v[known].mean()) / v[known].std()
+            available.append(j)
+    return z, available
+
+
+class Auto(Ranker):
+    """The default ranking: the history prior and the scores, weighted per task by their predicted reliability
+    (see the module docstring). ``scores`` names the scores to use (empty: every ``score_*`` column of the
+    training pairs); ``max_inner_folds`` bounds the inner leave-one-dataset-out folds; ``shrinkage`` pulls the
+    sources' correlation matrix towards the identity (None: chosen among ``SHRINKAGES`` on the inner folds);
+    ``prior_strength`` is the number of observed results the
+    predicted reliability is worth when `observe` pools them."""
+
+    adaptive = True  # `session`: the sequential protocol of SPEC §7
+    PARAMETERS: ClassVar[dict[str, Rule]] = {
+        "scores": tuple_of(instance(str, "a score name")), "max_inner_folds": FOLDS,
+        "shrinkage": number(0, 1).or_none(), "prior_strength": number(0)}
+
+    def __init__(self, scores: tuple[str, ...] = (), max_inner_folds: int = 20, shrinkage: float | None = None,
+                 prior_strength: float = 10.0):
+        self.scores = scores
+        self.max_inner_folds = max_inner_folds
+        self.shrinkage = shrinkage
+        self.prior_strength = prior_strength
+
+    # --- fitting -------------------------------------------------------------------------------------------------
+
+    def _score_names(self, train: pd.DataFrame) -> list[str]:
+        """The scores used: those named, or every score column training holds a value of."""
+        if self.scores:
+            return list(self.scores)
+        return [score_name(c) for c in train.columns if is_score_column(c) and train[c].notna().any()]
+
+    def _values(self, history: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+        """One column per source on the pairs: the history prior of their own protocol and that of every other
+        protocol (each model's mean z-scored result there), then each score (NaN where missing)."""
+        own, other = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
+        protocols = _protocols(pairs)
+        for protocol in protocols.unique():
+            rows = (protocols == protocol).to_numpy()
+            same = (_protocols(history) == protocol).to_numpy()
+            for column, pool in ((own, history.loc[same]), (other, history.loc[~same])):
+                if not pool.empty:
+                    column[rows] = MeanNormalisedPerformance().fit(pool).predict(pairs.loc[rows])
+        columns = {PRIOR: own, OTHER: other}
+        for name in self.sources_[2:]:
+            score = score_column(name)
+            columns[name] = (pd.to_numeric(pairs[score], errors="coerce").to_numpy(dtype=float)
+                             if score in pairs.columns else np.full(len(pairs), np.nan))
+        return pd.DataFrame(columns, index=pairs.index)
+
+    def _records(self, train: pd.DataFrame) -> list[Record]:
+        """The inner folds' held-out groups, each source computed as it would be on a new dataset."""
+        records = []
+        for fold in inner_folds(train, self.max_inner_folds):
+            values = self._values(fold.train, fold.test)
+            for _, rows in fold.test.groupby(ranking_groups(fold.test), sort=True):
+                truth = rows["performance"].to_numpy(dtype=float)
+                if not rankable(truth):
+                    continue
+                z, available = _source_matrix(values.loc[rows.index])
+                z[:, [j for j in range(z.shape[1]) if j not in available]] = np.nan
+                records.append(Record(fold.name, z, (truth - truth.mean()) / truth.std()))
+        return records
+
+    @staticmethod
+    def _fit_line(records: list[Record], k: int) -> tuple[np.ndarray, float]:
+        """Per-source intercepts and one slope of reliability on agreement, least squares over every record's
+        available sources (a source never available keeps intercept NaN: unusable)."""
+        rows, targets = [], []
+        for record in records:
+            available = np.flatnonzero(np.isfinite(record.z).all(axis=0))
+            a = agreements(record.z[:, available])
+            for position, s in enumerate(available):
+                row = np.zeros(k + 1)
+                row[s], row[k] = 1.0, a[position]
+                rows.append(row)
+                targets.append(_correlation(record.z[:, s], record.truth))
+        if not rows:
+            return np.full(k, np.nan), 0.0
+        x, y = np.array(rows), np.array(targets)
+        seen = x[:, :k].any(axis=0)
+        keep = np.append(seen, True)
+        solution, *_ = np.linalg.lstsq(x[:, keep], y, rcond=None)
+        intercepts = np.full(k, np.nan)
+        intercepts[seen] = solution[:-1]
+        return intercepts, float(solution[-1])
+
+    def fit(self, train: pd.DataFrame) -> Auto:
+        """Inner-fold records, the reliability line, the shrinkage (chosen on the inner folds unless given), the
+        guard's comparison and the spread's factor; the history the priors are computed from."""
+        self._validate_params()
+        performance = pd.to_numeric(train["performance"], errors="coerce").astype(float)
+        train = train.assign(performance=performance).loc[performance.notna()]
+        self.sources_ = [PRIOR, OTHER, *self._score_names(train)]
+        records = self._records(train)
+        self.intercepts_, self.slope_ = self._fit_line(records, len(self.sources_))
+        lines = {dataset: self._fit_line([r for r in records if r.dataset != dataset], len(self.sources_))
+                 for dataset in dict.fromkeys(r.dataset for r in records)}  # each inner dataset's, fitted without it
+        grid = SHRINKAGES if self.shrinkage is None else (self.shrinkage,)
+        nested = {value: self._nested(records, lines, value) for value in grid}
+        # the strength whose combination ranked the inner folds best (ties: the larger, the simpler model)
+        self.shrinkage_ = max(grid, key=lambda v: (nested[v][0]["auto"].mean() if len(nested[v][0]) else 0.0, v))
+        self.inner_taus_, residuals = nested[self.shrinkage_]
+        # the interval's half-width in posterior standard deviations that held 68% of the inner folds' results
+        self.spread_factor_ = float(np.quantile(np.abs(residuals), COVERAGE)) if len(residuals) else 1.0
+        self.fallback_ = self._guard()
+        self.history_ = train[[c for c in HISTORY if c in train.columns]].copy()
+        self.similarity_: dict[str, AdaptiveRecommender] = {}  # per protocol, fitted at its first session
+        return self
+
+    def _nested(self, records: list[Record], lines: dict[str, tuple[np.ndarray, float]], shrinkage: float
+                ) -> tuple[pd.DataFrame, np.ndarray]:
+        """Each inner group's weighted tau for `auto` (its line fitted without the group's dataset) and for each
+        single source (0 where unavailable: no opinion), and auto's standardized residuals there."""
+        taus, residuals = [], []
+        for record in records:
+            combined = self._combine(record.z, *lines[record.dataset], shrinkage=shrinkage)
+            row = {"auto": weighted_tau(combined.mean, record.truth) if combined else 0.0}
+            for s, name in enumerate(self.sources_):
+                known = np.isfinite(record.z[:, s]).all() and np.ptp(record.z[:, s]) > 0
+                row[name] = weighted_tau(record.z[:, s], record.truth) if known else 0.0
+            taus.append(row)
+            if combined:
+                residuals.extend((record.truth - combined.mean) / combined.std)
+        return pd.DataFrame(taus, columns=["auto", *self.sources_], dtype=float), np.asarray(residuals)
+
+    def _guard(self) -> str | None:
+        """The best single source where `auto` ranked the inner folds worse than it by more than their standard
+        error, else None."""
+        taus = self.inner_taus_
+        if len(taus) < 2:
+            return None
+        best = str(taus[self.sources_].mean().idxmax())
+        difference = taus["auto"] - taus[best]
+        return best if difference.mean() < -difference.std() / np.sqrt(len(difference)) else None
+
+    def _combine(self, z: np.ndarray, intercepts: np.ndarray, slope: float,
+                 observed: tuple[np.ndarray, np.ndarray] | None = None, shrinkage: float | None = None
+                 ) -> Posterior | None:
+        """The posterior of one group from its z-scored sources (NaN columns: unavailable), or None without any
+        usable source. ``observed`` (row positions, results) moves the reliabilities (see `pooled`)."""
+        available = np.isfinite(z).all(axis=0)
+        usable = np.flatnonzero(available & np.isfinite(intercepts))
+        if usable.size == 0:  # nothing measured: a history prior whose reliability no fold measured, if any
+            unmeasured = [s for s in (0, 1) if available[s]]
+            if not unmeasured:
+                return None
+            name = self.sources_[unmeasured[0]]
+            return Posterior(z[:, unmeasured[0]], 1.0, pd.Series({name: np.nan}), pd.Series({name: 1.0}))
+        part = z[:, usable]
+        reliability = intercepts[usable] + slope * agreements(part)
+        if observed is not None:
+            reliability = pooled(reliability, part[observed[0]], observed[1], self.prior_strength)
+        if (reliability <= 0).all():  # no source is predicted to help: the one the history trusts most, unweighted
+            best = int(np.argmax(intercepts[usable]))
+            names = [self.sources_[s] for s in usable]
+            return Posterior(part[:, best], 1.0, pd.Series(0.0, index=names),
+                             pd.Series(np.arange(len(names)) == best, index=names, dtype=float))
+        return posterior(part, [self.sources_[s] for s in usable], reliability,
+                         self.shrinkage_ if shrinkage is None else shrinkage)
+
+    # --- prediction ----------------------------------------------------------------------------------------------
+
+    def posteriors(self, test: pd.DataFrame, observed: pd.DataFrame | None = None,
+                   history: np.ndarray | None = None) -> dict[str, tuple[pd.Index, Posterior | None]]:
+        """Per ranking group of the test pairs, its rows and posterior (None: no usable source). ``observed``
+        holds results the user measured on the test datasets (model, dataset, performance); ``history`` (one value
+        per test pair) replaces the own protocol's history prior (`AutoSession`: re-weighted by the results)."""
+        out = {}
+        groups = ranking_groups(test)
+        for group, rows in test.groupby(groups, sort=True):
+            values = self._values(self.history_, rows)
+            if history is not None:
+                values[PRIOR] = history[test.index.get_indexer(rows.index)]
+            z, available = _source_matrix(values)
+            z[:, [j for j in range(z.shape[1]) if j not in available]] = np.nan
+            seen = None
+            if observed is not None and len(observed):
+                mine = observed.loc[observed["dataset"].astype(str) == str(rows["dataset"].iloc[0])]
+                by_model = mine.groupby(mine["model"].astype(str))["performance"].mean()
+                positions = np.flatnonzero(rows["model"].astype(str).isin(by_model.index).to_numpy())
+                seen = (positions, by_model.reindex(rows["model"].astype(str).iloc[positions]).to_numpy(dtype=float))
+            out[str(group)] = (rows.index, self._combine(z, self.intercepts_, self.slope_, seen))
+        return out
+
+    def predict(self, test: pd.DataFrame, budget: int | None = None, observed: pd.DataFrame | None = None,
+                history: np.ndarray | None = None) -> np.ndarray:
+        """The posterior mean of each pair's z-scored result (the guard's single source where it fell back)."""
+        out = np.full(len(test), np.nan)
+        for index, combined in self.posteriors(test, observed, history).values():
+            positions = test.index.get_indexer(index)
+            fallback = self._fallback(combined, observed)
+            if fallback is not None:
+                values = self._values(self.history_, test.loc[index])
+                if history is not None:
+                    values[PRIOR] = history[positions]
+                out[positions] = values[fallback].to_numpy()
+            elif combined is not None:
+                out[positions] = combined.mean
+        return out
+
+    def _fallback(self, combined: Posterior | None, observed: pd.DataFrame | None = None) -> str | None:
+        """The guard's single source where it fell back and the group has that source, else None; never once
+        ``MIN_OBSERVED`` results are observed (they weigh the sources then)."""
+        if observed is not None and len(observed) >= MIN_OBSERVED:
+            return None
+        return self.fallback_ if combined is not None and self.fallback_ in combined.weight.index else None
+
+    def spread(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
+               ) -> np.ndarray:
+        """The half-width of each pair's 68% interval, in z units of its group (NaN without a usable source)."""
+        out = np.full(len(test), np.nan)
+        for index, combined in self.posteriors(test, observed, history).values():
+            if combined is not None:
+                out[test.index.get_indexer(index)] = combined.std * self.spread_factor_
+        return out
+
+    def session(self, candidates: pd.DataFrame) -> AutoSession:
+        """A session over one dataset's candidate pairs (without performance): `evaluate --adaptive` shows it
+        each pick's result, which moves the reliabilities (`pooled`)."""
+        protocol = _protocols(candidates).iloc[0] if len(candidates) else ""
+        own = self.history_.loc[_protocols(self.history_) == protocol]
+        similar = None
+        if own["dataset"].nunique() >= 2:  # the own history re-weighted towards the datasets the results agree with
+            if protocol not in self.similarity_:
+                self.similarity_[protocol] = SimilaritySearch(max_inner_folds=4).fit(own)
+            similar = self.similarity_[protocol].session(candidates)
+        return AutoSession(self, candidates, similar)
+
+    def explain(self, test: pd.DataFrame, observed: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Per ranking group and source: the predicted reliability and the weight in the ranking."""
+        rows = []
+        for group, (_, combined) in self.posteriors(test, observed).items():
+            fallback = self._fallback(combined, observed)
+            for source in self.sources_:
+                if fallback is not None and combined is not None and source in combined.weight.index:
+                    rows.append({"group": group, "source": source, "reliability": combined.reliability[source],
+                                 "weight": float(source == fallback)})
+                elif combined is not None and source in combined.weight.index:
+                    rows.append({"group": group, "source": source, "reliability": combined.reliability[source],
+                                 "weight": combined.weight[source]})
+        return pd.DataFrame(rows, columns=["group", "source", "reliability", "weight"])
+
+
+class AutoSession(Session):
+    """`auto` on one dataset's candidates, its reliabilities moved by each result observed (`Auto.session`)."""
+
+    def __init__(self, auto: Auto, candidates: pd.DataFrame, similar: Session | None):
+        self.auto = auto
+        self.candidates = candidates.reset_index(drop=True)
+        self.similar = similar
+
+    def rank(self, picked: Sequence[int], values: Sequence[float] | np.ndarray, explain: bool = False) -> Ranking:
+        """The posterior mean and spread of every candidate given the observed results of the picked ones."""
+        observed = self.candidates.loc[list(picked), ["model", "dataset"]].assign(
+            performance=np.asarray(values, dtype=float))
+        history = None if self.similar is None else self.similar.rank(picked, values).score
+        score = self.auto.predict(self.candidates, observed=observed, history=history)
+        spread = self.auto.spread(self.candidates, observed=observed, history=history)
+        return Ranking(score, spread)
+
+
+def pooled(reliability: np.ndarray, z: np.ndarray, results: np.ndarray, strength: float) -> np.ndarray:
+    """Each source's reliability moved towards its correlation with the observed results (Fisher z, the
+    prediction worth ``strength`` results, the observation ``n - 3``); unchanged below ``MIN_OBSERVED`` results."""
+    n = len(results)
+    if n < MIN_OBSERVED or np.ptp(results) == 0:
+        return reliability
+    seen = np.clip([_correlation(z[:, s], results) for s in range(z.shape[1])], -MAX_RELIABILITY, MAX_RELIABILITY)
+    prior = np.arctanh(np.clip(reliability, -MAX_RELIABILITY, MAX_RELIABILITY))
+    return np.tanh((strength * prior + (n - 3) * np.arctanh(seen)) / (strength + n - 3))

