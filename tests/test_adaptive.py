@@ -14,6 +14,7 @@ from recommender.models.adaptive import (
     Session,
     SimilaritySearch,
     WarmStartLR,
+    moved_datasets,
     next_models,
     observed_results,
     pick_preference,
@@ -55,7 +56,9 @@ def test_similarity_third_pick_follows_the_agreeing_dataset():
     assert ranking.score[2] == pytest.approx(expected_c, abs=1e-12)
     spread_d = np.sqrt((w1 * (Z4[3] - expected_d) ** 2 + w2 * (Z4[1] - expected_d) ** 2) / (w1 + w2))
     assert ranking.spread[3] == pytest.approx(spread_d, abs=1e-12) and ranking.spread[2] == pytest.approx(0, abs=1e-12)
-    assert ranking.reasons[3].startswith("agrees with d2 (w 0.98, r +1.00)")
+    # two results correlate perfectly with anything: the reason says so rather than r = +1.00
+    assert ranking.reasons[3] == ("2 result(s) observed, fewer than the 4 a correlation needs: mean z-score over "
+                                  "the 2 training datasets; weight moved towards d2 (x2.0)")
     # through the protocol: b (highest mean z, .894), then a (0 > -.447 on equal weights), then d as above
     assert simulate(session, np.array([0.5, 0.9, 0.6, 0.8]), 3) == [1, 0, 3]
 
@@ -189,3 +192,11 @@ def test_cli_next_on_a_tiny_store(tmp_path: Path, capsys):
     assert err == [f"recommender next: error: {tmp_path / 'bad.csv'}: row 1: model: unknown model 'nope' "
                    "(not in the protocol's history)",
                    f"recommender next: error: {tmp_path / 'bad.csv'}: row 1: performance: not a finite number ('x')"]
+
+
+def test_moved_datasets_names_the_agreeing_datasets_from_four_results():
+    names, r = np.array(["d1", "d2", "d3", "d4"]), np.array([0.9, 0.1, -0.5, 0.0])
+    w = np.exp(2 * r) / np.exp(2 * r).sum()  # softmax(beta r): only d1 gains weight over the equal 0.25 (x2.8)
+    assert moved_datasets(names, w, r, 5) == f"agrees with d1 (weight x{4 * w[0]:.1f}, r +0.90)"
+    assert moved_datasets(names, np.full(4, 0.25), np.zeros(4), 5) == (
+        "no training dataset agrees with the 5 results more than the others: the mean z-score")

@@ -140,3 +140,18 @@ def test_parameters_and_names() -> None:
         Auto(shrinkage=2).fit(_gaussian_history(3, 10, {"a": 0.5}, seed=12))
     assert isinstance(make_strategy("auto"), Auto) and make_strategy("auto").scores == ()
     assert make_strategy("auto+logme+lfc").scores == ("logme", "lfc")
+
+
+def test_session_moves_the_reliabilities_from_four_results_and_says_so() -> None:
+    train = _gaussian_history(8, 30, {"a": 0.5, "b": 0.5}, seed=13)
+    test = _gaussian_history(1, 30, {"a": 0.5, "b": 0.5}, seed=14).assign(dataset="new")
+    test["score_b"] = test["performance"]  # on this task b is the truth itself
+    session = Auto().fit(train).session(test.drop(columns="performance"))
+    truth = test["performance"].to_numpy()
+    two = session.rank([0, 1], truth[:2], explain=True).reasons
+    assert two is not None and two[0].startswith("2 result(s) observed, fewer than the 4 a correlation needs: "
+                                                 "weights as the history predicts: ")
+    picked = list(range(8))
+    reason = session.rank(picked, truth[picked], explain=True).reasons[0]
+    before, after = (float(v) for v in reason.split("b ")[1].split("reliability ")[1].split(")")[0].split(" -> "))
+    assert reason.startswith("weights after your 8 result(s): ") and after > before  # eight results, r = 1 for b

@@ -1,5 +1,6 @@
-"""`recommend` and `next` answer from a saved recommender with numpy, pandas and the store alone: in a fresh
-interpreter they import none of the training machinery (torch, Lightning, Optuna, scikit-learn, scipy)."""
+"""`recommend` and `next --strategy similarity` answer from a saved recommender or the store with numpy and pandas
+alone: in a fresh interpreter they import none of the training machinery (torch, Lightning, Optuna, scikit-learn,
+scipy)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def test_recommend_imports_no_training_library(saved, kind):
 
 
 def test_next_imports_no_training_library(saved):
+    # the saved-style adaptive search; the default `auto` fits on the history at call time (scipy's weighted tau)
     url, _, observed = saved
     assert imported_by(["next", "--db", url, *NEW[:2], "--protocol", "p", "--observed", str(observed),
-                        "--budget", "3"]) == []
+                        "--budget", "3", "--strategy", "similarity"]) == []

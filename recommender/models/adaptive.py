@@ -40,6 +40,7 @@ from recommender.normalise import zscore_within
 from recommender.regret import relative_regret_of_picks
 
 TOP_REASONS = 3  # training datasets (or observed models) named in a pick's reason
+MIN_CORRELATION = 4  # observed results before a correlation with them is shown or trusted (any 2 points correlate)
 MIN_INNER_DATASETS = 3  # training datasets needed to choose on inner folds (one held out, two or more to learn)
 
 
@@ -194,11 +195,21 @@ class _SimilaritySession(Session):
         spread = np.sqrt(np.maximum(var, 0.0))
         reasons = None
         if explain:
-            top = np.argsort(-w)[:TOP_REASONS]
-            moved = ", ".join(f"{self.names[d]} (w {w[d]:.2f}, r {r[d]:+.2f})" for d in top)
-            reasons = [f"agrees with {moved}" if len(picked) >= 2 else
-                       "mean z-score over the training datasets (fewer than 2 results observed)"] * len(mean)
+            reasons = [moved_datasets(self.names, w, r, len(picked))] * len(mean)
         return Ranking(mean + self.explore * spread, spread, reasons)
+
+
+def moved_datasets(names: np.ndarray, w: np.ndarray, r: np.ndarray, n: int) -> str:
+    """Which training datasets the n observed results moved the weights towards (weight against the equal share,
+    and the agreement r); below ``MIN_CORRELATION`` results, that there are too few for a correlation."""
+    top = [d for d in np.argsort(-w)[:TOP_REASONS] if w[d] > 1 / len(w) + 1e-9]
+    if n < MIN_CORRELATION:
+        moved = f"; weight moved towards {', '.join(f'{names[d]} (x{w[d] * len(w):.1f})' for d in top)}" if top else ""
+        return (f"{n} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: mean z-score over "
+                f"the {len(w)} training datasets{moved}")
+    if not top:
+        return f"no training dataset agrees with the {n} results more than the others: the mean z-score"
+    return "agrees with " + ", ".join(f"{names[d]} (weight x{w[d] * len(w):.1f}, r {r[d]:+.2f})" for d in top)
 
 
 class SimilaritySearch(AdaptiveRecommender):

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
-from recommender.models.adaptive import AdaptiveRecommender, Ranking, Session, SimilaritySearch
-from recommender.models.params import FOLDS, Rule, instance, number, tuple_of
+from recommender.models.adaptive import MIN_CORRELATION, AdaptiveRecommender, Ranking, Session, SimilaritySearch
+from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import MeanNormalisedPerformance, Ranker
 from recommender.models.selection import inner_folds, rankable, weighted_tau
 from recommender.normalise import ranking_groups
@@ -41,7 +41,7 @@ from recommender.normalise import ranking_groups
 PRIOR, OTHER = "history", "other-history"  # the history priors' source names: the pairs' own protocol, the others
 HISTORY = ("model", "dataset", "protocol", "performance")  # what the priors are computed from
 MAX_RELIABILITY = 0.95  # no source is taken for the truth itself
-MIN_OBSERVED = 4  # observed results before their correlation with a source moves its reliability
+MIN_OBSERVED = MIN_CORRELATION  # observed results before their correlation with a source moves its reliability
 MIN_VARIANCE = 0.05  # the posterior never claims to know a result to better than this (in z units squared)
 COVERAGE = 0.68  # the printed interval's nominal coverage
 # shrinkage of the sources' correlation matrix chosen among on inner folds: 1 ignores their correlations (each
@@ -127,19 +127,22 @@ class Auto(Ranker):
     training pairs); ``max_inner_folds`` bounds the inner leave-one-dataset-out folds; ``shrinkage`` pulls the
     sources' correlation matrix towards the identity (None: chosen among ``SHRINKAGES`` on the inner folds);
     ``prior_strength`` is the number of observed results the
-    predicted reliability is worth when `observe` pools them."""
+    predicted reliability is worth when `pooled`; ``similarity`` fixes parameters of the session's
+    `SimilaritySearch` (None: chosen on its inner folds)."""
 
     adaptive = True  # `session`: the sequential protocol of SPEC §7
     PARAMETERS: ClassVar[dict[str, Rule]] = {
         "scores": tuple_of(instance(str, "a score name")), "max_inner_folds": FOLDS,
-        "shrinkage": number(0, 1).or_none(), "prior_strength": number(0)}
+        "shrinkage": number(0, 1).or_none(), "prior_strength": number(0),
+        "similarity": OPTIONS}
 
     def __init__(self, scores: tuple[str, ...] = (), max_inner_folds: int = 20, shrinkage: float | None = None,
-                 prior_strength: float = 10.0):
+                 prior_strength: float = 10.0, similarity: dict | None = None):
         self.scores = scores
         self.max_inner_folds = max_inner_folds
         self.shrinkage = shrinkage
         self.prior_strength = prior_strength
+        self.similarity = similarity
 
     # --- fitting -------------------------------------------------------------------------------------------------
 
@@ -342,14 +345,16 @@ class Auto(Ranker):
         similar = None
         if own["dataset"].nunique() >= 2:  # the own history re-weighted towards the datasets the results agree with
             if protocol not in self.similarity_:
-                self.similarity_[protocol] = SimilaritySearch(max_inner_folds=4).fit(own)
+                self.similarity_[protocol] = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))
+                                                              ).fit(own)
             similar = self.similarity_[protocol].session(candidates)
         return AutoSession(self, candidates, similar)
 
-    def explain(self, test: pd.DataFrame, observed: pd.DataFrame | None = None) -> pd.DataFrame:
+    def explain(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
+                ) -> pd.DataFrame:
         """Per ranking group and source: the predicted reliability and the weight in the ranking."""
         rows = []
-        for group, (_, combined) in self.posteriors(test, observed).items():
+        for group, (_, combined) in self.posteriors(test, observed, history).items():
             fallback = self._fallback(combined, observed)
             for source in self.sources_:
                 if fallback is not None and combined is not None and source in combined.weight.index:
@@ -373,10 +378,32 @@ class AutoSession(Session):
         """The posterior mean and spread of every candidate given the observed results of the picked ones."""
         observed = self.candidates.loc[list(picked), ["model", "dataset"]].assign(
             performance=np.asarray(values, dtype=float))
-        history = None if self.similar is None else self.similar.rank(picked, values).score
+        similar = None if self.similar is None else self.similar.rank(picked, values, explain=explain)
+        history = None if similar is None else similar.score
         score = self.auto.predict(self.candidates, observed=observed, history=history)
         spread = self.auto.spread(self.candidates, observed=observed, history=history)
-        return Ranking(score, spread)
+        reasons = None
+        if explain:
+            reason = self.reason(observed, history)
+            if similar is not None and similar.reasons:
+                reason += f"; the history under your protocol: {similar.reasons[0]}"
+            reasons = [reason] * len(score)
+        return Ranking(score, spread, reasons)
+
+    def reason(self, observed: pd.DataFrame, history: np.ndarray | None) -> str:
+        """Each source's weight, and how far the observed results moved its reliability."""
+        before = self.auto.explain(self.candidates, history=history).set_index("source")["reliability"].astype(float)
+        after = self.auto.explain(self.candidates, observed, history).set_index("source")
+        moved = len(observed) >= MIN_OBSERVED
+        parts = [f"{source} {weight:.2f}" + (f" (reliability {before[source]:.2f} -> "
+                                             f"{reliability:.2f})" if moved and source in before.index
+                                             else f" (reliability {reliability:.2f})")
+                 for source, weight, reliability in zip(after.index.astype(str), after["weight"], after["reliability"],
+                                                        strict=True)]
+        head = (f"weights after your {len(observed)} result(s)" if moved else
+                f"{len(observed)} result(s) observed, fewer than the {MIN_OBSERVED} a correlation needs: weights as "
+                f"the history predicts")
+        return f"{head}: {', '.join(parts) or 'none'}"
 
 
 def pooled(reliability: np.ndarray, z: np.ndarray, results: np.ndarray, strength: float) -> np.ndarray:

@@ -10,7 +10,7 @@ from recommender.contracts import ADAPTIVE_BUDGETS, DEFAULT_PROTOCOL
 from recommender.errors import UserError
 from recommender.models.cli import cost_seconds
 
-STRATEGIES = ("similarity", "lr", "ucb")
+STRATEGIES = ("auto", "similarity", "lr", "ucb")
 # chosen on inner leave-one-dataset-out folds of SHiFT vision (`--tune` chooses again on the store's history);
 # lr and ucb are always chosen on inner folds
 DEFAULTS = {"similarity": {"beta": 5.0, "shrink": 4.0}}
@@ -49,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--select", default="val", choices=("val", "test"),
                    help="which value picks each stored pair's best hyper-parameters (default val)")
     p.add_argument("--strategy", choices=STRATEGIES,
-                   help="similarity (default), lr (LR warm start) or ucb (similarity + exploration bonus)")
+                   help="auto (default: the history of every protocol and the store's scores on the dataset, each "
+                        "weighted by its reliability, moved by your results), similarity, lr (LR warm start) or ucb "
+                        "(similarity + exploration bonus)")
     p.add_argument("--examples", type=float, help="training examples of a new dataset (for --strategy lr)")
     p.add_argument("--classes", type=float, help="classes of a new dataset (for --strategy lr)")
     p.add_argument("--group", help="group of a new dataset, e.g. vtab-natural (for --strategy lr)")
@@ -82,18 +84,48 @@ def run_next(args: argparse.Namespace) -> int:
     pool = set(train["model"])
     observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, protocol)
     candidates = candidate_pairs(train, row)
-    fixed = {} if args.tune else DEFAULTS.get(strategy, {})
-    est = make_adaptive(strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
+    if strategy == "auto":
+        est, candidates, what = auto_for_next(store, args, row, protocol, candidates)
+    else:
+        fixed = {} if args.tune else DEFAULTS.get(strategy, {})
+        est = make_adaptive(strategy, budgets=ADAPTIVE_BUDGETS, **fixed).fit(train)
+        what = ", ".join(f"{k}={v:g}" for k, v in est.params_.items())
     best = next_models(est, candidates, observed, args.budget or 1)
     if args.json:
         print(json.dumps(best.to_dict(orient="records"), indent=2))
         return 0
     print(f"{args.dataset}: used {'; '.join(sources)}; {strategy} over {train['dataset'].nunique()} training "
-          f"datasets and {len(pool)} models ({', '.join(f'{k}={v:g}' for k, v in est.params_.items())})")
-    print(best.to_string(index=False, float_format="%.3f"))
+          f"datasets and {len(pool)} models ({what})")
+    if best["reason"].nunique() == 1:  # one reason for every row (auto's weights): said once, below the table
+        print(best.drop(columns="reason").to_string(index=False, float_format="%.3f"))
+        print(f"why: {best['reason'].iloc[0]}")
+    else:
+        print(best.to_string(index=False, float_format="%.3f"))
     if note:
         print(f"note: {note}")
     return 0
+
+
+def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, candidates):  # noqa: ANN001, ANN201
+    """`auto` fitted on every other dataset of the store's history of the dataset's modality (every protocol,
+    every stored score), the candidates with the protocol and the dataset's stored scores, and a note."""
+    from recommender.models.auto import Auto
+    from recommender.models.pairs import wide_scores
+
+    stored = sorted(store.scores()["score"].unique())
+    history = store.pair_table("all", row.get("modality"), scores=stored, select=args.select)
+    history = history[history["dataset"] != args.dataset]
+    fixed = {} if args.tune else DEFAULTS["similarity"]
+    est = Auto(similarity=fixed).fit(history)
+    mine = store.scores(stored)
+    mine = mine[mine["dataset"] == args.dataset]
+    candidates = candidates.assign(protocol=protocol)
+    if not mine.empty:  # scores logged for the dataset (`rank --log-scores`) join the evidence
+        candidates = candidates.merge(wide_scores(mine[["model", "score", "value"]]), on="model", how="left")
+    scores = ", ".join(sorted(mine["score"].unique()))
+    note = (f"{history['protocol'].nunique()} protocols, shrinkage {est.shrinkage_:g}, "
+            + (f"the scores {scores} stored for it" if scores else "no score stored for it"))
+    return est, candidates, note
 
 
 def check_next_flags(args: argparse.Namespace) -> None:

@@ -117,7 +117,7 @@ def test_next_proposes_only_models_of_the_datasets_modality(two_modalities, caps
     capsys.readouterr()
     assert main(["next", "--db", url, "--dataset", dataset, "--protocol", "p", "--budget", "12"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    proposed = [line.split()[1] for line in lines[2:] if not line.startswith("note:")]
+    proposed = [line.split()[1] for line in lines[2:] if not line.startswith(("note:", "why:"))]
     assert sorted(proposed) == sorted(models)
     assert lines[-1].startswith(f"note: {dataset} is ")
 
