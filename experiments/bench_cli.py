@@ -147,10 +147,12 @@ def main() -> None:
                          imports))
         rows.append(("(in-process) the FM's bare numpy prediction, one dataset", "-",
                      bare_prediction(db, model, names[0]), (np.nan, np.nan)))
-        nxt = median_of(args.repeats, lambda: run(
-            [*CLI, "next", "--db", db, "--dataset", "my-pets", "--modality", MODALITY, "--observed", str(observed),
-             "--budget", "3"]))
-        rows.append(("`next` (2 observed results)", "`import numpy, pandas`", nxt, imports))
+        for strategy in ("auto", "similarity"):  # the default fits on the store's history at call time
+            nxt = median_of(args.repeats, lambda strategy=strategy: run(
+                [*CLI, "next", "--db", db, "--dataset", "my-pets", "--modality", MODALITY, "--observed", str(observed),
+                 "--budget", "3", "--strategy", strategy]))
+            rows.append((f"`next --strategy {strategy}` (2 observed results)", "`import numpy, pandas`", nxt,
+                         imports))
         rank = [*CLI, "rank", "--db", db, "--data", "bbc_news", "--n", "300", "--zoo", "text-offline", "--scores",
                 "logme,hscore_reg,lfc,parc", "--top-k", "3", "--cache", str(root / "features"), "--quiet"]
         run(rank)  # fills the feature cache

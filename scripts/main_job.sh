@@ -22,7 +22,7 @@ recommender train --db "$DB" --recommender fm --features d,m --protocol vtab1k -
 
 echo "== 3. evaluate: leave-one-dataset-out on SHiFT vision, regret at budgets 1, 3, 5"
 recommender evaluate --db "$DB" --split loo --protocol vtab1k --modality image --select test \
-    --strategies oracle,random,imagenet,mean-perf,score:logme,hybrid:mean-perf:logme,lr,lr+logme,fm \
+    --strategies oracle,random,imagenet,mean-perf,score:logme,hybrid:mean-perf:logme,lr,lr+logme,fm,auto \
     --budgets 1,3,5 --out "$OUT/evaluate-loo"
 sed -n '1,60p' "$OUT/evaluate-loo/report.md"
 
@@ -33,7 +33,7 @@ recommender rank --db "$DB" --data bbc_news --n 300 --zoo text-offline \
     --csv "$OUT/rank-bbc_news.csv" --cache "$OUT/features"
 
 echo "== 5. next: two models already fine-tuned on your own task (TransferGraph's real results on Oxford pets,"
-echo "   under its own protocol); which three to fine-tune next, learned from the SHiFT history"
+echo "   under its own protocol); which three auto would fine-tune next, from the bundled image history"
 python - "$DB" > "$OUT/observed-pets.csv" <<'PY'
 import sys
 from recommender.history import open_store

@@ -39,7 +39,8 @@ dataset's, and a note says so), the z-score itself, and whether the pair is in t
 history (in_sample: its measured value is shown too). The results already observed on a dataset
 (its jobs logged in the store under the protocol, and an --observed file) update the ranking
 with the adaptive LR warm start; tried models show their result in `observed`, every model its
-spread (posterior std, in predicted_z units), and a note says what was used.
+spread (the half-width of its 68% interval in predicted_z units, calibrated on held-out training
+datasets when the recommender was trained), and a note says what was used.
 
 example:
   recommender recommend --model models/fm --dataset dtd --top-k 5
@@ -176,6 +177,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train on the store's pair table, optionally tune, and write the recommender to --out."""
     from recommender.history import open_store
     from recommender.history.job_table import job_table
+    from recommender.models.calibration import spread_factor
     from recommender.models.configs import uses_configs
     from recommender.models.factory import make_recommender
     from recommender.models.tuning import tune
@@ -202,9 +204,12 @@ def run_train(args: argparse.Namespace) -> int:
                       **fixed)
     est = make_recommender(args.recommender, **params).fit(pairs)
     seconds = time.perf_counter() - start
+    calibration = None if uses_configs(args.features) else spread_factor(est, pairs)
+    calibrated = {} if calibration is None else {"spread_factor": round(calibration[0], 6),
+                                                 "spread_datasets": calibration[1]}
     # the protocol and filters go into the saved metadata, so that `recommend` ranks the same pool
     out = est.save(args.out, training={"protocol": args.protocol, "modality": args.modality, "select": args.select,
-                                       "tune_trials": args.tune, "seconds": round(seconds, 3)})
+                                       "tune_trials": args.tune, "seconds": round(seconds, 3), **calibrated})
     rows = "jobs" if uses_configs(args.features) else "pairs"
     print(f"trained {args.recommender} on {len(pairs)} {rows} ({est.training_['models']} models x "
           f"{est.training_['datasets']} datasets, {args.protocol}) in {seconds:.1f} s -> {out}")
@@ -241,8 +246,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         what = requests["dataset"].iloc[0] if len(requests) == 1 else f"{len(requests)} datasets"
         print(f"top {min(args.top_k, result.pool_size)} of {result.pool_size} models for {what} ({est.kind}, "
               f"{est.features}, trained on {est.training_.get('protocol')}); expected: predicted {result.metric}; "
-              f"predicted_z: within the dataset, in standard deviations, spread its posterior std; measured: the "
-              f"history's value where in_sample")
+              f"predicted_z: within the dataset, in standard deviations; spread: {spread_meaning(est)}; measured: "
+              f"the history's value where in_sample")
         print(shown[~tried].drop(columns="observed").to_string(index=False, float_format="%.4g", na_rep="-"))
         if tried.any():
             print("\ntried already (not ranked), best observed first; observed: the result on the dataset")
@@ -250,6 +255,15 @@ def run_recommend(args: argparse.Namespace) -> int:
         for note in result.all_notes():  # in JSON and CSV, each row's `notes`
             print(f"note: {note}")
     return 0
+
+
+def spread_meaning(est: PairRecommender) -> str:
+    """What the printed spread is: a calibrated 68% half-width, or (a recommender saved without the calibration)
+    the posterior std."""
+    datasets = est.training_.get("spread_datasets")
+    if datasets is None:
+        return "its posterior std (not calibrated: retrain to calibrate it)"
+    return f"half-width of its 68% interval (calibrated on {datasets} held-out training datasets)"
 
 
 def check_config_flags(args: argparse.Namespace) -> None:

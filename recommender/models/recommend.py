@@ -273,6 +273,8 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
             sd = sd / std if std > 0 else np.zeros_like(sd)
         else:
             expected, z = mean + raw * std, raw
+        # the 68% half-width where training calibrated it (`recommender.models.calibration`)
+        sd = sd * float(cast(float, est.training_.get("spread_factor", 1.0)))
         if not own:
             notes[name].append(f"{name}: not in the training history, so `expected` uses the typical scale of its "
                                f"{len(scale)} datasets (mean {scale['mean'].mean():.4g}, std "

@@ -1,0 +1,51 @@
+"""The spread `recommend` prints, calibrated at training time on held-out training datasets.
+
+A recommender's posterior standard deviation (the LR warm start's, `recommender.models.adaptive.warm_update`) is in
+the units of a Bayesian model whose prior is "the static prediction is right"; it says how far results may move,
+not how far they fall from the prediction. `spread_factor` refits the recommender without each of a few training
+datasets (`recommender.models.selection.inner_folds`), and finds the factor by which that standard deviation must
+be multiplied so that 68% of the held-out z-scored results fall within prediction +- factor x std. `train` saves
+it with the recommender, and `recommend` prints std x factor: the half-width of a 68% interval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recommender.models.adaptive import WARM_START, model_factors, warm_update
+from recommender.models.base import PairRecommender
+from recommender.models.rankers import without_truth
+from recommender.models.selection import inner_folds, rankable
+from recommender.normalise import ranking_groups
+
+COVERAGE = 0.68
+MAX_FOLDS = 5  # refits at training time: each costs one more fit of the recommender
+
+
+def spread_factor(est: PairRecommender, pairs: pd.DataFrame, max_folds: int = MAX_FOLDS) -> tuple[float, int] | None:
+    """The factor that makes ``COVERAGE`` of held-out z-scored results fall within prediction +- factor x posterior
+    std, from up to ``max_folds`` refits of an unfitted copy of ``est`` without one training dataset each, and the
+    number of datasets it was measured on; None for a raw target (the prediction is not in z units) or fewer than
+    two training datasets."""
+    if est.target != "zscore" or pairs["dataset"].nunique() < 2:
+        return None
+    ratios: list[np.ndarray] = []
+    measured = 0
+    for fold in inner_folds(pairs, max_folds):
+        fitted = type(est)(**est.get_params(deep=False)).fit(fold.train)
+        predicted = np.asarray(fitted.predict(without_truth(fold.test)), dtype=float)
+        factors = model_factors(fold.train)
+        for _, rows in fold.test.groupby(ranking_groups(fold.test), sort=True):
+            truth = rows["performance"].to_numpy(dtype=float)
+            if not rankable(truth):
+                continue
+            at = fold.test.index.get_indexer(rows.index)
+            models = rows["model"].astype(str).to_numpy()
+            _, std = warm_update(predicted[at], models, pd.Series(dtype=float), factors, WARM_START)
+            z = (truth - truth.mean()) / truth.std()
+            ratios.append(np.abs(z - predicted[at]) / np.where(std > 0, std, np.nan))
+            measured += 1
+    values = np.concatenate(ratios) if ratios else np.array([])
+    values = values[np.isfinite(values)]
+    return (float(np.quantile(values, COVERAGE)), measured) if values.size else None
