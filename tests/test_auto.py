@@ -127,9 +127,12 @@ def test_other_protocols_history_is_weighed_by_cross_protocol_folds() -> None:
 def test_guard_falls_back_only_when_auto_is_clearly_worse() -> None:
     auto = Auto()
     auto.sources_ = ["history", "other-history", "s"]
+    auto.intercepts_ = np.array([0.5, np.nan, 0.1])  # no fold measured other-history
     auto.inner_taus_ = pd.DataFrame({"auto": [0.1, 0.2, 0.1, 0.2], "history": [0.5, 0.6, 0.5, 0.6],
                                      "other-history": 0.0, "s": 0.0})
     assert auto._guard() == "history"  # worse by 0.4, standard error 0
+    auto.inner_taus_ = auto.inner_taus_.assign(history=-0.3, s=-0.2)
+    assert auto._guard() is None  # the unmeasured source's 0 (no opinion) is never the one to fall back to
     auto.inner_taus_ = pd.DataFrame({"auto": [0.5, 0.2, 0.6, 0.1], "history": [0.2, 0.5, 0.3, 0.5],
                                      "other-history": 0.0, "s": 0.0})
     assert auto._guard() is None  # worse by 0.05 on average, standard error 0.15: within the noise

@@ -250,9 +250,10 @@ class Auto(Ranker):
         """The best single source where `auto` ranked the inner folds worse than it by more than their standard
         error, else None."""
         taus = self.inner_taus_
-        if len(taus) < 2:
+        measured = [s for s, b in zip(self.sources_, self.intercepts_, strict=True) if np.isfinite(b)]
+        if len(taus) < 2 or not measured:
             return None
-        best = str(taus[self.sources_].mean().idxmax())
+        best = str(taus[measured].mean().idxmax())  # among the sources the folds measured
         difference = taus["auto"] - taus[best]
         return best if difference.mean() < -difference.std() / np.sqrt(len(difference)) else None
 

@@ -113,8 +113,10 @@ def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, can
     from recommender.models.pairs import wide_scores
 
     stored = sorted(store.scores()["score"].unique())
-    history = store.pair_table("all", row.get("modality"), scores=stored, select=args.select)
-    history = history[history["dataset"] != args.dataset]
+    modality = row.get("modality")
+    history = store.pair_table("all", modality if isinstance(modality, str) else None, scores=stored,
+                               select=args.select)
+    history = history[(history["dataset"] != args.dataset) & history["performance"].notna()]
     fixed = {} if args.tune else DEFAULTS["similarity"]
     est = Auto(similarity=fixed).fit(history)
     mine = store.scores(stored)

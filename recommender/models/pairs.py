@@ -56,6 +56,17 @@ def top_k(pairs: pd.DataFrame, predicted: np.ndarray, k: int) -> pd.DataFrame:
     return best
 
 
+def tried_last(ranked: pd.DataFrame, observed: pd.Series) -> pd.DataFrame:
+    """A ranked table (best first) with the models tried already (``observed``: result by model) moved after every
+    untried one, unranked (rank NA), best observed first, their result in ``observed``: a tried model is never
+    ranked above an untried one. The untried keep their order and are ranked 1, 2, ..."""
+    out = ranked.assign(observed=ranked["model"].astype(str).map(observed.rename(index=str)).astype(float))
+    tried = out["observed"].notna()
+    head = out[~tried].assign(rank=np.arange(1, int((~tried).sum()) + 1))
+    tail = out[tried].sort_values("observed", ascending=False, kind="stable").assign(rank=None)
+    return pd.concat([head, tail], ignore_index=True).astype({"rank": "Int64"})
+
+
 def model_modalities(table: pd.DataFrame) -> pd.Series:
     """Each model's modalities (a frozenset; empty when unknown) from the ``modality`` column of the rows it appears
     in: in a pair table the dataset's (a model measured on image datasets takes images), in a pool file the

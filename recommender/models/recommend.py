@@ -27,7 +27,7 @@ from recommender.models.adaptive import WARM_START, gather_observed, model_facto
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
 from recommender.models.features import BLOCKS, parse_features
-from recommender.models.pairs import MODEL_COLUMNS, candidate_pairs, same_modality, top_k
+from recommender.models.pairs import MODEL_COLUMNS, candidate_pairs, same_modality, top_k, tried_last
 
 FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
 NUMBER_FACTS = ("examples", "classes")
@@ -294,14 +294,11 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
 
 def ranked_then_tried(candidates: pd.DataFrame, predicted: np.ndarray, observed: pd.Series, k: int) -> pd.DataFrame:
     """The k best-predicted untried candidates, ranked (``top_k``), then every candidate tried already (in
-    ``observed``), best observed first, unranked (rank NA): a tried model is never ranked above an untried one.
-    Columns rank, model, predicted."""
+    ``observed``), best observed first, unranked (``tried_last``). Columns rank, model, predicted, observed."""
     tried = candidates["model"].astype(str).isin(observed.index.astype(str)).to_numpy()
     best = top_k(candidates[~tried].reset_index(drop=True), predicted[~tried], k)
     done = candidates.loc[tried, ["model"]].assign(predicted=predicted[tried])
-    done = done.iloc[np.argsort(-observed.reindex(done["model"].astype(str)).to_numpy(dtype=float), kind="stable")]
-    done.insert(0, "rank", None)
-    return pd.concat([best.astype({"rank": object}), done[["rank", "model", "predicted"]]], ignore_index=True)
+    return tried_last(pd.concat([best, done], ignore_index=True), observed)
 
 
 def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFrame, name: str,

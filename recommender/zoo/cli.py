@@ -103,6 +103,7 @@ def run_rank(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from recommender.executors import executor_from_args
+    from recommender.models.pairs import tried_last
     from recommender.scores.torch_kernels import device_note, resolve_device
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
@@ -116,7 +117,6 @@ def run_rank(args: argparse.Namespace) -> int:
         score_pool,
         source_head_note,
         stacking_for,
-        tried_last,
         with_protocol_facts,
         with_store_facts,
     )

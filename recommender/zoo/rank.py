@@ -202,25 +202,14 @@ def observed_in_store(store: Store, recommender: PairRecommender, dataset: str, 
 
     name = protocol or str(recommender.training_.get("protocol") or DEFAULT_PROTOCOL)
     stored = list(store.protocols()["protocol"].unique())
-    if not stored or not set(protocol_names(name, stored)) & set(stored):  # no job under it: nothing tried
+    named = [n for n in protocol_names(name, stored) if n in stored] if stored else []
+    if not named:  # no job under it: nothing tried
         return pd.Series(dtype=float), ""
-    logged = store.pair_table([n for n in protocol_names(name, stored) if n in stored],
-                              select=str(recommender.training_.get("select") or "val"))
+    logged = store.pair_table(named, select=str(recommender.training_.get("select") or "val"))
     observed, sources = gather_observed(logged, dataset, set(models), None, name)
     note = (f"{dataset}: {sources[0]}: tried models are not ranked: they follow the ranking with their `observed` "
             "result") if len(observed) else ""
     return observed, note
-
-
-def tried_last(ranked: pd.DataFrame, observed: pd.Series) -> pd.DataFrame:
-    """``rank_pool``'s table with the models tried already (``observed``) moved after every untried one, unranked
-    (rank NA), best observed first, their result in ``observed``: a tried model is never ranked above an untried
-    one."""
-    out = ranked.assign(observed=ranked["model"].map(observed).astype(float))
-    tried = out["observed"].notna()
-    head = out[~tried].assign(rank=np.arange(1, int((~tried).sum()) + 1))
-    tail = out[tried].sort_values("observed", ascending=False, kind="stable").assign(rank=None)
-    return pd.concat([head, tail], ignore_index=True).astype({"rank": "Int64"})
 
 
 def with_store_facts(pairs: pd.DataFrame, store_models: pd.DataFrame) -> pd.DataFrame:
