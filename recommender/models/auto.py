@@ -387,7 +387,8 @@ class AutoSession(Session):
         if explain:
             reason = self.reason(observed, history)
             if similar is not None and similar.reasons:
-                reason += f"; the history under your protocol: {similar.reasons[0]}"
+                said = f"{len(picked)} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: "
+                reason += f"; the history under your protocol: {similar.reasons[0].removeprefix(said)}"
             reasons = [reason] * len(score)
         return Ranking(score, spread, reasons)
 
