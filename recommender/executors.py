@@ -162,7 +162,10 @@ class RayExecutor:
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator:
         """fn over the items as Ray tasks (all submitted at once), each result yielded once it and every earlier one
-        are done (item order); a task's own error re-raised without Ray's wrapper, the other tasks cancelled."""
+        are done (item order); a task's own error re-raised without Ray's wrapper. The other tasks are not cancelled:
+        `ray.cancel` on tasks that are finishing aborts the driver process in Ray 2.x ("Tried to complete task that
+        was not pending"), which would lose the error; a local Ray stops with the command, and on a cluster they run
+        to their end and their results are dropped."""
         import ray
         from ray.exceptions import RayTaskError
 
@@ -173,8 +176,6 @@ class RayExecutor:
             for ref in refs:
                 yield ray.get(ref)
         except RayTaskError as exc:
-            for ref in refs:  # stop what is still running: the command fails as a whole
-                ray.cancel(ref, force=True)
             raise exc.cause from None
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
