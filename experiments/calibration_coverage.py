@@ -22,10 +22,8 @@ import pandas as pd
 
 from recommender.evaluation import check_pairs, make_folds
 from recommender.history import open_store
-from recommender.models.adaptive import WARM_START, model_factors, warm_update
-from recommender.models.calibration import spread_factor
+from recommender.models.calibration import held_out_ratios, spread_factor
 from recommender.models.factory import make_recommender
-from recommender.models.rankers import without_truth
 
 sys.path.insert(0, str(Path(__file__).parent))
 from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
@@ -39,12 +37,7 @@ def coverage(pairs: pd.DataFrame, kind: str) -> tuple[float, float, int]:
     for fold in make_folds(pairs, "loo"):
         est = make_recommender(kind, features="d,m").fit(fold.train)
         factor, _ = spread_factor(est, fold.train)
-        predicted = np.asarray(est.predict(without_truth(fold.test)), dtype=float)
-        _, std = warm_update(predicted, fold.test["model"].astype(str).to_numpy(), pd.Series(dtype=float),
-                             model_factors(fold.train), WARM_START)
-        truth = fold.test["performance"].to_numpy(dtype=float)
-        z = (truth - truth.mean()) / truth.std()
-        inside.extend(np.abs(z - predicted) <= factor * std)
+        inside.extend(held_out_ratios(est, fold.train, fold.test) <= factor)
         factors.append(factor)
     return float(np.mean(inside)), float(np.mean(factors)), len(inside)
 

@@ -85,3 +85,10 @@ class PairTables(Queries):
             table = table.merge(self.score_table(scores, score_source), on=["model", "dataset"], how="left")
             columns += [score_column(name) for name in scores]
         return table[columns].sort_values(["protocol", "dataset", "model"], ignore_index=True)
+
+    def scored_history(self, modality: str | None, select: str = "val", scores: Sequence[str] = ()
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every protocol's pair table of the modality with the stored values of ``scores`` (empty: every stored
+        score) that the store holds, and the stored score rows read (`scores`): the history `auto` learns from."""
+        rows = self.scores(scores)
+        return self.pair_table("all", modality, scores=sorted(rows["score"].unique()), select=select), rows

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
-from recommender.models.adaptive import MIN_CORRELATION, AdaptiveRecommender, Ranking, Session, SimilaritySearch
+from recommender.models.adaptive import MIN_CORRELATION, Ranking, Session, SimilaritySearch
 from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import MeanNormalisedPerformance, Ranker
 from recommender.models.selection import inner_folds, rankable, weighted_tau
@@ -121,6 +121,38 @@ def _source_matrix(values: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
     return z, available
 
 
+@dataclass(frozen=True)
+class Priors:
+    """The history priors, fitted once: per protocol, the mean z-scored result of each model under that protocol
+    (own) and under every other protocol (other); for a protocol the history never saw, no own prior and the whole
+    history's as the other."""
+
+    fitted: dict[str, tuple[MeanNormalisedPerformance | None, MeanNormalisedPerformance | None]]
+    unseen: MeanNormalisedPerformance
+
+    @classmethod
+    def fit(cls, history: pd.DataFrame, protocols: Sequence[str]) -> Priors:
+        """The priors of ``protocols`` from ``history``."""
+        labels = _protocols(history)
+        fitted = {}
+        for protocol in protocols:
+            same = (labels == protocol).to_numpy()
+            fitted[protocol] = tuple(MeanNormalisedPerformance().fit(pool) if not pool.empty else None
+                                     for pool in (history.loc[same], history.loc[~same]))
+        return cls(fitted, MeanNormalisedPerformance().fit(history))  # type: ignore[arg-type]
+
+    def values(self, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's own-protocol and other-protocol prior (NaN where the model or the pool is unknown)."""
+        own, other = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
+        labels = _protocols(pairs)
+        for protocol in labels.unique():
+            rows = (labels == protocol).to_numpy()
+            for column, prior in zip((own, other), self.fitted.get(protocol, (None, self.unseen)), strict=True):
+                if prior is not None:
+                    column[rows] = prior.predict(pairs.loc[rows])
+        return own, other
+
+
 class Auto(Ranker):
     """The default ranking: the history prior and the scores, weighted per task by their predicted reliability
     (see the module docstring). ``scores`` names the scores to use (empty: every ``score_*`` column of the
@@ -152,17 +184,10 @@ class Auto(Ranker):
             return list(self.scores)
         return [score_name(c) for c in train.columns if is_score_column(c) and train[c].notna().any()]
 
-    def _values(self, history: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    def _values(self, priors: Priors, pairs: pd.DataFrame) -> pd.DataFrame:
         """One column per source on the pairs: the history prior of their own protocol and that of every other
-        protocol (each model's mean z-scored result there), then each score (NaN where missing)."""
-        own, other = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
-        protocols = _protocols(pairs)
-        for protocol in protocols.unique():
-            rows = (protocols == protocol).to_numpy()
-            same = (_protocols(history) == protocol).to_numpy()
-            for column, pool in ((own, history.loc[same]), (other, history.loc[~same])):
-                if not pool.empty:
-                    column[rows] = MeanNormalisedPerformance().fit(pool).predict(pairs.loc[rows])
+        protocol (`Priors`), then each score (NaN where missing)."""
+        own, other = priors.values(pairs)
         columns = {PRIOR: own, OTHER: other}
         for name in self.sources_[2:]:
             score = score_column(name)
@@ -174,7 +199,7 @@ class Auto(Ranker):
         """The inner folds' held-out groups, each source computed as it would be on a new dataset."""
         records = []
         for fold in inner_folds(train, self.max_inner_folds):
-            values = self._values(fold.train, fold.test)
+            values = self._values(Priors.fit(fold.train, list(_protocols(fold.test).unique())), fold.test)
             for _, rows in fold.test.groupby(ranking_groups(fold.test), sort=True):
                 truth = rows["performance"].to_numpy(dtype=float)
                 if not rankable(truth):
@@ -227,7 +252,7 @@ class Auto(Ranker):
         self.spread_factor_ = float(np.quantile(np.abs(residuals), COVERAGE)) if len(residuals) else 1.0
         self.fallback_ = self._guard()
         self.history_ = train[[c for c in HISTORY if c in train.columns]].copy()
-        self.similarity_: dict[str, AdaptiveRecommender] = {}  # per protocol, fitted at its first session
+        self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
         return self
 
     def _nested(self, records: list[Record], lines: dict[str, tuple[np.ndarray, float]], shrinkage: float
@@ -285,14 +310,14 @@ class Auto(Ranker):
     # --- prediction ----------------------------------------------------------------------------------------------
 
     def posteriors(self, test: pd.DataFrame, observed: pd.DataFrame | None = None,
-                   history: np.ndarray | None = None) -> dict[str, tuple[pd.Index, Posterior | None]]:
-        """Per ranking group of the test pairs, its rows and posterior (None: no usable source). ``observed``
-        holds results the user measured on the test datasets (model, dataset, performance); ``history`` (one value
-        per test pair) replaces the own protocol's history prior (`AutoSession`: re-weighted by the results)."""
+                   history: np.ndarray | None = None) -> dict[str, tuple[pd.DataFrame, Posterior | None]]:
+        """Per ranking group of the test pairs, its sources' values and posterior (None: no usable source).
+        ``observed`` holds results the user measured on the test datasets (model, dataset, performance);
+        ``history`` (one value per test pair) replaces the own protocol's history prior (`AutoSession`: re-weighted
+        by the results)."""
         out = {}
-        groups = ranking_groups(test)
-        for group, rows in test.groupby(groups, sort=True):
-            values = self._values(self.history_, rows)
+        for group, rows in test.groupby(ranking_groups(test), sort=True):
+            values = self._values(self.priors_, rows)
             if history is not None:
                 values[PRIOR] = history[test.index.get_indexer(rows.index)]
             z, available = _source_matrix(values)
@@ -303,68 +328,71 @@ class Auto(Ranker):
                 by_model = mine.groupby(mine["model"].astype(str))["performance"].mean()
                 positions = np.flatnonzero(rows["model"].astype(str).isin(by_model.index).to_numpy())
                 seen = (positions, by_model.reindex(rows["model"].astype(str).iloc[positions]).to_numpy(dtype=float))
-            out[str(group)] = (rows.index, self._combine(z, self.intercepts_, self.slope_, seen))
+            out[str(group)] = (values, self._combine(z, self.intercepts_, self.slope_, seen))
         return out
+
+    def assess(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
+               ) -> Assessment:
+        """The ranking, the spread and the explanation of the test pairs in one pass (see `predict`, `spread` and
+        `explain`)."""
+        score, spread = np.full(len(test), np.nan), np.full(len(test), np.nan)
+        rows: list[dict] = []
+        for group, (values, combined) in self.posteriors(test, observed, history).items():
+            if combined is None:
+                continue
+            positions = test.index.get_indexer(values.index)
+            fallback = self._fallback(combined, observed)
+            score[positions] = combined.mean if fallback is None else values[fallback].to_numpy()
+            spread[positions] = combined.std * self.spread_factor_
+            weights = combined.weight if fallback is None else (combined.weight.index == fallback).astype(float)
+            rows.extend({"group": group, "source": source, "reliability": combined.reliability[source],
+                         "weight": float(weight)}
+                        for source, weight in zip(combined.weight.index, weights, strict=True))
+        return Assessment(score, spread, pd.DataFrame(rows, columns=["group", "source", "reliability", "weight"]))
 
     def predict(self, test: pd.DataFrame, budget: int | None = None, observed: pd.DataFrame | None = None,
                 history: np.ndarray | None = None) -> np.ndarray:
         """The posterior mean of each pair's z-scored result (the guard's single source where it fell back)."""
-        out = np.full(len(test), np.nan)
-        for index, combined in self.posteriors(test, observed, history).values():
-            positions = test.index.get_indexer(index)
-            fallback = self._fallback(combined, observed)
-            if fallback is not None:
-                values = self._values(self.history_, test.loc[index])
-                if history is not None:
-                    values[PRIOR] = history[positions]
-                out[positions] = values[fallback].to_numpy()
-            elif combined is not None:
-                out[positions] = combined.mean
-        return out
+        return self.assess(test, observed, history).score
 
-    def _fallback(self, combined: Posterior | None, observed: pd.DataFrame | None = None) -> str | None:
+    def _fallback(self, combined: Posterior, observed: pd.DataFrame | None = None) -> str | None:
         """The guard's single source where it fell back and the group has that source, else None; never once
         ``MIN_OBSERVED`` results are observed (they weigh the sources then)."""
         if observed is not None and len(observed) >= MIN_OBSERVED:
             return None
-        return self.fallback_ if combined is not None and self.fallback_ in combined.weight.index else None
+        return self.fallback_ if self.fallback_ in combined.weight.index else None
 
     def spread(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
                ) -> np.ndarray:
         """The half-width of each pair's 68% interval, in z units of its group (NaN without a usable source)."""
-        out = np.full(len(test), np.nan)
-        for index, combined in self.posteriors(test, observed, history).values():
-            if combined is not None:
-                out[test.index.get_indexer(index)] = combined.std * self.spread_factor_
-        return out
-
-    def session(self, candidates: pd.DataFrame) -> AutoSession:
-        """A session over one dataset's candidate pairs (without performance): `evaluate --adaptive` shows it
-        each pick's result, which moves the reliabilities (`pooled`)."""
-        protocol = _protocols(candidates).iloc[0] if len(candidates) else ""
-        own = self.history_.loc[_protocols(self.history_) == protocol]
-        similar = None
-        if own["dataset"].nunique() >= 2:  # the own history re-weighted towards the datasets the results agree with
-            if protocol not in self.similarity_:
-                self.similarity_[protocol] = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))
-                                                              ).fit(own)
-            similar = self.similarity_[protocol].session(candidates)
-        return AutoSession(self, candidates, similar)
+        return self.assess(test, observed, history).spread
 
     def explain(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
                 ) -> pd.DataFrame:
         """Per ranking group and source: the predicted reliability and the weight in the ranking."""
-        rows = []
-        for group, (_, combined) in self.posteriors(test, observed, history).items():
-            fallback = self._fallback(combined, observed)
-            for source in self.sources_:
-                if fallback is not None and combined is not None and source in combined.weight.index:
-                    rows.append({"group": group, "source": source, "reliability": combined.reliability[source],
-                                 "weight": float(source == fallback)})
-                elif combined is not None and source in combined.weight.index:
-                    rows.append({"group": group, "source": source, "reliability": combined.reliability[source],
-                                 "weight": combined.weight[source]})
-        return pd.DataFrame(rows, columns=["group", "source", "reliability", "weight"])
+        return self.assess(test, observed, history).explanation
+
+    def session(self, candidates: pd.DataFrame) -> AutoSession:
+        """A session over one dataset's candidate pairs (without performance): `evaluate --adaptive` shows it
+        each pick's result, which moves the reliabilities (`pooled`). The history under the candidates' protocol
+        is re-weighted towards the datasets the results agree with (a `SimilaritySearch` fitted for the session)."""
+        protocol = _protocols(candidates).iloc[0] if len(candidates) else ""
+        own = self.history_.loc[_protocols(self.history_) == protocol]
+        similar = None
+        if own["dataset"].nunique() >= 2:
+            search = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))).fit(own)
+            similar = search.session(candidates)
+        return AutoSession(self, candidates, similar)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """`Auto.assess`: each pair's ranking value and 68% half-width, and per group each source's reliability and
+    weight."""
+
+    score: np.ndarray
+    spread: np.ndarray
+    explanation: pd.DataFrame
 
 
 class AutoSession(Session):
@@ -381,22 +409,23 @@ class AutoSession(Session):
             performance=np.asarray(values, dtype=float))
         similar = None if self.similar is None else self.similar.rank(picked, values, explain=explain)
         history = None if similar is None else similar.score
-        score = self.auto.predict(self.candidates, observed=observed, history=history)
-        spread = self.auto.spread(self.candidates, observed=observed, history=history)
+        assessed = self.auto.assess(self.candidates, observed=observed, history=history)
         reasons = None
         if explain:
-            reason = self.reason(observed, history)
+            reason = self.reason(observed, history, assessed.explanation)
             if similar is not None and similar.reasons:
                 said = f"{len(picked)} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: "
                 reason += f"; the history under your protocol: {similar.reasons[0].removeprefix(said)}"
-            reasons = [reason] * len(score)
-        return Ranking(score, spread, reasons)
+            reasons = [reason] * len(assessed.score)
+        return Ranking(assessed.score, assessed.spread, reasons)
 
-    def reason(self, observed: pd.DataFrame, history: np.ndarray | None) -> str:
-        """Each source's weight, and how far the observed results moved its reliability."""
-        before = self.auto.explain(self.candidates, history=history).set_index("source")["reliability"].astype(float)
-        after = self.auto.explain(self.candidates, observed, history).set_index("source")
+    def reason(self, observed: pd.DataFrame, history: np.ndarray | None, explanation: pd.DataFrame) -> str:
+        """Each source's weight (``explanation``: `Auto.explain` given the observed results), and how far the
+        observed results moved its reliability."""
+        after = explanation.set_index("source")
         moved = len(observed) >= MIN_OBSERVED
+        before = (self.auto.explain(self.candidates, history=history).set_index("source")["reliability"].astype(float)
+                  if moved else pd.Series(dtype=float))
         parts = [f"{source} {weight:.2f}" + (f" (reliability {before[source]:.2f} -> "
                                              f"{reliability:.2f})" if moved and source in before.index
                                              else f" (reliability {reliability:.2f})")

@@ -23,6 +23,24 @@ COVERAGE = 0.68
 MAX_FOLDS = 5  # refits at training time: each costs one more fit of the recommender
 
 
+def held_out_ratios(fitted: PairRecommender, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """For a recommender fitted on ``train``, each result of the held-out ``test``'s rankable groups as
+    |z-scored result - prediction| / posterior std (NaN where the std is 0)."""
+    predicted = np.asarray(fitted.predict(without_truth(test)), dtype=float)
+    factors = model_factors(train)
+    ratios = [np.array([])]
+    for _, rows in test.groupby(ranking_groups(test), sort=True):
+        truth = rows["performance"].to_numpy(dtype=float)
+        if not rankable(truth):
+            continue
+        at = test.index.get_indexer(rows.index)
+        _, std = warm_update(predicted[at], rows["model"].astype(str).to_numpy(), pd.Series(dtype=float), factors,
+                             WARM_START)
+        z = (truth - truth.mean()) / truth.std()
+        ratios.append(np.abs(z - predicted[at]) / np.where(std > 0, std, np.nan))
+    return np.concatenate(ratios)
+
+
 def spread_factor(est: PairRecommender, pairs: pd.DataFrame, max_folds: int = MAX_FOLDS) -> tuple[float, int] | None:
     """The factor that makes ``COVERAGE`` of held-out z-scored results fall within prediction +- factor x posterior
     std, from up to ``max_folds`` refits of an unfitted copy of ``est`` without one training dataset each, and the
@@ -31,21 +49,9 @@ def spread_factor(est: PairRecommender, pairs: pd.DataFrame, max_folds: int = MA
     if est.target != "zscore" or pairs["dataset"].nunique() < 2:
         return None
     ratios: list[np.ndarray] = []
-    measured = 0
     for fold in inner_folds(pairs, max_folds):
         fitted = type(est)(**est.get_params(deep=False)).fit(fold.train)
-        predicted = np.asarray(fitted.predict(without_truth(fold.test)), dtype=float)
-        factors = model_factors(fold.train)
-        for _, rows in fold.test.groupby(ranking_groups(fold.test), sort=True):
-            truth = rows["performance"].to_numpy(dtype=float)
-            if not rankable(truth):
-                continue
-            at = fold.test.index.get_indexer(rows.index)
-            models = rows["model"].astype(str).to_numpy()
-            _, std = warm_update(predicted[at], models, pd.Series(dtype=float), factors, WARM_START)
-            z = (truth - truth.mean()) / truth.std()
-            ratios.append(np.abs(z - predicted[at]) / np.where(std > 0, std, np.nan))
-            measured += 1
+        ratios.append(held_out_ratios(fitted, fold.train, fold.test))
     values = np.concatenate(ratios) if ratios else np.array([])
     values = values[np.isfinite(values)]
-    return (float(np.quantile(values, COVERAGE)), measured) if values.size else None
+    return (float(np.quantile(values, COVERAGE)), sum(r.size > 0 for r in ratios)) if values.size else None

@@ -112,15 +112,12 @@ def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, can
     from recommender.models.auto import Auto
     from recommender.models.pairs import wide_scores
 
-    stored = sorted(store.scores()["score"].unique())
     modality = row.get("modality")
-    history = store.pair_table("all", modality if isinstance(modality, str) else None, scores=stored,
-                               select=args.select)
+    history, stored = store.scored_history(modality if isinstance(modality, str) else None, args.select)
     history = history[(history["dataset"] != args.dataset) & history["performance"].notna()]
     fixed = {} if args.tune else DEFAULTS["similarity"]
     est = Auto(similarity=fixed).fit(history)
-    mine = store.scores(stored)
-    mine = mine[mine["dataset"] == args.dataset]
+    mine = stored[stored["dataset"] == args.dataset]
     candidates = candidates.assign(protocol=protocol)
     if not mine.empty:  # scores logged for the dataset (`rank --log-scores`) join the evidence
         candidates = candidates.merge(wide_scores(mine[["model", "score", "value"]]), on="model", how="left")

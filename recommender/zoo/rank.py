@@ -289,9 +289,8 @@ def fit_auto(store: Store, scores: Sequence[str], modality: str | None) -> tuple
     ones are missing: the store's `val` selection); None and why where the store holds too little to learn from."""
     from recommender.models.auto import Auto
 
-    stored = sorted(set(store.scores(list(scores))["score"]))
     try:
-        history = store.pair_table("all", modality, scores=stored, select="val")
+        history, _ = store.scored_history(modality, "val", scores)
     except UserError as exc:  # an empty store, or none of this modality
         return None, str(exc)
     if history["dataset"].nunique() < 2:
@@ -316,11 +315,11 @@ def auto_from_store(url: str | None, scores: Sequence[str], modality: str | None
     return (fitted, origin), ""
 
 
-def auto_evidence(auto: Auto, pairs: pd.DataFrame, origin: str) -> str:
-    """What `auto` trusted on the pool, and how sure it is: each source's weight and predicted reliability."""
+def auto_evidence(auto: Auto, explained: pd.DataFrame, origin: str) -> str:
+    """What `auto` trusted on the pool, and how sure it is: each source's weight and predicted reliability
+    (``explained``: `Auto.explain` on the pool)."""
     from recommender.models.auto import OTHER, PRIOR
 
-    explained = auto.explain(pairs)
     label = {PRIOR: "history under your protocol", OTHER: "history under other protocols"}
     used = ", ".join(f"{label.get(source, source)} {weight:.2f} (reliability {reliability:.2f})" for source, weight,
                      reliability in zip(explained["source"].astype(str), explained["weight"], explained["reliability"],
@@ -350,9 +349,9 @@ def rank_pool(pairs: pd.DataFrame, scores: Sequence[str], recommender: PairRecom
     out = pairs.copy()
     if auto is not None and recommender is None:
         fitted, origin = auto
-        out["auto"] = fitted.predict(out)
-        out["spread"] = fitted.spread(out)
-        key, evidence = "auto", auto_evidence(fitted, out, origin)
+        assessed = fitted.assess(out)
+        out["auto"], out["spread"] = assessed.score, assessed.spread
+        key, evidence = "auto", auto_evidence(fitted, assessed.explanation, origin)
     elif recommender is not None:
         from recommender.models.evidence import warn_missing_evidence
         from recommender.models.features import parse_features
