@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.evaluation import Fold, check_pairs, evaluate, make_folds, make_strategy
+from recommender.evaluation.pipeline import run_evaluation
 from recommender.history import open_store
 
 BUDGETS = (1, 3, 5, 10)
@@ -61,15 +61,14 @@ def run_history(store, name: str, only: tuple[str, ...] = ()) -> tuple[pd.DataFr
     also seen and unseen apart), and the seconds it took."""
     spec = HISTORIES[name]
     protocols = [spec.protocol, *spec.train_protocols] if spec.train_protocols else spec.protocol
-    pairs, issues = check_pairs(store.pair_table(protocols, spec.modality, select="test"))
     start = time.perf_counter()
-    strategies = {n: make_strategy(n, BUDGETS) for n in only or spec.static + spec.adaptive}
+    names = only or spec.static + spec.adaptive
+    raw = store.pair_table(protocols, spec.modality, select="test")
     if spec.train_protocols:  # every fold trains on the same pairs: one fit ranks every target dataset
-        folds = make_folds(pairs, "cross-protocol", protocols=[spec.protocol], train_protocols=spec.train_protocols)
-        folds = [Fold("targets", 0, folds[0].train, pd.concat([f.test for f in folds]), folds[0].seen)]
+        ev = run_evaluation(raw, "cross-protocol", names, BUDGETS, adaptive=True, fit_once=True,
+                            protocols=[spec.protocol], train_protocols=spec.train_protocols).evaluation
     else:
-        folds = make_folds(pairs, "loo")
-    ev = evaluate(folds, strategies, BUDGETS, issues=issues, adaptive=True)
+        ev = run_evaluation(raw, "loo", names, BUDGETS, adaptive=True).evaluation
     if "seen" not in ev.results.columns:
         return ev.summary().assign(history=name), time.perf_counter() - start
     # cross-protocol: one mean over every target dataset (seen "all"), and the seen and unseen ones apart

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.evaluation import Fold, check_pairs, evaluate, make_folds, make_strategy
+from recommender.evaluation import check_pairs, make_folds
+from recommender.evaluation.pipeline import run_evaluation
 from recommender.history import open_store
 from recommender.models.auto import Auto
 from recommender.normalise import ranking_groups, zscore_within
@@ -92,15 +93,16 @@ def strategies(pairs: pd.DataFrame) -> list[str]:
     return ["mean-perf", *(f"score:{s}" for s in scores), "lr", *stack, "auto"]
 
 
-def folds_of(pairs: pd.DataFrame, run: Run) -> list[Fold]:
-    """Leave-one-dataset-out over the run's protocols, or the cross-protocol split fitted once."""
+def split_of(run: Run) -> dict:
+    """`run_evaluation`'s split arguments: leave-one-dataset-out over the run's protocols, or the cross-protocol
+    split fitted once."""
     if run.train:
-        folds = make_folds(pairs, "cross-protocol", protocols=list(run.protocols), train_protocols=list(run.train))
-        return [Fold("targets", 0, folds[0].train, pd.concat([f.test for f in folds]), folds[0].seen)]
-    return make_folds(pairs, "loo")
+        return {"split": "cross-protocol", "fit_once": True, "protocols": list(run.protocols),
+                "train_protocols": list(run.train)}
+    return {"split": "loo"}
 
 
-def coverage(folds: list[Fold]) -> float:
+def coverage(folds: list) -> float:
     """The share of true z-scored results inside auto's 68% interval, over the held-out rankable groups."""
     inside = []
     for fold in folds:
@@ -117,9 +119,7 @@ def run_one(store, run: Run) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
     results, auto's coverage, and the seconds it took."""
     start = time.perf_counter()
     pairs = load(store, run)
-    folds = folds_of(pairs, run)
-    names = strategies(pairs)
-    ev = evaluate(folds, {s: make_strategy(s, BUDGETS) for s in names}, BUDGETS)
+    ev = run_evaluation(pairs, budgets=BUDGETS, strategies=strategies(pairs), **split_of(run)).evaluation
     results = ev.results.assign(run=run.name)
     results = results.loc[(results["measure"] == "weighted_tau")
                           | ((results["measure"] == "relative_regret") & results["budget"].isin(BUDGETS))]
@@ -129,7 +129,7 @@ def run_one(store, run: Run) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
         results["seen"] = results["seen"].map({True: "seen", False: "unseen"})
     index = ["run", "strategy", *(["seen"] if "seen" in results.columns else [])]
     table = results.pivot_table(index=index, columns="column", values="value", sort=False).reset_index()
-    covered = coverage(folds) if not run.train else float("nan")
+    covered = coverage(make_folds(pairs, "loo")) if not run.train else float("nan")
     return table, results, covered, time.perf_counter() - start
 
 
@@ -169,10 +169,9 @@ ADAPTIVE_TARGETS = {5: 0.03, 10: 0.02}  # SHiFT vision LOO, relative regret
 def adaptive_run(store) -> pd.DataFrame:
     """SHiFT vision leave-one-dataset-out, one pick at a time: auto's session against adaptive:similarity and the
     static mean-perf, relative regret at each budget."""
-    pairs, _ = check_pairs(store.pair_table(SHIFT, "image", sorted(store.scores()["score"].unique()), select="test"))
+    pairs = store.pair_table(SHIFT, "image", sorted(store.scores()["score"].unique()), select="test")
     names = ("mean-perf", "adaptive:similarity", "auto")
-    ev = evaluate(make_folds(pairs, "loo"), {s: make_strategy(s, ADAPTIVE_BUDGETS) for s in names}, ADAPTIVE_BUDGETS,
-                  adaptive=True)
+    ev = run_evaluation(pairs, "loo", names, ADAPTIVE_BUDGETS, adaptive=True).evaluation
     summary = ev.summary()
     regret = summary.loc[summary["measure"] == "relative_regret"]
     table = regret.pivot_table(index="strategy", columns="budget", values="mean", sort=False)

@@ -58,13 +58,12 @@ def run_one(task: str, kind: str, workers: int, n: int) -> dict:
         table = table.drop(columns=[c for c in table.columns if c.startswith("seconds_") or c == "cached"])
     else:
         from recommender.evaluation.factory import make_strategy
-        from recommender.evaluation.runner import evaluate
-        from recommender.evaluation.splits import make_folds
+        from recommender.evaluation.pipeline import run_evaluation
         from recommender.evaluation.strategies import Learned
 
         strategies = {s: make_strategy(s) for s in ("oracle", "random", "mean-perf", "lr")}
         strategies["fm"] = Learned("fm", "d,m", params={"epochs": 60})
-        table = evaluate(make_folds(loo_pairs(), "loo"), strategies, (1, 3), executor=executor).results
+        table = run_evaluation(loo_pairs(), "loo", strategies, (1, 3), executor=executor).evaluation.results
         per_model = []
     return {"seconds": time.perf_counter() - start, "per_model": per_model,
             "table": table.to_json(orient="records", double_precision=15)}

@@ -180,14 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     all_scores = sorted(store.scores()["score"].unique())
     protocols = args.protocol.split(",")
     raw = store.pair_table(protocols, None, all_scores, select="val")
-    pairs, issues = check_pairs(raw)
+    pairs, _ = check_pairs(raw)
     print(f"{len(pairs)} pairs: {pairs['model'].nunique()} models x {pairs['dataset'].nunique()} datasets",
           file=sys.stderr)
     summaries, loo_notes = [], pd.DataFrame()
     for split in SPLITS:
         names = regret_strategies(all_scores) if split == "loo" else guided_strategies(all_scores)
         # no scatter grids: a dozen datasets of them is megabytes the tables already summarise
-        found = run_split(pairs, issues, split, names, name="offline", sources=largest_datasets(pairs),
+        found = run_split(raw, split, names, name="offline", sources=largest_datasets(pairs),
                           context={"protocols": args.protocol, "hyper-parameters selected by": "val"},
                           seeds=args.seeds, out=out, scatter=False, overwrite=True,
                           test_fraction=args.unseen_model_fraction)

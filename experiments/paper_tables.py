@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
+from recommender.errors import UserError
+from recommender.evaluation.pipeline import run_evaluation
 from recommender.evaluation.report import strategy_notes, summary_table, write_report
 from recommender.history import open_store
 
@@ -68,7 +69,7 @@ def regret_strategies(scores: tuple[str, ...]) -> list[str]:
              *guided_strategies(scores)[len(aware):], *learned_hybrid])
 
 
-def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list[str], *, name: str,
+def run_split(pairs: pd.DataFrame, split: str, names: list[str], *, name: str,
               sources: Sequence[str], context: dict[str, object], seeds: int, out: Path, tune_trials: int = 0,
               scatter: bool = True, overwrite: bool = False, test_fraction: float = 0.2,
               ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -77,17 +78,19 @@ def run_split(pairs: pd.DataFrame, issues: pd.DataFrame, split: str, names: list
 
     `sources` are the unseen-dataset split's training datasets; `test_fraction` the unseen-model split's held-out
     share of each dataset's models; `scatter` adds the per-dataset scatter grids."""
-    folds = make_folds(pairs, split, sources=sources, seeds=range(seeds), test_fraction=test_fraction)
-    if not folds:
-        print(f"  {name} {split}: no fold fits", file=sys.stderr)
-        return None
     start = time.perf_counter()
-    ev = evaluate(folds, {n: make_strategy(n, BUDGETS, tune_trials) for n in names}, BUDGETS, issues=issues)
+    try:
+        run = run_evaluation(pairs, split, names, BUDGETS, tune_trials=tune_trials, sources=sources,
+                             seeds=range(seeds), test_fraction=test_fraction)
+    except UserError as exc:  # e.g. no fold fits this benchmark
+        print(f"  {name} {split}: {exc}", file=sys.stderr)
+        return None
+    ev, folds = run.evaluation, run.folds
     seconds = time.perf_counter() - start
     if ev.results.empty:  # e.g. unseen-model: a dataset's held-out models are fewer than a ranking needs
         print(f"  {name} {split}: nothing could be evaluated", file=sys.stderr)
         return None
-    context = {"benchmark": name, **context, "sources (unseen-dataset)": ", ".join(sources), "folds": len(folds),
+    context = {"benchmark": name, **context, "sources (unseen-dataset)": ", ".join(sources), "folds": folds,
                "seconds": f"{seconds:.0f}"}
     write_report(ev, out / f"{name}_{split}", f"{name}: {split}", context, scatter=scatter, overwrite=overwrite)
     print(f"  {name} {split}: {len(folds)} folds, {seconds:.0f} s", file=sys.stderr)
@@ -120,8 +123,8 @@ def calibration(store, out: Path) -> str:
     lines = ["| broken runs | mean-perf weighted tau | mean-perf rel. regret B=1 | B=3 | random rel. regret B=1 |",
              "|---|---|---|---|---|"]
     for drop in (False, True):
-        pairs, issues = check_pairs(raw, drop_broken=drop)
-        ev = evaluate(make_folds(pairs, "loo"), {n: make_strategy(n) for n in ("random", "mean-perf")}, (1, 3))
+        run = run_evaluation(raw, "loo", ("random", "mean-perf"), (1, 3), drop_broken=drop)
+        ev, issues = run.evaluation, run.set_aside
         s = ev.summary().set_index(["strategy", "measure", "budget"])["mean"]
         lines.append(f"| {'dropped' if drop else 'kept'} ({len(issues)}) "
                      f"| {s[('mean-perf', 'weighted_tau', pd.NA)]:.3f} | {s[('mean-perf', 'relative_regret', 1)]:.3f} "
@@ -150,13 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         summaries, regrets = [], []
         for bench in (b for b in BENCHMARKS if b.name in args.benchmarks.split(",")):
             raw = store.pair_table(bench.protocol, bench.modality, bench.scores, select=bench.select)
-            pairs, issues = check_pairs(raw)
             for split in SPLITS:
                 names = regret_strategies(bench.scores) if split == "loo" else guided_strategies(bench.scores)
                 context = {"protocol": bench.protocol, "modality": bench.modality or "all",
                            "hyper-parameters selected by": bench.select}
                 # scatter plots for LOO only: the other splits' would add megabytes of near-identical images
-                found = run_split(pairs, issues, split, names, name=bench.name, sources=bench.sources,
+                found = run_split(raw, split, names, name=bench.name, sources=bench.sources,
                                   context=context, seeds=args.seeds, out=out, tune_trials=args.tune_trials,
                                   scatter=split == "loo")
                 if found is not None:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.evaluation import check_pairs, evaluate, make_folds, make_strategy
-from recommender.evaluation.splits import Fold
+from recommender.contracts import score_column
+from recommender.evaluation.pipeline import run_evaluation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
@@ -76,14 +76,11 @@ def run_one(store, run: Run) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """Per-dataset results and the summary of one run, and its seconds."""
     start = time.perf_counter()
     raw = store.pair_table([*run.tested, *run.extra], run.modality, SCORES, select="test")
-    pairs, issues = check_pairs(raw)
     train = run.extra if run.split == "cross-protocol" else ()
-    folds = make_folds(pairs, run.split, protocols=list(run.tested), train_protocols=list(train))
-    if run.scored_only:
-        folds = [f for f in folds if f.test[[f"score_{s}" for s in SCORES]].notna().any(axis=None)]
-    if run.split == "cross-protocol":  # every fold trains on the same pairs: fit once, rank each dataset apart
-        folds = [Fold("all", 0, folds[0].train, pd.concat([f.test for f in folds]), folds[0].seen)]
-    ev = evaluate(folds, {s: make_strategy(s, BUDGETS) for s in run.strategies}, BUDGETS, issues=issues)
+    scored = [score_column(s) for s in SCORES]
+    ev = run_evaluation(raw, run.split, run.strategies, BUDGETS, protocols=list(run.tested),
+                        train_protocols=list(train), fit_once=run.split == "cross-protocol",
+                        keep=(lambda f: f.test[scored].notna().any(axis=None)) if run.scored_only else None).evaluation
     seconds = time.perf_counter() - start
     return ev.results.assign(run=run.name), ev.summary().assign(run=run.name), seconds
 

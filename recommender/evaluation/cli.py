@@ -120,38 +120,32 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the strategies on the split and write the report to --out."""
     # late: the strategies, matplotlib and the runner only when running
     from recommender.evaluation.catalog import every_score, scores_needed
-    from recommender.evaluation.checks import check_pairs, issues_frame
-    from recommender.evaluation.factory import make_strategy
+    from recommender.evaluation.pipeline import run_evaluation
     from recommender.evaluation.report import REPORT_FILES, left_out_datasets, write_report
-    from recommender.evaluation.runner import evaluate
-    from recommender.evaluation.splits import make_folds
     from recommender.executors import executor_from_args
     from recommender.files import check_output_files
 
     check_output_files(args.out, "evaluate", REPORT_FILES, args.overwrite)  # refused now, not after the evaluation
-    strategies = {s: make_strategy(s, args.budgets, args.tune_trials) for s in args.strategies}
     loaded, other_metric = load_pairs(args, scores_needed(args.strategies), every_score(args.strategies))
-    pairs, issues = check_pairs(loaded, drop_broken=not args.keep_broken)
-    issues = issues_frame([*other_metric, *issues.to_dict("records")])
-    folds = make_folds(pairs, args.split, sources=args.sources, seeds=range(args.seeds),
-                       protocols=tested_protocols(args), train_protocols=args.train_protocols)
-    if not folds:
-        raise UserError(f"split {args.split} gives no fold on this pair table")
     executor = executor_from_args(args)
     with progress_lines() if getattr(args, "verbose", False) else nullcontext():  # `recommender --verbose`
-        ev = evaluate(folds, strategies, args.budgets, progress=not getattr(args, "quiet", False), issues=issues,
-                      adaptive=args.adaptive, executor=executor)
+        run = run_evaluation(loaded, args.split, args.strategies, args.budgets, issues=other_metric,
+                             drop_broken=not args.keep_broken, tune_trials=args.tune_trials, adaptive=args.adaptive,
+                             executor=executor, progress=not getattr(args, "quiet", False), sources=args.sources,
+                             seeds=range(args.seeds), protocols=tested_protocols(args),
+                             train_protocols=args.train_protocols)
+    ev, pairs = run.evaluation, run.pairs
     if ev.results.empty:
         raise UserError("no dataset could be evaluated; see the issues: " + "; ".join(ev.issues["issue"].unique()))
     context = {"split": args.split, "pairs": args.pairs or f"store protocol {args.protocol}",
                "modality": args.modality or "all",
                "hyper-parameters selected by": "the pair table" if args.pairs else args.select or "val",
-               "folds": len(folds), "datasets": pairs["dataset"].nunique(), "models": pairs["model"].nunique(),
+               "folds": run.folds, "datasets": pairs["dataset"].nunique(), "models": pairs["model"].nunique(),
                "broken runs": "kept (flagged)" if args.keep_broken else "dropped (listed under issues)"}
     if args.split == "unseen-dataset":
         context["sources"] = ", ".join(args.sources)
-    report = write_report(ev, args.out, f"Evaluation: {args.split}", context, strategies=list(strategies),
-                          overwrite=args.overwrite, executor=executor)
+    report = write_report(ev, args.out, f"Evaluation: {args.split}", context,
+                          strategies=list(dict.fromkeys(args.strategies)), overwrite=args.overwrite, executor=executor)
     print(f"wrote {report} ({len(ev.results)} numbers, {len(ev.issues)} issues)")
     for row in left_out_datasets(ev).itertuples():
         print(f"left out: {row.dataset}: {row.reason}")
