@@ -229,10 +229,10 @@ def test_unknown_kind_format_and_missing_protocol(store, tmp_path: Path) -> None
 
 
 def test_cli_prints_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """`recommender history ingest` exits 1 with each problem on its own line, then 0 on a good file."""
+    """`recommender history ingest` exits 2 with each problem on its own line, then 0 on a good file."""
     db = str(tmp_path / "cli.db")
     path = bad_zoo_file(tmp_path)
-    assert main(["history", "--db", db, "ingest", str(path), "--set", "protocol=full-finetune"]) == 1
+    assert main(["history", "--db", db, "ingest", str(path), "--set", "protocol=full-finetune"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 6 and lines[-1].endswith("5 problem(s); nothing was ingested")
     assert main(["history", "--db", db, "ingest", str(DATA / "parc_oracles.csv"), "--format", "parc"]) == 0
@@ -329,7 +329,7 @@ def test_an_alias_row_lands_on_the_canonical_dataset(tmp_path: Path, capsys) -> 
 ])
 def test_a_conflicting_alias_is_one_line_and_changes_nothing(tmp_path: Path, capsys, definition: str,
                                                             reason: str) -> None:
-    """An alias stored for another dataset, naming a stored dataset, or naming itself: one line, exit 1, nothing
+    """An alias stored for another dataset, naming a stored dataset, or naming itself: one line, exit 2, nothing
     added (neither the alias nor the file's jobs)."""
     db = str(tmp_path / "h.db")
     assert main(["history", "--db", db, "ingest", str(_jobs_file(tmp_path, [("m1", "oxford_iiit_pet", "p", 0.5)])),
@@ -337,11 +337,11 @@ def test_a_conflicting_alias_is_one_line_and_changes_nothing(tmp_path: Path, cap
     before = snapshot(open_store(db))
     capsys.readouterr()
     other = _jobs_file(tmp_path, [("m9", "z", "p", 0.1)])
-    assert main(["history", "--db", db, "ingest", str(other), "--alias", definition]) == 1
+    assert main(["history", "--db", db, "ingest", str(other), "--alias", definition]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == f"--alias: row 1: {reason}" and lines[1].endswith("1 problem(s); nothing was ingested")
     assert_same_store(before, snapshot(open_store(db)))
-    assert main(["history", "--db", db, "alias", definition]) == 1
+    assert main(["history", "--db", db, "alias", definition]) == 2
     assert capsys.readouterr().err.strip().splitlines()[0] == f"aliases: row 1: {reason}"
 
 
@@ -353,7 +353,7 @@ def test_alias_command_and_file(tmp_path: Path, capsys) -> None:
         table, index=False)
     assert main(["history", "--db", db, "alias", "pets=oxford_iiit_pet", "--file", str(table)]) == 0
     assert capsys.readouterr().out.strip() == "dataset_aliases: 2 added"
-    assert main(["history", "--db", db, "alias", "oxpets=pets"]) == 1
+    assert main(["history", "--db", db, "alias", "oxpets=pets"]) == 2
     assert capsys.readouterr().err.splitlines()[0] == "aliases: row 1: dataset: 'pets' is itself an alias of " \
                                                       "'oxford_iiit_pet'"
     assert open_store(db).alias_map() == {"flowers": "oxford_flowers102", "pets": "oxford_iiit_pet"}

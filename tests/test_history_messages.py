@@ -32,7 +32,7 @@ def test_identical_row_errors_collapse_into_one_line_with_a_hint(tmp_path: Path,
     pd.DataFrame({"model": [f"m{i}" for i in range(3000)], "dataset": "d", "metric": "acc",
                   "value": 0.5}).to_csv(path, index=False)
     code, out, err = _ingest(["--db", str(tmp_path / "h.db"), "ingest", str(path)], capsys)
-    assert code == 1 and out == []
+    assert code == 2 and out == []
     assert err == [f"{path}: rows 1-3000 (3000 rows): protocol: missing protocol; add --set protocol=NAME "
                    "(or --map COLUMN=protocol)",
                    "recommender history ingest: 1 problem(s); nothing was ingested"]

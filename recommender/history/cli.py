@@ -181,7 +181,7 @@ def _ingest(args: argparse.Namespace) -> int:
     changes = _write(args, batches, "ingest", skip)
     next(steps, None)
     if changes is None:
-        return 1
+        return 2  # the file's or the arguments' problems: a user error
     _print_changes(changes)
     if rejected is not None and rejected.reasons:
         write_atomic(out, lambda part: rejected.table().to_csv(part, index=False))
@@ -209,7 +209,7 @@ def _alias(args: argparse.Namespace) -> int:
 
     changes = _write(args, batches, "alias")
     if changes is None:
-        return 1
+        return 2  # the file's or the arguments' problems: a user error
     _print_changes(changes)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,7 @@ from recommender.progress import progress as show_progress
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import cache_key, extract
-from recommender.zoo.providers import Provider
+from recommender.zoo.provider import Provider
 
 if TYPE_CHECKING:
     from recommender.history import Store
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_SCORES = ("logme", "hscore_reg", "lfc", "parc", "knn", "linear")
 POOL_BATCH = 64  # models whose features wait in memory for one batched torch scoring, at most
 POOL_BYTES = 1 << 30  # and at most this much of their features (scoring holds float64 copies: twice that)
+WARNINGS = "warnings"  # a `score_model` row's warnings, issued by `score_pool` in its own process
 
 
 def dataset_row_of(ds: Dataset, group: str | None = None) -> dict:
@@ -39,15 +41,14 @@ def dataset_row_of(ds: Dataset, group: str | None = None) -> dict:
 
 
 def scores_or_nan(F: np.ndarray, y: np.ndarray, scores: Sequence[str], model: str,
-                  source_probs: np.ndarray | None = None) -> pd.DataFrame:
-    """score_all's table (LEEP and NCE from ``source_probs``); a score that cannot be computed on these features
-    becomes NaN with a warning."""
+                  source_probs: np.ndarray | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """score_all's table (LEEP and NCE from ``source_probs``), where a score that cannot be computed on these
+    features is NaN, and one warning per such score (for the caller to issue: this may run in a worker)."""
     from recommender.scores import score_all
 
     table = score_all(F, y, names=list(scores), task="classification", source_probs=source_probs, errors="nan")
-    for _, row in table[table["error"].notna()].iterrows():
-        print(f"warning: {row['score']} on {model}: {row['error']}; left as NaN", file=sys.stderr)
-    return table.drop(columns="error")
+    notes = [f"{row.score} on {model}: {row.error}; left as NaN" for row in table[table["error"].notna()].itertuples()]
+    return table.drop(columns="error"), notes
 
 
 def source_scores(scores: Sequence[str]) -> list[str]:
@@ -111,8 +112,10 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
             start = time.perf_counter()
             probs = source_probabilities(got.features, *head)
             head_seconds = time.perf_counter() - start
+    notes: list[str] = []
     if here:
-        table = scores_or_nan(got.features, ds.y, here, p.name, probs).set_index("score")
+        table, notes = scores_or_nan(got.features, ds.y, here, p.name, probs)
+        table = table.set_index("score")
         values, times = table["value"].astype(float), table["seconds"].astype(float)
         value |= {s: float(values[s]) for s in here}
         seconds |= {s: float(times[s]) for s in here}
@@ -122,21 +125,28 @@ def score_model(p: Provider, ds: Dataset, scores: Sequence[str], cache: FeatureC
     row |= {score_column(s): value[s] for s in scores}
     row |= {"seconds_extract": got.seconds, "cached": got.cached, "features_key": got.key}
     row |= {f"seconds_{s}": seconds[s] for s in scores}
-    return row | ({"features": got.features} if deferred else {})
+    return row | {WARNINGS: notes} | ({"features": got.features} if deferred else {})
+
+
+def _warned(row: dict) -> dict:
+    """The row of `score_model` without its warnings, issued here (in the caller's process)."""
+    for note in row.pop(WARNINGS):
+        warnings.warn(note, stacklevel=3)
+    return row
 
 
 def _fill_torch_scores(rows: list[dict], y: np.ndarray, deferred: Sequence[str], device: str) -> list[dict]:
     """The deferred scores of a batch of `score_model` rows, computed together on the torch device (models whose
     Gram products share a shape are batched); a score that cannot be computed becomes NaN with a warning."""
     from recommender.scores.spectrum import FeatureMatrix
-    from recommender.scores.torch_kernels import score_matrices
+    from recommender.scores.torch_batch import score_matrices
 
     outcomes = score_matrices([FeatureMatrix(row.pop("features")) for row in rows], y, deferred, device)
     for row, out in zip(rows, outcomes, strict=True):
         for s in deferred:
             value = out.values[s]
             if isinstance(value, UserError):
-                print(f"warning: {s} on {row['model']}: {value}; left as NaN", file=sys.stderr)
+                warnings.warn(f"{s} on {row['model']}: {value}; left as NaN", stacklevel=2)
                 value = math.nan
             row[score_column(s)], row[f"seconds_{s}"] = value, out.seconds[s]
     return rows
@@ -161,14 +171,14 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
         executor = SerialExecutor()  # features all cached: scoring takes less than starting a worker
     deferred: tuple[str, ...] = ()
     if device is not None:
-        from recommender.scores.torch_kernels import TORCH_SCORES
+        from recommender.scores.torch_batch import TORCH_SCORES
 
         deferred = tuple(s for s in scores if s in TORCH_SCORES)
     bars = progress and isinstance(executor, SerialExecutor) and sys.stderr.isatty()
     task = partial(score_model, ds=ds, scores=tuple(scores), cache=cache, progress=bars, device=device,
                    deferred=deferred, workers=workers)
-    done = show_progress(executor.imap(task, providers), len(providers), f"scores on {ds.name}", not progress,
-                         unit="models")
+    done = map(_warned, show_progress(executor.imap(task, providers), len(providers), f"scores on {ds.name}",
+                                      not progress, unit="models"))
     if device is None or not deferred:  # scores are deferred only to a device
         return pd.DataFrame(list(done))
     rows: list[dict] = []

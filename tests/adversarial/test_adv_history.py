@@ -85,7 +85,7 @@ def test_the_same_jobs_in_other_bytes_add_nothing(store, tmp_path: Path) -> None
 
 def test_an_edited_reexport_is_a_conflict_and_replace_takes_it(store, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
-    """One value changed: one line naming row, column, stored and new value; exit 1; --replace stores it."""
+    """One value changed: one line naming row, column, stored and new value; exit 2; --replace stores it."""
     frame = zoo()
     old = frame.loc[2, "value"]
     frame.loc[2, "value"] = "12.5"
@@ -93,7 +93,7 @@ def test_an_edited_reexport_is_a_conflict_and_replace_takes_it(store, tmp_path: 
     frame.to_csv(path, index=False)
     before = dump(store)
     db = str(store.engine.url.database)
-    assert main(["history", "--db", db, "ingest", str(path), "--set", "protocol=full-finetune"]) == 1
+    assert main(["history", "--db", db, "ingest", str(path), "--set", "protocol=full-finetune"]) == 2
     err = capsys.readouterr().err.splitlines()
     model, dataset = frame.loc[2, "model"], frame.loc[2, "dataset"]
     assert err == [(f"{path}: row 3: value: job {model!r} on {dataset!r} (full-finetune, {frame.loc[2, 'metric']}) "
@@ -307,10 +307,10 @@ def test_cli_errors_are_one_line_and_create_nothing(tmp_path: Path, monkeypatch:
 
 
 def test_a_failed_first_ingest_leaves_no_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A file with a bad row, ingested into a store that does not exist yet: exit 1 and no store file."""
+    """A file with a bad row, ingested into a store that does not exist yet: exit 2 and no store file."""
     db = tmp_path / "deep" / "new.db"
     code, err = _cli(["history", "--db", str(db), "ingest", str(ZOO)], capsys)  # no protocol: 8 rows, one line
-    assert code == 1 and len(err) == 2 and not (tmp_path / "deep").exists()
+    assert code == 2 and len(err) == 2 and not (tmp_path / "deep").exists()
     assert err[0].endswith("rows 1-8 (8 rows): protocol: missing protocol; add --set protocol=NAME (or --map "
                            "COLUMN=protocol)")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import recommender.evaluation.checks as evaluation_checks
+import recommender.evaluation.pipeline as evaluation_pipeline
 import recommender.evaluation.plots as plots
 from recommender.cli import main
 from recommender.evaluation import evaluate, make_folds, make_strategy
@@ -202,7 +202,7 @@ def test_internal_error_shows_its_traceback(two_tables, tmp_path, monkeypatch, c
     def broken(*args, **kwargs):
         return {}["no such key"]
 
-    monkeypatch.setattr(evaluation_checks, "check_pairs", broken)  # evaluate imports it when it runs
+    monkeypatch.setattr(evaluation_pipeline, "check_pairs", broken)  # the pipeline evaluate runs checks the pairs
     assert main(["evaluate", "--split", "loo", "--pairs", str(a), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last):" in err and "in broken" in err

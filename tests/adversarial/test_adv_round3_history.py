@@ -304,7 +304,7 @@ def test_an_alias_of_an_alias_is_refused(store, tmp_path: Path, capsys: pytest.C
     assert main(["history", "--db", db, "alias", "x=d"]) == 0
     capsys.readouterr()
     before = dump(store)
-    assert cli(["history", "--db", db, "alias", "y=x"], capsys) == (1, [
+    assert cli(["history", "--db", db, "alias", "y=x"], capsys) == (2, [
         "aliases: row 1: dataset: 'x' is itself an alias of 'd'",
         "recommender history alias: 1 problem(s); nothing was ingested"])
     assert dump(store) == before
@@ -313,7 +313,7 @@ def test_an_alias_of_an_alias_is_refused(store, tmp_path: Path, capsys: pytest.C
 # ---- issue 26: ingest --skip-invalid -------------------------------------------------------------------------------
 def test_skip_invalid_ingests_the_valid_rows_and_writes_the_others(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
-    """Without the flag a file with two bad rows is all or nothing (exit 1, no store); with it the two valid rows
+    """Without the flag a file with two bad rows is all or nothing (exit 2, no store); with it the two valid rows
     are stored and the bad ones written beside the input with their row numbers and reasons; a row in conflict
     with the store is left out the same way (to --rejected); the input is never changed."""
     db = tmp_path / "h.db"
@@ -322,7 +322,7 @@ def test_skip_invalid_ingests_the_valid_rows_and_writes_the_others(tmp_path: Pat
                     "m4,d,p,acc,abc\n")
     data = path.read_bytes()
     code, err = cli(["history", "--db", str(db), "ingest", str(path)], capsys)
-    assert code == 1 and len(err) == 3 and not db.exists()
+    assert code == 2 and len(err) == 3 and not db.exists()
     assert main(["history", "--db", str(db), "ingest", str(path), "--skip-invalid"]) == 0
     out, err = capsys.readouterr()
     rejected = tmp_path / "runs.csv.rejected.csv"
