@@ -1,4 +1,4 @@
-"""Benchmark of the torch path of the scores (recommender.scores.torch_kernels) against the numpy scores.
+"""Benchmark of the scores' torch path (recommender.scores.torch_scores and torch_batch) against the numpy scores.
 
 Two parts, wall-clock medians of --repeats interleaved runs, both libraries held to --threads threads:
 1. A zoo: --models models sharing one shape (n = --n, D = --dim, 10 classes, float32 features); numpy scores each
@@ -28,7 +28,8 @@ from recommender.scores import hscore, lfc, logme
 from recommender.scores.inputs import one_hot
 from recommender.scores.logme import _projections, fit_evidence
 from recommender.scores.spectrum import FeatureMatrix
-from recommender.scores.torch_kernels import fit_evidence_torch, logme_torch, score_zoo_torch
+from recommender.scores.torch_batch import fit_evidence_torch
+from recommender.scores.torch_scores import logme_torch, score_zoo_torch
 
 CLASSES = 10
 
@@ -119,7 +120,7 @@ def main() -> None:
                                   f"torch ({args.device})": lambda: score_zoo_torch(features, y, names, args.device)},
                                  args.repeats, sync)
         rows = logme_rows(shapes, args.device, args.repeats, sync)
-    got = results[f"torch ({args.device})"][["logme", "lfc", "hscore", "hscore_regularized"]].to_numpy()
+    got = results[f"torch ({args.device})"][["logme", "lfc", "hscore", "hscore_reg"]].to_numpy()
     print(f"# torch score kernels ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
           f"torch {torch.__version__}, {args.threads} thread(s), device {args.device})\n")
     print(f"## 1. A zoo: {args.models} models x n = {args.n}, D = {args.dim}, {CLASSES} classes, float32\n")

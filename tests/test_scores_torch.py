@@ -1,4 +1,4 @@
-"""The torch path of LogME, LFC and the H-scores (recommender.scores.torch_kernels) against the numpy scores.
+"""The torch path of LogME, LFC and the H-scores (recommender.scores.torch_scores) against the numpy scores.
 
 Tolerance: rtol 1e-9. Both paths are float64 and differ only in the Gram product and eigensolver (LAPACK through
 scipy against torch's), i.e. in summation order: eigenvalues agree to ~1e-15 relative to the largest, and the
@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from recommender.errors import UserError  # noqa: E402
 from recommender.scores import hscore, lfc, logme  # noqa: E402
-from recommender.scores.torch_kernels import (  # noqa: E402
+from recommender.scores.torch_scores import (  # noqa: E402
     hscore_torch,
     lfc_torch,
     logme_torch,
@@ -74,7 +74,7 @@ def test_zoo_batched_equals_per_model():
         assert row["logme"] == pytest.approx(logme_torch(F, y, device="cpu"), rel=1e-12)
         assert row["lfc"] == pytest.approx(lfc(F, y), rel=RTOL)
         assert row["hscore"] == pytest.approx(hscore(F, y), rel=RTOL)
-        assert row["hscore_regularized"] == pytest.approx(hscore(F, y, regularized=True), rel=RTOL)
+        assert row["hscore_reg"] == pytest.approx(hscore(F, y, regularized=True), rel=RTOL)
         assert row["logme"] == pytest.approx(logme(F, y), rel=RTOL)
 
 

@@ -1,4 +1,5 @@
-"""LogME's fixed point on torch (torch_kernels.fit_evidence_torch, logme_torch) against recommender.scores.logme.
+"""LogME's fixed point on torch (torch_batch.fit_evidence_torch, torch_scores.logme_torch) against
+recommender.scores.logme: one implementation (scores/evidence.py), run on numpy and on torch.
 
 Tolerances, and why:
 - Same spectrum and projections in (numpy's), batched on torch: the fixed point does numpy's arithmetic step for
@@ -27,7 +28,8 @@ from recommender.errors import UserError  # noqa: E402
 from recommender.scores.inputs import one_hot  # noqa: E402
 from recommender.scores.logme import _projections, fit_evidence, logme  # noqa: E402
 from recommender.scores.spectrum import FeatureMatrix  # noqa: E402
-from recommender.scores.torch_kernels import fit_evidence_torch, logme_torch, score_matrices  # noqa: E402
+from recommender.scores.torch_batch import fit_evidence_torch, score_matrices  # noqa: E402
+from recommender.scores.torch_scores import logme_torch  # noqa: E402
 
 RTOL = 1e-9
 RTOL_SAME = 1e-9
@@ -203,10 +205,9 @@ def test_never_runs_numpys_fixed_point(monkeypatch):
 
 
 def test_no_convergence_warns_as_numpy(monkeypatch):
-    from recommender.scores import torch_kernels
+    from recommender.scores import evidence
 
-    monkeypatch.setattr(torch_kernels, "MAX_ITER", 2)
-    monkeypatch.setattr(LOGME_MODULE, "MAX_ITER", 2)
+    monkeypatch.setattr(evidence, "MAX_ITER", 2)  # the one fixed point of both paths
     F, y, _ = CASES["n>D"]
     with pytest.warns(RuntimeWarning, match="LogME stopped after 2 iterations") as record:
         logme(F, y)

@@ -124,6 +124,21 @@ class FeatureMatrix:
         """Eigenvalues and eigenvectors of `centered_gram`."""
         return _eigh(self.centered_gram, max(self.n, self.dim))
 
+    def set_centered(self, gram: np.ndarray, spectrum: tuple[np.ndarray, np.ndarray]) -> None:
+        """Use a centred Gram product and its eigendecomposition computed elsewhere (the torch path's batched
+        eigh, with `_eigh`'s cut) as `centered_gram` and `centered_spectrum`, instead of computing them here.
+
+        For matrices that already exist when the batch is decomposed: the scores still reach them only through
+        the two properties. A cached_property takes a plain assignment (it has no setter to refuse it).
+        """
+        side = self.n if self.wide else self.dim
+        values, vectors = spectrum
+        if gram.shape != (side, side) or values.shape != (side,) or vectors.shape != (side, side):
+            raise ValueError(f"a centred Gram of shape {gram.shape} with spectrum {values.shape}, {vectors.shape}: "
+                             f"this matrix's side is {side}")
+        self.centered_gram = gram
+        self.centered_spectrum = (values, vectors)
+
     def class_sums(self, codes: np.ndarray, n_classes: int) -> np.ndarray:
         """Per-class sums of F, shape (C, D), cached per label vector."""
         key = codes.tobytes()
