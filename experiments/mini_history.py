@@ -26,7 +26,7 @@ from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import extract
 from recommender.zoo.finetune import finetune_once, split_dataset
-from recommender.zoo.providers import Provider
+from recommender.zoo.provider import Provider
 from recommender.zoo.rank import DEFAULT_SCORES, dataset_row_of
 from recommender.zoo.zoos import get_provider, zoo_models
 

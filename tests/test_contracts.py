@@ -32,7 +32,7 @@ def test_pair_table_columns_as_docs_contracts_lists_them():
 def test_every_user_of_the_facts_takes_them_from_contracts():
     from recommender.history import schema
     from recommender.models.features import BLOCKS
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
 
     for kind, facts in [("models", contracts.MODEL_FACTS), ("datasets", contracts.DATASET_FACTS),
                         ("protocols", contracts.PROTOCOL_FACTS)]:

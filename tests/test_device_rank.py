@@ -8,6 +8,8 @@ today's, and a CPU extraction must give bitwise today's features under today's c
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,12 +18,12 @@ torch = pytest.importorskip("torch")
 
 from recommender.cli import main  # noqa: E402
 from recommender.errors import UserError  # noqa: E402
-from recommender.scores.torch_kernels import resolve_device  # noqa: E402
+from recommender.scores.devices import resolve_device  # noqa: E402
 from recommender.zoo import rank as rank_module  # noqa: E402
 from recommender.zoo.cache import FeatureCache  # noqa: E402
 from recommender.zoo.datasets import Dataset, load_dataset, subsample  # noqa: E402
 from recommender.zoo.extract import extract  # noqa: E402
-from recommender.zoo.providers import Provider  # noqa: E402
+from recommender.zoo.provider import Provider  # noqa: E402
 from recommender.zoo.zoos import get_provider, package_installed  # noqa: E402
 
 RTOL = 1e-9
@@ -124,7 +126,7 @@ def _dataset(n: int = 60, classes: int = 3) -> Dataset:
     return Dataset("toy", "text", [str(i) for i in range(n)], y, tuple(f"c{c}" for c in range(classes)))
 
 
-def test_score_pool_batches_and_errors_like_numpy(capsys, monkeypatch):
+def test_score_pool_batches_and_errors_like_numpy(monkeypatch):
     """Models of three widths (wide and tall), one all-zero: every value and every warning as numpy's, whatever
     the batch size of the pool."""
     ds = _dataset()
@@ -133,14 +135,21 @@ def test_score_pool_batches_and_errors_like_numpy(capsys, monkeypatch):
                  for dim in (8, 100, 8, 150)]
     providers.append(ArrayProvider("zero", np.zeros((60, 5))))
     scores = ["logme", "knn", "lfc", "hscore", "hscore_reg"]
-    expected = rank_module.score_pool(providers, ds, scores, progress=False)
-    numpy_warnings = sorted(capsys.readouterr().err.splitlines())
+
+    def warned(**options):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = rank_module.score_pool(providers, ds, scores, progress=False, **options)
+        return table, sorted(str(w.message) for w in caught)
+
+    expected, numpy_warnings = warned()
     assert len(numpy_warnings) == 4  # the four class scores of the all-zero model; knn is defined on it
+    assert all(w.endswith("; left as NaN") and " on zero: " in w for w in numpy_warnings)
     for batch, budget in ((64, 1 << 30), (2, 1 << 30), (64, 1)):  # one batch; pairs; one model by bytes
         monkeypatch.setattr(rank_module, "POOL_BATCH", batch)
         monkeypatch.setattr(rank_module, "POOL_BYTES", budget)
-        got = rank_module.score_pool(providers, ds, scores, progress=False, device="cpu")
-        assert sorted(capsys.readouterr().err.splitlines()) == numpy_warnings
+        got, device_warnings = warned(device="cpu")
+        assert device_warnings == numpy_warnings
         assert list(got.columns) == list(expected.columns)
         for s in scores:
             np.testing.assert_allclose(got[f"score_{s}"], expected[f"score_{s}"], rtol=RTOL)

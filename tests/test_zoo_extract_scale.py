@@ -134,7 +134,7 @@ def test_rank_loader_workers_gives_the_same_scores(tmp_path, capsys, digits):
 def test_cuda_extraction_runs_under_autocast_and_stores_float32(tmp_path, digits):
     """On CUDA: float32 features near the CPU's (bf16/fp16 rounding), cached under the device's key, apart from
     the CPU's, with the autocast dtype in the entry's sidecar."""
-    from recommender.zoo.providers import autocast_dtype
+    from recommender.zoo.provider import autocast_dtype
 
     dtype = autocast_dtype("cuda")
     assert dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)

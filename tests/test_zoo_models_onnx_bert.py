@@ -10,7 +10,7 @@ from zoo_test_helpers import finetune_and_capture, need
 
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import extract
-from recommender.zoo.providers import OnnxTextProvider
+from recommender.zoo.onnx_text import OnnxTextProvider
 from recommender.zoo.zoos import get_provider
 
 MODEL = "paraphrase-MiniLM-L3-v2"

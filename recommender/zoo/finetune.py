@@ -31,7 +31,7 @@ from recommender.executors import Executor, SerialExecutor
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
-from recommender.zoo.providers import Provider
+from recommender.zoo.provider import Provider
 from recommender.zoo.rank import dataset_row_of
 
 SOURCE = "recommender finetune"

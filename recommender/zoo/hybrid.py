@@ -22,7 +22,7 @@ from recommender.zoo.datasets import Dataset
 if TYPE_CHECKING:
     from recommender.history import Store
     from recommender.models.base import PairRecommender
-    from recommender.zoo.providers import Provider
+    from recommender.zoo.provider import Provider
 
 AWARE, AGNOSTIC = "task-aware", "task-agnostic"
 

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from recommender.zoo.providers import Provider, load_checked_state
+from recommender.zoo.provider import Provider
 from recommender.zoo.vision import PooledNet, head_arrays, to_tensor
+from recommender.zoo.weights import load_checked_state
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from recommender.zoo.providers import Provider, load_checked_state
+from recommender.zoo.provider import Provider
 from recommender.zoo.vision import PooledNet, head_arrays, to_tensor
+from recommender.zoo.weights import load_checked_state
 
 # MTCNN's pixel normalisation: (x - 127.5) / 128 (0.0078125 in the authors' code)
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0

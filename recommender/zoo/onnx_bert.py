@@ -1,7 +1,7 @@
 """The zoo's BERT encoder exported to ONNX (paraphrase-MiniLM-L3-v2, which ships only as ONNX), rebuilt as a
 `transformers` BertModel from the file's initializers so that it runs in torch and can be fine-tuned. The converter
 is made for that export only, not for any BERT-like graph: a user's own .onnx file runs in onnxruntime
-(`providers.OnnxTextProvider`).
+(`onnx_text.OnnxTextProvider`).
 
 Every initializer is mapped to one BERT parameter by following the graph: a named tensor keeps its name (after the
 export's prefix, e.g. `model.0.auto_model.`), and a renamed MatMul weight (`onnx::MatMul_470`) takes the name of
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from recommender.errors import UserError
-from recommender.zoo.providers import TransformersProvider, _MeanPooledTransformer
+from recommender.zoo.hf import TransformersProvider, _MeanPooledTransformer
 
 # a BERT parameter name inside an exported tensor name, after whatever prefix the export put before it
 _BERT_NAME = re.compile(r"(?:^|\.)((?:embeddings|encoder\.layer\.\d+)\.[\w.]+\.(?:weight|bias))$")

@@ -159,7 +159,7 @@ def score_pool(providers: Sequence[Provider], ds: Dataset, scores: Sequence[str]
     one `score_model` task per model on ``executor`` (default: this process). With ``progress``, the models done
     show on stderr (`recommender.progress`), and on a terminal each extraction of this process gets its own bar.
 
-    With a torch ``device`` (`torch_kernels.resolve_device`), features are extracted there and the scores with
+    With a torch ``device`` (`scores.devices.resolve_device`), features are extracted there and the scores with
     torch kernels (LogME, LFC, H-scores) are computed there in this process, batched over up to POOL_BATCH models
     (POOL_BYTES of features) at a time (their seconds: the batch's shared work split equally); the other scores
     stay numpy in the tasks.

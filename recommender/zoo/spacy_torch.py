@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommender.errors import UserError
-from recommender.zoo.providers import Provider, masked_mean
+from recommender.zoo.provider import Provider, masked_mean
 
 if TYPE_CHECKING:
     from spacy.language import Language

@@ -1,16 +1,64 @@
-"""Static token-embedding models (WordLlama, Model2Vec style): a subword tokenizer and one vector per token, a text's
-feature being the mean of its tokens' vectors. An EmbeddingBag holds the table, so the model can be fine-tuned."""
+"""Static embedding models: one vector per word (GloVe-style word vectors) or per subword token (WordLlama, Model2Vec
+style), a text's feature being the mean of its tokens' vectors. An EmbeddingBag holds the table, so the model can be
+fine-tuned."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-# the word-vector models' EmbeddingBag: mean mode, so an empty text gives the zero vector
-from recommender.zoo.providers import Provider, _BagOfVectors
+from recommender.zoo.provider import Provider
+
+
+class _BagOfVectors(nn.Module):
+    """Mean of word vectors over a text's known tokens (an EmbeddingBag, so it can be fine-tuned)."""
+
+    def __init__(self, vectors: np.ndarray):
+        super().__init__()
+        self.bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(vectors, dtype=np.float32)),
+                                                   freeze=False, mode="mean")
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.bag(ids, offsets)
+
+
+@dataclass
+class WordVectorProvider(Provider):
+    """A word-vector table (vectors .npy + vocabulary), pooled by the mean over lower-cased word tokens."""
+
+    vectors_file: str = ""
+    vocab_file: str = ""
+
+    @property
+    def preprocessing(self) -> str:
+        return "tok:lower-words;pool:mean;unknown:zero"
+
+    def vocab(self) -> dict[str, int]:
+        """Word -> row of the vector table (row 0 of the bag is reserved for texts without a known word)."""
+        if getattr(self, "_vocab", None) is None:
+            import pandas as pd
+
+            words = pd.read_parquet(self.vocab_file).iloc[:, 0].astype(str)
+            self._vocab = {w: i + 1 for i, w in enumerate(words)}
+        return self._vocab
+
+    def _build_encoder(self) -> nn.Module:
+        table = np.load(self.vectors_file, mmap_mode="r", allow_pickle=False)
+        return _BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
+
+    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
+        vocab = self.vocab()
+        ids: list[int] = []
+        offsets: list[int] = []
+        for text in items:
+            offsets.append(len(ids))
+            row = [vocab[w] for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower()) if w in vocab]
+            ids.extend(row or [0])  # an all-unknown text pools to the zero vector
+        return {"ids": torch.tensor(ids, dtype=torch.long), "offsets": torch.tensor(offsets, dtype=torch.long)}
 
 
 @dataclass
@@ -39,6 +87,7 @@ class StaticTokenEmbeddingProvider(Provider):
     def _build_encoder(self) -> nn.Module:
         from safetensors.numpy import load_file
 
+        # the word vectors' EmbeddingBag: mean mode, so an empty text gives the zero vector
         return _BagOfVectors(load_file(self.weights_file)[self.tensor])
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:

