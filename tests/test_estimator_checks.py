@@ -292,9 +292,14 @@ def test_adaptive_fit_adds_only_fitted_attributes_and_a_session_changes_nothing(
 
 def valid_estimators() -> list[Validated]:
     """One valid, unfitted estimator of each kind the package builds: every strategy of SPECS, with the rankings
-    nested in them, and every adaptive recommender."""
+    nested in them, every adaptive recommender, the pair recommenders and the cost model."""
+    from recommender.models.cost import CostModel
+    from recommender.models.fm import FMRecommender
+    from recommender.models.linear import LinearRecommender
+
     out: list[Validated] = []
-    for est in [*(make_strategy(spec) for spec in SPECS), *(make_adaptive(k) for k in ADAPTIVE_KINDS)]:
+    for est in [*(make_strategy(spec) for spec in SPECS), *(make_adaptive(k) for k in ADAPTIVE_KINDS),
+                LinearRecommender(), FMRecommender(), CostModel()]:
         out += [est, *(v for v in est.get_params().values() if isinstance(v, Validated))]
     return out
 

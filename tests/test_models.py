@@ -261,7 +261,7 @@ def test_bad_input_gives_one_line_errors(known_fm):
         make_recommender("svm")
     with pytest.raises(UserError, match="no hyper-parameter"):
         make_recommender("lr", k=3)
-    with pytest.raises(UserError, match="unknown loss"):
+    with pytest.raises(UserError, match="FMRecommender: loss=.* must be one of mse, pairwise"):
         FMRecommender(loss="hinge").fit(pairs, y)
     with pytest.raises(UserError, match="no target"):
         LinearRecommender().fit(pairs)

@@ -106,7 +106,7 @@ def test_cli_errors_are_one_line(cli, bundled_store_url, trained_fm, tmp_path):
     """Bad hyper-parameters, missing scores and unknown folders exit 2 with one line naming the problem."""
     code, _, err = cli("train", "--recommender", "fm", "--param", "loss=hinge", "--modality", "image",
                        "--db", bundled_store_url, "--out", str(tmp_path / "x"))
-    assert code == 2 and "unknown loss" in err and err.count("\n") == 1
+    assert code == 2 and "FMRecommender: loss='hinge' must be one of mse, pairwise" in err and err.count("\n") == 1
     code, _, err = cli("recommend", "--model", str(tmp_path), "--dataset", "dtd", "--db", bundled_store_url)
     assert code == 2 and "no saved recommender" in err
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,23 +14,12 @@ from recommender import __version__
 from recommender.errors import UserError
 from recommender.models.estimator import Estimator, check_fitted
 from recommender.models.features import PairEncoder, parse_features
+from recommender.models.params import Validated
 from recommender.models.saved import META_FILE, ArraySpec, read_metadata, read_weights, write_saved
 from recommender.models.targets import check_target, check_target_name, normalise_target
 from recommender.normalise import ranking_groups
 
 JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def check_number(name: str, value: object, *, integer: bool = False, low: float = 0.0,
-                 high: float = np.inf) -> None:
-    """A one-line UserError unless value is a finite (whole, if ``integer``) number in [low, high]."""
-    whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    real = whole or (isinstance(value, (float, np.floating)) and np.isfinite(value))
-    number = cast(float, value)  # only read once `real` holds: an int or a finite float
-    # a JSON integer has no size limit: compare it as an int, never convert it to a float
-    if not (real and low <= number <= high and (whole or not integer or float(number).is_integer())):
-        bound = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}"
-        raise UserError(f"{name} must be a finite {'whole ' if integer else ''}number {bound}, got {value!r}")
 
 
 def training_summary(X: pd.DataFrame) -> dict[str, object]:
@@ -56,7 +45,7 @@ def check_training(value: object) -> dict[str, object]:
     return dict(value)
 
 
-class PairRecommender(Estimator, ABC):
+class PairRecommender(Validated, Estimator, ABC):
     """Base of LR and FM: encodes the pair table, normalises the target, delegates to ``_fit_encoded``.
 
     Saved as JSON (hyper-parameters, encoder state, training summary) plus an .npz of weights; see
@@ -74,7 +63,7 @@ class PairRecommender(Estimator, ABC):
                 raise UserError("no target: pass y or a pair table with a 'performance' column")
             y = X["performance"]
         target = check_target(y, len(X))
-        self._check_params()
+        self._validate_params()
         self.encoder_ = PairEncoder(self.features).fit(X)
         Z = self.encoder_.transform(X)
         # ranked and normalised within each dataset, or each (dataset, protocol) of a table with protocols
@@ -94,10 +83,10 @@ class PairRecommender(Estimator, ABC):
             raise UserError(f"{self.kind} produced non-finite predictions (diverged training?)")
         return pred
 
-    def _check_params(self) -> None:
-        """One-line errors for hyper-parameters outside their domain (subclasses add theirs)."""
-        if not isinstance(self.features, str):
-            raise UserError(f"features must be a string such as 'd,m', got {self.features!r}")
+    def _validate_params(self) -> None:
+        """Every parameter against the ``PARAMETERS`` table, then the feature set's and the target's own
+        one-line errors."""
+        super()._validate_params()
         parse_features(self.features)
         check_target_name(self.target)
 
@@ -150,7 +139,7 @@ class PairRecommender(Estimator, ABC):
             bad = [k for k, v in params.items() if not isinstance(v, JSON_SCALARS)]
             if bad:
                 raise UserError(f'"params"."{bad[0]}" must be a string, number, boolean or null')
-            est.set_params(**params)._check_params()
+            est.set_params(**params)._validate_params()
             est.encoder_ = PairEncoder.from_state(est.features, meta.get("encoder"))
             est.training_ = check_training(meta.get("training"))
         except UserError as exc:

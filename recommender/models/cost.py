@@ -11,13 +11,15 @@ numpy only, so `recommend` answers without scikit-learn.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 
 from recommender.contracts import hparam_column
 from recommender.errors import UserError
-from recommender.models.base import check_number
 from recommender.models.estimator import Estimator, check_fitted
+from recommender.models.params import Rule, Validated, number
 
 LOG_FACTS = ("params_m", "gmacs", "input_size", "classes")  # log-scaled, mean-imputed, with a missing indicator
 IDS = ("protocol", "model", "dataset")  # one-hot, ridge-shrunk: an id never seen in fit adds nothing
@@ -45,10 +47,12 @@ def _log_facts(jobs: pd.DataFrame) -> np.ndarray:
     return np.where(np.isfinite(logs), logs, np.nan)
 
 
-class CostModel(Estimator):
+class CostModel(Validated, Estimator):
     """Expected seconds of fine-tuning jobs (rows of `recommender.history.job_table`); ``alpha`` is the ridge
     penalty on every coefficient but the intercept (1.0 won over 0.1, 10 and 100 on inner leave-one-dataset-out
     folds of SHiFT vision VTAB-1k's training folds, `experiments/cost_tables.py`)."""
+
+    PARAMETERS: ClassVar[dict[str, Rule]] = {"alpha": number(0)}
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = alpha
@@ -68,7 +72,7 @@ class CostModel(Estimator):
 
     def fit(self, jobs: pd.DataFrame, y: object = None) -> CostModel:
         """Fit on the jobs with seconds; the spread from inner folds that hold datasets out."""
-        check_number("alpha", self.alpha)
+        self._validate_params()
         jobs = timed(jobs)
         if jobs.empty:
             raise UserError("no job with seconds to learn the cost from: the history logs no fine-tuning time")

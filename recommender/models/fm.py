@@ -4,12 +4,13 @@ evaluated in closed form with numpy."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from recommender.errors import UserError
-from recommender.models.base import PairRecommender, check_number
+from recommender.models.base import PairRecommender
+from recommender.models.params import FEATURES, FLAG, TEXT, Rule, number, one_of
 from recommender.models.saved import ArraySpec
 
 LOSSES = ("mse", "pairwise")
@@ -33,6 +34,12 @@ class FMRecommender(PairRecommender):
     """
 
     kind = "fm"
+    PARAMETERS: ClassVar[dict[str, Rule]] = {
+        "features": FEATURES, "k": number(1, MAX_FACTORS, integer=True), "learning_rate": number(0),
+        "weight_decay": number(0), "epochs": number(1, integer=True), "loss": one_of(LOSSES), "target": TEXT,
+        "batch_datasets": number(1, integer=True).or_none(), "init_std": number(0),
+        "seed": number(-(2**63), 2**64 - 1, integer=True), "n_threads": number(1, MAX_THREADS, integer=True),
+        "verbose": FLAG}
 
     def __init__(
         self,
@@ -61,22 +68,6 @@ class FMRecommender(PairRecommender):
         self.seed = seed
         self.n_threads = n_threads
         self.verbose = verbose
-
-    def _check_params(self) -> None:
-        """One-line errors for hyper-parameters outside their domain."""
-        super()._check_params()
-        if self.loss not in LOSSES:
-            raise UserError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
-        check_number("k", self.k, integer=True, low=1, high=MAX_FACTORS)
-        check_number("epochs", self.epochs, integer=True, low=1)
-        check_number("n_threads", self.n_threads, integer=True, low=1, high=MAX_THREADS)
-        check_number("seed", self.seed, integer=True, low=-(2**63), high=2**64 - 1)
-        if self.batch_datasets is not None:
-            check_number("batch_datasets", self.batch_datasets, integer=True, low=1)
-        for name in ("learning_rate", "weight_decay", "init_std"):
-            check_number(name, getattr(self, name))
-        if not isinstance(self.verbose, bool):
-            raise UserError(f"verbose must be true or false, got {self.verbose!r}")
 
     def _fit_encoded(self, Z: np.ndarray, t: np.ndarray, datasets: pd.Series) -> None:
         """Train the FM in torch on CPU, seeded so that a refit gives the same weights."""

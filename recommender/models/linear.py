@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from recommender.errors import UserError
-from recommender.models.base import PairRecommender, check_number
+from recommender.models.base import PairRecommender
 from recommender.models.features import BLOCKS
+from recommender.models.params import FEATURES, FLAG, TEXT, Rule, number
 from recommender.models.saved import ArraySpec
 
 
@@ -28,19 +29,14 @@ class LinearRecommender(PairRecommender):
     """
 
     kind = "lr"
+    PARAMETERS: ClassVar[dict[str, Rule]] = {
+        "features": FEATURES, "alpha": number(0), "target": TEXT, "interactions": FLAG}
 
     def __init__(self, features: str = "d,m", alpha: float = 10.0, target: str = "zscore", interactions: bool = True):
         self.features = features
         self.alpha = alpha
         self.target = target
         self.interactions = interactions
-
-    def _check_params(self) -> None:
-        """One-line errors for hyper-parameters outside their domain."""
-        super()._check_params()
-        check_number("alpha", self.alpha)
-        if not isinstance(self.interactions, bool):
-            raise UserError(f"interactions must be true or false, got {self.interactions!r}")
 
     def _interaction_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Masks of the encoded model columns and dataset-side columns whose products the design adds."""

@@ -8,6 +8,7 @@ parameter, the value and what it must be (`recommender.errors.UserError`)."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -28,7 +29,10 @@ class Rule:
 
 
 def _real(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite real number, numpy's included; an integer of any size (JSON's have no limit) is finite."""
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return False
+    return isinstance(v, numbers.Integral) or (isinstance(v, numbers.Real) and math.isfinite(v))
 
 
 def number(low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -39,9 +43,10 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     bounds += [f"<= {high:g}"] if high is not None else []
 
     def test(v: object) -> bool:
-        if not _real(v) or (integer and not isinstance(v, int)):
+        if not _real(v) or (integer and not isinstance(v, numbers.Integral)):
             return False
-        x = float(v)  # type: ignore[arg-type]  # _real: an int or a float
+        # compared as it is: a huge integer never goes through float
+        x = int(v) if isinstance(v, numbers.Integral) else float(v)  # type: ignore[arg-type]  # _real: a number
         return ((low is None or (x > low if low_open else x >= low)) and (high is None or x <= high))
 
     return Rule(" ".join([kind, *bounds]), test)
@@ -66,6 +71,8 @@ def tuple_of(rule: Rule, non_empty: bool = False) -> Rule:
 BUDGETS = tuple_of(number(1, integer=True), non_empty=True)  # budgets B: picks, at least one
 FOLDS = number(1, integer=True)  # inner folds, at least one
 TEXT = instance(str, "a string")
+FLAG = instance(bool, "true or false")
+FEATURES = instance(str, "a feature set such as 'd,m'")  # its blocks checked by `features.parse_features`
 OPTIONS = instance(dict, "a dict").or_none()  # keyword arguments passed on, checked by what takes them
 
 
