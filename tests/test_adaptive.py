@@ -8,18 +8,12 @@ import pytest
 
 from recommender.cli import main
 from recommender.errors import UserError
-from recommender.models.adaptive import (
-    BlendSearch,
-    Ranking,
-    Session,
-    SimilaritySearch,
-    WarmStartLR,
-    moved_datasets,
-    next_models,
-    observed_results,
-    pick_preference,
-    simulate,
-)
+from recommender.models.adaptive import next_models
+from recommender.models.blend import BlendSearch
+from recommender.models.observed import observed_results
+from recommender.models.session import Ranking, Session, pick_preference, simulate
+from recommender.models.similarity import SimilaritySearch, moved_datasets
+from recommender.models.warm_start import WarmStartLR
 
 # z-scores (population std) of 4, 3, 2, 1: (x - 2.5) / sqrt(1.25)
 Z4 = np.array([1.5, 0.5, -0.5, -1.5]) / np.sqrt(1.25)

@@ -17,7 +17,7 @@ from recommender.cli import main
 from recommender.evaluation.measures import budget_measures
 from recommender.history import open_store
 from recommender.history.ingest import ingest_file
-from recommender.models.adaptive import pick_preference
+from recommender.models.session import pick_preference
 from recommender.regret import relative_regret_of_picks
 
 MODELS = [f"m{i}" for i in range(12)]

@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pandas as pd
 
-from recommender.models.adaptive import WARM_START, model_factors, warm_update
 from recommender.models.calibration import spread_factor
 from recommender.models.factory import make_recommender
+from recommender.models.warm_start import WARM_START, model_factors, warm_update
 
 
 def _pairs(n_datasets: int, seed: int, first: int = 0) -> pd.DataFrame:

@@ -330,7 +330,7 @@ def test_a_bad_parameter_is_one_line_naming_it_at_fit(index, tiny_pairs):
 
 def test_bad_hyper_parameters_are_refused_before_any_work(tiny_pairs):
     from recommender.evaluation.strategies import Hybrid
-    from recommender.models.adaptive import SimilaritySearch
+    from recommender.models.similarity import SimilaritySearch
 
     with pytest.raises(UserError, match=r"^SimilaritySearch: beta='oops' must be None or a finite number >= 0$"):
         SimilaritySearch(beta="oops", shrink=-4).fit(tiny_pairs)

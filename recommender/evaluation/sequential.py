@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.evaluation.strategies import Adaptive, Strategy
-from recommender.models.adaptive import pick_preference, simulate
+from recommender.models.session import pick_preference, simulate
 
 
 def adaptive_preferences(est: Strategy, hidden: pd.DataFrame, truth: np.ndarray, budgets: Sequence[int]

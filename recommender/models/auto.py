@@ -16,7 +16,7 @@ z-scored over the candidates, and the true z-scored result ``t`` is modelled as 
   (`pooled`): Fisher-z pooling of the predicted reliability (worth ``prior_strength`` results) with the observed
   correlation (worth ``n - 3``), from ``MIN_OBSERVED`` results on. In a session (`evaluate --adaptive`, one pick
   at a time) the own protocol's history prior is also re-weighted towards the training datasets whose results
-  agree with the observed ones (`recommender.models.adaptive.SimilaritySearch`).
+  agree with the observed ones (`recommender.models.similarity.SimilaritySearch`).
 
 A guard compares `auto` with each single source on the same inner folds (the line refitted without each fold) and
 falls back to the best single source where `auto` is worse by more than the folds' standard error.
@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
-from recommender.models.adaptive import MIN_CORRELATION, Ranking, Session, SimilaritySearch
 from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import MeanNormalisedPerformance, Ranker
 from recommender.models.selection import inner_folds, rankable, weighted_tau
+from recommender.models.session import MIN_CORRELATION, Ranking, Session
+from recommender.models.similarity import SimilaritySearch
 from recommender.normalise import ranking_groups
 
 PRIOR, OTHER = "history", "other-history"  # the history priors' source names: the pairs' own protocol, the others

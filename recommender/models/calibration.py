@@ -1,6 +1,6 @@
 """The spread `recommend` prints, calibrated at training time on held-out training datasets.
 
-A recommender's posterior standard deviation (the LR warm start's, `recommender.models.adaptive.warm_update`) is in
+A recommender's posterior standard deviation (the LR warm start's, `recommender.models.warm_start.warm_update`) is in
 the units of a Bayesian model whose prior is "the static prediction is right"; it says how far results may move,
 not how far they fall from the prediction. `spread_factor` refits the recommender without each of a few training
 datasets (`recommender.models.selection.inner_folds`), and finds the factor by which that standard deviation must
@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommender.models.adaptive import WARM_START, model_factors, warm_update
 from recommender.models.base import PairRecommender
 from recommender.models.rankers import without_truth
 from recommender.models.selection import inner_folds, rankable
+from recommender.models.warm_start import WARM_START, model_factors, warm_update
 from recommender.normalise import ranking_groups
 
 COVERAGE = 0.68

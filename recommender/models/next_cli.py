@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_next(args: argparse.Namespace) -> int:
     """Fit the adaptive recommender on every other dataset of the protocol and print the next picks."""
     from recommender.history import open_store
-    from recommender.models.adaptive import gather_observed, make_adaptive, next_models
+    from recommender.models.adaptive import make_adaptive, next_models
+    from recommender.models.observed import gather_observed
     from recommender.models.pairs import candidate_pairs, same_modality
     from recommender.models.recommend import lookup_dataset_row
 
@@ -146,9 +147,9 @@ def run_next_configs(args: argparse.Namespace) -> int:
 
     from recommender.history import open_store
     from recommender.history.ingest import read_table
-    from recommender.models.adaptive import rows_for_dataset
     from recommender.models.configs import next_configs, observed_configs, recommend_configs
     from recommender.models.factory import load_recommender
+    from recommender.models.observed import rows_for_dataset
     from recommender.models.recommend import dataset_requests
 
     facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}

@@ -23,11 +23,12 @@ from recommender.contracts import DATASET_FACTS, DEFAULT_PROTOCOL, protocol_exam
 from recommender.errors import UserError
 from recommender.history import Store
 from recommender.history.ingest import read_table
-from recommender.models.adaptive import WARM_START, gather_observed, model_factors, warm_update
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
 from recommender.models.features import BLOCKS, parse_features
+from recommender.models.observed import gather_observed
 from recommender.models.pairs import MODEL_COLUMNS, candidate_pairs, same_modality, top_k, tried_last
+from recommender.models.warm_start import WARM_START, model_factors, warm_update
 
 FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
 NUMBER_FACTS = ("examples", "classes")
@@ -305,7 +306,7 @@ def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFr
                     path: str | Path | None, protocol: str) -> tuple[np.ndarray, np.ndarray, pd.Series, str]:
     """One dataset's static prediction of the candidate ``models`` updated with the results observed there (its
     measured pairs in ``pairs``, then the file at ``path``; ``gather_observed``) by the LR warm start of
-    ``recommender.models.adaptive`` (``warm_update``, hyper-parameters ``WARM_START``; the model factors come from
+    ``recommender.models.warm_start`` (``warm_update``, hyper-parameters ``WARM_START``; the model factors come from
     the other datasets' pairs). Returns the updated prediction (the static one with fewer than two distinct
     results), its posterior std, the observed results by model and a note saying what was used ("" if nothing)."""
     observed, sources = gather_observed(pairs, name, set(models), None if path is None else str(path), protocol)

@@ -208,7 +208,7 @@ def observed_in_store(store: Store, recommender: PairRecommender, dataset: str, 
     """The results the store holds for ``dataset`` on the pool's ``models`` under the protocol the user fine-tunes
     under (``protocol``, else the recommender's training protocol): performance by model, and a note ("" if none)."""
     from recommender.contracts import protocol_names
-    from recommender.models.adaptive import gather_observed
+    from recommender.models.observed import gather_observed
 
     name = protocol or str(recommender.training_.get("protocol") or DEFAULT_PROTOCOL)
     stored = list(store.protocols()["protocol"].unique())
