@@ -48,7 +48,7 @@ def run_one(task: str, kind: str, workers: int, n: int) -> dict:
     executor = make_executor(kind, workers=workers)
     if task == "rank":
         from recommender.zoo.datasets import load_dataset, subsample
-        from recommender.zoo.rank import score_pool
+        from recommender.zoo.scoring import score_pool
         from recommender.zoo.zoos import get_provider
 
         ds = subsample(load_dataset("tweets"), n, 0)

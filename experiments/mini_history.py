@@ -27,7 +27,7 @@ from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import extract
 from recommender.zoo.finetune import finetune_once, split_dataset
 from recommender.zoo.provider import Provider
-from recommender.zoo.rank import DEFAULT_SCORES, dataset_row_of
+from recommender.zoo.scoring import DEFAULT_SCORES, dataset_row_of
 from recommender.zoo.zoos import get_provider, zoo_models
 
 DATASETS = {"text": ["bbc_news", "tweets", "austen", "fine_foods"], "image": ["digits", "mnist5k"]}

@@ -10,7 +10,8 @@ from scipy import stats
 
 from recommender.errors import UserError
 from recommender.evaluation.factory import make_strategy
-from recommender.models.auto import MIN_OBSERVED, Auto, agreements, pooled, posterior
+from recommender.models.auto import Auto
+from recommender.models.reliability import MIN_OBSERVED, agreements, pooled, posterior
 
 
 def _gaussian_history(n_datasets: int, n_models: int, reliability: dict[str, float], seed: int,

@@ -216,14 +216,14 @@ def test_no_shared_literal_is_written_outside_contracts():
 
 def test_one_dataset_row_and_one_protocol_examples_rule():
     from recommender.models import recommend
-    from recommender.zoo import rank
+    from recommender.zoo import scoring
 
     row = contracts.dataset_row("d", classes=10.0, group=None)
     assert list(row) == ["dataset", *contracts.DATASET_FACTS] and row["classes"] == 10.0
     assert math.isnan(row["examples"]) and math.isnan(row["group"])
     with pytest.raises(TypeError, match="not dataset facts: colour"):
         contracts.dataset_row("d", colour="red")
-    assert not hasattr(recommend, "dataset_row") and rank.dataset_row is contracts.dataset_row  # one definition
+    assert not hasattr(recommend, "dataset_row") and scoring.dataset_row is contracts.dataset_row  # one definition
     per_dataset = pd.Series([500.0, math.nan, math.nan, math.nan])
     full = pd.Series([1000.0, 1000.0, 999.0, 50.0])
     counts, examples = contracts.protocol_examples(per_dataset, pd.Series([math.nan, 800.0, math.nan, math.nan]),

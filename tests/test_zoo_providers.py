@@ -214,7 +214,7 @@ def test_reset_encoder_reloads_the_pretrained_weights():
 
 def test_rank_help_names_the_default_scores_of_rank():
     from recommender.zoo import cli
-    from recommender.zoo.rank import DEFAULT_SCORES
+    from recommender.zoo.scoring import DEFAULT_SCORES
 
     sub = argparse.ArgumentParser().add_subparsers()
     cli.register(sub)

@@ -19,7 +19,7 @@ from zoo_test_helpers import need
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset, load_dataset, subsample
 from recommender.zoo.extract import extract
-from recommender.zoo.rank import score_model, source_head_note, source_probabilities
+from recommender.zoo.scoring import score_model, source_head_note, source_probabilities
 from recommender.zoo.zoos import get_provider
 
 # (model, its packages, a shipped dataset of real images it suits): ImageNet nets on emoji, MTCNN on LFW faces

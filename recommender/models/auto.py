@@ -34,6 +34,15 @@ import pandas as pd
 from recommender.contracts import is_score_column, score_column, score_name
 from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import MeanNormalisedPerformance, Ranker
+from recommender.models.reliability import (
+    MIN_OBSERVED,
+    Posterior,
+    agreements,
+    correlation,
+    pooled,
+    posterior,
+    source_matrix,
+)
 from recommender.models.selection import inner_folds, rankable, weighted_tau
 from recommender.models.session import MIN_CORRELATION, Ranking, Session
 from recommender.models.similarity import SimilaritySearch
@@ -41,20 +50,11 @@ from recommender.normalise import ranking_groups
 
 PRIOR, OTHER = "history", "other-history"  # the history priors' source names: the pairs' own protocol, the others
 HISTORY = ("model", "dataset", "protocol", "performance")  # what the priors are computed from
-MAX_RELIABILITY = 0.95  # no source is taken for the truth itself
-MIN_OBSERVED = MIN_CORRELATION  # observed results before their correlation with a source moves its reliability
-MIN_VARIANCE = 0.05  # the posterior never claims to know a result to better than this (in z units squared)
 COVERAGE = 0.68  # the printed interval's nominal coverage
 # shrinkage of the sources' correlation matrix chosen among on inner folds: 1 ignores their correlations (each
 # source weighted by its reliability alone), which few candidates per task estimate poorly
 SHRINKAGES = (0.1, 0.4, 0.7, 1.0)
 
-
-def _correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson's r, 0 where either side has no spread."""
-    x, y = x - x.mean(), y - y.mean()
-    denominator = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
 
 
 def _protocols(pairs: pd.DataFrame) -> pd.Series:
@@ -63,39 +63,6 @@ def _protocols(pairs: pd.DataFrame) -> pd.Series:
         return pd.Series("", index=pairs.index)
     return pairs["protocol"].astype("string").fillna("").astype(str)
 
-
-def agreements(z: np.ndarray) -> np.ndarray:
-    """For each source (column of z), its correlation with the mean of the other sources; 0 with one source."""
-    k = z.shape[1]
-    if k < 2:
-        return np.zeros(k)
-    total = z.sum(axis=1)
-    return np.array([_correlation(z[:, s], (total - z[:, s]) / (k - 1)) for s in range(k)])
-
-
-@dataclass(frozen=True)
-class Posterior:
-    """One ranking group's combination: the mean and standard deviation (z units) of each candidate's result, and
-    each source's predicted reliability and weight (its coefficient in the mean)."""
-
-    mean: np.ndarray
-    std: float
-    reliability: pd.Series
-    weight: pd.Series
-
-
-def posterior(z: np.ndarray, names: list[str], reliability: np.ndarray, shrinkage: float) -> Posterior:
-    """The Gaussian posterior of the z-scored truth given the z-scored sources (columns of z) and their
-    reliabilities; the sources' correlation matrix is shrunk towards the identity by ``shrinkage``."""
-    r = np.clip(reliability, 0.0, MAX_RELIABILITY)
-    c = np.corrcoef(z, rowvar=False) if z.shape[1] > 1 else np.ones((1, 1))
-    c = (1 - shrinkage) * np.nan_to_num(np.atleast_2d(c)) + shrinkage * np.eye(len(r))
-    coef = np.linalg.solve(c, r)
-    explained = float(r @ coef)
-    if explained > 1 - MIN_VARIANCE:  # reliabilities the sources' own correlations cannot all hold: scale them down
-        coef *= (1 - MIN_VARIANCE) / explained
-        explained = 1 - MIN_VARIANCE
-    return Posterior(z @ coef, float(np.sqrt(1 - explained)), pd.Series(r, index=names), pd.Series(coef, index=names))
 
 
 @dataclass(frozen=True)
@@ -107,19 +74,6 @@ class Record:
     z: np.ndarray
     truth: np.ndarray
 
-
-def _source_matrix(values: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
-    """Each column z-scored over the rows (missing values at the centre, 0), and the columns available: those
-    with at least two distinct known values."""
-    z = np.zeros(values.shape)
-    available = []
-    for j, column in enumerate(values.columns):
-        v = values[column].to_numpy(dtype=float)
-        known = np.isfinite(v)
-        if known.sum() >= 2 and np.ptp(v[known]) > 0:
-            z[known, j] = (v[known] - v[known].mean()) / v[known].std()
-            available.append(j)
-    return z, available
 
 
 @dataclass(frozen=True)
@@ -205,7 +159,7 @@ class Auto(Ranker):
                 truth = rows["performance"].to_numpy(dtype=float)
                 if not rankable(truth):
                     continue
-                z, available = _source_matrix(values.loc[rows.index])
+                z, available = source_matrix(values.loc[rows.index])
                 z[:, [j for j in range(z.shape[1]) if j not in available]] = np.nan
                 records.append(Record(fold.name, z, (truth - truth.mean()) / truth.std()))
         return records
@@ -222,7 +176,7 @@ class Auto(Ranker):
                 row = np.zeros(k + 1)
                 row[s], row[k] = 1.0, a[position]
                 rows.append(row)
-                targets.append(_correlation(record.z[:, s], record.truth))
+                targets.append(correlation(record.z[:, s], record.truth))
         if not rows:
             return np.full(k, np.nan), 0.0
         x, y = np.array(rows), np.array(targets)
@@ -321,7 +275,7 @@ class Auto(Ranker):
             values = self._values(self.priors_, rows)
             if history is not None:
                 values[PRIOR] = history[test.index.get_indexer(rows.index)]
-            z, available = _source_matrix(values)
+            z, available = source_matrix(values)
             z[:, [j for j in range(z.shape[1]) if j not in available]] = np.nan
             seen = None
             if observed is not None and len(observed):
@@ -436,14 +390,3 @@ class AutoSession(Session):
                 f"{len(observed)} result(s) observed, fewer than the {MIN_OBSERVED} a correlation needs: weights as "
                 f"the history predicts")
         return f"{head}: {', '.join(parts) or 'none'}"
-
-
-def pooled(reliability: np.ndarray, z: np.ndarray, results: np.ndarray, strength: float) -> np.ndarray:
-    """Each source's reliability moved towards its correlation with the observed results (Fisher z, the
-    prediction worth ``strength`` results, the observation ``n - 3``); unchanged below ``MIN_OBSERVED`` results."""
-    n = len(results)
-    if n < MIN_OBSERVED or np.ptp(results) == 0:
-        return reliability
-    seen = np.clip([_correlation(z[:, s], results) for s in range(z.shape[1])], -MAX_RELIABILITY, MAX_RELIABILITY)
-    prior = np.arctanh(np.clip(reliability, -MAX_RELIABILITY, MAX_RELIABILITY))
-    return np.tanh((strength * prior + (n - 3) * np.arctanh(seen)) / (strength + n - 3))

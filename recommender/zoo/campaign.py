@@ -30,7 +30,7 @@ from recommender.zoo.datasets import Dataset, load_dataset, subsample
 from recommender.zoo.extract import extract
 from recommender.zoo.finetune import Split, finetune_once, probe_accuracies, split_dataset, with_facts
 from recommender.zoo.provider import Provider
-from recommender.zoo.rank import DEFAULT_SCORES, score_pool, source_head_note
+from recommender.zoo.scoring import DEFAULT_SCORES, score_pool, source_head_note
 from recommender.zoo.store_writes import log_scores, write_frame
 
 SOURCE = "recommender campaign"

@@ -109,18 +109,16 @@ def run_rank(args: argparse.Namespace) -> int:
     from recommender.zoo.cache import FeatureCache
     from recommender.zoo.datasets import load_dataset, subsample
     from recommender.zoo.rank import (
-        DEFAULT_SCORES,
         auto_from_store,
         load_checked_recommender,
         models_of_modality,
         observed_in_store,
         rank_pool,
-        score_pool,
-        source_head_note,
         stacking_for,
         with_protocol_facts,
         with_store_facts,
     )
+    from recommender.zoo.scoring import DEFAULT_SCORES, score_pool, source_head_note
     from recommender.zoo.zoos import resolve_models
 
     device = resolve_device(args.device)  # a missing CUDA device is refused before any loading
@@ -262,7 +260,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", default=None,
                    help="with --from-history: the data's modality for the pre-selection (default: the data's own)")
     add_offline_argument(p)
-    # the default list lives in recommender.zoo.rank, which imports torch: named here, checked by a test
+    # the default list lives in recommender.zoo.scoring, which imports torch: named here, checked by a test
     p.add_argument("--scores", default=None,
                    help="comma-separated score names; the first ranks when no recommender is given "
                         "(default: logme,hscore_reg,lfc,parc,knn,linear)")

@@ -32,7 +32,7 @@ from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
 from recommender.zoo.provider import Provider
-from recommender.zoo.rank import dataset_row_of
+from recommender.zoo.scoring import dataset_row_of
 
 SOURCE = "recommender finetune"
 
