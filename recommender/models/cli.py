@@ -220,7 +220,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     """Print the top-k models of the pool for each dataset: one table, with expected performance and notes."""
     from recommender.history import open_store
     from recommender.models.factory import load_recommender
-    from recommender.models.recommend import dataset_requests, recommend
+    from recommender.models.recommend import Request, recommend
+    from recommender.models.request_files import dataset_requests, read_pool, read_scores, read_user_table
 
     facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
     requests = dataset_requests(args.datasets or ([args.dataset] if args.dataset else []), args.datasets_file,
@@ -229,9 +230,11 @@ def run_recommend(args: argparse.Namespace) -> int:
     est = load_recommender(args.model)
     if args.configs:
         return print_configs(args, est, requests)
-    result = recommend(est, open_store(args.db), requests, args.pool, args.scores, args.top_k,
-                       args.allow_modality_mismatch, where=args.datasets_file or "flags", protocol=args.protocol,
-                       observed_path=args.observed)
+    request = Request(requests, read_pool(args.pool) if args.pool else None,
+                      read_scores(args.scores, list(requests["dataset"])) if args.scores else None,
+                      read_user_table(args.observed), args.top_k, args.protocol, args.allow_modality_mismatch,
+                      args.datasets_file or "flags")
+    result = recommend(est, open_store(args.db), request)
     table = result.table
     notes = table["dataset"].map(lambda name: result.notes.get(name, []))
     if args.json:  # each record carries its dataset's notes; a tried model's rank is null
@@ -283,8 +286,10 @@ def print_configs(args: argparse.Namespace, est: PairRecommender, requests: pd.D
     """Print the (model, configuration) rows of `recommend_configs` as a table, CSV or JSON; --plot draws them."""
     from recommender.history import open_store
     from recommender.models.configs import plot_pareto, recommend_configs
+    from recommender.models.request_files import read_pool
 
-    result = recommend_configs(est, open_store(args.db), requests, args.pool, args.top_k,
+    result = recommend_configs(est, open_store(args.db), requests, read_pool(args.pool) if args.pool else None,
+                               args.top_k,
                                args.allow_modality_mismatch, where=args.datasets_file or "flags",
                                protocol=args.protocol, max_params=args.max_params, max_cost=args.max_cost,
                                pareto=args.pareto)

@@ -25,16 +25,16 @@ from recommender.models.evidence import check_evidence
 from recommender.models.features import parse_features
 from recommender.models.pairs import candidate_pairs, same_modality
 from recommender.models.recommend import (
-    FACTS,
     Recommendation,
     check_known_values,
     dataset_scale,
     lookup_dataset_row,
-    model_pool,
     named_or_trained_protocol,
     performance_scale,
     with_protocol,
+    with_stored_facts,
 )
+from recommender.models.request_files import FACTS
 
 CONFIG_BLOCK = "h"
 SHOWN = ("family", "params_m")  # the model facts shown beside each configuration
@@ -78,7 +78,7 @@ def config_protocol(est: PairRecommender, store: Store, named: str | None) -> st
     return named_or_trained_protocol(est, sorted(store.protocols()["protocol"].unique()), named)
 
 
-def recommend_configs(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_path: str | Path | None = None,
+def recommend_configs(est: PairRecommender, store: Store, requests: pd.DataFrame, pool: pd.DataFrame | None = None,
                       k: int = 10, allow_modality_mismatch: bool = False, where: str = "flags",
                       protocol: str | None = None, max_params: float | None = None, max_cost: float | None = None,
                       pareto: bool = False) -> Recommendation:
@@ -108,7 +108,7 @@ def recommend_configs(est: PairRecommender, store: Store, requests: pd.DataFrame
         raise UserError(f"the store holds no jobs under protocol {target!r}")
     datasets = store.dataset_features()
     check_known_values(requests, datasets, where)
-    pool = model_pool(store, pool_path) if pool_path else mine
+    pool = mine if pool is None else with_stored_facts(pool, store.model_features())
     settings = configurations(mine)
     rows = [lookup_dataset_row(mine, datasets, r["dataset"], **{f: r[f] for f in FACTS})
             for r in requests.to_dict("records")]

@@ -69,6 +69,7 @@ def run_next(args: argparse.Namespace) -> int:
     from recommender.models.observed import gather_observed
     from recommender.models.pairs import candidate_pairs, same_modality
     from recommender.models.recommend import lookup_dataset_row
+    from recommender.models.request_files import read_user_table
 
     check_next_flags(args)
     if args.configs:
@@ -83,7 +84,7 @@ def run_next(args: argparse.Namespace) -> int:
                              classes=args.classes, group=args.group, modality=args.modality)
     train, note = same_modality(train, row.get("modality"), args.dataset)  # only models of the dataset's modality
     pool = set(train["model"])
-    observed, sources = gather_observed(pairs, args.dataset, pool, args.observed, protocol)
+    observed, sources = gather_observed(pairs, args.dataset, pool, read_user_table(args.observed), protocol)
     candidates = candidate_pairs(train, row)
     if strategy == "auto":
         est, candidates, what = auto_for_next(store, args, row, protocol, candidates)
@@ -150,7 +151,7 @@ def run_next_configs(args: argparse.Namespace) -> int:
     from recommender.models.configs import next_configs, observed_configs, recommend_configs
     from recommender.models.factory import load_recommender
     from recommender.models.observed import rows_for_dataset
-    from recommender.models.recommend import dataset_requests
+    from recommender.models.request_files import dataset_requests
 
     facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
     requests = dataset_requests([args.dataset], None, **facts)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from recommender.errors import UserError
 from recommender.history.records import row_span
+from recommender.models.request_files import UserTable
 
 SHOWN_VALUES = 3  # values named in a grouped problem line before "..."
 
@@ -79,22 +80,21 @@ def rows_for_dataset(frame: pd.DataFrame, label: str, dataset: str) -> tuple[pd.
     return frame[mine], left
 
 
-def gather_observed(pairs: pd.DataFrame, dataset: str, pool: set[str], path: str | None = None,
+def gather_observed(pairs: pd.DataFrame, dataset: str, pool: set[str], given: UserTable | None = None,
                     protocol: str = "") -> tuple[pd.Series, list[str]]:
     """The results observed on `dataset`: its measured pairs in `pairs` (the store's jobs of the protocol) for
-    models of `pool`, then the `model,performance` rows on `dataset` of the file at `path` (``rows_for_dataset``,
-    checked by `observed_results`), which override stored ones. Also one phrase per source saying what was used."""
-    from recommender.history.ingest import read_table
-
+    models of `pool`, then the `model,performance` rows on `dataset` of the user's file ``given``
+    (``rows_for_dataset``, checked by `observed_results`), which override stored ones. Also one phrase per source
+    saying what was used."""
     logged = pairs[(pairs["dataset"] == dataset) & pairs["model"].isin(pool) & pairs["performance"].notna()]
     observed = logged.drop_duplicates("model").set_index("model")["performance"].astype(float)
     sources = [f"{len(observed)} result(s) logged in the store for {dataset}" + (f" under {protocol}" if protocol
                                                                                  else "")]
-    if path:
-        rows, left = rows_for_dataset(read_table(path), path, dataset)
-        given = observed_results(rows, path, pool)
-        both = observed.index.intersection(given.index)
-        sources.append(f"{len(given)} from {path}" + (f" (overriding {both.size} stored)" if both.size else "")
-                       + (f" ({left})" if left else ""))
-        observed = pd.concat([observed.drop(given.index, errors="ignore"), given])
+    if given is not None:
+        rows, left = rows_for_dataset(given.frame, given.label, dataset)
+        results = observed_results(rows, given.label, pool)
+        both = observed.index.intersection(results.index)
+        sources.append(f"{len(results)} from {given.label}" + (f" (overriding {both.size} stored)" if both.size
+                                                               else "") + (f" ({left})" if left else ""))
+        observed = pd.concat([observed.drop(results.index, errors="ignore"), results])
     return observed, sources

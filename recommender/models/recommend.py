@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -22,16 +21,14 @@ from recommender import contracts
 from recommender.contracts import DATASET_FACTS, DEFAULT_PROTOCOL, protocol_examples, score_name
 from recommender.errors import UserError
 from recommender.history import Store
-from recommender.history.ingest import read_table
 from recommender.models.base import PairRecommender
 from recommender.models.evidence import check_evidence
 from recommender.models.features import BLOCKS, parse_features
 from recommender.models.observed import gather_observed
 from recommender.models.pairs import MODEL_COLUMNS, candidate_pairs, same_modality, top_k, tried_last
+from recommender.models.request_files import FACTS, UserTable
 from recommender.models.warm_start import WARM_START, model_factors, warm_update
 
-FACTS = ("examples", "classes", "group", "modality")  # the facts a user may give of a dataset (flags, file columns)
-NUMBER_FACTS = ("examples", "classes")
 SHOWN_MODEL_FACTS = ("family", "params_m", "pretrain_dataset")  # the model facts shown beside each recommendation
 COLUMNS = ["dataset", "rank", "model", *SHOWN_MODEL_FACTS, "expected", "predicted_z", "spread", "in_sample", "measured",
            "observed"]
@@ -67,59 +64,14 @@ def lookup_dataset_row(pairs: pd.DataFrame, datasets: pd.DataFrame, name: str,
     return contracts.dataset_row(name, **row)
 
 
-def model_pool(store: Store, path: str | Path) -> pd.DataFrame:
-    """Candidate models from a file; the model features it leaves out (a column or a blank cell) come from the
-    store."""
-    pool = read_table(path)
-    if "model" not in pool.columns:
-        raise UserError(f"{path}: the model pool needs a 'model' column")
+def with_stored_facts(pool: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """A user's pool of candidate models with the model facts it leaves out (a column or a blank cell) taken from
+    the store's ``stored`` model features."""
     pool = pool.reindex(columns=list(dict.fromkeys([*pool.columns, *MODEL_COLUMNS])))
-    stored = store.model_features().set_index("model").reindex(pool["model"])
+    stored = stored.set_index("model").reindex(pool["model"])
     for column in MODEL_COLUMNS[1:]:
         pool[column] = pool[column].where(pool[column].notna(), stored[column].to_numpy())
     return pool
-
-
-def dataset_requests(names: Sequence[str] = (), path: str | Path | None = None,
-                     **facts: object) -> pd.DataFrame:
-    """The datasets asked about, one row each with columns ``dataset`` and ``FACTS``: the ``names`` with the same
-    ``facts`` (flags), or the rows of a file (CSV/Parquet/JSON Lines: a ``dataset`` column and any of ``FACTS``)."""
-    if path is not None:
-        if any(v is not None for v in facts.values()):
-            raise UserError("with a datasets file, give the datasets' facts as its columns, not as flags")
-        return _read_requests(Path(path))
-    if not names:
-        raise UserError("no dataset given")
-    duplicated = sorted({n for n in names if list(names).count(n) > 1})
-    if duplicated:
-        raise UserError(f"dataset(s) named twice: {', '.join(duplicated)}")
-    return pd.DataFrame([{"dataset": name, **{k: facts.get(k) for k in FACTS}} for name in names],
-                        columns=["dataset", *FACTS])
-
-
-def _read_requests(path: Path) -> pd.DataFrame:
-    """A datasets file, checked: one line naming the file, row and column of the first problem."""
-    table = read_table(path)
-    unknown = [c for c in table.columns if c not in ("dataset", *FACTS)]
-    if "dataset" not in table.columns or unknown:
-        raise UserError(f"{path}: columns must be dataset and any of {', '.join(FACTS)}"
-                        + (f"; unknown column(s) {', '.join(map(str, unknown))}" if unknown else
-                           "; no dataset column"))
-    if table.empty:
-        raise UserError(f"{path}: no datasets")
-    out = table.reindex(columns=["dataset", *FACTS]).reset_index(drop=True)
-    for i, name in enumerate(out["dataset"], start=1):
-        if pd.isna(name) or not str(name).strip():
-            raise UserError(f"{path}: row {i}: dataset: blank name")
-        if (out["dataset"].iloc[: i - 1] == name).any():
-            raise UserError(f"{path}: row {i}: dataset: {name} is named again")
-    for column in NUMBER_FACTS:
-        values = pd.to_numeric(out[column], errors="coerce")
-        for i, (text, value) in enumerate(zip(out[column], values, strict=True), start=1):
-            if pd.notna(text) and not (np.isfinite(value) and value > 0):
-                raise UserError(f"{path}: row {i}: {column}: {text!r} is not a positive number")
-        out[column] = values.astype(float)
-    return out
 
 
 def check_known_values(requests: pd.DataFrame, known: pd.DataFrame, where: str) -> None:
@@ -203,39 +155,77 @@ def with_protocol(candidates: pd.DataFrame, store: Store, protocol: str,
     return out
 
 
-def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_path: str | Path | None = None,
-              scores_path: str | Path | None = None, k: int = 10, allow_modality_mismatch: bool = False,
-              where: str = "flags", protocol: str | None = None, observed_path: str | Path | None = None
-              ) -> Recommendation:
-    """The top ``k`` models of the pool for each requested dataset (``dataset_requests``), by the recommender's
-    prediction, with expected performance, the model facts and whether the pair was in the training history.
+@dataclass(frozen=True)
+class Request:
+    """What `recommend` is asked: the datasets (`request_files.dataset_requests`) and, as read from the user's
+    files (`recommender.models.request_files`), a pool of candidate models, score values (model, dataset, score,
+    value or ``score_<name>`` columns) and results observed on the one dataset; ``k`` models per dataset; the
+    ``protocol`` the user fine-tunes under; ``where`` names the datasets' source for messages ("flags" or a file)."""
 
-    The pool is the training protocol's models in the store, or ``pool_path``'s. Score features come from
-    ``scores_path`` (model,score,value or model,score_<name>; with a ``dataset`` column for several datasets) or
-    else from the store. A group or modality the store does not know is refused (``check_known_values``; ``where``
-    names the requests' source: "flags" or a file). The pairs carry the facts of ``protocol`` (the protocol the
-    user fine-tunes under), by default of the training protocol when the recommender uses them
-    (``target_protocol``).
+    datasets: pd.DataFrame
+    pool: pd.DataFrame | None = None
+    scores: pd.DataFrame | None = None
+    observed: UserTable | None = None
+    k: int = 10
+    protocol: str | None = None
+    allow_modality_mismatch: bool = False
+    where: str = "flags"
+
+
+def recommend(est: PairRecommender, store: Store, request: Request) -> Recommendation:
+    """The top ``k`` models of the pool for each requested dataset, by the recommender's prediction, with expected
+    performance, the model facts and whether the pair was in the training history.
+
+    The pool is the training protocol's models in the store, or the request's (its missing facts from the store).
+    Score features come from the request, else from the store. A group or modality the store does not know is
+    refused (``check_known_values``). The pairs carry the facts of the request's protocol, by default of the
+    training protocol when the recommender uses them (``target_protocol``).
 
     Each dataset's results observed so far -- its jobs in the store under the protocol, and for one dataset the
-    ``observed_path`` file of model,performance rows -- update the prediction (``adaptive_update``): the ranking
-    is by the updated prediction over the untried models; the tried ones follow it unranked with their result in
-    ``observed`` (``ranked_then_tried``); ``spread`` is the prediction's posterior std (in predicted_z units); a
-    note says what was used. Only models of each dataset's modality are candidates (``same_modality``)."""
+    request's observed results -- update the prediction (``adaptive_update``): the ranking is by the updated
+    prediction over the untried models; the tried ones follow it unranked with their result in ``observed``
+    (``ranked_then_tried``); ``spread`` is the 68% half-width of the prediction (in predicted_z units); a note
+    says what was used. Only models of each dataset's modality are candidates (``same_modality``)."""
     training = est.training_
-    target = target_protocol(est, store, protocol)
+    target = target_protocol(est, store, request.protocol)
     pairs = store.pair_table(str(training.get("protocol", DEFAULT_PROTOCOL)), training.get("modality"),
                              select=str(training.get("select", "val")))
     if target is not None and (pairs["protocol"] == target).any():  # the dataset facts and scale under it
         pairs = pairs[pairs["protocol"] == target]
     datasets = store.dataset_features()
-    check_known_values(requests, datasets, where)
-    if observed_path is not None and len(requests) > 1:
+    check_known_values(request.datasets, datasets, request.where)
+    if request.observed is not None and len(request.datasets) > 1:
         raise UserError("--observed holds results on one dataset: use it with --dataset")
-    pool = model_pool(store, pool_path) if pool_path else pairs
-    scores = _scores(est, store, requests["dataset"].tolist(), scores_path)
     rows = [lookup_dataset_row(pairs, datasets, r["dataset"], **{k: r[k] for k in FACTS})
-            for r in requests.to_dict("records")]
+            for r in request.datasets.to_dict("records")]
+    candidates, notes = _candidates(est, store, request, pairs, rows)
+    if target is not None:
+        candidates = with_protocol(candidates, store, target, pairs[pairs["protocol"] == target])
+    check_evidence(est, candidates, request.allow_modality_mismatch)
+    predicted = np.asarray(est.predict(candidates), dtype=float)
+    protocol = target or str(training.get("protocol", DEFAULT_PROTOCOL))
+    history = Measured.of(pairs)
+    tables = []
+    for row in rows:
+        name = cast(str, row["dataset"])  # lookup_dataset_row's own name
+        mine = (candidates["dataset"] == name).to_numpy()
+        table, found = _dataset_table(est, candidates.loc[mine].reset_index(drop=True), predicted[mine], pairs,
+                                      name, request, protocol, history)
+        tables.append(table)
+        notes[name] += found
+    table = pd.concat(tables, ignore_index=True)[COLUMNS]
+    table["rank"] = table["rank"].astype("Int64")  # blank for the models tried already
+    table["params_m"] = pd.to_numeric(table["params_m"], errors="coerce")
+    metric = ", ".join(sorted({store.default_metric(p) for p in pairs["protocol"].dropna().unique()}))
+    return Recommendation(table, int(candidates.groupby("dataset")["model"].nunique().max()), metric, notes)
+
+
+def _candidates(est: PairRecommender, store: Store, request: Request, pairs: pd.DataFrame,
+                rows: list[dict[str, object]]) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The candidate pairs of every requested dataset (``rows``: their pair-table features): the pool's models of
+    the dataset's modality, with their score features; and the notes so far, by dataset."""
+    pool = pairs if request.pool is None else with_stored_facts(request.pool, store.model_features())
+    scores = _scores(est, store, [cast(str, row["dataset"]) for row in rows], request.scores)
     notes: dict[str, list[str]] = {cast(str, row["dataset"]): [] for row in rows}
     parts = []
     for row in rows:
@@ -244,53 +234,59 @@ def recommend(est: PairRecommender, store: Store, requests: pd.DataFrame, pool_p
         notes[name] += [note] if note else []
         parts.append(candidate_pairs(kept, row, None if scores is None else
                                      scores[scores["dataset"] == name].drop(columns="dataset")))
-    candidates = pd.concat(parts, ignore_index=True)
-    if target is not None:
-        candidates = with_protocol(candidates, store, target, pairs[pairs["protocol"] == target])
-    check_evidence(est, candidates, allow_modality_mismatch)
-    predicted = np.asarray(est.predict(candidates), dtype=float)
-    scale = performance_scale(pairs)
-    measured = pairs.dropna(subset=["performance"]).drop_duplicates(["model", "dataset"]).set_index(
-        ["model", "dataset"])["performance"]
-    tables = []
-    for row in rows:
-        name = cast(str, row["dataset"])  # lookup_dataset_row's own name
-        mine = (candidates["dataset"] == name).to_numpy()
-        models = candidates.loc[mine, "model"].astype(str).to_numpy()
-        # a dataset the recommender was fitted on: its logged jobs are its training data, not new evidence
-        fitted_on = name in est.encoder_.categories_.get("dataset", ())
-        logged = pairs[pairs["dataset"] != name] if fitted_on else pairs
-        updated, spread, observed, note = adaptive_update(predicted[mine], models, logged, name, observed_path,
-                                                          target or str(training.get("protocol", DEFAULT_PROTOCOL)))
-        notes[name] += [note] if note else []
-        best = ranked_then_tried(candidates.loc[mine].reset_index(drop=True), updated, observed, k)
-        facts = candidates.loc[mine].drop_duplicates("model").set_index("model").reindex(best["model"])
-        raw = best["predicted"].to_numpy()
-        mean, std, own = dataset_scale(name, scale)
-        # the posterior std of each shown model, in the prediction's units
-        sd = pd.Series(spread, index=models).groupby(level=0).first().reindex(best["model"]).to_numpy()
-        if est.target == "raw":  # the prediction is in the metric's units already; a dataset without spread: z 0
-            expected, z = raw, (raw - mean) / std if std > 0 else np.zeros_like(raw)
-            sd = sd / std if std > 0 else np.zeros_like(sd)
-        else:
-            expected, z = mean + raw * std, raw
-        # the 68% half-width where training calibrated it (`recommender.models.calibration`)
-        sd = sd * float(cast(float, est.training_.get("spread_factor", 1.0)))
-        if not own:
-            notes[name].append(f"{name}: not in the training history, so `expected` uses the typical scale of its "
-                               f"{len(scale)} datasets (mean {scale['mean'].mean():.4g}, std "
-                               f"{scale['std'].mean():.4g}); the ranking and predicted_z do not depend on it")
-        keys = pd.MultiIndex.from_arrays([best["model"], [name] * len(best)])
-        tables.append(pd.DataFrame({
-            "dataset": name, "rank": best["rank"].to_numpy(), "model": best["model"].to_numpy(),
-            **{c: facts[c].to_numpy() for c in SHOWN_MODEL_FACTS}, "expected": expected, "predicted_z": z, "spread": sd,
-            "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy(),
-            "observed": observed.reindex(best["model"]).to_numpy(dtype=float)}))
-    table = pd.concat(tables, ignore_index=True)[COLUMNS]
-    table["rank"] = table["rank"].astype("Int64")  # blank for the models tried already
-    table["params_m"] = pd.to_numeric(table["params_m"], errors="coerce")
-    metric = ", ".join(sorted({store.default_metric(p) for p in pairs["protocol"].dropna().unique()}))
-    return Recommendation(table, int(candidates.groupby("dataset")["model"].nunique().max()), metric, notes)
+    return pd.concat(parts, ignore_index=True), notes
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the training history measured: each (model, dataset)'s result, and each dataset's scale
+    (``performance_scale``)."""
+
+    results: pd.Series
+    scale: pd.DataFrame
+
+    @classmethod
+    def of(cls, pairs: pd.DataFrame) -> Measured:
+        """From the training pairs."""
+        results = pairs.dropna(subset=["performance"]).drop_duplicates(["model", "dataset"]).set_index(
+            ["model", "dataset"])["performance"]
+        return cls(results, performance_scale(pairs))
+
+
+def _dataset_table(est: PairRecommender, candidates: pd.DataFrame, predicted: np.ndarray, pairs: pd.DataFrame,
+                   name: str, request: Request, protocol: str, history: Measured) -> tuple[pd.DataFrame, list[str]]:
+    """One dataset's rows of the recommendation (``COLUMNS``) from its candidate pairs and their static
+    prediction, updated with the results observed there; and its notes."""
+    models = candidates["model"].astype(str).to_numpy()
+    # a dataset the recommender was fitted on: its logged jobs are its training data, not new evidence
+    fitted_on = name in est.encoder_.categories_.get("dataset", ())
+    logged = pairs[pairs["dataset"] != name] if fitted_on else pairs
+    updated, spread, observed, note = adaptive_update(predicted, models, logged, name, request.observed, protocol)
+    notes = [note] if note else []
+    best = ranked_then_tried(candidates, updated, observed, request.k)
+    facts = candidates.drop_duplicates("model").set_index("model").reindex(best["model"])
+    raw = best["predicted"].to_numpy()
+    scale, measured = history.scale, history.results
+    mean, std, own = dataset_scale(name, scale)
+    # the posterior std of each shown model, in the prediction's units
+    sd = pd.Series(spread, index=models).groupby(level=0).first().reindex(best["model"]).to_numpy()
+    if est.target == "raw":  # the prediction is in the metric's units already; a dataset without spread: z 0
+        expected, z = raw, (raw - mean) / std if std > 0 else np.zeros_like(raw)
+        sd = sd / std if std > 0 else np.zeros_like(sd)
+    else:
+        expected, z = mean + raw * std, raw
+    # the 68% half-width where training calibrated it (`recommender.models.calibration`)
+    sd = sd * float(cast(float, est.training_.get("spread_factor", 1.0)))
+    if not own:
+        notes.append(f"{name}: not in the training history, so `expected` uses the typical scale of its "
+                     f"{len(scale)} datasets (mean {scale['mean'].mean():.4g}, std {scale['std'].mean():.4g}); the "
+                     f"ranking and predicted_z do not depend on it")
+    keys = pd.MultiIndex.from_arrays([best["model"], [name] * len(best)])
+    return pd.DataFrame({
+        "dataset": name, "rank": best["rank"].to_numpy(), "model": best["model"].to_numpy(),
+        **{c: facts[c].to_numpy() for c in SHOWN_MODEL_FACTS}, "expected": expected, "predicted_z": z, "spread": sd,
+        "in_sample": keys.isin(measured.index), "measured": measured.reindex(keys).to_numpy(),
+        "observed": observed.reindex(best["model"]).to_numpy(dtype=float)}), notes
 
 
 def ranked_then_tried(candidates: pd.DataFrame, predicted: np.ndarray, observed: pd.Series, k: int) -> pd.DataFrame:
@@ -303,13 +299,13 @@ def ranked_then_tried(candidates: pd.DataFrame, predicted: np.ndarray, observed:
 
 
 def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFrame, name: str,
-                    path: str | Path | None, protocol: str) -> tuple[np.ndarray, np.ndarray, pd.Series, str]:
+                    given: UserTable | None, protocol: str) -> tuple[np.ndarray, np.ndarray, pd.Series, str]:
     """One dataset's static prediction of the candidate ``models`` updated with the results observed there (its
-    measured pairs in ``pairs``, then the file at ``path``; ``gather_observed``) by the LR warm start of
+    measured pairs in ``pairs``, then the user's file ``given``; ``gather_observed``) by the LR warm start of
     ``recommender.models.warm_start`` (``warm_update``, hyper-parameters ``WARM_START``; the model factors come from
     the other datasets' pairs). Returns the updated prediction (the static one with fewer than two distinct
     results), its posterior std, the observed results by model and a note saying what was used ("" if nothing)."""
-    observed, sources = gather_observed(pairs, name, set(models), None if path is None else str(path), protocol)
+    observed, sources = gather_observed(pairs, name, set(models), given, protocol)
     others = pairs[(pairs["dataset"] != name) & pairs["performance"].notna()]
     updated, spread = warm_update(prediction, models, observed, model_factors(others), WARM_START)
     if observed.empty:
@@ -321,16 +317,12 @@ def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFr
     return updated, spread, observed, f"{name}: used {'; '.join(sources)}; {how}"
 
 
-def _scores(est: PairRecommender, store: Store, names: list[str], path: str | Path | None) -> pd.DataFrame | None:
-    """The scores the recommender's features need, with a ``dataset`` column: from the file, else the store."""
+def _scores(est: PairRecommender, store: Store, names: list[str], given: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The scores the recommender's features need, with a ``dataset`` column: the user's (``given``), else the
+    store's."""
+    if given is not None:
+        return given
     needed = [score_name(column) for column in parse_features(est.features)[1]]
-    if path is not None:
-        scores = read_table(path)
-        if "dataset" not in scores.columns:
-            if len(names) > 1:
-                raise UserError(f"{path}: a scores file for several datasets needs a dataset column")
-            scores = scores.assign(dataset=names[0])
-        return scores
     if not needed:
         return None
     scores = store.scores(needed)

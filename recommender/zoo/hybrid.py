@@ -42,15 +42,16 @@ def preselect(recommender: PairRecommender, store: Store, ds: Dataset, n: int, p
               modality: str | None = None, allow_modality_mismatch: bool = False) -> Preselection:
     """The recommender's top ``n`` untried models of the store's history for ``ds`` (`models.recommend.recommend`
     on the dataset's facts: its examples, classes and ``modality``, by default the data's), under ``protocol``."""
-    from recommender.models.recommend import dataset_requests, recommend
+    from recommender.models.recommend import Request, recommend
+    from recommender.models.request_files import dataset_requests
 
     if n < 1:
         raise UserError(f"--preselect must be at least 1, got {n}")
     start = time.perf_counter()
     requests = dataset_requests([ds.name], examples=float(len(ds)), classes=float(len(ds.classes)),
                                 modality=modality or ds.modality)
-    found = recommend(recommender, store, requests, k=n, allow_modality_mismatch=allow_modality_mismatch,
-                      protocol=protocol)
+    found = recommend(recommender, store, Request(requests, k=n, protocol=protocol,
+                                                  allow_modality_mismatch=allow_modality_mismatch))
     ranked = found.table[found.table["rank"].notna()].head(n)
     if ranked.empty:
         raise UserError(f"the history holds no untried {modality or ds.modality} model to pre-select for {ds.name}")
