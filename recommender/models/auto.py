@@ -33,7 +33,7 @@ import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
 from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
-from recommender.models.rankers import MeanNormalisedPerformance, Ranker
+from recommender.models.rankers import Ranker
 from recommender.models.reliability import (
     MIN_OBSERVED,
     Posterior,
@@ -46,7 +46,7 @@ from recommender.models.reliability import (
 from recommender.models.selection import inner_folds, rankable, weighted_tau
 from recommender.models.session import MIN_CORRELATION, Ranking, Session
 from recommender.models.similarity import SimilaritySearch
-from recommender.normalise import ranking_groups
+from recommender.normalise import ranking_groups, zscore_within
 
 PRIOR, OTHER = "history", "other-history"  # the history priors' source names: the pairs' own protocol, the others
 HISTORY = ("model", "dataset", "protocol", "performance")  # what the priors are computed from
@@ -82,19 +82,22 @@ class Priors:
     (own) and under every other protocol (other); for a protocol the history never saw, no own prior and the whole
     history's as the other."""
 
-    fitted: dict[str, tuple[MeanNormalisedPerformance | None, MeanNormalisedPerformance | None]]
-    unseen: MeanNormalisedPerformance
+    fitted: dict[str, tuple[pd.Series | None, pd.Series | None]]  # by protocol: each model's own, other prior
+    unseen: pd.Series
 
     @classmethod
-    def fit(cls, history: pd.DataFrame, protocols: Sequence[str]) -> Priors:
-        """The priors of ``protocols`` from ``history``."""
-        labels = _protocols(history)
-        fitted = {}
-        for protocol in protocols:
-            same = (labels == protocol).to_numpy()
-            fitted[protocol] = tuple(MeanNormalisedPerformance().fit(pool) if not pool.empty else None
-                                     for pool in (history.loc[same], history.loc[~same]))
-        return cls(fitted, MeanNormalisedPerformance().fit(history))  # type: ignore[arg-type]
+    def fit(cls, history: pd.DataFrame, protocols: Sequence[str], z: pd.Series | None = None) -> Priors:
+        """The priors of ``protocols`` from ``history`` (`MeanNormalisedPerformance` on each pool); ``z``: the
+        history's results z-scored within their ranking groups where already computed (a pool of whole groups
+        z-scores them the same)."""
+        if z is None:
+            z = zscore_within(history["performance"], ranking_groups(history))
+        models, labels = history["model"], _protocols(history).to_numpy()
+
+        def means(rows: np.ndarray) -> pd.Series | None:
+            return z[rows].groupby(models[rows]).mean() if rows.any() else None
+
+        return cls({p: (means(labels == p), means(labels != p)) for p in protocols}, z.groupby(models).mean())
 
     def values(self, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each pair's own-protocol and other-protocol prior (NaN where the model or the pool is unknown)."""
@@ -104,7 +107,7 @@ class Priors:
             rows = (labels == protocol).to_numpy()
             for column, prior in zip((own, other), self.fitted.get(protocol, (None, self.unseen)), strict=True):
                 if prior is not None:
-                    column[rows] = prior.predict(pairs.loc[rows])
+                    column[rows] = pairs.loc[rows, "model"].map(prior).to_numpy(dtype=float)
         return own, other
 
 
@@ -153,8 +156,14 @@ class Auto(Ranker):
     def _records(self, train: pd.DataFrame) -> list[Record]:
         """The inner folds' held-out groups, each source computed as it would be on a new dataset."""
         records = []
-        for fold in inner_folds(train, self.max_inner_folds):
-            values = self._values(Priors.fit(fold.train, list(_protocols(fold.test).unique())), fold.test)
+        folds = inner_folds(train, self.max_inner_folds)
+        # leaving datasets out keeps every other ranking group whole: the results are z-scored once
+        whole = train["dataset"].nunique() >= 2
+        zscored = zscore_within(train["performance"], ranking_groups(train)) if whole else None
+        for fold in folds:
+            priors = Priors.fit(fold.train, list(_protocols(fold.test).unique()),
+                                None if zscored is None else zscored.loc[fold.train.index])
+            values = self._values(priors, fold.test)
             for _, rows in fold.test.groupby(ranking_groups(fold.test), sort=True):
                 truth = rows["performance"].to_numpy(dtype=float)
                 if not rankable(truth):
@@ -192,7 +201,7 @@ class Auto(Ranker):
         guard's comparison and the spread's factor; the history the priors are computed from."""
         self._validate_params()
         performance = pd.to_numeric(train["performance"], errors="coerce").astype(float)
-        train = train.assign(performance=performance).loc[performance.notna()]
+        train = train.assign(performance=performance).loc[performance.notna()].reset_index(drop=True)
         self.sources_ = [PRIOR, OTHER, *self._score_names(train)]
         records = self._records(train)
         self.intercepts_, self.slope_ = self._fit_line(records, len(self.sources_))
