@@ -17,10 +17,10 @@ PY
 
 # The CUDA tests skip without a device ("no CUDA device on this machine"); here none may skip.
 CUDA_TESTS=(
-  "tests/test_scores_torch.py::test_cuda_matches_numpy"
-  "tests/test_torch_kernels_logme.py::test_cuda_logme_equals_numpy"
-  "tests/test_device_rank.py::test_cuda_extraction_and_rank"
-  "tests/test_zoo_hub.py::test_cuda_extraction_of_image_and_text_models"
+  "tests/scores/test_scores_torch.py::test_cuda_matches_numpy"
+  "tests/scores/test_torch_kernels_logme.py::test_cuda_logme_equals_numpy"
+  "tests/zoo/test_device_rank.py::test_cuda_extraction_and_rank"
+  "tests/zoo/test_zoo_hub.py::test_cuda_extraction_of_image_and_text_models"
 )
 echo "== CUDA tests"
 out=$("$PY" -m pytest -q -rs "${CUDA_TESTS[@]}" 2>&1) || { echo "$out"; exit 1; }

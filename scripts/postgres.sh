@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install (if needed) and start Debian's PostgreSQL, create a throwaway test database, and print its
 # SQLAlchemy URL on stdout (nothing else goes to stdout; progress goes to stderr). Exports nothing.
-# Use: RECOMMENDER_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)" python -m pytest tests/test_history_postgres.py
+# Use: RECOMMENDER_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)" python -m pytest tests/history/test_history_postgres.py
 set -euo pipefail
 DB=recommender_test
 ROLE=recommender

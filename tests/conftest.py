@@ -31,18 +31,24 @@ SMALL_ZOO = DATA / "history" / "small_zoos_long.csv"  # 4 models x 2 datasets, n
 
 
 # Tests on the one PostgreSQL server ($RECOMMENDER_TEST_POSTGRES_URL) drop and create the same tables: two test
-# workers doing so at once deadlock, so they share one xdist group (`--dist loadgroup`) and run one at a time
+# workers doing so at once deadlock, so they share one xdist group (`--dist loadgroup`) and run one at a time.
+# Modules by file name (tests/history/test_history_postgres.py), single tests by function name.
 POSTGRES_MODULES = {"test_history_postgres.py"}
 POSTGRES_TESTS = {"test_string_limits_and_nul_on_postgres"}
+# Every test under tests/adversarial/ (hostile and careless inputs) is marked `adversarial`: `pytest -m adversarial`
+ADVERSARIAL = Path(__file__).parent / "adversarial"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put every test that touches the PostgreSQL server into xdist group "postgres"."""
+    """Put every test that touches the PostgreSQL server into xdist group "postgres", and mark every test under
+    tests/adversarial/ `adversarial`."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         if (item.path.name in POSTGRES_MODULES or item.name.split("[")[0] in POSTGRES_TESTS
                 or (callspec is not None and "postgresql" in callspec.id)):
             item.add_marker(pytest.mark.xdist_group("postgres"))
+        if ADVERSARIAL in item.path.parents:
+            item.add_marker(pytest.mark.adversarial)
 
 
 # --- stores -------------------------------------------------------------------------------------------------------

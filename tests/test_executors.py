@@ -118,12 +118,14 @@ def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_ray
 @pytest.mark.xdist_group("ray")
+@pytest.mark.slow
 def test_ray_keeps_item_order(isolated) -> None:
     assert ray_map(isolated, "math:factorial", ITEMS) == [hex(math.factorial(i)) for i in ITEMS]
 
 
 @needs_ray
 @pytest.mark.xdist_group("ray")
+@pytest.mark.slow
 def test_ray_task_error_is_raised_as_itself(isolated) -> None:
     # not Ray's wrapper, whose message holds the remote traceback
     assert ray_map(isolated, "recommender.executors:make_executor", ["serial", "bogus"]) == {
@@ -133,6 +135,7 @@ def test_ray_task_error_is_raised_as_itself(isolated) -> None:
 
 @needs_ray
 @pytest.mark.xdist_group("ray")
+@pytest.mark.slow
 def test_ray_workers_use_the_parents_blas_threads(isolated) -> None:
     # a BLAS result may move in its last bit with the thread count: workers must not take Ray's default of 1
     assert ray_map(isolated, "os:getenv", list(THREAD_VARIABLES)) == [thread_environment()[v]

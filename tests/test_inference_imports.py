@@ -4,17 +4,12 @@ scipy)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_adaptive_recommend import NEW, make_store
+from recommend_helpers import NEW, imported_by, make_store
 
 from recommender.cli import main
-
-TRAINING = ("torch", "lightning", "optuna", "sklearn", "scipy", "matplotlib")
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +23,6 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]
     observed = folder / "observed.csv"
     observed.write_text("model,performance\nm0,61.0\nm11,58.5\n")
     return url, {"lr": lr, "fm": fm}, observed
-
-
-def imported_by(argv: list[str]) -> list[str]:
-    """The TRAINING modules loaded by running the command in a fresh interpreter (which must succeed)."""
-    code = ("import json, sys\nfrom recommender.cli import main\n"
-            f"code = main({argv!r})\n"
-            f"print(json.dumps([code, [m for m in {TRAINING!r} if m in sys.modules]]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert code == 0, done.stderr
-    return loaded
 
 
 @pytest.mark.parametrize("kind", ["lr", "fm"])

@@ -5,7 +5,7 @@ more than everything else `recommend` and `next` do with a saved recommender. Th
 parameter protocol, so it is kept here by scikit-learn's rules: the constructor's arguments are the parameters,
 stored untouched; ``get_params(deep=True)`` adds a nested estimator's as ``name__key``; ``set_params`` refuses an
 unknown name. ``sklearn.base.clone``, grid searches and pipelines take these classes as they take scikit-learn's
-own (``tests/test_estimator_checks.py`` checks against ``sklearn.base.BaseEstimator``). Fitting imports
+own (``tests/models/test_estimator_checks.py`` checks against ``sklearn.base.BaseEstimator``). Fitting imports
 scikit-learn where it needs it.
 """
 

@@ -7,7 +7,7 @@ LogME's evidence maximisation (`evidence.maximise_evidence`, the numpy path's ow
 as batched tensor ops, all classes and models at once: only the final scores come back to the CPU. LFC and the
 H-scores need the centred decomposition on the CPU, where the numpy score functions finish from it (O(n D)).
 Everything is float64. Validation, limits and error messages are those of the numpy scores; the numbers agree
-to round-off (see tests/test_scores_torch.py). torch is imported on use only.
+to round-off (see tests/scores/test_scores_torch.py). torch is imported on use only.
 """
 
 from __future__ import annotations

@@ -89,6 +89,19 @@ class Settings:
         return p
 
 
+    def unreached(self, providers: Sequence[Provider]) -> str:
+        """Which models the input cuts do not reach (their own processor or architecture fixes the input: an image
+        processor, MTCNN's nets, word vectors), to be said once: the protocol names the cut, their jobs run
+        without it. "" where every model takes them."""
+        parts = []
+        for flag, value, field, modality in (("--max-length", self.max_length, "max_length", "text"),
+                                             ("--image-size", self.image_size, "image_size", "image")):
+            missed = sorted(p.name for p in providers if value and p.modality == modality and not hasattr(p, field))
+            if missed:
+                parts.append(f"{flag} {value} does not reach {', '.join(missed)}: they keep their own input size")
+        return "; ".join(parts)
+
+
 def run_id(protocol: str, model: str, dataset: str, lr: float, seed: int) -> str:
     """The job's id in the store: what was run, so the same job again is found and skipped."""
     return f"campaign:{protocol}:{model}:{dataset}:lr{lr:g}:s{seed}"
@@ -190,6 +203,9 @@ def run_campaign(providers: Sequence[Provider], datasets: Sequence[str], setting
     for name, (ds, _) in data.items():
         if not any(p.modality == ds.modality for p in providers):
             raise UserError(f"dataset {name} holds {ds.modality}, and no model of the campaign takes {ds.modality}")
+    if unreached := settings.unreached([p for p in providers if any(p.modality == ds.modality
+                                                                    for ds, _ in data.values())]):
+        report(unreached)
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     store = open_store(url, create=True)  # before any work: a bad --db fails first
     done = set(store.jobs(source=SOURCE)["run"].dropna())

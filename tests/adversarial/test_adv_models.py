@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pair_tables import image_pairs
+from recommend_helpers import fitted
 
 from recommender.cli import main
 from recommender.errors import UserError
 from recommender.history import open_store
 from recommender.history.ingest import ingest_file
-from recommender.models import FMRecommender, LinearRecommender, load_recommender, make_recommender
+from recommender.models import FMRecommender, LinearRecommender, load_recommender
 from recommender.models.evidence import EvidenceWarning, check_evidence
 from recommender.models.saved import LEGACY_FILE, META_FILE, WEIGHTS_FILE
 
@@ -40,31 +42,6 @@ class Payload:
 
     def __reduce__(self):
         return open, (str(self.marker), "w")
-
-
-def image_pairs(n_models: int = 12, n_datasets: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Every (model, dataset) pair of random image datasets, with facts, a LogME score and a performance."""
-    rng = np.random.default_rng(seed)
-    models = pd.DataFrame({
-        "model": [f"m{i}" for i in range(n_models)], "family": rng.choice(["vit", "resnet"], n_models),
-        "pretrain_dataset": rng.choice(["in1k", "in21k"], n_models), "params_m": rng.lognormal(3, 1, n_models),
-        "gmacs": rng.lognormal(1, 1, n_models), "input_size": 224.0, "imagenet_top1": rng.uniform(70, 88, n_models),
-    })
-    datasets = pd.DataFrame({
-        "dataset": [f"d{i}" for i in range(n_datasets)], "group": rng.choice(["natural", "structured"], n_datasets),
-        "modality": "image", "examples": rng.choice([800.0, 5000.0], n_datasets),
-        "classes": rng.integers(2, 50, n_datasets).astype(float),
-    })
-    pairs = models.merge(datasets, how="cross")
-    pairs["score_logme"] = rng.normal(size=len(pairs))
-    pairs["performance"] = rng.normal(size=len(pairs))
-    return pairs
-
-
-def fitted(kind: str, features: str = "d,m,logme", pairs: pd.DataFrame | None = None):
-    """A small fitted LR or FM (FM: 15 epochs, enough to move every weight off its start)."""
-    pairs = image_pairs() if pairs is None else pairs
-    return make_recommender(kind, features=features, **({"epochs": 15} if kind == "fm" else {})).fit(pairs)
 
 
 @pytest.fixture(scope="module")

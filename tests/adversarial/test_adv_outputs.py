@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pair_tables import quality_pairs as pair_table
 
 import recommender.evaluation.pipeline as evaluation_pipeline
 import recommender.evaluation.plots as plots
@@ -23,9 +24,6 @@ from recommender.files import MANIFEST, write_output_folder
 from recommender.zoo.cache import FeatureCache
 from recommender.zoo.datasets import Dataset
 from recommender.zoo.extract import extract
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared pair-table builder of the tests folder
-from pair_tables import quality_pairs as pair_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +80,7 @@ def test_foreign_file_is_refused_unless_overwrite(two_tables, tmp_path, capsys):
     assert (out / "report.md").read_text().startswith("#")
 
 
+@pytest.mark.slow
 def test_failure_midway_keeps_the_old_folder_whole(two_tables, tmp_path, monkeypatch, capsys):
     """The build raising midway (after some scatters, as a kill would stop it) leaves run A's folder byte for byte
     and no temporary folder beside it."""
