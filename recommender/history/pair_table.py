@@ -24,9 +24,10 @@ class PairTables(Queries):
     """Pair tables, performance matrices and score tables built from the store's queries (a base of `Store`)."""
 
     def pairs(self, protocol: str, select: str = "val", metric: str | None = None,
-              modality: str | None = None) -> pd.DataFrame:
-        """One row per (model, dataset) of a protocol: performance aggregated over hyper-parameters, selected_by."""
-        metric = metric or self.default_metric(protocol)
+              modality: str | None = None, stored: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per (model, dataset) of a protocol: performance aggregated over hyper-parameters, selected_by
+        (``stored``: `protocols()`, where read already)."""
+        metric = metric or self.default_metric(protocol, stored)
         return best_over_hparams(self.jobs(protocol=protocol, metric=metric, modality=modality), select)
 
     def performance_matrix(self, protocol: str, select: str = "val", metric: str | None = None) -> pd.DataFrame:
@@ -65,8 +66,9 @@ class PairTables(Queries):
         to `examples_full` where the protocol does not say). Scores as `score_table` picks them (per model and
         dataset, whatever the protocol). Each protocol's performance uses `metric`, or its own default metric.
         """
-        names = protocol_names(protocol, list(self.protocols()["protocol"].unique()))
-        pairs = pd.concat([self.pairs(name, select, metric, modality).assign(protocol=name) for name in names],
+        stored = self.protocols()  # read once: it counts every job
+        names = protocol_names(protocol, list(stored["protocol"].unique()))
+        pairs = pd.concat([self.pairs(name, select, metric, modality, stored).assign(protocol=name) for name in names],
                           ignore_index=True)
         models = self.model_features().drop(columns=["source", "extra"])
         datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(

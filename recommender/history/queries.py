@@ -65,12 +65,13 @@ class Queries:
         return self._read(text("SELECT protocol, metric, COUNT(*) AS jobs FROM jobs GROUP BY protocol, metric "
                                "ORDER BY protocol, metric"))
 
-    def default_metric(self, protocol: str) -> str:
-        """The metric a protocol's performance uses by default: its most frequent (ties: alphabetical first)."""
-        counts = self.protocols()
-        counts = counts[counts["protocol"] == protocol]
+    def default_metric(self, protocol: str, stored: pd.DataFrame | None = None) -> str:
+        """The metric a protocol's performance uses by default: its most frequent (ties: alphabetical first).
+        ``stored``: `protocols()` where the caller has read it already (it counts every job)."""
+        stored = self.protocols() if stored is None else stored
+        counts = stored[stored["protocol"] == protocol]
         if counts.empty:
-            known = ", ".join(sorted(self.protocols()["protocol"].unique())) or "none; run `recommender history init`"
+            known = ", ".join(sorted(stored["protocol"].unique())) or "none; run `recommender history init`"
             raise UserError(f"no jobs under protocol {protocol!r} (stored protocols: {known})")
         return str(counts.sort_values(["jobs", "metric"], ascending=[False, True]).iloc[0]["metric"])
 
