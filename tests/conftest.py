@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +31,7 @@ SMALL_ZOO = DATA / "history" / "small_zoos_long.csv"  # 4 models x 2 datasets, n
 
 
 # Tests on the one PostgreSQL server ($RECOMMENDER_TEST_POSTGRES_URL) drop and create the same tables: two test
-# workers doing so at once deadlock, so they share one xdist group (`--dist loadgroup`) and run one at a time.
+# workers doing so at once deadlock, so they are marked `exclusive("postgres")` and run one at a time.
 # Modules by file name (tests/history/test_history_postgres.py), single tests by function name.
 POSTGRES_MODULES = {"test_history_postgres.py"}
 POSTGRES_TESTS = {"test_string_limits_and_nul_on_postgres"}
@@ -40,15 +40,35 @@ ADVERSARIAL = Path(__file__).parent / "adversarial"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put every test that touches the PostgreSQL server into xdist group "postgres", and mark every test under
+    """Mark every test that touches the PostgreSQL server `exclusive("postgres")`, and every test under
     tests/adversarial/ `adversarial`."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         if (item.path.name in POSTGRES_MODULES or item.name.split("[")[0] in POSTGRES_TESTS
                 or (callspec is not None and "postgresql" in callspec.id)):
-            item.add_marker(pytest.mark.xdist_group("postgres"))
+            item.add_marker(pytest.mark.exclusive("postgres"))
         if ADVERSARIAL in item.path.parents:
             item.add_marker(pytest.mark.adversarial)
+
+
+@pytest.fixture(autouse=True)
+def _exclusive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hold an inter-process lock named by the test's `exclusive` mark while it runs (set up before the test's
+    other fixtures, which may already touch the shared resource).
+
+    A lock file in the run's shared temporary folder, not xdist's `xdist_group`: that works only with
+    `--dist loadgroup`, and pytest >= 9.2 no longer reads the group xdist 3.8 writes into the test ids."""
+    mark = request.node.get_closest_marker("exclusive")
+    if mark is None:
+        yield
+        return
+    from filelock import FileLock
+
+    # the parent of a worker's base temp is shared by the run's workers (the base temp itself without xdist)
+    base = tmp_path_factory.getbasetemp()
+    folder = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with FileLock(folder / f"exclusive-{mark.args[0]}.lock"):
+        yield
 
 
 # --- stores -------------------------------------------------------------------------------------------------------

@@ -117,14 +117,14 @@ def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.exclusive("ray")
 @pytest.mark.slow
 def test_ray_keeps_item_order(isolated) -> None:
     assert ray_map(isolated, "math:factorial", ITEMS) == [hex(math.factorial(i)) for i in ITEMS]
 
 
 @needs_ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.exclusive("ray")
 @pytest.mark.slow
 def test_ray_task_error_is_raised_as_itself(isolated) -> None:
     # not Ray's wrapper, whose message holds the remote traceback
@@ -134,7 +134,7 @@ def test_ray_task_error_is_raised_as_itself(isolated) -> None:
 
 
 @needs_ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.exclusive("ray")
 @pytest.mark.slow
 def test_ray_workers_use_the_parents_blas_threads(isolated) -> None:
     # a BLAS result may move in its last bit with the thread count: workers must not take Ray's default of 1

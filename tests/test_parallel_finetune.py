@@ -53,7 +53,7 @@ def test_the_serial_grid_is_a_real_one(serial_jobs: pd.DataFrame) -> None:
 
 
 # Ray runs only in processes of its own (conftest's `isolated`), one Ray test at a time
-@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=[needs_ray, pytest.mark.xdist_group("ray")])])
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=[needs_ray, pytest.mark.exclusive("ray")])])
 def test_executor_writes_the_serial_jobs(cli_process, empty_store_url: str, serial_jobs: pd.DataFrame,
                                          executor: str) -> None:
     out = cli_process(*FINETUNE, "--db", empty_store_url, "--executor", executor, "--workers", 2)

@@ -20,7 +20,7 @@ needs_text_models = pytest.mark.skipif(
 RANK = ["rank", "--data", "tweets", "--n", "60", "--models", "glove-6B-50d,paraphrase-MiniLM-L3-v2",
         "--scores", "logme,lfc,knn,parc,hscore_reg", "--top-k", "2"]
 # Ray runs only in processes of its own (conftest's `isolated`), one Ray test at a time
-EXECUTORS = ["local", pytest.param("ray", marks=[needs_ray, pytest.mark.xdist_group("ray")])]
+EXECUTORS = ["local", pytest.param("ray", marks=[needs_ray, pytest.mark.exclusive("ray")])]
 pytestmark = pytest.mark.slow  # about 2 minutes on 2 busy cores: spawned workers import torch
 
 
@@ -102,7 +102,7 @@ def test_evaluate_matches_serial(isolated, quality_pairs, tmp_path: Path, execut
 
 
 @needs_ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.exclusive("ray")
 def test_evaluate_cli_on_ray_writes_the_serial_report(cli, cli_process, tmp_path: Path, quality_pairs) -> None:
     quality_pairs(n_datasets=4, n_models=8).to_csv(tmp_path / "pairs.csv", index=False)
     common = ["evaluate", "--split", "loo", "--pairs", tmp_path / "pairs.csv", "--strategies", "oracle,random,lr",
