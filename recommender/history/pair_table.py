@@ -16,7 +16,7 @@ from recommender.contracts import (
     score_column,
 )
 from recommender.errors import UserError
-from recommender.history.aggregate import best_over_hparams
+from recommender.history.aggregate import AGGREGATED, best_over_hparams
 from recommender.history.queries import Queries
 
 
@@ -28,7 +28,8 @@ class PairTables(Queries):
         """One row per (model, dataset) of a protocol: performance aggregated over hyper-parameters, selected_by
         (``stored``: `protocols()`, where read already)."""
         metric = metric or self.default_metric(protocol, stored)
-        return best_over_hparams(self.jobs(protocol=protocol, metric=metric, modality=modality), select)
+        jobs = self.jobs(protocol=protocol, metric=metric, modality=modality, columns=AGGREGATED)
+        return best_over_hparams(jobs, select)
 
     def performance_matrix(self, protocol: str, select: str = "val", metric: str | None = None) -> pd.DataFrame:
         """Models x datasets performance under one protocol (NaN where a pair was not run)."""

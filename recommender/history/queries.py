@@ -24,10 +24,12 @@ class Queries:
             return pd.read_sql(query, conn)
 
     def jobs(self, protocol: str | None = None, model: str | None = None, dataset: str | None = None,
-             metric: str | None = None, source: str | None = None, modality: str | None = None) -> pd.DataFrame:
-        """The jobs of a selection (every given filter must match), hyper-parameters as a JSON text column."""
+             metric: str | None = None, source: str | None = None, modality: str | None = None,
+             columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The jobs of a selection (every given filter must match), hyper-parameters as a JSON text column;
+        only ``columns`` where named (reading fewer is faster)."""
         table = schema.jobs
-        query = select(table)
+        query = select(table) if columns is None else select(*(table.c[name] for name in ["id", "key", *columns]))
         dataset = None if dataset is None else self.resolve_dataset(dataset)
         for column, value in (("protocol", protocol), ("model", model), ("dataset", dataset),
                               ("metric", metric), ("source", source)):

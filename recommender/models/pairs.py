@@ -71,10 +71,14 @@ def model_modalities(table: pd.DataFrame) -> pd.Series:
     """Each model's modalities (a frozenset; empty when unknown) from the ``modality`` column of the rows it appears
     in: in a pair table the dataset's (a model measured on image datasets takes images), in a pool file the
     model's own."""
-    if "modality" not in table.columns:
-        return pd.Series({m: frozenset() for m in table["model"].astype(str).unique()}, dtype=object)
-    return table.groupby(table["model"].astype(str), sort=False)["modality"].agg(
-        lambda values: frozenset(values.dropna().astype(str)))
+    models = table["model"].astype(str)
+    found: dict[str, set[str]] = {m: set() for m in models.unique()}
+    if "modality" in table.columns:
+        # each distinct (model, modality) once: a pair table repeats them thousands of times
+        known = pd.DataFrame({"model": models, "modality": table["modality"]}).dropna().drop_duplicates()
+        for model, modality in zip(known["model"], known["modality"].astype(str), strict=True):
+            found[model].add(modality)
+    return pd.Series({m: frozenset(kinds) for m, kinds in found.items()}, dtype=object)
 
 
 def same_modality(pool: pd.DataFrame, modality: object, dataset: str, history: pd.DataFrame | None = None
