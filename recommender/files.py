@@ -25,6 +25,12 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _PART = re.compile(rf"\.(?:recommender-)?part-{_HOST}-(\d+)-[0-9a-f]{{8}}(?:-.*)?", re.DOTALL)
 
 
+def cache_root() -> Path:
+    """The folder of everything the package caches (features, models, fitted recommenders): $RECOMMENDER_CACHE,
+    else ~/.cache/recommender."""
+    return Path(os.environ.get("RECOMMENDER_CACHE", Path.home() / ".cache" / "recommender"))
+
+
 def _part_tag() -> str:
     """A temporary name's unique part: host, process id, random."""
     return f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -6,9 +6,12 @@ helpers from another.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +30,11 @@ os.environ.setdefault("RECOMMENDER_EXECUTOR", "serial")
 # Commands without --db read $RECOMMENDER_DB: a store that does not exist, so that no test depends on the default
 # store of the machine it runs on (`rank` fits `auto` on that store's history when there is one)
 os.environ.setdefault("RECOMMENDER_DB", f"sqlite:///{Path(__file__).parent / 'data' / 'no-such-store.db'}")
+# Caches (features, models, fitted `auto`) go to a folder of the test process's own, removed at its exit: no test
+# reads what another run left in ~/.cache/recommender, nor leaves anything there
+if "RECOMMENDER_CACHE" not in os.environ:
+    os.environ["RECOMMENDER_CACHE"] = tempfile.mkdtemp(prefix="recommender-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["RECOMMENDER_CACHE"], ignore_errors=True)
 SMALL_ZOO = DATA / "history" / "small_zoos_long.csv"  # 4 models x 2 datasets, no model or dataset facts
 
 

@@ -1,6 +1,6 @@
-"""`recommend` and `next --strategy similarity` answer from a saved recommender or the store with numpy and pandas
-alone: in a fresh interpreter they import none of the training machinery (torch, Lightning, Optuna, scikit-learn,
-scipy)."""
+"""`recommend`, `next --strategy similarity`, and `next` (auto) once its fit is cached, answer from a saved
+recommender or the store with numpy and pandas alone: in a fresh interpreter they import none of the training
+machinery (torch, Lightning, Optuna, scikit-learn, scipy)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def test_next_imports_no_training_library(saved):
     url, _, observed = saved
     assert imported_by(["next", "--db", url, *NEW[:2], "--protocol", "p", "--observed", str(observed),
                         "--budget", "3", "--strategy", "similarity"]) == []
+
+
+def test_next_auto_imports_no_training_library_once_fitted(saved, tmp_path, monkeypatch):
+    # the default `auto` fits on the store's history (scipy's weighted tau on inner folds) once per store revision;
+    # the next call reads that fit from the cache ($RECOMMENDER_CACHE, inherited by the fresh interpreter)
+    monkeypatch.setenv("RECOMMENDER_CACHE", str(tmp_path / "cache"))
+    url, _, observed = saved
+    argv = ["next", "--db", url, *NEW[:2], "--protocol", "p", "--observed", str(observed), "--budget", "3"]
+    assert main(argv) == 0
+    assert list((tmp_path / "cache" / "fits").glob("*.json"))
+    assert imported_by(argv) == []

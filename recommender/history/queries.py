@@ -92,6 +92,14 @@ class Queries:
             query = query.where(schema.scores.c.score.in_(list(names)))
         return self._read(query).drop(columns=["id", "key"])
 
+    def revision(self) -> str:
+        """What identifies the store's content: the revision each write of this package records in `meta` (a new
+        random one per write), and the rows per table (all a store that no such write has touched has to go by)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == schema.REVISION)).scalar()
+        counts = ",".join(f"{name}={n}" for name, n in self.counts().items())
+        return f"{found or 'none'};{counts}"
+
     def counts(self) -> dict[str, int]:
         """Rows per table."""
         with self.engine.connect() as conn:

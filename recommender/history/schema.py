@@ -18,6 +18,7 @@ SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
+REVISION = "revision"  # the meta row that each write sets to a new random value (`Queries.revision`)
 meta = Table(
     "meta", metadata,
     Column("key", String(64), primary_key=True),

@@ -8,6 +8,7 @@ only with `replace`). A conflict (a stored value that differs) rejects every bat
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,6 +87,11 @@ class Writer:
                 conflicts[batch.label] = found.found
             if problems:
                 raise IngestError(problems, conflicts)  # leaving the block rolls the transaction back
+            if any(counts[kind] for change in changes for counts in change.values()
+                   for kind in ("added", "updated", "replaced")):
+                # a new revision with the rows: fits on the store's history (`Queries.revision`) go stale
+                conn.execute(schema.meta.delete().where(schema.meta.c.key == schema.REVISION))
+                conn.execute(schema.meta.insert().values(key=schema.REVISION, value=uuid.uuid4().hex))
         return changes
 
     def _write_batch(self, conn: Connection, batch: Batch, problems: Batch, replace: bool) -> Changes:

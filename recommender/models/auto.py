@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
+from recommender.models.estimator import check_fitted
 from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import Ranker
 from recommender.models.reliability import (
@@ -218,6 +219,54 @@ class Auto(Ranker):
         self.history_ = train[[c for c in HISTORY if c in train.columns]].copy()
         self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
         return self
+
+    # --- the fitted state as plain values (`recommender.models.fit_cache` keeps it between calls) ---------------
+
+    def get_state(self) -> tuple[dict[str, object], dict[str, pd.DataFrame]]:
+        """The fitted state: JSON values (parameters, sources, the reliability line, shrinkage, spread factor,
+        fallback) and tables (the history the priors come from, the inner folds' taus)."""
+        check_fitted(self, "history_")
+        params = self.get_params()
+        values: dict[str, object] = {
+            "params": {**params, "scores": list(params["scores"])}, "sources": list(self.sources_),
+            "intercepts": [float(v) if np.isfinite(v) else None for v in self.intercepts_], "slope": self.slope_,
+            "shrinkage": self.shrinkage_, "spread_factor": self.spread_factor_, "fallback": self.fallback_}
+        return values, {"history": self.history_, "inner_taus": self.inner_taus_}
+
+    @classmethod
+    def from_state(cls, values: dict[str, object], tables: dict[str, pd.DataFrame]) -> Auto:
+        """The `Auto` whose `get_state` gave ``values`` and ``tables``, every field checked (a ValueError names the
+        first wrong one); the priors are computed again from the history."""
+        params = values["params"]
+        if not isinstance(params, dict):
+            raise ValueError("params must be an object")
+        est = cls(**{**params, "scores": tuple(params.get("scores", ()))})
+        est._validate_params()
+        sources, intercepts = values["sources"], values["intercepts"]
+        if not (isinstance(sources, list) and all(isinstance(s, str) for s in sources) and len(sources) >= 2):
+            raise ValueError("sources must be a list of names")
+        if not (isinstance(intercepts, list) and len(intercepts) == len(sources)
+                and all(v is None or isinstance(v, float) for v in intercepts)):
+            raise ValueError("intercepts must hold one number or null per source")
+        numbers = {name: values[name] for name in ("slope", "shrinkage", "spread_factor")}
+        if not all(isinstance(v, float) and np.isfinite(v) for v in numbers.values()):
+            raise ValueError("slope, shrinkage and spread_factor must be finite numbers")
+        fallback = values["fallback"]
+        if fallback is not None and not (isinstance(fallback, str) and fallback in sources):
+            raise ValueError("fallback must be null or a source")
+        history, taus = tables["history"], tables["inner_taus"]
+        if list(history.columns) != [c for c in HISTORY if c in history.columns] or "performance" not in history:
+            raise ValueError(f"the history must hold the columns {', '.join(HISTORY)}")
+        if list(taus.columns) != ["auto", *sources]:
+            raise ValueError("the inner taus must hold auto and each source")
+        est.sources_ = sources
+        est.intercepts_ = np.array([np.nan if v is None else v for v in intercepts], dtype=float)
+        est.slope_, est.shrinkage_, est.spread_factor_ = (float(numbers[n]) for n in numbers)  # type: ignore[arg-type]
+        est.fallback_ = fallback
+        est.inner_taus_ = taus
+        est.history_ = history
+        est.priors_ = Priors.fit(history, list(_protocols(history).unique()))
+        return est
 
     def _nested(self, records: list[Record], lines: dict[str, tuple[np.ndarray, float]], shrinkage: float
                 ) -> tuple[pd.DataFrame, np.ndarray]:

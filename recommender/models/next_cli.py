@@ -112,13 +112,21 @@ def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, can
     """`auto` fitted on every other dataset of the store's history of the dataset's modality (every protocol,
     every stored score), the candidates with the protocol and the dataset's stored scores, and a note."""
     from recommender.models.auto import Auto
+    from recommender.models.fit_cache import fitted_auto
     from recommender.models.pairs import wide_scores
 
-    modality = row.get("modality")
-    history, stored = store.scored_history(modality if isinstance(modality, str) else None, args.select)
-    history = history[(history["dataset"] != args.dataset) & history["performance"].notna()]
+    modality = row.get("modality") if isinstance(row.get("modality"), str) else None
     fixed = {} if args.tune else DEFAULTS["similarity"]
-    est = Auto(similarity=fixed).fit(history)
+
+    def fit() -> Auto:
+        history, _ = store.scored_history(modality, args.select)
+        return Auto(similarity=fixed).fit(history[(history["dataset"] != args.dataset)
+                                                  & history["performance"].notna()])
+
+    request = {"command": "next", "modality": modality, "select": args.select, "without": args.dataset,
+               "similarity": fixed}
+    est = fitted_auto(store, request, fit)
+    history, stored = est.history_, store.scores()
     mine = stored[stored["dataset"] == args.dataset]
     candidates = candidates.assign(protocol=protocol)
     if not mine.empty:  # scores logged for the dataset (`rank --log-scores`) join the evidence

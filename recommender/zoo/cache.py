@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import warnings
 from contextlib import suppress
@@ -13,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.files import write_atomic
+from recommender.files import cache_root, write_atomic
 
 
 def default_cache_dir() -> Path:
-    """$RECOMMENDER_CACHE, else ~/.cache/recommender/features."""
-    return Path(os.environ.get("RECOMMENDER_CACHE", Path.home() / ".cache" / "recommender")) / "features"
+    """$RECOMMENDER_CACHE/features, else ~/.cache/recommender/features."""
+    return cache_root() / "features"
 
 
 class FeatureCache:

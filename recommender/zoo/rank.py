@@ -129,15 +129,27 @@ def fit_auto(store: Store, scores: Sequence[str], modality: str | None) -> tuple
     the stored values of the scores computed (test values choose each pair's hyper-parameters where validation
     ones are missing: the store's `val` selection); None and why where the store holds too little to learn from."""
     from recommender.models.auto import Auto
+    from recommender.models.fit_cache import fitted_auto
+
+    def fit() -> Auto:
+        try:
+            history, _ = store.scored_history(modality, "val", scores)
+        except UserError as exc:  # an empty store, or none of this modality
+            raise TooLittleHistory(str(exc)) from None
+        if history["dataset"].nunique() < 2:
+            raise TooLittleHistory(f"the store holds fewer than 2 {modality or ''} datasets to learn from")
+        return Auto(tuple(scores)).fit(history)
 
     try:
-        history, _ = store.scored_history(modality, "val", scores)
-    except UserError as exc:  # an empty store, or none of this modality
+        est = fitted_auto(store, {"command": "rank", "modality": modality, "scores": list(scores)}, fit)
+    except TooLittleHistory as exc:
         return None, str(exc)
-    if history["dataset"].nunique() < 2:
-        return None, f"the store holds fewer than 2 {modality or ''} datasets to learn from"
-    return Auto(tuple(scores)).fit(history), (f"fitted on the store's {len(history)} {modality or ''} pairs of "
-                                              f"{history['protocol'].nunique()} protocol(s)")
+    return est, (f"fitted on the store's {len(est.history_)} {modality or ''} pairs of "
+                 f"{est.history_['protocol'].nunique()} protocol(s)")
+
+
+class TooLittleHistory(Exception):
+    """The store holds too little of the modality for `auto` to learn from (`fit_auto` says why)."""
 
 
 def auto_from_store(url: str | None, scores: Sequence[str], modality: str | None) -> tuple[tuple[Auto, str] | None,
