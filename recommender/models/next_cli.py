@@ -155,11 +155,10 @@ def run_next_configs(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from recommender.history import open_store
-    from recommender.history.ingest import read_table
     from recommender.models.configs import next_configs, observed_configs, recommend_configs
     from recommender.models.factory import load_recommender
     from recommender.models.observed import rows_for_dataset
-    from recommender.models.request_files import dataset_requests
+    from recommender.models.request_files import dataset_requests, read_user_table
 
     facts = {"examples": args.examples, "classes": args.classes, "group": args.group, "modality": args.modality}
     requests = dataset_requests([args.dataset], None, **facts)
@@ -171,9 +170,9 @@ def run_next_configs(args: argparse.Namespace) -> int:
     observed = pd.DataFrame({"model": logged["model"], "lr": logged["lr"], "epochs": logged["epochs"],
                              "performance": logged["measured"]})
     sources = [f"{len(observed)} configuration(s) logged in the store for {args.dataset}"]
-    if args.observed:
-        rows, left = rows_for_dataset(read_table(args.observed), args.observed, args.dataset)
-        given = observed_configs(rows, args.observed, set(table["model"]), table)
+    if (results := read_user_table(args.observed)) is not None:
+        rows, left = rows_for_dataset(results.frame, results.label, args.dataset)
+        given = observed_configs(rows, results.label, set(table["model"]), table)
         keys = ["model", "lr", "epochs"]
         stored = observed.set_index(keys).index.isin(given.set_index(keys).index)
         sources.append(f"{len(given)} from {args.observed}" + (f" (overriding {stored.sum()} stored)" if stored.any()
