@@ -70,6 +70,9 @@ def styles(strategies: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+ACRONYMS = {"lr": "LR", "fm": "FM"}  # linear regression, factorization machine
+
+
 def axis_label(strategy: str) -> str:
     """What a strategy's prediction is, in its units, for an axis."""
     head, _, rest = strategy.partition(":")
@@ -77,8 +80,9 @@ def axis_label(strategy: str) -> str:
         return SCORE_LABELS.get(rest, rest)
     if strategy in AGNOSTIC_LABELS:
         return AGNOSTIC_LABELS[strategy]
-    if family(strategy) == "learned":
-        return f"{strategy.upper()} prediction (z within dataset)"
+    if family(strategy) == "learned":  # the recommenders' acronyms in capitals, other names as written
+        name = "+".join(ACRONYMS.get(part, part) for part in strategy.split("+"))
+        return f"{name} prediction (z within dataset)"
     return f"{strategy} preference"
 
 

@@ -1,6 +1,6 @@
 """Figure styles: every strategy of a figure is told apart by colour, marker or face, and families keep colours."""
 
-from recommender.evaluation.plots import FAMILY_COLOURS, MARKERS, _darker, family, styles
+from recommender.evaluation.plots import FAMILY_COLOURS, MARKERS, _darker, axis_label, family, styles
 
 # the offline benchmark's LOO legend: 11 task-aware scores and 10 learned rows, more than the 7 markers
 OFFLINE = ["oracle", "random", "size", "mean-perf",
@@ -29,3 +29,10 @@ def test_darker_mixes_with_black():
     assert _darker("#FF8000", 0.5) == "#804000"
     assert _darker("#E69F00", 0.0) == "#E69F00"
     assert _darker("#E69F00", 1.0) == "#000000"
+
+
+def test_axis_labels_capitalise_only_the_recommenders_acronyms():
+    assert [axis_label(s) for s in ("lr", "fm", "lr+logme", "auto", "auto+logme")] == [
+        "LR prediction (z within dataset)", "FM prediction (z within dataset)",
+        "LR+logme prediction (z within dataset)", "auto prediction (z within dataset)",
+        "auto+logme prediction (z within dataset)"]
