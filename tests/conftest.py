@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,8 +67,8 @@ def _exclusive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
     A lock file in the run's shared temporary folder, not xdist's `xdist_group`: that works only with
     `--dist loadgroup`, and pytest >= 9.2 no longer reads the group xdist 3.8 writes into the test ids."""
-    mark = request.node.get_closest_marker("exclusive")
-    if mark is None:
+    names = sorted({mark.args[0] for mark in request.node.iter_markers("exclusive")})  # sorted: no deadlock
+    if not names:
         yield
         return
     from filelock import FileLock
@@ -75,7 +76,9 @@ def _exclusive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     # the parent of a worker's base temp is shared by the run's workers (the base temp itself without xdist)
     base = tmp_path_factory.getbasetemp()
     folder = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    with FileLock(folder / f"exclusive-{mark.args[0]}.lock"):
+    with ExitStack() as held:
+        for name in names:
+            held.enter_context(FileLock(folder / f"exclusive-{name}.lock"))
         yield
 
 

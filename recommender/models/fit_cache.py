@@ -11,11 +11,14 @@ go first.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +36,8 @@ FORMAT = "recommender-fitted-auto"
 FORMAT_VERSION = 1
 MAX_ENTRIES = 32  # one per (store state, modality, left-out dataset): a few MiB each
 MAX_JSON_BYTES = 1 << 20
+TABLES = ("history", "inner_taus")  # `Auto.get_state`'s tables
+LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy")  # their versions are part of the key: they compute and read it
 
 
 def fits_folder() -> Path:
@@ -50,27 +55,39 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def entry_key(store: Store, request: Mapping[str, object]) -> str:
-    """The entry's name: a hash of the store's URL and revision, the code, and ``request`` (JSON values)."""
-    described = {"store": store.url, "revision": store.revision(), "code": code_fingerprint(),
-                 "request": dict(request)}
+@cache
+def library_versions() -> dict[str, str]:
+    """The installed versions of ``LIBRARIES`` (read from their metadata: nothing is imported)."""
+    return {name: version(name) for name in LIBRARIES}
+
+
+def entry_key(store: Store, revision: str, request: Mapping[str, object]) -> str:
+    """The entry's name: a hash of the store's URL and ``revision``, the code and the libraries' versions that
+    compute and read the fit, and ``request`` (JSON values)."""
+    described = {"store": store.url, "revision": revision, "code": code_fingerprint(),
+                 "libraries": library_versions(), "request": dict(request)}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def fitted_auto(store: Store, request: Mapping[str, object], fit: Callable[[], Auto]) -> Auto:
     """The `Auto` that ``fit`` returns for ``request`` on ``store``: from the cache where an entry for the store's
-    current revision passes every check, else fitted now and kept."""
+    current revision passes every check, else fitted now and kept (unless the store changed during the fit)."""
     folder = fits_folder()
-    key = entry_key(store, request)
+    revision = store.revision()
+    key = entry_key(store, revision, request)
     found = read_entry(folder, key)
     if found is not None:
-        os.utime(folder / f"{key}.json")  # recently used: pruned last
+        with suppress(OSError):  # recently used, pruned last; a cache of another user's or read-only: as it is
+            os.utime(folder / f"{key}.json")
         return found
     est = fit()
+    if store.revision() != revision:  # written to meanwhile: the fit may hold rows of a later revision
+        return est
     try:
         write_entry(folder, key, est)
         prune(folder)
-    except OSError as exc:  # a read-only or full cache costs speed, never the answer
+    # a read-only or full cache, or a state pyarrow or JSON cannot hold, costs speed, never the answer
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
         warnings.warn(f"could not keep the fitted auto in {folder}: {exc}", stacklevel=2)
     return est
 
@@ -107,12 +124,14 @@ def read_entry(folder: Path, key: str) -> Auto | None:
         if (not isinstance(entry, dict) or entry.get("format") != FORMAT
                 or entry.get("format_version") != FORMAT_VERSION or not isinstance(entry.get("tables"), dict)):
             return None
+        if set(entry["tables"]) != set(TABLES):
+            return None
         tables = {}
         for name, checksum in entry["tables"].items():
-            table = folder / f"{key}.{name}.parquet"
-            if _sha256(table) != checksum:
+            data = (folder / f"{key}.{name}.parquet").read_bytes()  # read once: the bytes checked are those parsed
+            if hashlib.sha256(data).hexdigest() != checksum:
                 return None
-            tables[name] = pd.read_parquet(table)
+            tables[name] = pd.read_parquet(io.BytesIO(data))
         return Auto.from_state(entry["values"], tables)
     except (OSError, ValueError, KeyError, TypeError, RecursionError, UserError):
         return None  # unreadable or damaged: fitted again, and the entry replaced

@@ -115,7 +115,34 @@ def test_changed_code_refits(store, monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize("damage", ["table bytes", "json", "field", "missing table"])
+def test_a_cache_that_cannot_be_touched_still_answers(store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    first = fitted_auto(store, {}, _counting_fit(store, calls))
+
+    def refuse(*args: object) -> None:
+        raise PermissionError("another user's cache")
+
+    monkeypatch.setattr(fit_cache.os, "utime", refuse)  # marking the entry used fails: the entry still serves
+    _same(first, fitted_auto(store, {}, _counting_fit(store, calls)))
+    assert len(calls) == 1
+
+
+def test_a_fit_during_which_the_store_changed_is_not_kept(store, tmp_path: Path) -> None:
+    calls: list[int] = []
+    fit = _counting_fit(store, calls)
+
+    def fit_then_write() -> Auto:
+        fitted = fit()
+        _jobs(range(6, 7), 5).to_csv(tmp_path / "meanwhile.csv", index=False)
+        ingest_file(store, tmp_path / "meanwhile.csv", kind="jobs")  # another process writes during the fit
+        return fitted
+
+    fitted_auto(store, {}, fit_then_write)
+    assert not list(fits_folder().glob("*.json"))  # the fit saw rows of the older revision only: not kept
+    assert fitted_auto(store, {}, fit).history_["dataset"].nunique() == 7 and len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["table bytes", "json", "field", "missing table", "table name"])
 def test_a_damaged_entry_is_fitted_again_and_replaced(store, damage: str) -> None:
     calls: list[int] = []
     first = fitted_auto(store, {}, _counting_fit(store, calls))
@@ -128,6 +155,11 @@ def test_a_damaged_entry_is_fitted_again_and_replaced(store, damage: str) -> Non
     elif damage == "field":
         state = json.loads(entry.read_text())
         state["values"]["intercepts"] = "x"
+        entry.write_text(json.dumps(state))
+    elif damage == "table name":  # tables other than auto's own are never read, checksum or not
+        state = json.loads(entry.read_text())
+        state["tables"]["extra"] = state["tables"]["history"]
+        table.with_name(f"{entry.stem}.extra.parquet").write_bytes(table.read_bytes())
         entry.write_text(json.dumps(state))
     else:
         table.unlink()
