@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -57,8 +58,10 @@ def code_fingerprint() -> str:
 
 @cache
 def library_versions() -> dict[str, str]:
-    """The installed versions of ``LIBRARIES`` (read from their metadata: nothing is imported)."""
-    return {name: version(name) for name in LIBRARIES}
+    """The installed versions of ``LIBRARIES``: of those imported already, their own; of the others, from their
+    metadata (importing scipy would cost more than the cache saves)."""
+    return {name: getattr(sys.modules[name], "__version__", None) or version(name) if name in sys.modules
+            else version(name) for name in LIBRARIES}
 
 
 def entry_key(store: Store, revision: str, request: Mapping[str, object]) -> str:
