@@ -17,7 +17,8 @@ DEFAULTS = {"similarity": {"beta": 5.0, "shrink": 4.0}}
 DESCRIPTION = """\
 The next model(s) to fine-tune on a dataset, given the results already observed there (its jobs in
 the store and an --observed file): an adaptive search learned from every other dataset of the
-protocol.
+protocol. The default, auto, is fitted on the store's history on the first call and kept in
+$RECOMMENDER_CACHE/fits (~/.cache/recommender/fits) until the store changes.
 
 example:
   recommender next --dataset dtd --budget 3

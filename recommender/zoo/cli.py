@@ -23,7 +23,9 @@ from recommender.zoo.zoos import ZOOS
 RANK_DESCRIPTION = """\
 Rank candidate models for a dataset: extract each model's pooled features (cached on
 disk), compute transferability scores and, with --recommender, the learned recommender's
-prediction. Prints the top-k models with the seconds each step took.
+prediction. Prints the top-k models with the seconds each step took. Without --recommender,
+auto orders them: fitted on the store's history on the first call, kept in $RECOMMENDER_CACHE/fits
+until the store changes.
 
 example:
   recommender rank --data bbc_news --n 300 --zoo text-offline --top-k 3"""
