@@ -25,6 +25,15 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _PART = re.compile(rf"\.(?:recommender-)?part-{_HOST}-(\d+)-[0-9a-f]{{8}}(?:-.*)?", re.DOTALL)
 
 
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def cache_root() -> Path:
     """The folder of everything the package caches (features, models, fitted recommenders): $RECOMMENDER_CACHE,
     else ~/.cache/recommender."""

@@ -27,7 +27,7 @@ import pandas as pd
 
 import recommender
 from recommender.errors import UserError
-from recommender.files import cache_root, write_atomic
+from recommender.files import cache_root, file_sha256, write_atomic
 
 if TYPE_CHECKING:
     from recommender.history.store import Store
@@ -95,11 +95,6 @@ def fitted_auto(store: Store, request: Mapping[str, object], fit: Callable[[], A
     return est
 
 
-def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_entry(folder: Path, key: str, est: Auto) -> None:
     """Write ``est``'s state as entry ``key``: the tables first, then the JSON that names their checksums."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,7 +104,7 @@ def write_entry(folder: Path, key: str, est: Auto) -> None:
         def write(part: Path, table: pd.DataFrame = table) -> None:
             table.to_parquet(part, index=False)
 
-        checksums[name] = _sha256(write_atomic(folder / f"{key}.{name}.parquet", write))
+        checksums[name] = file_sha256(write_atomic(folder / f"{key}.{name}.parquet", write))
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "values": values,
                        "tables": checksums}, allow_nan=False)
     write_atomic(folder / f"{key}.json", lambda part: part.write_text(text, encoding="utf-8"))

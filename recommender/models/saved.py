@@ -7,7 +7,6 @@ Everything is checked before use, so a shared folder can hold wrong numbers at w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ import numpy as np
 
 from recommender.arrays import npz_array
 from recommender.errors import UserError
-from recommender.files import write_atomic
+from recommender.files import file_sha256, write_atomic
 
 FORMAT = "recommender-state"
 FORMAT_VERSION = 1
@@ -29,15 +28,6 @@ NPY_HEADER_BYTES = 4096  # room for an .npy header beside the array's own bytes
 ZIP_ENTRY_BYTES = 1024  # room for a zip entry's headers (np.savez stores arrays uncompressed)
 MAX_WEIGHT_BYTES = 1 << 30  # a recommender over a few thousand models and datasets needs a few MiB
 ArraySpec = Mapping[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype)
-
-
-def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_saved(folder: Path, meta: dict[str, object], arrays: Mapping[str, np.ndarray]) -> Path:
@@ -52,7 +42,7 @@ def write_saved(folder: Path, meta: dict[str, object], arrays: Mapping[str, np.n
     def write_weights(part: Path) -> None:
         # mypy cannot tell that the array names exclude savez's own `allow_pickle` keyword
         np.savez(part, **arrays)  # type: ignore[arg-type]
-        digest["sha256"] = _sha256(part)
+        digest["sha256"] = file_sha256(part)
 
     write_atomic(folder / WEIGHTS_FILE, write_weights)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "weights": digest}
@@ -117,7 +107,7 @@ def read_weights(folder: str | Path, meta: Mapping[str, object], spec: ArraySpec
     if path.stat().st_size > limit + ZIP_ENTRY_BYTES:  # before hashing: the file may be a link to a huge one
         raise UserError(f"{path}: {path.stat().st_size} bytes, more than the {limit + ZIP_ENTRY_BYTES} that "
                         f"{META_FILE}'s arrays take: not the weights of this recommender")
-    if _sha256(path) != pinned["sha256"]:
+    if file_sha256(path) != pinned["sha256"]:
         raise UserError(f"{path} does not match {META_FILE} (changed, truncated or left by another save): "
                         f"retrain or copy the whole folder again")
     with open(path, "rb") as fh:

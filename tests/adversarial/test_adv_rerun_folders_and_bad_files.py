@@ -336,7 +336,7 @@ def test_a_weights_link_to_a_huge_file_is_refused_before_hashing(lr_folder: Path
     def no_hashing(path: Path) -> str:
         raise AssertionError("hashed")
 
-    monkeypatch.setattr(saved, "_sha256", no_hashing)
+    monkeypatch.setattr(saved, "file_sha256", no_hashing)
     line = _recommend_fails(lr_folder, tmp_path, capsys)
     assert line.startswith(f"recommender recommend: error: {lr_folder / 'weights.npz'}: {8 << 30} bytes, more than ")
 
