@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
 import traceback
 import warnings
@@ -49,10 +50,11 @@ def user_facing(exc: BaseException) -> bool:
     """Whether exc is an error of the user's input or environment (bad input, files, folders, URLs, servers),
     printed as one line without a traceback; anything else is a bug and shows its traceback.
 
-    A corrupt zip (.npz) raises BadZipFile, which is not an OSError. SQLAlchemy's errors count only where a command
-    loaded SQLAlchemy (it cannot raise them otherwise), so that start-up need not import it."""
+    A corrupt zip (.npz) raises BadZipFile, which is not an OSError; a store file that is no database, sqlite3's
+    error (the store reads SQLite files with sqlite3). SQLAlchemy's errors count only where a command loaded
+    SQLAlchemy (it cannot raise them otherwise), so that start-up need not import it."""
     sqlalchemy = sys.modules.get("sqlalchemy.exc")
-    kinds = (UserError, OSError, BadZipFile, *((sqlalchemy.SQLAlchemyError,) if sqlalchemy else ()))
+    kinds = (UserError, OSError, BadZipFile, sqlite3.Error, *((sqlalchemy.SQLAlchemyError,) if sqlalchemy else ()))
     return isinstance(exc, kinds)
 
 
@@ -96,7 +98,8 @@ def error_lines(exc: BaseException) -> list[str]:
     """The message lines to print for a user error (several for a list of problems)."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     sqlalchemy = sys.modules.get("sqlalchemy.exc")
-    if sqlalchemy and isinstance(exc, sqlalchemy.SQLAlchemyError):  # later lines: SQL, parameters, a link
+    if isinstance(exc, sqlite3.Error) or sqlalchemy and isinstance(exc, sqlalchemy.SQLAlchemyError):
+        # later lines: SQL, parameters, a link
         return [f"{type(exc).__name__}: {lines[0] if lines else ''}"]
     return lines or [type(exc).__name__]
 

@@ -18,7 +18,8 @@ MODELS = [f"m{i}" for i in range(12)]
 # the flags of a new image dataset named "target", for `recommend` and `next` on make_store's store
 NEW = ["--dataset", "target", "--examples", "800", "--classes", "10", "--group", "g", "--modality", "image"]
 
-TRAINING = ("torch", "lightning", "optuna", "sklearn", "scipy", "matplotlib")
+# what answering from a saved recommender or a SQLite store never needs: training, plotting, SQLAlchemy (writes)
+NOT_ANSWERING = ("torch", "lightning", "optuna", "sklearn", "scipy", "matplotlib", "sqlalchemy", "alembic")
 
 
 def make_store(folder: Path) -> tuple[str, str]:
@@ -47,10 +48,10 @@ def make_store(folder: Path) -> tuple[str, str]:
 
 
 def imported_by(argv: list[str]) -> list[str]:
-    """The TRAINING modules loaded by running the command in a fresh interpreter (which must succeed)."""
+    """The NOT_ANSWERING modules loaded by running the command in a fresh interpreter (which must succeed)."""
     code = ("import json, sys\nfrom recommender.cli import main\n"
             f"code = main({argv!r})\n"
-            f"print(json.dumps([code, [m for m in {TRAINING!r} if m in sys.modules]]))")
+            f"print(json.dumps([code, [m for m in {NOT_ANSWERING!r} if m in sys.modules]]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert code == 0, done.stderr

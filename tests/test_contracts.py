@@ -31,13 +31,14 @@ def test_pair_table_columns_as_docs_contracts_lists_them():
 
 def test_every_user_of_the_facts_takes_them_from_contracts():
     from recommender.history import schema
+    from recommender.history.records import ID_COLUMN
     from recommender.models.features import BLOCKS
     from recommender.zoo.provider import ModelFacts
 
     for kind, facts in [("models", contracts.MODEL_FACTS), ("datasets", contracts.DATASET_FACTS),
                         ("protocols", contracts.PROTOCOL_FACTS)]:
         table = schema.metadata.tables[kind]
-        assert {c.name for c in table.columns} - {schema.ID_COLUMN[kind], "source", "extra"} == set(facts)
+        assert {c.name for c in table.columns} - {ID_COLUMN[kind], "source", "extra"} == set(facts)
     assert tuple(f.name for f in dataclasses.fields(ModelFacts)) == contracts.MODEL_FACTS
     assert ModelFacts(family="vit", params_m=86.0).as_row().keys() == set(contracts.MODEL_FACTS)
     assert set(BLOCKS["m_side"].categorical + BLOCKS["m_side"].scalar) == set(contracts.MODEL_FACTS)

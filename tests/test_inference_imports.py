@@ -1,6 +1,7 @@
 """`recommend`, `next --strategy similarity`, and `next` (auto) once its fit is cached, answer from a saved
 recommender or the store with numpy and pandas alone: in a fresh interpreter they import none of the training
-machinery (torch, Lightning, Optuna, scikit-learn, scipy)."""
+machinery (torch, Lightning, Optuna, scikit-learn, scipy), and, on a SQLite store, no SQLAlchemy (read with the
+standard library's sqlite3)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ The names below load on first use (PEP 562), so that `recommender --help` does n
 
 from recommender.lazy import lazy_exports
 
-_EXPORTS = {"default_path": "engine", "resolve_url": "engine", "IngestError": "store", "Store": "store",
+_EXPORTS = {"default_path": "url", "resolve_url": "url", "IngestError": "store", "Store": "store",
             "open_store": "store"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,8 +14,9 @@ from recommender.cli_args import add_db_argument, add_quiet_argument
 if TYPE_CHECKING:  # the store modules (SQLAlchemy, pandas) load when a command runs: `--help` stays instant
     import pandas as pd
 
+    from recommender.errors import IngestError
     from recommender.history.records import Batch
-    from recommender.history.writer import Changes, IngestError
+    from recommender.history.writer import Changes
 
 DESCRIPTION = """\
 The training-history store: fine-tuning jobs (yours and the bundled published histories), model and
@@ -117,8 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _init(args: argparse.Namespace) -> int:
     """Create the store and load the bundled history (again: nothing is added twice)."""
     from recommender.history.bundled import load_bundled
-    from recommender.history.engine import shown_url
     from recommender.history.store import store_for_writing
+    from recommender.history.url import shown_url
 
     start = time.perf_counter()
     with store_for_writing(args.db) as store:
@@ -267,8 +268,8 @@ def _write(args: argparse.Namespace, make: Callable[[], list[Batch]], command: s
 
 def _upgrade(args: argparse.Namespace) -> int:
     """Upgrade the store's schema in place."""
-    from recommender.history.engine import shown_url
     from recommender.history.store import Store
+    from recommender.history.url import shown_url
 
     store = Store(args.db, check=False)
     before, after = store.upgrade()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.files import check_output_files, write_output_folder
-from recommender.history.engine import sqlite_path
 from recommender.history.records import EXTRA_PREFIX, HP_PREFIX, text_or_none
 from recommender.history.store import Store
+from recommender.history.url import sqlite_path
 
 KINDS = ("jobs", "models", "datasets", "scores", "protocols", "dataset_aliases")  # the exported tables, in order
 JOB_COLUMNS = ["model", "dataset", "protocol", "metric", "value", "val_value", "seconds", "source", "seed", "run",

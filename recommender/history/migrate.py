@@ -15,7 +15,9 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 
 from recommender.errors import UserError
 from recommender.history import schema
-from recommender.history.engine import shown_url, write_transaction
+from recommender.history.engine import write_transaction
+from recommender.history.url import shown_url
+from recommender.history.version import SCHEMA_VERSION, VERSION_KEY, check_version, parse_version
 
 if TYPE_CHECKING:  # Alembic loads only when a store is created or upgraded
     from alembic.config import Config
@@ -31,33 +33,11 @@ def revision_of(version: int) -> str:
 
 
 def stored_version(conn: Connection, url: str) -> int | None:
-    """The schema version recorded in the store, None where there is no store (no `meta` table); a `meta` table
-    without a version, or with one that is no number, is a damaged store (one line)."""
-    if not inspect(conn).has_table("meta"):
-        return None
-    found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
-    if found is None:
-        raise UserError(f"{shown_url(url)} has a table meta without a schema_version row: not a store of this "
-                        "program, or a damaged one (use another --db)")
-    try:
-        return int(str(found))
-    except ValueError:
-        raise UserError(f"store {shown_url(url)}: meta.schema_version is {found!r}, not a version number (a damaged "
-                        "store)") from None
-
-
-def check_version(found: int | None, url: str) -> None:
-    """Refuse a database that holds no store, an older store (point to the upgrade) or a newer one."""
-    if found is None:
-        raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
-    if found < schema.SCHEMA_VERSION:
-        raise UserError(f"store {shown_url(url)} has schema version {found}; "
-                        f"this code reads version {schema.SCHEMA_VERSION}: "
-                        f"run `recommender history --db {shown_url(url)} upgrade` (keeps every row)")
-    if found > schema.SCHEMA_VERSION:
-        raise UserError(f"store {shown_url(url)} has schema version {found}, "
-                        f"newer than this code's {schema.SCHEMA_VERSION}: "
-                        "upgrade the recommender package")
+    """The schema version recorded in the store, None where there is no store (`version.parse_version`)."""
+    has_meta = inspect(conn).has_table("meta")
+    value = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == VERSION_KEY)).scalar() \
+        if has_meta else None
+    return parse_version(has_meta, value, url)
 
 
 def create_or_check(conn: Connection, url: str) -> None:
@@ -82,19 +62,19 @@ def upgrade(engine: Engine, url: str) -> tuple[int, int]:
         before = stored_version(conn, url)
         if before is None:
             raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
-        if before > schema.SCHEMA_VERSION:
+        if before > SCHEMA_VERSION:
             check_version(before, url)
         if _stamped_revision(conn, url) is None:  # a store from before the migrations: say where it stands
-            _run(conn, "stamp", revision_of(schema.SCHEMA_VERSION if _has_newest_tables(conn) else before))
+            _run(conn, "stamp", revision_of(SCHEMA_VERSION if _has_newest_tables(conn) else before))
         _run(conn, "upgrade", "head")
         after = stored_version(conn, url)
-        if after != schema.SCHEMA_VERSION:
+        if after != SCHEMA_VERSION:
             if not _has_newest_tables(conn):
                 raise UserError(f"store {shown_url(url)}: meta.schema_version says {after}, but its tables are at "
-                                f"neither that version nor {schema.SCHEMA_VERSION} (a damaged store)")
-            conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version")
-                         .values(value=str(schema.SCHEMA_VERSION)))
-            after = schema.SCHEMA_VERSION
+                                f"neither that version nor {SCHEMA_VERSION} (a damaged store)")
+            conn.execute(schema.meta.update().where(schema.meta.c.key == VERSION_KEY)
+                         .values(value=str(SCHEMA_VERSION)))
+            after = SCHEMA_VERSION
     return before, after
 
 
@@ -109,7 +89,7 @@ def _stamped_revision(conn: Connection, url: str) -> str | None:
     if not inspect(conn).has_table(VERSION_TABLE):
         return None
     rows = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
-    known = [revision_of(version) for version in range(2, schema.SCHEMA_VERSION + 1)]
+    known = [revision_of(version) for version in range(2, SCHEMA_VERSION + 1)]
     if len(rows) > 1 or (rows and rows[0] not in known):
         raise UserError(f"store {shown_url(url)}: its version table {VERSION_TABLE} holds {', '.join(map(repr, rows))}"
                         f", not one of this code's revisions ({', '.join(known)}): empty it (DELETE FROM "

@@ -59,15 +59,17 @@ class PairTables(Queries):
         return wide[list(names)].rename(columns=score_column).reset_index().rename_axis(columns=None)
 
     def pair_table(self, protocol: str | Sequence[str], modality: str | None = None, scores: Sequence[str] = (),
-                   select: str = "val", metric: str | None = None, score_source: str | None = None) -> pd.DataFrame:
+                   select: str = "val", metric: str | None = None, score_source: str | None = None,
+                   stored: pd.DataFrame | None = None) -> pd.DataFrame:
         """The pair table of docs/contracts.md for one protocol, a list of them, or "all" (every stored protocol).
 
         Pairs are identified within one (dataset, protocol); each row carries its `protocol` and the protocol's
         facts as `p_<fact>`, with `p_examples` the training examples on that dataset (`examples` too, falling back
         to `examples_full` where the protocol does not say). Scores as `score_table` picks them (per model and
-        dataset, whatever the protocol). Each protocol's performance uses `metric`, or its own default metric.
+        dataset, whatever the protocol). Each protocol's performance uses `metric`, or its own default metric
+        (``stored``: `protocols()`, where the caller has read it already).
         """
-        stored = self.protocols()  # read once: it counts every job
+        stored = self.protocols() if stored is None else stored  # read once: it counts every job
         names = protocol_names(protocol, list(stored["protocol"].unique()))
         pairs = pd.concat([self.pairs(name, select, metric, modality, stored).assign(protocol=name) for name in names],
                           ignore_index=True)

@@ -1,48 +1,100 @@
-"""Reading the store: its tables as pandas DataFrames (jobs, features, scores, aliases, protocols, counts)."""
+"""Reading the store: its tables as pandas DataFrames (jobs, features, scores, aliases, protocols, counts).
+
+The queries are SQL text that SQLite and PostgreSQL read alike. A SQLite file is read with the standard library's
+sqlite3 (no SQLAlchemy to import: `recommend` and `next` answer sooner); another store through its engine.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, TextClause, select, text
 
 from recommender.errors import UserError
-from recommender.history import schema
+from recommender.history.url import file_uri, read_only_uri, sqlite_file
+from recommender.history.version import REVISION, VERSION_KEY, parse_version
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 TABLES = ("jobs", "models", "datasets", "scores", "dataset_aliases", "protocols", "protocol_datasets")
 
 
+def _columns(names: Sequence[str]) -> str:
+    """A select list of quoted column names (`group` is a keyword)."""
+    return ", ".join(f'"{name}"' for name in names)
+
+
 class Queries:
-    """The read queries of a store (a base of `Store`; needs only its `engine`)."""
+    """The read queries of a store (a base of `Store`; needs its `url`, and `read_only`: whether the engine, where
+    one is needed, may write)."""
 
-    engine: Engine
+    url: str
+    read_only: bool
 
-    def _read(self, query: Select | TextClause) -> pd.DataFrame:
-        """Run a query and return a DataFrame."""
-        with self.engine.connect() as conn:
-            return pd.read_sql(query, conn)
+    @cached_property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine on the store, made on first use (reads of a SQLite file need none)."""
+        from recommender.history.engine import make_engine
+
+        return make_engine(self.url, read_only=self.read_only)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection | Connection]:
+        """A connection to read from: sqlite3's on a SQLite file (read-only where this process cannot write it;
+        never creating the file), else the engine's."""
+        path = sqlite_file(self.url)
+        if path is None:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        uri = read_only_uri(path) or file_uri(path, "rw")
+        with closing(sqlite3.connect(uri, uri=True, timeout=60)) as conn:
+            yield conn
+
+    def _read(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a query (SQL text with :name parameters) and return a DataFrame."""
+        with self._connection() as conn:
+            if isinstance(conn, sqlite3.Connection):
+                return pd.read_sql(sql, conn, params=params)
+            from sqlalchemy import text
+
+            return pd.read_sql(text(sql), conn, params=params)
+
+    def stored_version(self) -> int | None:
+        """The schema version recorded in the store, None where there is no store (`version.parse_version`)."""
+        with self._connection() as conn:
+            if not isinstance(conn, sqlite3.Connection):
+                from recommender.history import migrate
+
+                return migrate.stored_version(conn, self.url)
+            has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone() if has_meta else None
+            return parse_version(has_meta is not None, None if row is None else row[0], self.url)
 
     def jobs(self, protocol: str | None = None, model: str | None = None, dataset: str | None = None,
              metric: str | None = None, source: str | None = None, modality: str | None = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The jobs of a selection (every given filter must match), hyper-parameters as a JSON text column;
         only ``columns`` where named (reading fewer is faster)."""
-        table = schema.jobs
-        query = select(table) if columns is None else select(*(table.c[name] for name in ["id", "key", *columns]))
+        chosen = "*" if columns is None else _columns(["id", "key", *columns])
         dataset = None if dataset is None else self.resolve_dataset(dataset)
-        for column, value in (("protocol", protocol), ("model", model), ("dataset", dataset),
-                              ("metric", metric), ("source", source)):
-            if value is not None:
-                query = query.where(table.c[column] == value)
+        given = {name: value for name, value in (("protocol", protocol), ("model", model), ("dataset", dataset),
+                                                  ("metric", metric), ("source", source)) if value is not None}
+        where = [f'"{name}" = :{name}' for name in given]
         if modality is not None:
-            query = query.where(table.c.dataset.in_(select(schema.datasets.c.dataset)
-                                                    .where(schema.datasets.c.modality == modality)))
-        return self._read(query.order_by(table.c.id)).drop(columns=["id", "key"])
+            where.append("dataset IN (SELECT dataset FROM datasets WHERE modality = :modality)")
+            given["modality"] = modality
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        return self._read(f"SELECT {chosen} FROM jobs{condition} ORDER BY id", given).drop(columns=["id", "key"])
 
     def aliases(self) -> pd.DataFrame:
         """Every dataset alias: alias, dataset (canonical), source."""
-        return self._read(select(schema.dataset_aliases).order_by(schema.dataset_aliases.c.alias))
+        return self._read("SELECT * FROM dataset_aliases ORDER BY alias")
 
     def alias_map(self) -> dict[str, str]:
         """alias -> canonical dataset."""
@@ -50,22 +102,21 @@ class Queries:
 
     def resolve_dataset(self, name: str) -> str:
         """The canonical name of a dataset (a name that is no alias is returned as it is)."""
-        found = self._read(select(schema.dataset_aliases.c.dataset).where(schema.dataset_aliases.c.alias == name))
+        found = self._read("SELECT dataset FROM dataset_aliases WHERE alias = :name", {"name": name})
         return name if found.empty else str(found["dataset"].iloc[0])
 
     def protocol_facts(self) -> pd.DataFrame:
         """Every protocol with its facts (history, examples or train fraction, epochs, learning rates, ...)."""
-        return self._read(select(schema.protocols).order_by(schema.protocols.c.protocol))
+        return self._read("SELECT * FROM protocols ORDER BY protocol")
 
     def protocol_examples(self) -> pd.DataFrame:
         """Training examples per (protocol, dataset), where a protocol's count varies by dataset."""
-        table = schema.protocol_datasets
-        return self._read(select(table).order_by(table.c.protocol, table.c.dataset))
+        return self._read("SELECT * FROM protocol_datasets ORDER BY protocol, dataset")
 
     def protocols(self) -> pd.DataFrame:
         """Each protocol with its metrics and number of jobs."""
-        return self._read(text("SELECT protocol, metric, COUNT(*) AS jobs FROM jobs GROUP BY protocol, metric "
-                               "ORDER BY protocol, metric"))
+        return self._read("SELECT protocol, metric, COUNT(*) AS jobs FROM jobs GROUP BY protocol, metric "
+                          "ORDER BY protocol, metric")
 
     def default_metric(self, protocol: str, stored: pd.DataFrame | None = None) -> str:
         """The metric a protocol's performance uses by default: its most frequent (ties: alphabetical first).
@@ -79,28 +130,26 @@ class Queries:
 
     def model_features(self) -> pd.DataFrame:
         """Every stored model with its features (extra features as JSON text in `extra`)."""
-        return self._read(select(schema.models).order_by(schema.models.c.model))
+        return self._read("SELECT * FROM models ORDER BY model")
 
     def dataset_features(self) -> pd.DataFrame:
         """Every stored dataset with its features (examples = the full official train split)."""
-        return self._read(select(schema.datasets).order_by(schema.datasets.c.dataset))
+        return self._read("SELECT * FROM datasets ORDER BY dataset")
 
     def scores(self, names: Sequence[str] = ()) -> pd.DataFrame:
         """Stored transferability scores, long format (one row per model, dataset, score, run)."""
-        query = select(schema.scores).order_by(schema.scores.c.id)
-        if names:
-            query = query.where(schema.scores.c.score.in_(list(names)))
-        return self._read(query).drop(columns=["id", "key"])
+        given = {f"s{i}": name for i, name in enumerate(names)}
+        condition = f" WHERE score IN ({', '.join(f':{key}' for key in given)})" if given else ""
+        return self._read(f"SELECT * FROM scores{condition} ORDER BY id", given).drop(columns=["id", "key"])
 
     def revision(self) -> str:
         """What identifies the store's content: the revision each write of this package records in `meta` (a new
         random one per write), and the rows per table (all a store that no such write has touched has to go by)."""
-        with self.engine.connect() as conn:
-            found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == schema.REVISION)).scalar()
+        found = self._read("SELECT value FROM meta WHERE key = :key", {"key": REVISION})["value"]
         counts = ",".join(f"{name}={n}" for name, n in self.counts().items())
-        return f"{found or 'none'};{counts}"
+        return f"{found.iloc[0] if len(found) else 'none'};{counts}"
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
-        with self.engine.connect() as conn:
-            return {name: conn.execute(text(f"SELECT COUNT(*) FROM {name}")).scalar_one() for name in TABLES}
+        counts = self._read(f"SELECT {', '.join(f'(SELECT COUNT(*) FROM {name}) AS {name}' for name in TABLES)}")
+        return {name: int(counts[name].iloc[0]) for name in TABLES}

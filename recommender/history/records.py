@@ -23,11 +23,15 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from recommender.contracts import DATASET_FACTS, MODEL_FACTS, SAME_VALUE_RTOL
-from recommender.history import schema
-from recommender.history.schema import FEATURES, ID_COLUMN, JOB_IDENTITY
+from recommender.contracts import DATASET_FACTS, MODEL_FACTS, PROTOCOL_FACTS, SAME_VALUE_RTOL
 
 KINDS = ("jobs", "models", "datasets", "scores", "protocols")
+# What identifies a job and a score besides `repeat` (schema.py: how their `key` is made), and the fields a feature
+# table holds (besides its id, `source` and `extra`), by kind.
+JOB_IDENTITY = ("model", "dataset", "protocol", "metric", "hparams", "seed")
+SCORE_IDENTITY = ("source", "model", "dataset", "score", "run")
+FEATURES = {"models": MODEL_FACTS, "datasets": DATASET_FACTS, "protocols": PROTOCOL_FACTS}
+ID_COLUMN = {"models": "model", "datasets": "dataset", "protocols": "protocol"}
 NUMERIC_FEATURES = {"input_size", "params_m", "gmacs", "imagenet_top1", "examples", "classes", "train_fraction",
                     "epochs", "lr_min", "lr_max", "lora_r"}
 HP_PREFIX, EXTRA_PREFIX = "hp.", "extra."
@@ -344,6 +348,8 @@ def same_value(a: object, b: object) -> bool:
 def check_text(rows: pd.DataFrame, table: str, batch: Batch) -> None:
     """Text longer than its column allows is a problem: the same limit on SQLite (which would store it) and
     PostgreSQL (which would refuse it without naming the row)."""
+    from recommender.history import schema  # SQLAlchemy: loaded where rows are checked for writing
+
     for column in schema.metadata.tables[table].columns:
         limit = getattr(column.type, "length", None)
         if limit is None or column.name not in rows or column.name == "key":
@@ -466,8 +472,8 @@ def score_rows(frame: pd.DataFrame, batch: Batch, source: str) -> pd.DataFrame:
     out["run"] = _optional_text(frame, "run")
     check_text(out, "scores", batch)
     valid = out.dropna(subset=["model", "dataset", "score", "source"])
-    valid = valid.assign(repeat=_number_repeats(valid, list(schema.SCORE_IDENTITY), SCORE_NUMBERS))
-    valid = valid.assign(key=keys_of("score", valid, [*schema.SCORE_IDENTITY, "repeat"]))
+    valid = valid.assign(repeat=_number_repeats(valid, list(SCORE_IDENTITY), SCORE_NUMBERS))
+    valid = valid.assign(key=keys_of("score", valid, [*SCORE_IDENTITY, "repeat"]))
     return _duplicates(valid, SCORE_VALUES, batch)
 
 

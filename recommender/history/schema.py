@@ -8,17 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
-from recommender.contracts import DATASET_FACTS, MODEL_FACTS, PROTOCOL_FACTS
-
-# Bump when a table changes shape, with a migration `schema<N>` in migrations/versions that brings a store of the
-# previous version to this one (`recommender history upgrade`); stored in `meta`, so an old store is recognised,
-# never misread. 2: jobs and scores are identified by `key`, a hash of their content (see records.key_of), not by
-# file. 3: dataset aliases and protocol facts (tables added).
-SCHEMA_VERSION = 3
-
 metadata = MetaData()
 
-REVISION = "revision"  # the meta row that each write sets to a new random value (`Queries.revision`)
+# schema_version and the store's revision (recommender.history.version)
 meta = Table(
     "meta", metadata,
     Column("key", String(64), primary_key=True),
@@ -27,8 +19,8 @@ meta = Table(
 
 # One fine-tuning (or evaluation) run. `key` is its identity: a hash of (run id, metric) when the source has a
 # run id, else of (model, dataset, protocol, metric, hparams, seed, repeat), `repeat` numbering the runs of
-# identical settings by value. `source` (where it was first read from) is provenance, not identity.
-JOB_IDENTITY = ("model", "dataset", "protocol", "metric", "hparams", "seed")
+# identical settings by value. `source` (where it was first read from) is provenance, not identity
+# (records.JOB_IDENTITY).
 jobs = Table(
     "jobs", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -74,8 +66,8 @@ datasets = Table(
 )
 
 # One computed score. `key`: a hash of (source, model, dataset, score, run, repeat); the source is part of a
-# score's identity because it names the data the score was computed on (a subsample, the full split).
-SCORE_IDENTITY = ("source", "model", "dataset", "score", "run")
+# score's identity because it names the data the score was computed on (a subsample, the full split)
+# (records.SCORE_IDENTITY).
 scores = Table(
     "scores", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -126,7 +118,3 @@ protocol_datasets = Table(
     Column("examples", Float, nullable=False),
     Column("source", String(1000), nullable=False),
 )
-
-# The fields a feature table holds (besides its id, `source` and `extra`), by kind.
-FEATURES = {"models": MODEL_FACTS, "datasets": DATASET_FACTS, "protocols": PROTOCOL_FACTS}  # recommender.contracts
-ID_COLUMN = {"models": "model", "datasets": "dataset", "protocols": "protocol"}

@@ -16,13 +16,17 @@ import pandas as pd
 from sqlalchemy import ARRAY, Connection, Engine, String, Table, any_, bindparam, select, text
 
 from recommender.contracts import SAME_VALUE_RTOL
-from recommender.errors import UserError
+from recommender.errors import IngestError
 from recommender.history import schema
 from recommender.history.engine import retry_locked, write_transaction
 from recommender.history.records import (
+    FEATURES,
     FILE_COLUMN,
+    ID_COLUMN,
+    JOB_IDENTITY,
     JOB_VALUES,
     ROW,
+    SCORE_IDENTITY,
     SCORE_VALUES,
     Batch,
     combine_extra,
@@ -33,20 +37,11 @@ from recommender.history.records import (
     same_value,
     shown,
 )
+from recommender.history.version import REVISION
 
 KEY_CHUNK = 5000  # keys per lookup query: below SQLite's limit on bound parameters
 CHANGES = ("added", "unchanged", "updated", "replaced")
 Changes = dict[str, dict[str, int]]  # per table: rows added, unchanged, updated, replaced
-
-
-class IngestError(UserError):
-    """An input was rejected whole; `problems` holds one line per problem (file, row, column, reason), and `found`
-    the problems of each input (by its label) as (row, column, reason)."""
-
-    def __init__(self, problems: list[str], found: dict[str, list[tuple[int, str, str]]] | None = None) -> None:
-        super().__init__(f"{len(problems)} problem(s), nothing ingested:\n" + "\n".join(problems))
-        self.problems = problems
-        self.found = found or {}
 
 
 def _changes(added: int = 0, unchanged: int = 0, updated: int = 0, replaced: int = 0) -> dict[str, int]:
@@ -55,19 +50,10 @@ def _changes(added: int = 0, unchanged: int = 0, updated: int = 0, replaced: int
 
 
 class Writer:
-    """The writes of a store (a base of `Store`; needs only its `engine`)."""
+    """The writes of a store, on its engine (`Store.write_changes` makes one per write)."""
 
-    engine: Engine
-
-    def write(self, batch: Batch, replace: bool = False) -> dict[str, int]:
-        """Add a validated batch in one transaction: new rows in, equal rows skipped, any conflict rejects all
-        (with `replace`, a conflicting stored value is overwritten instead); rows added per table."""
-        return self.write_all([batch], replace)[0]
-
-    def write_all(self, batches: Sequence[Batch], replace: bool = False) -> list[dict[str, int]]:
-        """Add several validated batches, in order, in one transaction: all of them or none; rows added per batch."""
-        return [{table: counts["added"] for table, counts in changes.items()}
-                for changes in self.write_changes(batches, replace)]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def write_changes(self, batches: Sequence[Batch], replace: bool = False) -> list[Changes]:
         """As `write_all`, saying per batch and table how many rows were added, unchanged, updated and replaced."""
@@ -90,8 +76,8 @@ class Writer:
             if any(counts[kind] for change in changes for counts in change.values()
                    for kind in ("added", "updated", "replaced")):
                 # a new revision with the rows: fits on the store's history (`Queries.revision`) go stale
-                conn.execute(schema.meta.delete().where(schema.meta.c.key == schema.REVISION))
-                conn.execute(schema.meta.insert().values(key=schema.REVISION, value=uuid.uuid4().hex))
+                conn.execute(schema.meta.delete().where(schema.meta.c.key == REVISION))
+                conn.execute(schema.meta.insert().values(key=REVISION, value=uuid.uuid4().hex))
         return changes
 
     def _write_batch(self, conn: Connection, batch: Batch, problems: Batch, replace: bool) -> Changes:
@@ -166,7 +152,7 @@ class Writer:
         """Insert rows whose key is new; a stored key with other values is a conflict (or, with `replace`, is
         overwritten); new extra features of a stored job are added. Timing never conflicts: the stored one stands."""
         table = schema.metadata.tables[kind]
-        compared = [*schema.JOB_IDENTITY, *JOB_VALUES] if kind == "jobs" else SCORE_VALUES
+        compared = [*JOB_IDENTITY, *JOB_VALUES] if kind == "jobs" else SCORE_VALUES
         columns = [c.name for c in table.columns if c.name != "id"]
         rows = rows.sort_values(ROW)  # file order, so the last of a file's repeats is the last written
         stored = _stored_rows(conn, table, list(rows["key"]))
@@ -207,7 +193,7 @@ class Writer:
                         replace: bool) -> dict[str, int]:
         """Insert new ids; fill missing features of stored ids; a different stored value is a conflict (or, with
         `replace`, is overwritten)."""
-        table, id_col = schema.metadata.tables[kind], schema.ID_COLUMN[kind]
+        table, id_col = schema.metadata.tables[kind], ID_COLUMN[kind]
         stored = pd.read_sql(select(table).where(table.c[id_col].in_(bindparam("ids", expanding=True))), conn,
                              params={"ids": list(rows[id_col])}).set_index(id_col)
         known = rows[id_col].isin(stored.index)
@@ -233,7 +219,7 @@ class Writer:
 
 def _overwrites(old: pd.Series, merged: pd.Series, kind: str) -> bool:
     """Whether `merged` changes a value `old` holds (rather than only filling what it lacks)."""
-    if any(not is_missing(old[name]) and not same_value(old[name], merged[name]) for name in schema.FEATURES[kind]):
+    if any(not is_missing(old[name]) and not same_value(old[name], merged[name]) for name in FEATURES[kind]):
         return True
     old_extra, new_extra = json.loads(old["extra"]), json.loads(merged["extra"])
     return any(not same_value(value, new_extra.get(name)) for name, value in old_extra.items())
@@ -277,7 +263,7 @@ def _match_repeats(conn: Connection, kind: str, rows: pd.DataFrame,
     matched (whose values then differ: a conflict) and then new numbers after the stored ones. So a grown export
     adds only its new runs, whatever their values. The rows, and the stored rows their keys now name."""
     table = schema.metadata.tables[kind]
-    identity = list(schema.JOB_IDENTITY if kind == "jobs" else schema.SCORE_IDENTITY)
+    identity = list(JOB_IDENTITY if kind == "jobs" else SCORE_IDENTITY)
     values, tag = (JOB_VALUES, "job") if kind == "jobs" else (SCORE_VALUES, "score")
     runless = rows[rows["run"].isna()]
     known = runless["key"].isin(stored.index).to_numpy()

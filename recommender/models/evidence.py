@@ -94,8 +94,9 @@ def warn_missing_evidence(est: PairRecommender, pairs: pd.DataFrame) -> None:
                               f"({_names(absent)}): the dataset mean stands in", EvidenceWarning, stacklevel=2)
     model_side = BLOCKS["m_side"].categorical + BLOCKS["m_side"].scalar if "m_side" in blocks else ()
     known_ids = set(est.encoder_.categories_["model"]) if "m_id" in blocks else set()
-    blind = [str(model) for model, rows in pairs.groupby(pairs["model"].astype(str), sort=False)
-             if model not in known_ids and not _known(rows, model_side + scores)]
+    columns = [c for c in (*model_side, *scores) if c in pairs.columns]
+    has_evidence = pairs[columns].notna().any(axis=1).groupby(pairs["model"].astype(str), sort=False).any()
+    blind = [str(model) for model, known in has_evidence.items() if model not in known_ids and not known]
     if blind:
         warnings.warn(f"{len(blind)} of {pairs['model'].nunique()} pool models are unknown to the recommender and "
                       f"have no facts or scores ({_names(blind)}): their predictions tie", EvidenceWarning,

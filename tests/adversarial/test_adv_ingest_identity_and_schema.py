@@ -279,7 +279,7 @@ def test_a_store_that_cannot_be_written_is_read_read_only(tmp_path: Path, monkey
     _store_with_a_job(db)
     before = db.read_bytes()
     real_access = __import__("os").access
-    monkeypatch.setattr("recommender.history.engine.os.access",
+    monkeypatch.setattr("recommender.history.url.os.access",
                         lambda path, mode: False if Path(path) in (db, db.parent) and mode == 2 else
                         real_access(path, mode))
     store = open_store(str(db))

@@ -168,7 +168,7 @@ def test_map_over_an_all_blank_column(tmp_path: Path) -> None:
 
 def test_messages_mask_a_store_password() -> None:
     """A PostgreSQL URL's password never reaches a message; a SQLite path is shown as given."""
-    from recommender.history.engine import shown_url
+    from recommender.history.url import shown_url
 
     assert shown_url("postgresql+psycopg://user:secret@host:5432/db") == "postgresql+psycopg://user:***@host:5432/db"
     assert shown_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"

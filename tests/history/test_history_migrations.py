@@ -14,6 +14,7 @@ from recommender.errors import UserError
 from recommender.history import migrate, open_store, schema
 from recommender.history.bundled import load_bundled
 from recommender.history.store import Store
+from recommender.history.version import SCHEMA_VERSION
 
 POSTGRES = os.environ.get("RECOMMENDER_TEST_POSTGRES_URL")
 
@@ -130,8 +131,8 @@ def test_a_new_store_is_created_at_head_and_matches_the_schema(url: str) -> None
     from alembic.migration import MigrationContext
 
     store = open_store(url, create=True)
-    assert store.schema_version() == schema.SCHEMA_VERSION
-    assert migrate.head_revision() == migrate.revision_of(schema.SCHEMA_VERSION)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert migrate.head_revision() == migrate.revision_of(SCHEMA_VERSION)
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
         assert context.get_current_revision() == migrate.head_revision()

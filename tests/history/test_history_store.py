@@ -149,17 +149,17 @@ def test_performance_matrix_of_timm_evaluations(store) -> None:
 
 def test_interrupted_init_leaves_an_empty_store(tmp_path, monkeypatch) -> None:
     """`history init` is one transaction: a failure while writing the last file keeps none of the others."""
-    from recommender.history.store import Store
+    from recommender.history.writer import Writer
 
     store = open_store(str(tmp_path / "history.db"), create=True)
-    real = Store._write_keyed
+    real = Writer._write_keyed
 
     def interrupted(self, conn, kind, *args):
         if kind == "scores":
             raise KeyboardInterrupt
         return real(self, conn, kind, *args)
 
-    monkeypatch.setattr(Store, "_write_keyed", interrupted)
+    monkeypatch.setattr(Writer, "_write_keyed", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_bundled(store)
     assert set(store.counts().values()) == {0}

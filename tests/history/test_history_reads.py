@@ -1,0 +1,78 @@
+"""Reading a SQLite store with the standard library's sqlite3 gives what reading it through SQLAlchemy gives, and the
+SQLite URL is understood as SQLAlchemy understands it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from sqlalchemy.engine import make_url
+
+from recommender.history import open_store
+from recommender.history.bundled import load_bundled
+from recommender.history.url import resolve_url, shown_url, sqlite_file, sqlite_path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
+    """The bundled histories in a new SQLite store."""
+    made = open_store(str(tmp_path_factory.mktemp("reads") / "history.db"), create=True)
+    load_bundled(made)
+    return open_store(made.url)
+
+
+def every_read(store) -> dict[str, pd.DataFrame]:
+    """Each query of `Queries`, with filters that select and that exclude."""
+    return {
+        "jobs": store.jobs(), "jobs vtab1k top1": store.jobs(protocol="vtab1k", metric="top1"),
+        "jobs columns": store.jobs(protocol="vtab1k", modality="image", columns=["model", "test_value"]),
+        "jobs none": store.jobs(model="no such model"), "aliases": store.aliases(),
+        "protocol facts": store.protocol_facts(), "protocol examples": store.protocol_examples(),
+        "protocols": store.protocols(), "models": store.model_features(), "datasets": store.dataset_features(),
+        "scores": store.scores(), "scores named": store.scores(["logme", "hscore_reg"]),
+        "pair table": store.pair_table("all", scores=["logme"]),
+        "counts": pd.DataFrame([store.counts()]), "version": pd.DataFrame([{"v": store.stored_version()}]),
+    }
+
+
+def test_sqlite3_reads_equal_sqlalchemy_reads(store, monkeypatch) -> None:
+    # exact: both drivers hand pandas the same Python values (SQLite stores REAL, INTEGER and TEXT as they are)
+    assert store.counts()["jobs"] > 40_000
+    direct = every_read(store)
+    monkeypatch.setattr("recommender.history.queries.sqlite_file", lambda url: None)  # every read via the engine
+    through_engine = every_read(store)
+    for name, frame in direct.items():
+        pd.testing.assert_frame_equal(frame, through_engine[name], check_exact=True, obj=name)
+
+
+def test_a_sqlite_store_is_read_without_sqlalchemy(store) -> None:
+    code = (f"import sys\nfrom recommender.history import open_store\ns = open_store({store.url!r})\n"
+            "s.pair_table('all'); s.revision()\nprint('sqlalchemy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite:////tmp/a/history.db", "sqlite:///relative.db", "sqlite:///:memory:", "sqlite://",
+    "sqlite:////tmp/with%20space/h.db", "sqlite+pysqlite:////tmp/h.db", "sqlite:////tmp/h.db?mode=ro&uri=true",
+    "sqlite:///C:/data/h.db", "sqlite:////tmp/ünïcode/h.db",
+])
+def test_sqlite_urls_are_read_as_sqlalchemy_reads_them(url) -> None:
+    database = make_url(url).database
+    expected = None if database in (None, "", ":memory:") else database
+    assert (None if sqlite_path(url) is None else str(sqlite_path(url))) == expected
+    assert sqlite_file(url) == (None if "?" in url else sqlite_path(url))  # options: SQLAlchemy's driver honours them
+    assert resolve_url(url) == url
+    assert shown_url(url) == url  # as given: a SQLite URL holds no password to mask
+
+
+def test_a_file_that_is_no_database_is_one_line(tmp_path, capsys) -> None:
+    from recommender.cli import main
+
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("not a database\n" * 100)
+    assert main(["history", "--db", str(bogus), "stats"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["recommender history: error: DatabaseError: file is not a database"]
