@@ -91,6 +91,28 @@ class PairTables(Queries):
             columns += [score_column(name) for name in scores]
         return table[columns].sort_values(["protocol", "dataset", "model"], ignore_index=True)
 
+    def kept_pairs(self, protocol: str, modality: str | None = None, select: str = "val"
+                   ) -> tuple[pd.DataFrame, dict[str, str]]:
+        """``pair_table(protocol, modality, select=select)`` and each of its protocols' default metric, kept between
+        calls until the store changes (`recommender.kept`): what `recommend` and `next` start from."""
+        from recommender.kept import kept
+
+        def compute() -> tuple[pd.DataFrame, dict[str, str]]:
+            stored = self.protocols()
+            table = self.pair_table(protocol, modality, select=select, stored=stored)
+            return table, {name: self.default_metric(name, stored) for name in table["protocol"].dropna().unique()}
+
+        def restore(values: dict[str, object], tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, str]]:
+            metrics, table = values["metrics"], tables["pairs"]
+            if not (isinstance(metrics, dict) and all(isinstance(v, str) for v in metrics.values())):
+                raise ValueError("metrics must name each protocol's metric")
+            if list(table.columns) != list(PAIR_TABLE_COLUMNS) or set(table["protocol"]) - set(metrics):
+                raise ValueError("not a pair table of these protocols")
+            return table, metrics
+
+        return kept(self, "pairs", {"protocol": protocol, "modality": modality, "select": select}, compute,
+                    lambda found: ({"metrics": found[1]}, {"pairs": found[0]}), restore, ("pairs",), "the pair table")
+
     def scored_history(self, modality: str | None, select: str = "val", scores: Sequence[str] = ()
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Every protocol's pair table of the modality with the stored values of ``scores`` (empty: every stored

@@ -1,144 +1,30 @@
-"""A fitted `auto` kept between calls, so that `next` and `rank` do not refit it on a store that has not changed.
-
-An entry is ``$RECOMMENDER_CACHE/fits/<key>.json`` (the fitted values, and the SHA-256 of each table file) beside
-one Parquet file per table (``<key>.<table>.parquet``); never a pickle. The JSON is written last, so an entry
-caught between two writes is refused. The key hashes the store (its URL and `Store.revision`, which every write
-of this package changes), the package's source code, and what the fit was asked (``request``). An entry that
-fails any check is treated as absent and fitted again. At most ``MAX_ENTRIES`` are kept: the least recently used
-go first.
-"""
+"""A fitted `auto` kept between calls (`recommender.kept`), so that `next` and `rank` do not refit it on a store
+that has not changed."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
-import sys
-import warnings
 from collections.abc import Callable, Mapping
-from contextlib import suppress
-from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
-import recommender
-from recommender.errors import UserError
-from recommender.files import cache_root, file_sha256, write_atomic
+from recommender.kept import kept, kept_folder
 
 if TYPE_CHECKING:
     from recommender.history.store import Store
     from recommender.models.auto import Auto
 
-FORMAT = "recommender-fitted-auto"
-FORMAT_VERSION = 1
-MAX_ENTRIES = 32  # one per (store state, modality, left-out dataset): a few MiB each
-MAX_JSON_BYTES = 1 << 20
+KIND = "fits"
 TABLES = ("history", "inner_taus")  # `Auto.get_state`'s tables
-LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy")  # their versions are part of the key: they compute and read it
 
 
 def fits_folder() -> Path:
     """Where fitted models are kept: $RECOMMENDER_CACHE/fits (~/.cache/recommender/fits)."""
-    return cache_root() / "fits"
-
-
-@cache
-def code_fingerprint() -> str:
-    """SHA-256 of the package's Python sources: a changed line of code makes every entry stale."""
-    root = Path(recommender.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-@cache
-def library_versions() -> dict[str, str]:
-    """The installed versions of ``LIBRARIES``: of those imported already, their own; of the others, from their
-    metadata (importing scipy would cost more than the cache saves)."""
-    return {name: getattr(sys.modules[name], "__version__", None) or version(name) if name in sys.modules
-            else version(name) for name in LIBRARIES}
-
-
-def entry_key(store: Store, revision: str, request: Mapping[str, object]) -> str:
-    """The entry's name: a hash of the store's URL and ``revision``, the code and the libraries' versions that
-    compute and read the fit, and ``request`` (JSON values)."""
-    described = {"store": store.url, "revision": revision, "code": code_fingerprint(),
-                 "libraries": library_versions(), "request": dict(request)}
-    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+    return kept_folder(KIND)
 
 
 def fitted_auto(store: Store, request: Mapping[str, object], fit: Callable[[], Auto]) -> Auto:
     """The `Auto` that ``fit`` returns for ``request`` on ``store``: from the cache where an entry for the store's
     current revision passes every check, else fitted now and kept (unless the store changed during the fit)."""
-    folder = fits_folder()
-    revision = store.revision()
-    key = entry_key(store, revision, request)
-    found = read_entry(folder, key)
-    if found is not None:
-        with suppress(OSError):  # recently used, pruned last; a cache of another user's or read-only: as it is
-            os.utime(folder / f"{key}.json")
-        return found
-    est = fit()
-    if store.revision() != revision:  # written to meanwhile: the fit may hold rows of a later revision
-        return est
-    try:
-        write_entry(folder, key, est)
-        prune(folder)
-    # a read-only or full cache, or a state pyarrow or JSON cannot hold, costs speed, never the answer
-    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
-        warnings.warn(f"could not keep the fitted auto in {folder}: {exc}", stacklevel=2)
-    return est
-
-
-def write_entry(folder: Path, key: str, est: Auto) -> None:
-    """Write ``est``'s state as entry ``key``: the tables first, then the JSON that names their checksums."""
-    folder.mkdir(parents=True, exist_ok=True)
-    values, tables = est.get_state()
-    checksums = {}
-    for name, table in tables.items():
-        def write(part: Path, table: pd.DataFrame = table) -> None:
-            table.to_parquet(part, index=False)
-
-        checksums[name] = file_sha256(write_atomic(folder / f"{key}.{name}.parquet", write))
-    text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "values": values,
-                       "tables": checksums}, allow_nan=False)
-    write_atomic(folder / f"{key}.json", lambda part: part.write_text(text, encoding="utf-8"))
-
-
-def read_entry(folder: Path, key: str) -> Auto | None:
-    """The `Auto` of entry ``key``; None where there is none, or it fails a check (checksums, fields, types)."""
     from recommender.models.auto import Auto
 
-    path = folder / f"{key}.json"
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
-            return None
-        entry = json.loads(path.read_text(encoding="utf-8"))
-        if (not isinstance(entry, dict) or entry.get("format") != FORMAT
-                or entry.get("format_version") != FORMAT_VERSION or not isinstance(entry.get("tables"), dict)):
-            return None
-        if set(entry["tables"]) != set(TABLES):
-            return None
-        tables = {}
-        for name, checksum in entry["tables"].items():
-            data = (folder / f"{key}.{name}.parquet").read_bytes()  # read once: the bytes checked are those parsed
-            if hashlib.sha256(data).hexdigest() != checksum:
-                return None
-            tables[name] = pd.read_parquet(io.BytesIO(data))
-        return Auto.from_state(entry["values"], tables)
-    except (OSError, ValueError, KeyError, TypeError, RecursionError, UserError):
-        return None  # unreadable or damaged: fitted again, and the entry replaced
-
-
-def prune(folder: Path, keep: int = MAX_ENTRIES) -> None:
-    """Remove all but the ``keep`` most recently used entries."""
-    entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[keep:]:
-        old.unlink(missing_ok=True)  # the JSON first: a reader never trusts the tables alone
-        for table in folder.glob(f"{old.stem}.*.parquet"):
-            table.unlink(missing_ok=True)
+    return kept(store, KIND, request, fit, lambda est: est.get_state(), Auto.from_state, TABLES, "the fitted auto")

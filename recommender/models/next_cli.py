@@ -77,7 +77,7 @@ def run_next(args: argparse.Namespace) -> int:
         return run_next_configs(args)
     strategy, protocol = args.strategy or STRATEGIES[0], args.protocol or DEFAULT_PROTOCOL
     store = open_store(args.db)
-    pairs = store.pair_table(protocol, args.modality, select=args.select)
+    pairs, _ = store.kept_pairs(protocol, args.modality, args.select)
     train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
     if train["dataset"].nunique() < 1:
         raise UserError(f"the store has no other dataset under protocol {protocol!r} to learn from")

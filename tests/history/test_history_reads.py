@@ -76,3 +76,26 @@ def test_a_file_that_is_no_database_is_one_line(tmp_path, capsys) -> None:
     assert main(["history", "--db", str(bogus), "stats"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["recommender history: error: DatabaseError: file is not a database"]
+
+
+def test_kept_pairs_are_the_pair_table_and_follow_writes(store, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RECOMMENDER_CACHE", str(tmp_path / "cache"))
+    expected = store.pair_table("vtab1k", "image")
+    first, metrics = store.kept_pairs("vtab1k", "image")
+    pd.testing.assert_frame_equal(first, expected, check_exact=True)
+    assert metrics == {"vtab1k": store.default_metric("vtab1k")}
+    (entry,) = (tmp_path / "cache" / "pairs").glob("*.json")
+    monkeypatch.setattr(type(store), "pair_table", lambda *a, **k: pytest.fail("computed again"))
+    again, _ = open_store(store.url).kept_pairs("vtab1k", "image")  # another process: read from the entry
+    pd.testing.assert_frame_equal(again, expected, check_exact=True)
+    monkeypatch.undo()
+    monkeypatch.setenv("RECOMMENDER_CACHE", str(tmp_path / "cache"))
+    writable = open_store(store.url, create=True)
+    pd.DataFrame({"model": ["google/vit-base-patch16-224"], "dataset": ["dtd"], "protocol": ["vtab1k"],
+                  "metric": ["top1"], "value": [1.0], "run": ["a new run"]}).to_csv(tmp_path / "j.csv", index=False)
+    from recommender.history.ingest import ingest_file
+
+    assert ingest_file(writable, tmp_path / "j.csv", kind="jobs")["jobs"] == 1
+    after, _ = store.kept_pairs("vtab1k", "image")
+    pd.testing.assert_frame_equal(after, store.pair_table("vtab1k", "image"), check_exact=True)
+    assert len(list((tmp_path / "cache" / "pairs").glob("*.json"))) == 2 and entry.exists()

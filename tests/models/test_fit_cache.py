@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recommender import kept
 from recommender.history import open_store
 from recommender.history.ingest import ingest_file
-from recommender.models import fit_cache
+from recommender.kept import prune
 from recommender.models.auto import Auto
-from recommender.models.fit_cache import fits_folder, fitted_auto, prune
+from recommender.models.fit_cache import fits_folder, fitted_auto
 
 MODELS = [f"m{i}" for i in range(10)]
 
@@ -110,7 +111,7 @@ def test_a_second_call_reads_the_fit_and_a_write_to_the_store_refits(store, tmp_
 def test_changed_code_refits(store, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     fitted_auto(store, {}, _counting_fit(store, calls))
-    monkeypatch.setattr(fit_cache, "code_fingerprint", lambda: "another version")
+    monkeypatch.setattr(kept, "code_fingerprint", lambda: "another version")
     fitted_auto(store, {}, _counting_fit(store, calls))
     assert len(calls) == 2
 
@@ -122,7 +123,7 @@ def test_a_cache_that_cannot_be_touched_still_answers(store, monkeypatch: pytest
     def refuse(*args: object) -> None:
         raise PermissionError("another user's cache")
 
-    monkeypatch.setattr(fit_cache.os, "utime", refuse)  # marking the entry used fails: the entry still serves
+    monkeypatch.setattr(kept.os, "utime", refuse)  # marking the entry used fails: the entry still serves
     _same(first, fitted_auto(store, {}, _counting_fit(store, calls)))
     assert len(calls) == 1
 
