@@ -20,9 +20,10 @@ The package's modules are compiled to bytecode first (`compileall`), as pip does
 otherwise, where Python writes no bytecode ($PYTHONDONTWRITEBYTECODE), every command would compile the package
 again, which no installed copy does (numpy and pandas, the floor, come compiled).
 
-`next` and `rank` fit `auto` on the store's history once per store revision and keep the fit
-($RECOMMENDER_CACHE/fits, here a folder of the run's own): `next` is timed both with an empty cache (each run
-fits) and with the fit kept (each run reads it); `rank` with its features and the fit kept.
+`next` and `rank` fit `auto` on the store's history once per store revision and keep the fit, and `recommend` and
+`next` keep the pair table they start from ($RECOMMENDER_CACHE/fits and /pairs, here a folder of the run's own):
+`recommend` and `next` are timed both with an empty cache (each run computes) and with what they keep (each run
+reads it); `rank` with its features and the fit kept.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["RECOMMENDER_CACHE"] = str(root / "cache")  # the commands' caches: empty, and the run's own
-        fits = root / "cache" / "fits"
+        kept = root / "cache"
         db = f"sqlite:///{root / 'history.db'}"
         init = run([*CLI, "history", "--db", db, "init"])  # also the store every later row reads
         init_inits = [init] + [run([*CLI, "history", "--db", f"sqlite:///{root / f'init{i}.db'}", "init"])
@@ -154,6 +155,12 @@ def main() -> None:
         from recommender.history import open_store
 
         names = sorted(open_store(db).pair_table(PROTOCOL, MODALITY)["dataset"].unique())
+        def recommend_first() -> tuple[float, float]:
+            shutil.rmtree(kept, ignore_errors=True)
+            return run([*CLI, "recommend", "--db", db, "--model", model, "--dataset", names[0], "--top-k", "5"])
+
+        rows.append(("`recommend` (1 dataset), nothing kept: the pair table computed", "`import numpy, pandas`",
+                     median_of(args.repeats, recommend_first), imports))
         for n in (1, 4, 16):
             which = ["--dataset", names[0]] if n == 1 else ["--datasets", ",".join(names[:n])]
             times = median_of(args.repeats, lambda which=which: run(
@@ -164,16 +171,16 @@ def main() -> None:
                      bare_prediction(db, model, names[0]), (np.nan, np.nan)))
         def next_with(strategy: str, cached: bool = True) -> tuple[float, float]:
             if not cached:
-                shutil.rmtree(fits, ignore_errors=True)
+                shutil.rmtree(kept, ignore_errors=True)
             return run([*CLI, "next", "--db", db, "--dataset", "my-pets", "--modality", MODALITY, "--observed",
                         str(observed), "--budget", "3", "--strategy", strategy])
 
-        rows.append(("`next --strategy auto` (2 observed results), no fit kept: fits on the history",
+        rows.append(("`next --strategy auto` (2 observed results), nothing kept: fits on the history",
                      "`import numpy, pandas`", median_of(args.repeats, lambda: next_with("auto", cached=False)),
                      imports))
         next_with("auto")  # keeps the fit
-        rows.append(("`next --strategy auto` (2 observed results), the fit kept", "`import numpy, pandas`",
-                     median_of(args.repeats, lambda: next_with("auto")), imports))
+        rows.append(("`next --strategy auto` (2 observed results), the fit and pair table kept",
+                     "`import numpy, pandas`", median_of(args.repeats, lambda: next_with("auto")), imports))
         rows.append(("`next --strategy similarity` (2 observed results)", "`import numpy, pandas`",
                      median_of(args.repeats, lambda: next_with("similarity")), imports))
         rank = [*CLI, "rank", "--db", db, "--data", "bbc_news", "--n", "300", "--zoo", "text-offline", "--scores",
