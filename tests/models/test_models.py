@@ -23,7 +23,7 @@ from recommender.models import (
     tune,
 )
 from recommender.models.fm import fm_scores
-from recommender.models.fm_training import FactorizationMachine, pairwise_logistic_loss
+from recommender.models.fm_training import FactorizationMachine, SparseRows, pairwise_logistic_loss
 from recommender.models.tuning import inner_splits, validation_tau
 
 
@@ -52,9 +52,52 @@ def test_fm_forward_matches_the_double_sum():
         fm.weights.normal_()
         fm.bias.fill_(0.3)
     Z = np.random.default_rng(0).normal(size=(20, 9))
-    got = fm(torch.as_tensor(Z, dtype=torch.float32)).detach().double().numpy()
+    got = fm(SparseRows.of(Z.astype(np.float32))).detach().double().numpy()
     want = explicit_fm(Z, 0.3, fm.weights.detach().double().numpy(), fm.factors.detach().double().numpy())
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_sparse_rows_hold_every_nonzero_entry_once():
+    """SparseRows.of pads each row's nonzero entries with (column 0, value 0), and lists them by column; scattering
+    either back gives Z exactly, for rows of different lengths, an empty row and an all-zero matrix."""
+    rng = np.random.default_rng(3)
+    Z = np.where(rng.random((40, 25)) < 0.2, rng.normal(size=(40, 25)), 0.0).astype(np.float32)
+    Z[5] = 0.0
+    Z[7] = rng.normal(size=25)  # a dense row sets the width
+    for matrix in (Z, np.zeros((3, 4), np.float32)):
+        rows = SparseRows.of(matrix)
+        back = np.zeros_like(matrix)
+        np.add.at(back, (np.arange(len(matrix))[:, None], rows.columns.numpy()), rows.values.numpy())
+        np.testing.assert_array_equal(back, matrix)
+        by_column = np.zeros_like(matrix)
+        column_of = np.repeat(np.arange(matrix.shape[1]), np.diff([*rows.starts.numpy(), len(rows.rows)]))
+        by_column[rows.rows.numpy(), column_of] = rows.column_values.numpy()
+        np.testing.assert_array_equal(by_column, matrix)
+        X = torch.as_tensor(rng.normal(size=(len(matrix), 3)))
+        np.testing.assert_allclose(rows.transposed_product(X).numpy(), matrix.T.astype(float) @ X.numpy(),
+                                   rtol=1e-6, atol=1e-6)  # float32 values, float64 sums
+        assert rows.columns.shape[1] == max(int((matrix != 0).sum(axis=1).max()), 1)
+
+
+def test_fm_gradients_match_the_dense_definition():
+    """The gathered forward's gradients (bias, weights, factors) equal autograd's through the dense O(k|z|^2)
+    definition, in float64 (1e-10: the same sums in another order; Z holds float32 values, as SparseRows keeps)."""
+    rng = np.random.default_rng(4)
+    Z = np.where(rng.random((30, 12)) < 0.3, rng.normal(size=(30, 12)), 0.0).astype(np.float32).astype(float)
+    fm = FactorizationMachine(n_features=12, k=3, init_std=0.5).double()
+    with torch.no_grad():
+        fm.weights.normal_()
+        fm.bias.fill_(0.2)
+    rows = SparseRows.of(Z)
+    g = torch.as_tensor(rng.normal(size=30))
+    (fm(rows) * g).sum().backward()
+    sparse = [p.grad.clone() for p in (fm.bias, fm.weights, fm.factors)]
+    bias, w, V = (p.detach().clone().requires_grad_() for p in (fm.bias, fm.weights, fm.factors))
+    z = torch.as_tensor(Z)
+    pair = (((z[:, :, None] * z[:, None, :]) * (V @ V.T)).sum(dim=(1, 2)) - ((z * z) @ (V * V).sum(dim=1))) / 2
+    ((bias + z @ w + pair) * g).sum().backward()
+    for got, want in zip(sparse, (bias.grad, w.grad, V.grad), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-10)
 
 
 def test_fm_closed_form_prediction_matches_the_double_sum_and_the_torch_module():
@@ -70,7 +113,7 @@ def test_fm_closed_form_prediction_matches_the_double_sum_and_the_torch_module()
     got = fm_scores(Z, **arrays)
     want = explicit_fm(Z, float(arrays["bias"]), arrays["weights"].astype(float), arrays["factors"].astype(float))
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
-    torch_scores = fm(torch.as_tensor(Z, dtype=torch.float32)).detach().double().numpy()
+    torch_scores = fm(SparseRows.of(Z.astype(np.float32))).detach().double().numpy()
     np.testing.assert_allclose(got, torch_scores, rtol=1e-4, atol=1e-4)
 
 
