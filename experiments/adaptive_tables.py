@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.evaluation.pipeline import run_evaluation
-from recommender.history import open_store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from paper_tables import history_store  # noqa: E402 -- the experiments' one history store
 
 BUDGETS = (1, 3, 5, 10)
 STATIC = ("random", "imagenet", "mean-perf", "lr", "fm")
@@ -152,12 +153,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     total = 0.0
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
-        if not args.db:
-            from recommender.history.bundled import load_bundled
-
-            load_bundled(store)
+    with history_store(args.db) as store:
         lines = ["# Adaptive against static search (SPEC §7)", "",
                  "Leave-one-dataset-out (shift-to-tg-image: the cross-protocol split, trained on SHiFT VTAB-1k "
                  "image alone, ranking each TransferGraph image dataset; one fit ranks every target, as the folds "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +31,11 @@ import pandas as pd
 
 from recommender.evaluation import check_pairs, make_folds
 from recommender.evaluation.pipeline import run_evaluation
-from recommender.history import open_store
 from recommender.models.auto import Auto
 from recommender.normalise import ranking_groups, zscore_within
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
+from paper_tables import history_store, markdown  # noqa: E402 -- the experiments' one Markdown writer
 
 TG_IMAGE, TG_TEXT, SHIFT = "transfergraph:70pct-30ep", "transfergraph:full-5ep", "vtab1k"
 BUDGETS = (1, 3)
@@ -186,13 +184,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     wanted = args.runs.split(",") if args.runs else [r.name for r in RUNS]
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.db or f"sqlite:///{tmp}/history.db"
-        store = open_store(url, create=not args.db)
-        if not args.db:
-            from recommender.history.bundled import load_bundled
-
-            load_bundled(store)
+    with history_store(args.db) as store:
         start = time.perf_counter()
         tables, results, coverages, seconds = [], [], {}, {}
         for run in (r for r in RUNS if r.name in wanted):

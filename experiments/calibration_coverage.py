@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,12 +20,11 @@ import numpy as np
 import pandas as pd
 
 from recommender.evaluation import check_pairs, make_folds
-from recommender.history import open_store
 from recommender.models.calibration import held_out_ratios, spread_factor
 from recommender.models.factory import make_recommender
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
+from paper_tables import history_store, markdown  # noqa: E402 -- the experiments' one Markdown writer
 
 HISTORIES = {"SHiFT vision": ("vtab1k", "image"), "TG image": ("transfergraph:70pct-30ep", "image")}
 
@@ -50,12 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
-        if not args.db:
-            from recommender.history.bundled import load_bundled
-
-            load_bundled(store)
+    with history_store(args.db) as store:
         for name, (protocol, modality) in HISTORIES.items():
             pairs, _ = check_pairs(store.pair_table(protocol, modality, select="test"))
             for kind in args.kinds.split(","):

@@ -18,7 +18,7 @@ cost_tables.md, cost_tables.csv (per dataset and budget) and cost_tables.png to 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,9 @@ from recommender.evaluation.cost import budget_regret, config_regret, cost_aware
 from recommender.history.job_table import HPARAM_COLUMNS, job_table
 from recommender.models.cost import CostModel
 from recommender.models.factory import make_recommender
+
+sys.path.insert(0, str(Path(__file__).parent))
+from paper_tables import history_store  # noqa: E402 -- the experiments' one history store
 
 LR = hparam_column("lr")
 ROW = ["model", *HPARAM_COLUMNS]
@@ -168,19 +171,12 @@ def report(folds: pd.DataFrame, budgets: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the leave-one-dataset-out evaluation and write the report."""
-    from recommender.history import open_store
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="store URL (default: a temporary store loaded with the bundled history)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="output folder")
     parser.add_argument("--datasets", type=int, default=0, help="only the first N held-out datasets (a quick look)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
-        if not args.db:
-            from recommender.history.bundled import load_bundled
-
-            load_bundled(store)
+    with history_store(args.db) as store:
         jobs = job_table(store, DEFAULT_PROTOCOL, "image")
         pairs = store.pair_table(DEFAULT_PROTOCOL, "image")
     names = sorted(jobs["dataset"].unique())[: args.datasets or None]

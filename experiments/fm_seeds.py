@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import pandas as pd
 from recommender.evaluation.pipeline import run_evaluation
 from recommender.evaluation.strategies import Learned
 from recommender.executors import make_executor
-from recommender.history import open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_tables import markdown  # noqa: E402 -- the experiments' one Markdown writer
+from paper_tables import history_store, markdown  # noqa: E402 -- the experiments' one Markdown writer
 
 MEASURES = [("weighted_tau", None), ("relative_regret", 1), ("relative_regret", 3)]
 COMMITTED = Path(__file__).parent / "results" / "shift-vision_loo" / "summary.csv"
@@ -45,12 +43,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
-        if not args.db:
-            from recommender.history.bundled import load_bundled
-
-            load_bundled(store)
+    with history_store(args.db) as store:
         pairs = store.pair_table("vtab1k", "image", select="test")
     seeds = [int(s) for s in args.seeds.split(",")]
     strategies = {f"fm seed {s}": Learned("fm", "d,m", params={"seed": s}) for s in seeds}

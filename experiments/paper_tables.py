@@ -19,7 +19,8 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from recommender.errors import UserError
 from recommender.evaluation.pipeline import run_evaluation
 from recommender.evaluation.report import strategy_notes, summary_table, write_report
 from recommender.history import open_store
+from recommender.history.bundled import load_bundled
+from recommender.history.store import Store
 
 BUDGETS = (1, 2, 3, 5, 10)
 
@@ -108,6 +111,18 @@ def guided_table(summaries: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(index=rows, columns=pd.MultiIndex.from_tuples(cols)).fillna("—")
 
 
+@contextmanager
+def history_store(db: str | None) -> Iterator[Store]:
+    """The store at ``db``, else a temporary one loaded with the bundled history (removed on leaving the block)."""
+    if db:
+        yield open_store(db)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/history.db", create=True)
+        load_bundled(store)
+        yield store
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """A table as GitHub Markdown, flattening two-level column names to `a / b`."""
     cols = [" / ".join(c) if isinstance(c, tuple) else str(c) for c in frame.columns]
@@ -144,12 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.db or f"sqlite:///{tmp}/history.db", create=not args.db)
-        if not args.db:
-            from recommender.history.bundled import load_bundled
-
-            load_bundled(store)
+    with history_store(args.db) as store:
         summaries, regrets = [], []
         for bench in (b for b in BENCHMARKS if b.name in args.benchmarks.split(",")):
             raw = store.pair_table(bench.protocol, bench.modality, bench.scores, select=bench.select)
