@@ -17,7 +17,7 @@ from recommender.errors import UserError
 from recommender.history import schema
 from recommender.history.engine import write_transaction
 from recommender.history.url import shown_url
-from recommender.history.version import SCHEMA_VERSION, VERSION_KEY, check_version, parse_version
+from recommender.history.version import SCHEMA_VERSION, VERSION_KEY, check_version, no_store, parse_version
 
 if TYPE_CHECKING:  # Alembic loads only when a store is created or upgraded
     from alembic.config import Config
@@ -61,7 +61,7 @@ def upgrade(engine: Engine, url: str) -> tuple[int, int]:
     with write_transaction(engine) as conn:
         before = stored_version(conn, url)
         if before is None:
-            raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
+            raise no_store(url)
         if before > SCHEMA_VERSION:
             check_version(before, url)
         if _stamped_revision(conn, url) is None:  # a store from before the migrations: say where it stands

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from recommender.errors import IngestError, UserError
 from recommender.history.pair_table import PairTables
-from recommender.history.url import read_only_uri, resolve_url, shown_url, sqlite_path
-from recommender.history.version import check_version
+from recommender.history.url import read_only_uri, resolve_url, sqlite_path
+from recommender.history.version import check_version, no_store
 
 if TYPE_CHECKING:
     from recommender.history.records import Batch
@@ -111,7 +111,7 @@ class Store(PairTables):
         """The schema version recorded in the store."""
         found = self.stored_version()
         if found is None:
-            raise UserError(f"no store at {shown_url(self.url)}: run `recommender history init`")
+            raise no_store(self.url)
         return found
 
 

