@@ -63,16 +63,24 @@ class BlendSearch(AdaptiveRecommender):
         self.max_inner_folds = max_inner_folds
 
     def fit(self, train: pd.DataFrame) -> BlendSearch:
-        """Fit the two parts (each choosing its hyper-parameters on inner folds), then choose the weight."""
+        """Fit the two parts (each choosing its hyper-parameters on inner folds), then choose the weight on the same
+        folds, with the parts' preparations of each fold (an LR fit, a z-matrix) made once."""
         self._validate_params()
-        self.similarity_ = SimilaritySearch(budgets=self.budgets, max_inner_folds=self.max_inner_folds).fit(train)
-        self.warm_ = WarmStartLR(budgets=self.budgets, max_inner_folds=self.max_inner_folds).fit(train)
-        super().fit(train)
+        similarity: dict[str, object] = {}
+        warm: dict[str, object] = {}
+        self.similarity_ = SimilaritySearch(budgets=self.budgets, max_inner_folds=self.max_inner_folds)._fit(
+            train, similarity)
+        self.warm_ = WarmStartLR(budgets=self.budgets, max_inner_folds=self.max_inner_folds)._fit(train, warm)
+        inner = {name: (similarity[name], warm[name]) for name in similarity.keys() & warm.keys()}
+        self._fit(train, inner, (self.similarity_.prepared_, self.warm_.prepared_))
         return self
 
     def _prepare(self, train: pd.DataFrame) -> tuple:
         return self.similarity_._prepare(train), self.warm_._prepare(train)
 
-    def _open(self, prepared: tuple, candidates: pd.DataFrame, params: dict) -> Session:
-        return _BlendSession(self.similarity_._open(prepared[0], candidates, self.similarity_.params_),
-                             self.warm_._open(prepared[1], candidates, self.warm_.params_), params["weight"])
+    def _view(self, prepared: tuple, candidates: pd.DataFrame) -> tuple:
+        return self.similarity_._view(prepared[0], candidates), self.warm_._view(prepared[1], candidates)
+
+    def _open(self, view: tuple, params: dict) -> Session:
+        return _BlendSession(self.similarity_._open(view[0], self.similarity_.params_),
+                             self.warm_._open(view[1], self.warm_.params_), params["weight"])

@@ -96,8 +96,13 @@ class AdaptiveRecommender(Validated, Estimator, ABC):
         """The hyper-parameter-free part of fitting (matrices, a static model) on training pairs."""
 
     @abstractmethod
-    def _open(self, prepared: Any, candidates: pd.DataFrame, params: dict) -> Session:
-        """A session over the candidates with the given hyper-parameters."""
+    def _view(self, prepared: Any, candidates: pd.DataFrame) -> Any:
+        """The hyper-parameter-free part of opening a session over the candidates (once per fold, not per grid
+        point)."""
+
+    @abstractmethod
+    def _open(self, view: Any, params: dict) -> Session:
+        """A session over a `_view` of the candidates with the given hyper-parameters."""
 
     def _free(self) -> dict[str, tuple]:
         """The grid of the hyper-parameters left unset (None)."""
@@ -105,18 +110,25 @@ class AdaptiveRecommender(Validated, Estimator, ABC):
 
     def fit(self, train: pd.DataFrame) -> AdaptiveRecommender:
         """Choose the unset hyper-parameters on inner folds of `train`, then prepare on all of it."""
+        return self._fit(train, {})
+
+    def _fit(self, train: pd.DataFrame, inner: dict[str, Any], prepared: Any = None) -> AdaptiveRecommender:
+        """`fit`, where `inner` holds each inner fold's `_prepare` by fold name (what is missing is prepared and
+        added) and `prepared` is that of all of `train` where the caller has it: a recommender made of others
+        (`recommender.models.blend`) prepares each training set once."""
         self._validate_params()
         missing = {"model", "dataset", "performance"} - set(train.columns)
         if missing:
             raise UserError(f"training pairs lack column(s) {sorted(missing)}")
         fixed = {k: getattr(self, k) for k in self.GRID if getattr(self, k) is not None}
         self.inner_loss_: np.ndarray | None = None  # per grid point, when one was chosen
-        self.params_ = fixed | self._choose(train, fixed)
-        self.prepared_ = self._prepare(train)
+        self.params_ = fixed | self._choose(train, fixed, inner)
+        self.prepared_ = self._prepare(train) if prepared is None else prepared
         return self
 
-    def _choose(self, train: pd.DataFrame, fixed: dict) -> dict:
-        """The grid point with the lowest mean adaptive relative regret on inner leave-one-dataset-out folds."""
+    def _choose(self, train: pd.DataFrame, fixed: dict, inner: dict[str, Any]) -> dict:
+        """The grid point with the lowest mean adaptive relative regret on inner leave-one-dataset-out folds (each
+        fold prepared once, kept in `inner`)."""
         free = self._free()
         if not free:
             return {}
@@ -128,10 +140,10 @@ class AdaptiveRecommender(Validated, Estimator, ABC):
             truth = fold.test["performance"].to_numpy(dtype=float)
             if not rankable(truth) or truth.max() <= 0:  # a relative regret needs a positive best
                 return []
-            prepared = self._prepare(fold.train)
-            hidden = fold.test.drop(columns=list(TARGET_COLUMNS), errors="ignore")
-            picks = [simulate(self._open(prepared, hidden, fixed | config), truth, max(self.budgets))
-                     for config in configs]
+            if fold.name not in inner:
+                inner[fold.name] = self._prepare(fold.train)
+            view = self._view(inner[fold.name], fold.test.drop(columns=list(TARGET_COLUMNS), errors="ignore"))
+            picks = [simulate(self._open(view, fixed | config), truth, max(self.budgets)) for config in configs]
             return [[float(np.mean([relative_regret_of_picks(truth, p, b) for b in self.budgets])) for p in picks]]
 
         choice = choose(configs, regrets, inner_folds(train, self.max_inner_folds), lower_is_better=True)
@@ -140,4 +152,4 @@ class AdaptiveRecommender(Validated, Estimator, ABC):
 
     def session(self, candidates: pd.DataFrame) -> Session:
         """A session over the candidate pairs of one target dataset (pair-table rows without performance)."""
-        return self._open(self.prepared_, candidates, self.params_)
+        return self._open(self._view(self.prepared_, candidates), self.params_)

@@ -36,11 +36,18 @@ class _SimilaritySession(Session):
         r = np.zeros(self.Z.shape[1])
         if len(picked) < 2:
             return r
-        zo, ko = self.Z0[picked], self.known[picked]
-        for d in np.flatnonzero(ko.sum(0) >= 2):
-            x, y = zo[ko[:, d], d], values[ko[:, d]]
-            if np.ptp(x) > 0 and np.ptp(y) > 0:
-                r[d] = np.corrcoef(x, y)[0, 1]
+        known = self.known[picked]  # observed models x training datasets, every dataset at once
+        x, y = self.Z0[picked], np.where(known, np.asarray(values, dtype=float)[:, None], 0.0)
+
+        def varies(v: np.ndarray) -> np.ndarray:  # two distinct known values (np.ptp > 0 over the known ones)
+            return np.where(known, v, np.inf).min(0) < np.where(known, v, -np.inf).max(0)
+
+        use = varies(x) & varies(y)
+        if use.any():
+            k, n = known[:, use], known[:, use].sum(0)
+            dx = np.where(k, x[:, use] - x[:, use].sum(0) / n, 0.0)
+            dy = np.where(k, y[:, use] - y[:, use].sum(0) / n, 0.0)
+            r[use] = np.clip((dx * dy).sum(0) / np.sqrt((dx * dx).sum(0) * (dy * dy).sum(0)), -1.0, 1.0)
         return r
 
     def weights(self, picked: Sequence[int], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +103,9 @@ class SimilaritySearch(AdaptiveRecommender):
     def _prepare(self, train: pd.DataFrame) -> pd.DataFrame:
         return zscore_matrix(train)
 
-    def _open(self, prepared: pd.DataFrame, candidates: pd.DataFrame, params: dict) -> Session:
-        Z = prepared.reindex(candidates["model"].to_numpy()).to_numpy(dtype=float)
-        return _SimilaritySession(Z, prepared.columns.to_numpy(), params["beta"], params["shrink"], params["explore"])
+    def _view(self, prepared: pd.DataFrame, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return prepared.reindex(candidates["model"].to_numpy()).to_numpy(dtype=float), prepared.columns.to_numpy()
+
+    def _open(self, view: tuple[np.ndarray, np.ndarray], params: dict) -> Session:
+        Z, names = view
+        return _SimilaritySession(Z, names, params["beta"], params["shrink"], params["explore"])

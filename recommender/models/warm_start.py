@@ -71,9 +71,12 @@ class WarmStartLR(AdaptiveRecommender):
 
         return make_recommender("lr", features=self.features).fit(train), model_factors(train)
 
-    def _open(self, prepared: tuple, candidates: pd.DataFrame, params: dict) -> Session:
+    def _view(self, prepared: tuple, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         lr, factors = prepared
-        return warm_session(lr.predict(candidates), candidates["model"].to_numpy(), factors, params)
+        return lr.predict(candidates), candidates["model"].to_numpy(), factors
+
+    def _open(self, view: tuple[np.ndarray, np.ndarray, pd.DataFrame], params: dict) -> Session:
+        return warm_session(*view, params)
 
 
 # the LR warm start of `recommend`: chosen on inner leave-one-dataset-out folds of SHiFT vision (WarmStartLR.fit)

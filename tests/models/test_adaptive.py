@@ -196,3 +196,49 @@ def test_moved_datasets_names_the_agreeing_datasets_from_four_results():
     assert moved_datasets(names, w, r, 5) == f"agrees with d1 (weight x{4 * w[0]:.1f}, r +0.90)"
     assert moved_datasets(names, np.full(4, 0.25), np.zeros(4), 5) == (
         "no training dataset agrees with the 5 results more than the others: the mean z-score")
+
+
+def test_agreement_is_pearson_on_each_datasets_known_models():
+    """Every dataset's agreement at once equals np.corrcoef of the known entries, dataset by dataset (0 with fewer
+    than two distinct known values on either side); 1e-12: the sums run in another order."""
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(30, 25))
+    Z[rng.random(Z.shape) < 0.3] = np.nan
+    Z[:, 0] = 0.7  # constant: no agreement
+    Z[5:, 1] = np.nan  # at most 2 known among the picks
+    session = SimilaritySearch(beta=1.0, shrink=0.0, explore=0.0)._open((Z, np.arange(25).astype(str)),
+                                                                        {"beta": 1.0, "shrink": 0.0, "explore": 0.0})
+    for picked in ([0, 1], [2, 7, 9], list(range(12)), [1, 4, 6, 20, 21, 29]):
+        values = rng.normal(size=len(picked))
+        expected = np.zeros(Z.shape[1])
+        for d in range(Z.shape[1]):
+            known = np.isfinite(Z[picked, d])
+            x, y = Z[picked, d][known], values[known]
+            if known.sum() >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                expected[d] = np.corrcoef(x, y)[0, 1]
+        np.testing.assert_allclose(session.agreement(picked, values), expected, rtol=0, atol=1e-12)
+    assert np.all(session.agreement([0, 1, 2], np.array([1.0, 1.0, 1.0])) == 0)  # constant results: no agreement
+
+
+def test_blend_prepares_each_training_set_once(monkeypatch: pytest.MonkeyPatch):
+    """The blend's own inner folds reuse its parts' preparations: one LR fit per inner fold and one on all the
+    training pairs, as many as the warm start alone makes; the choice is that of preparing afresh."""
+    pairs = shift_like()
+    train = pairs[pairs["dataset"] != "d5"]
+    calls = []
+    prepare = WarmStartLR._prepare
+
+    def counted(self, frame):
+        calls.append(frame["dataset"].nunique())
+        return prepare(self, frame)
+
+    monkeypatch.setattr(WarmStartLR, "_prepare", counted)
+    WarmStartLR().fit(train)
+    alone, calls[:] = len(calls), []
+    est = BlendSearch().fit(train)
+    assert len(calls) == alone == 1 + train["dataset"].nunique()  # 5 datasets: 5 inner folds and all of them
+    fresh = BlendSearch()
+    fresh.similarity_, fresh.warm_ = est.similarity_, est.warm_
+    fresh._fit(train, {})  # every fold prepared again
+    np.testing.assert_array_equal(fresh.inner_loss_, est.inner_loss_)
+    assert fresh.params_ == est.params_
