@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 KIND = "fits"
 TABLES = ("history", "inner_taus")  # `Auto.get_state`'s tables
+LIBRARIES = ("scipy", "scikit-learn")  # the fit's weighted taus and ridge stacks, besides numpy and pandas
 
 
 def fits_folder() -> Path:
@@ -27,4 +28,5 @@ def fitted_auto(store: Store, request: Mapping[str, object], fit: Callable[[], A
     current revision passes every check, else fitted now and kept (unless the store changed during the fit)."""
     from recommender.models.auto import Auto
 
-    return kept(store, KIND, request, fit, lambda est: est.get_state(), Auto.from_state, TABLES, "the fitted auto")
+    return kept(store, KIND, request, fit, lambda est: est.get_state(), Auto.from_state, TABLES, "the fitted auto",
+                LIBRARIES)

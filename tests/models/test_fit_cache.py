@@ -148,7 +148,7 @@ def test_a_damaged_entry_is_fitted_again_and_replaced(store, damage: str) -> Non
     calls: list[int] = []
     first = fitted_auto(store, {}, _counting_fit(store, calls))
     (entry,) = fits_folder().glob("*.json")
-    table = entry.with_name(f"{entry.stem}.history.parquet")
+    table = entry.with_name(f"{entry.stem}.history.arrow")
     if damage == "table bytes":
         table.write_bytes(table.read_bytes()[:-10])
     elif damage == "json":
@@ -160,7 +160,7 @@ def test_a_damaged_entry_is_fitted_again_and_replaced(store, damage: str) -> Non
     elif damage == "table name":  # tables other than auto's own are never read, checksum or not
         state = json.loads(entry.read_text())
         state["tables"]["extra"] = state["tables"]["history"]
-        table.with_name(f"{entry.stem}.extra.parquet").write_bytes(table.read_bytes())
+        table.with_name(f"{entry.stem}.extra.arrow").write_bytes(table.read_bytes())
         entry.write_text(json.dumps(state))
     else:
         table.unlink()
@@ -183,11 +183,11 @@ def test_an_unwritable_cache_warns_and_still_answers(store, tmp_path: Path, monk
 def test_prune_keeps_the_most_recently_used(tmp_path: Path) -> None:
     for i in range(5):
         (tmp_path / f"k{i}.json").write_text("{}")
-        (tmp_path / f"k{i}.history.parquet").write_text("")
+        (tmp_path / f"k{i}.history.arrow").write_text("")
         stamp = 1_000_000 + (10 - i if i == 4 else i)  # k4 was used last
         os.utime(tmp_path / f"k{i}.json", (stamp, stamp))
     prune(tmp_path, keep=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["k3.history.parquet", "k3.json", "k4.history.parquet",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k3.history.arrow", "k3.json", "k4.history.arrow",
                                                           "k4.json"]
 
 
