@@ -74,7 +74,8 @@ class _SimilaritySession(Session):
 def moved_datasets(names: np.ndarray, w: np.ndarray, r: np.ndarray, n: int) -> str:
     """Which training datasets the n observed results moved the weights towards (weight against the equal share,
     and the agreement r); below ``MIN_CORRELATION`` results, that there are too few for a correlation."""
-    top = [d for d in np.argsort(-w)[:TOP_REASONS] if w[d] > 1 / len(w) + 1e-9]
+    share = np.round(w * len(w), 9)  # against the equal share; equal to 9 decimals (rounding apart): the first named
+    top = [d for d in np.argsort(-share, kind="stable")[:TOP_REASONS] if share[d] > 1]
     if n < MIN_CORRELATION:
         moved = f"; weight moved towards {', '.join(f'{names[d]} (x{w[d] * len(w):.1f})' for d in top)}" if top else ""
         return (f"{n} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: mean z-score over "

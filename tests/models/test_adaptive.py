@@ -242,3 +242,12 @@ def test_blend_prepares_each_training_set_once(monkeypatch: pytest.MonkeyPatch):
     fresh._fit(train, {})  # every fold prepared again
     np.testing.assert_array_equal(fresh.inner_loss_, est.inner_loss_)
     assert fresh.params_ == est.params_
+
+
+def test_moved_datasets_names_tied_weights_in_dataset_order():
+    """Weights equal but for rounding (agreements of +1 computed in another order) are a tie: the first datasets
+    are named, in their order, whatever the last bits say."""
+    names, r = np.array(["a", "b", "c", "d", "e"]), np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    w = np.array([0.1, 0.3 - 1e-16, 0.3, 0.3 + 2e-16, 0.0])
+    assert moved_datasets(names, w, r, 2).endswith("weight moved towards b (x1.5), c (x1.5), d (x1.5)")
+    assert moved_datasets(names, w[[3, 2, 1, 0, 4]], r, 2).endswith("towards a (x1.5), b (x1.5), c (x1.5)")
