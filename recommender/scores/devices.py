@@ -1,12 +1,28 @@
-"""The torch device the scores compute on: `--device` resolved, and the default. torch is imported on use only."""
+"""The torch device the scores compute on: `--device` resolved, and the default. torch is imported on use only, and
+not at all to learn that a Linux machine has no GPU (`gpu_possible`)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from recommender.errors import UserError
+
+# what a GPU that torch can use brings on Linux: the NVIDIA driver (its /proc entry, its device nodes), WSL2's GPU
+# paravirtualisation, AMD's compute driver (ROCm builds of torch answer torch.cuda too)
+GPU_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
+
+def gpu_possible() -> bool:
+    """False where torch cannot see a GPU: on Linux, none of ``GPU_PATHS`` exists. True elsewhere, and where one
+    exists: torch is asked then. Importing torch only to hear "no CUDA" costs seconds (`rank` on cached features)."""
+    return not sys.platform.startswith("linux") or any(Path(path).exists() for path in GPU_PATHS)
 
 
 def default_device() -> str:
     """'cuda' when torch sees a CUDA device, else 'cpu'."""
+    if not gpu_possible():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,6 +38,8 @@ def resolve_device(choice: str) -> str | None:
         return None
     if choice == "torch:cpu":
         return "cpu"
+    if choice == "auto" and not gpu_possible():
+        return None
     import torch
 
     available = torch.cuda.is_available()

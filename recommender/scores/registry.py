@@ -16,8 +16,6 @@ from recommender.scores.hscore import hscore_from
 from recommender.scores.inputs import check_classes
 from recommender.scores.lfc import lfc_from
 from recommender.scores.logme import TASKS, logme_from
-from recommender.scores.parc import parc
-from recommender.scores.probes import knn_accuracy, linear_probe_accuracy
 from recommender.scores.source import leep, nce
 from recommender.scores.spectrum import FeatureMatrix
 
@@ -44,6 +42,24 @@ class Score:
     direction: str = "higher"
 
 
+def _parc(d: ScoreInputs) -> float:
+    from recommender.scores.parc import parc  # PARC and the probes bring scikit-learn: imported where computed
+
+    return parc(d.features.F, d.y)
+
+
+def _knn(d: ScoreInputs) -> float:
+    from recommender.scores.probes import knn_accuracy
+
+    return knn_accuracy(d.features.F, d.y)
+
+
+def _linear(d: ScoreInputs) -> float:
+    from recommender.scores.probes import linear_probe_accuracy
+
+    return linear_probe_accuracy(d.features.F, d.y, task=d.task)
+
+
 SCORES: dict[str, Score] = {s.name: s for s in (
     Score("logme", lambda d: logme_from(d.features, d.y, d.task), False, False,
           "LogME: mean maximum log evidence per example of a Bayesian linear model"),
@@ -58,11 +74,11 @@ SCORES: dict[str, Score] = {s.name: s for s in (
           "regularised H-score with Ledoit-Wolf shrinkage"),
     Score("lfc", lambda d: lfc_from(d.features, d.y), True, False,
           "LFC: centred correlation of F F' with the label-agreement matrix"),
-    Score("parc", lambda d: parc(d.features.F, d.y), True, False,
+    Score("parc", _parc, True, False,
           "PARC x 100: Spearman correlation of feature and label dissimilarities"),
-    Score("knn", lambda d: knn_accuracy(d.features.F, d.y), True, False,
+    Score("knn", _knn, True, False,
           "leave-one-out 1-NN accuracy"),
-    Score("linear", lambda d: linear_probe_accuracy(d.features.F, d.y, task=d.task), False, False,
+    Score("linear", _linear, False, False,
           "5-fold linear probe: logistic accuracy (ridge R^2 for regression)"),
 )}
 

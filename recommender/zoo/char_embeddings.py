@@ -7,15 +7,16 @@ from __future__ import annotations
 import pickle
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from recommender.errors import UserError
 from recommender.zoo.provider import Provider
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class _LiteralsOnly(pickle.Unpickler):
@@ -55,41 +56,6 @@ def keras_lstm_weights(onnx_file: str, layers: int = 2) -> list[tuple[np.ndarray
     return out
 
 
-class CharLSTM(nn.Module):
-    """Words (one-hot characters, padded) -> the last LSTM layer's final hidden state -> mean over each text's words.
-
-    Packed sequences stop each word at its own length: the Keras model has no mask, so padding would change a word's
-    vector."""
-
-    def __init__(self, n_chars: int, dim: int, layers: int = 2):
-        super().__init__()
-        self.lstm = nn.LSTM(n_chars, dim, num_layers=layers, batch_first=True)
-
-    def load_keras(self, weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> CharLSTM:
-        """Copy Keras LSTM weights in. Both order the gates input, forget, cell, output; Keras keeps one bias."""
-        with torch.no_grad():
-            for k, (kernel, recurrent, bias) in enumerate(weights):
-                for name, value in (("weight_ih", kernel.T), ("weight_hh", recurrent.T), ("bias_ih", bias),
-                                    ("bias_hh", np.zeros_like(bias))):
-                    param = getattr(self.lstm, f"{name}_l{k}")
-                    if tuple(param.shape) != value.shape:
-                        raise UserError(f"chars2vec layer {k} {name}: shape {value.shape}, want {tuple(param.shape)}")
-                    param.copy_(torch.from_numpy(np.array(value, dtype=np.float32)))  # a writable copy
-        return self
-
-    def words(self, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Word vectors (U x D) of U one-hot words (U x L x C) of the given lengths."""
-        packed = pack_padded_sequence(chars, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        return self.lstm(packed)[1][0][-1]
-
-    def forward(self, chars: torch.Tensor, lengths: torch.Tensor, ids: torch.Tensor,
-                offsets: torch.Tensor) -> torch.Tensor:
-        if chars.shape[0] == 0:  # no text of the batch has a word
-            return chars.new_zeros((offsets.shape[0], self.lstm.hidden_size))
-        # a text's feature: the mean of its words' vectors (an empty bag gives the zero vector)
-        return F.embedding_bag(ids, self.words(chars, lengths), offsets, mode="mean")
-
-
 @dataclass
 class Chars2VecProvider(Provider):
     """Mean of chars2vec word vectors over a text's whitespace-separated, lower-cased words (first `max_chars` of the
@@ -111,10 +77,15 @@ class Chars2VecProvider(Provider):
         return self._chars
 
     def _build_encoder(self) -> nn.Module:
+        from recommender.zoo.nets import CharLSTM
+
         chars = self.chars()
         return CharLSTM(len(chars), self._dim).load_keras(keras_lstm_weights(self.onnx_file))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
+        import torch
+        import torch.nn.functional as F
+
         table = self.chars()
         texts = [re.findall(r"\S+", str(t)[: self.max_chars].lower()) for t in items]
         index = {w: i for i, w in enumerate(dict.fromkeys(w[: self.max_word_chars] for ws in texts for w in ws))}

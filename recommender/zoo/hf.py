@@ -11,27 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
 from recommender.errors import UserError
-from recommender.zoo.provider import Provider, masked_mean
+from recommender.zoo.provider import Provider
 from recommender.zoo.weights import _load_refusal, _weights_file, check_model_config
 
-
-class _MeanPooledTransformer(nn.Module):
-    """A Hugging Face encoder followed by attention-masked mean pooling (the sentence-transformers recipe)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return masked_mean(out, attention_mask)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @contextmanager
@@ -114,37 +104,16 @@ class TransformersProvider(Provider):
     def _build_encoder(self) -> nn.Module:
         from transformers import AutoModel
 
+        from recommender.zoo.nets import MeanPooledTransformer
+
         with quiet_loading():
-            return _MeanPooledTransformer(self._from_pretrained(AutoModel))
+            return MeanPooledTransformer(self._from_pretrained(AutoModel))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
         enc = self.tokenizer()(list(items), padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-
-
-def pooled(out: object, use_pooler: bool) -> torch.Tensor:
-    """B x D features of a transformers vision model's output: its `pooler_output` when `use_pooler` and the
-    architecture gives one, else the mean of the last hidden state over tokens (B x T x D) or positions
-    (B x C x H x W)."""
-    features = getattr(out, "pooler_output", None) if use_pooler else None
-    if features is None:
-        hidden = out.last_hidden_state  # type: ignore[attr-defined]  # every transformers vision encoder has it
-        features = hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
-    return features.reshape(features.shape[0], -1)  # ResNet's pooler keeps 1 x 1 spatial axes
-
-
-class _PooledImageModel(nn.Module):
-    """A transformers vision encoder whose forward gives pooled features (`pooled`)."""
-
-    def __init__(self, model: nn.Module, use_pooler: bool):
-        super().__init__()
-        self.model = model
-        self.use_pooler = use_pooler
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return pooled(self.model(pixel_values=pixel_values), self.use_pooler)
 
 
 def rgb_images(items: list | np.ndarray) -> list[np.ndarray]:
@@ -179,7 +148,9 @@ class HFImageProvider(TransformersProvider):
         with quiet_loading():
             model, info = self._from_pretrained(AutoModel, output_loading_info=True)
         fresh = [key for key in info["missing_keys"] if "pooler" in key.split(".")]
-        return _PooledImageModel(model, use_pooler=not fresh)
+        from recommender.zoo.nets import PooledImageModel
+
+        return PooledImageModel(model, use_pooler=not fresh)
 
     def input_config(self) -> str:
         """The image processor's class and settings (resize, crop, rescale, normalisation): models that share them

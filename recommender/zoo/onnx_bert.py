@@ -16,13 +16,16 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from recommender.errors import UserError
-from recommender.zoo.hf import TransformersProvider, _MeanPooledTransformer
+from recommender.zoo.hf import TransformersProvider
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # a BERT parameter name inside an exported tensor name, after whatever prefix the export put before it
 _BERT_NAME = re.compile(r"(?:^|\.)((?:embeddings|encoder\.layer\.\d+)\.[\w.]+\.(?:weight|bias))$")
@@ -115,6 +118,8 @@ class _Graph:
 def bert_state(onnx_file: str) -> tuple[dict[str, torch.Tensor], dict]:
     """The BERT parameters (torch layout) of an exported encoder and the BertConfig fields read from the graph;
     a UserError naming the file when an initializer has no BERT parameter or one is mapped twice."""
+    import torch
+
     graph = _Graph(onnx_file)
     state: dict[str, torch.Tensor] = {}
     for name in graph.arrays:
@@ -145,6 +150,7 @@ def bert_state(onnx_file: str) -> tuple[dict[str, torch.Tensor], dict]:
 
 def bert_from_onnx(onnx_file: str) -> nn.Module:
     """A transformers BertModel (no pooler) carrying the ONNX file's weights, every parameter checked."""
+    import torch
     from transformers import BertConfig, BertModel
 
     state, config = bert_state(onnx_file)
@@ -177,4 +183,6 @@ class OnnxBertProvider(TransformersProvider):
         return f"{super().preprocessing};runtime:torch-from-onnx"
 
     def _build_encoder(self) -> nn.Module:
-        return _MeanPooledTransformer(bert_from_onnx(self.onnx_file))
+        from recommender.zoo.nets import MeanPooledTransformer
+
+        return MeanPooledTransformer(bert_from_onnx(self.onnx_file))

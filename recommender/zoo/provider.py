@@ -3,6 +3,9 @@ model facts the pair table records.
 
 A torch provider exposes its encoder (`encoder()` and `prepare(items)`), which serves both feature extraction
 and fine-tuning; providers backed by another runtime (ONNX) override `features` and cannot be fine-tuned.
+
+torch is imported where a batch is prepared or an encoder built, not with the providers: `rank` on features already
+cached (`recommender.zoo.cache`) names its models and their facts without it.
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from recommender.contracts import MODEL_FACTS
 from recommender.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class Provider(ABC):
 
         The encoder and the batch run on the torch `device`; the encoder stays there until `reset_encoder`. On
         CUDA the forward runs under autocast (`autocast_dtype`); on the CPU in float32, as always."""
+        import torch
+
         enc = self.encoder().to(device).eval()
         dtype = autocast_dtype(device)
         autocast = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
@@ -112,6 +120,8 @@ def autocast_dtype(device: str) -> torch.dtype | None:
     else float16; None (no autocast, float32) on the CPU."""
     if device.partition(":")[0] != "cuda":
         return None
+    import torch
+
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 

