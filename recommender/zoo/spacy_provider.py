@@ -1,7 +1,7 @@
 """spaCy pipelines as providers: a pipeline's tok2vec token vectors, mean-pooled (`SpacyProvider`). Tokenizing,
-attribute extraction and hashing stay in spaCy/thinc, on the CPU (`hashed_rows`): they turn text into table rows, as
-a tokenizer turns text into ids. The torch encoder those rows feed is `recommender.zoo.spacy_torch`'s, imported
-where it is built."""
+attribute extraction and hashing stay in spaCy/thinc, on the CPU: they turn text into table rows, as
+a tokenizer turns text into ids (`recommender.zoo.spacy_rows`). The torch encoder those rows feed is
+`recommender.zoo.spacy_torch`'s, imported where it is built."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from recommender.zoo.provider import Provider
+from recommender.zoo.spacy_rows import hashed_rows, thinc_nodes
 
 if TYPE_CHECKING:
     import torch
@@ -19,33 +20,9 @@ if TYPE_CHECKING:
     from spacy.pipeline import TrainablePipe
     from spacy.tokens import Doc
     from thinc.api import Model
-    from thinc.types import Ints1d
     from torch import nn
 
     ThincModel = Model[Any, Any]
-
-
-def thinc_nodes(model: ThincModel, name: str) -> list[ThincModel]:
-    """The layers of a thinc model named `name`, in `walk()` order (breadth-first)."""
-    return [node for node in model.walk() if node.name == name]
-
-
-def hashed_rows(model: ThincModel, docs: list[Doc]) -> list[np.ndarray]:
-    """Per doc, the table rows of its tokens (tokens x tables x 4, int64): spaCy's own feature extractor, then
-    each HashEmbed's MurmurHash of its attribute column with its seed, modulo its number of rows."""
-    extract = thinc_nodes(model, "extract_features")[0]
-    embeds = thinc_nodes(model, "hashembed")
-    out = []
-    for doc, attrs in zip(docs, extract.predict(docs), strict=True):
-        if not len(doc):
-            out.append(np.zeros((0, len(embeds), 4), np.int64))
-            continue
-        attrs = np.asarray(attrs, dtype=np.uint64).reshape(len(doc), -1)
-        # thinc types its arrays by protocols of its own; at run time they are these numpy arrays
-        keys = [model.ops.hash(cast("Ints1d", np.ascontiguousarray(attrs[:, e.attrs["column"]])), e.attrs["seed"])
-                % e.get_dim("nV") for e in embeds]
-        out.append(np.stack(keys, axis=1).astype(np.int64))
-    return out
 
 
 @dataclass

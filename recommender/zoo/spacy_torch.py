@@ -1,7 +1,7 @@
 """spaCy's `tok2vec` (MultiHashEmbed + MaxoutWindowEncoder, as in en_core_web_sm) re-implemented in torch, so the
 pipeline's token vectors can be fine-tuned. The weights are copied from the loaded thinc model, whose layer
 structure is read from the model itself. Tokenizing, attribute extraction and hashing stay in spaCy/thinc, on the
-CPU (`recommender.zoo.spacy_provider`): they turn text into table rows, as a tokenizer turns text into ids."""
+CPU (`recommender.zoo.spacy_rows`): they turn text into table rows, as a tokenizer turns text into ids."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import nn
 
 from recommender.errors import UserError
 from recommender.zoo.provider import masked_mean
-from recommender.zoo.spacy_provider import thinc_nodes
+from recommender.zoo.spacy_rows import thinc_nodes
 
 if TYPE_CHECKING:
     from thinc.api import Model
