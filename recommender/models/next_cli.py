@@ -77,7 +77,7 @@ def run_next(args: argparse.Namespace) -> int:
         return run_next_configs(args)
     strategy, protocol = args.strategy or STRATEGIES[0], args.protocol or DEFAULT_PROTOCOL
     store = open_store(args.db)
-    pairs, _ = store.kept_pairs(protocol, args.modality, args.select)
+    pairs, metrics = store.kept_pairs(protocol, args.modality, args.select)
     train = pairs[(pairs["dataset"] != args.dataset) & pairs["performance"].notna()]
     if train["dataset"].nunique() < 1:
         raise UserError(f"the store has no other dataset under protocol {protocol!r} to learn from")
@@ -85,7 +85,10 @@ def run_next(args: argparse.Namespace) -> int:
                              classes=args.classes, group=args.group, modality=args.modality)
     train, note = same_modality(train, row.get("modality"), args.dataset)  # only models of the dataset's modality
     pool = set(train["model"])
-    observed, sources = gather_observed(pairs, args.dataset, pool, read_user_table(args.observed), protocol)
+    metric = metrics.get(protocol, "")
+    logged, unused = store.logged_results(protocol, args.dataset, args.select, metric)  # a dataset without facts too
+    observed, sources = gather_observed(logged, args.dataset, pool, read_user_table(args.observed), protocol, unused,
+                                        metric)
     candidates = candidate_pairs(train, row)
     if strategy == "auto":
         est, candidates, what = auto_for_next(store, args, row, protocol, candidates)

@@ -3,6 +3,8 @@ file, every problem one line naming file, row, column and reason."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -81,15 +83,24 @@ def rows_for_dataset(frame: pd.DataFrame, label: str, dataset: str) -> tuple[pd.
 
 
 def gather_observed(pairs: pd.DataFrame, dataset: str, pool: set[str], given: UserTable | None = None,
-                    protocol: str = "") -> tuple[pd.Series, list[str]]:
+                    protocol: str = "", unused: Mapping[str, int] | None = None, metric: str = ""
+                    ) -> tuple[pd.Series, list[str]]:
     """The results observed on `dataset`: its measured pairs in `pairs` (the store's jobs of the protocol) for
     models of `pool`, then the `model,performance` rows on `dataset` of the user's file ``given``
     (``rows_for_dataset``, checked by `observed_results`), which override stored ones. Also one phrase per source
-    saying what was used."""
-    logged = pairs[(pairs["dataset"] == dataset) & pairs["model"].isin(pool) & pairs["performance"].notna()]
+    saying what was used, and what was not: the stored results of models outside the pool, and ``unused``, the
+    dataset's jobs under another metric than the protocol's ``metric``, counted by metric
+    (`PairTables.logged_results`)."""
+    mine = pairs[(pairs["dataset"] == dataset) & pairs["performance"].notna()]
+    logged = mine[mine["model"].isin(pool)]
     observed = logged.drop_duplicates("model").set_index("model")["performance"].astype(float)
+    skipped = [f"{n} under metric {other}" + (f", not {metric}" if metric else "")
+               for other, n in sorted((unused or {}).items())]
+    if outside := sorted(set(mine["model"]) - pool):
+        skipped.append(f"{len(outside)} of model(s) outside the candidates: {_first(outside)}")
     sources = [f"{len(observed)} result(s) logged in the store for {dataset}" + (f" under {protocol}" if protocol
-                                                                                 else "")]
+                                                                                 else "")
+               + (f" (not used: {'; '.join(skipped)})" if skipped else "")]
     if given is not None:
         rows, left = rows_for_dataset(given.frame, given.label, dataset)
         results = observed_results(rows, given.label, pool)

@@ -188,8 +188,8 @@ def recommend(est: PairRecommender, store: Store, request: Request) -> Recommend
     says what was used. Only models of each dataset's modality are candidates (``same_modality``)."""
     training = est.training_
     target = target_protocol(est, store, request.protocol)
-    pairs, metrics = store.kept_pairs(str(training.get("protocol", DEFAULT_PROTOCOL)), training.get("modality"),
-                                      str(training.get("select", "val")))
+    select = str(training.get("select", "val"))
+    pairs, metrics = store.kept_pairs(str(training.get("protocol", DEFAULT_PROTOCOL)), training.get("modality"), select)
     if target is not None and (pairs["protocol"] == target).any():  # the dataset facts and scale under it
         pairs = pairs[pairs["protocol"] == target]
     datasets = store.dataset_features()
@@ -209,8 +209,9 @@ def recommend(est: PairRecommender, store: Store, request: Request) -> Recommend
     for row in rows:
         name = cast(str, row["dataset"])  # lookup_dataset_row's own name
         mine = (candidates["dataset"] == name).to_numpy()
+        logged = store.logged_results(protocol, name, select, metrics[protocol]) if protocol in metrics else None
         table, found = _dataset_table(est, candidates.loc[mine].reset_index(drop=True), predicted[mine], pairs,
-                                      name, request, protocol, history)
+                                      name, request, protocol, history, logged, metrics.get(protocol, ""))
         tables.append(table)
         notes[name] += found
     table = pd.concat(tables, ignore_index=True)[COLUMNS]
@@ -254,14 +255,20 @@ class Measured:
 
 
 def _dataset_table(est: PairRecommender, candidates: pd.DataFrame, predicted: np.ndarray, pairs: pd.DataFrame,
-                   name: str, request: Request, protocol: str, history: Measured) -> tuple[pd.DataFrame, list[str]]:
+                   name: str, request: Request, protocol: str, history: Measured,
+                   logged: tuple[pd.DataFrame, dict[str, int]] | None = None, metric: str = ""
+                   ) -> tuple[pd.DataFrame, list[str]]:
     """One dataset's rows of the recommendation (``COLUMNS``) from its candidate pairs and their static
-    prediction, updated with the results observed there; and its notes."""
+    prediction, updated with the results observed there (``logged``: the store's, `PairTables.logged_results`,
+    else its rows of ``pairs``); and its notes."""
     models = candidates["model"].astype(str).to_numpy()
     # a dataset the recommender was fitted on: its logged jobs are its training data, not new evidence
     fitted_on = name in est.encoder_.categories_.get("dataset", ())
-    logged = pairs[pairs["dataset"] != name] if fitted_on else pairs
-    updated, spread, observed, note = adaptive_update(predicted, models, logged, name, request.observed, protocol)
+    others = pairs[pairs["dataset"] != name]
+    mine, unused = (pairs[pairs["dataset"] == name], {}) if logged is None else logged
+    updated, spread, observed, note = adaptive_update(
+        predicted, models, others if fitted_on else pd.concat([others, mine], ignore_index=True), name,
+        request.observed, protocol, {} if fitted_on else unused, metric)
     notes = [note] if note else []
     best = ranked_then_tried(candidates, updated, observed, request.k)
     facts = candidates.drop_duplicates("model").set_index("model").reindex(best["model"])
@@ -299,17 +306,20 @@ def ranked_then_tried(candidates: pd.DataFrame, predicted: np.ndarray, observed:
 
 
 def adaptive_update(prediction: np.ndarray, models: np.ndarray, pairs: pd.DataFrame, name: str,
-                    given: UserTable | None, protocol: str) -> tuple[np.ndarray, np.ndarray, pd.Series, str]:
+                    given: UserTable | None, protocol: str, unused: dict[str, int] | None = None, metric: str = ""
+                    ) -> tuple[np.ndarray, np.ndarray, pd.Series, str]:
     """One dataset's static prediction of the candidate ``models`` updated with the results observed there (its
     measured pairs in ``pairs``, then the user's file ``given``; ``gather_observed``) by the LR warm start of
     ``recommender.models.warm_start`` (``warm_update``, hyper-parameters ``WARM_START``; the model factors come from
-    the other datasets' pairs). Returns the updated prediction (the static one with fewer than two distinct
-    results), its posterior std, the observed results by model and a note saying what was used ("" if nothing)."""
-    observed, sources = gather_observed(pairs, name, set(models), given, protocol)
+    the other datasets' pairs; ``unused``: the dataset's jobs under other metrics than ``metric``, named in the
+    note). Returns the updated prediction (the static one with fewer than two distinct results), its posterior std,
+    the observed results by model and a note saying what was used and what was not ("" if nothing was logged)."""
+    observed, sources = gather_observed(pairs, name, set(models), given, protocol, unused, metric)
     others = pairs[(pairs["dataset"] != name) & pairs["performance"].notna()]
     updated, spread = warm_update(prediction, models, observed, model_factors(others), WARM_START)
-    if observed.empty:
-        return updated, spread, observed, ""
+    if observed.empty:  # a note only where something logged was left out
+        logged = bool(unused) or bool((pairs["dataset"] == name).any())
+        return updated, spread, observed, f"{name}: {sources[0]}" if logged else ""
     tried = "tried models are not ranked: they follow the ranking with their `observed` result"
     how = (f"the ranking is the prediction updated with them (LR warm start); {tried}"
            if not np.array_equal(updated, prediction) else

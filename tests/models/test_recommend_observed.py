@@ -133,3 +133,32 @@ def test_relative_regret_has_one_home_and_models_do_not_import_the_evaluation():
     code = ("import sys, recommender.models.adaptive, recommender.models.recommend;"
             "print([m for m in sys.modules if m.startswith('recommender.evaluation')])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_results_logged_on_a_dataset_the_store_has_no_facts_of(capsys, tmp_path):
+    """A user's own dataset has no facts in the store, so a pair table of one modality leaves it out; its logged
+    jobs are still the results observed on it, for `recommend` and `next` under that modality. A job under another
+    metric than the protocol's is not comparable: left out, and the note says so (it used to be dropped silently,
+    and before that, every job on a dataset without facts)."""
+    url, _ = make_store(tmp_path)
+    image_lr = str(tmp_path / "lr-image")
+    assert main(["train", "--recommender", "lr", "--protocol", "p", "--modality", "image", "--db", url,
+                 "--out", image_lr]) == 0
+    jobs = pd.DataFrame([{"model": "m3", "dataset": "mine", "metric": "top1", "protocol": "p", "value": 71.0},
+                         {"model": "m8", "dataset": "mine", "metric": "top1", "protocol": "p", "value": 52.0},
+                         {"model": "m9", "dataset": "mine", "metric": "acc", "protocol": "p", "value": 0.9}])
+    jobs.to_csv(tmp_path / "mine.csv", index=False)
+    assert main(["history", "--db", url, "ingest", str(tmp_path / "mine.csv")]) == 0
+    capsys.readouterr()
+    flags = ["--dataset", "mine", "--examples", "800", "--classes", "10", "--group", "g", "--modality", "image"]
+    assert main(["recommend", "--model", image_lr, "--db", url, "--top-k", "12", *flags]) == 0
+    out = capsys.readouterr().out
+    said = "used 2 result(s) logged in the store for mine under p (not used: 1 under metric acc, not top1)"
+    assert said in out
+    found = table(capsys, url, image_lr, *flags).set_index("model")["observed"]
+    assert found.dropna().to_dict() == {"m3": 71.0, "m8": 52.0}
+    assert main(["next", "--db", url, "--protocol", "p", "--budget", "3", *flags]) == 0
+    out = capsys.readouterr().out
+    assert said in out
+    proposed = [line.split()[1] for line in out.splitlines()[2:5]]
+    assert len(proposed) == 3 and not {"m3", "m8"} & set(proposed)
