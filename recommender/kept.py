@@ -92,16 +92,24 @@ def kept(store: Queries, kind: str, request: Mapping[str, object], compute: Call
     else computed now and kept as ``state`` gives it (unless the store changed meanwhile). ``tables`` names the
     state's tables; ``what`` names the result in a warning; ``libraries`` are those ``compute`` uses besides
     ``LIBRARIES`` (their versions are part of the key)."""
-    folder = kept_folder(kind)
     revision = store.revision()
-    key = entry_key(store.url, revision, request, libraries)
+    return kept_under(kind, entry_key(store.url, revision, request, libraries), compute, state, restore, tables,
+                      what, lambda: store.revision() == revision)
+
+
+def kept_under(kind: str, key: str, compute: Callable[[], T], state: Callable[[T], State],
+               restore: Callable[[dict[str, object], dict[str, pd.DataFrame]], T], tables: Sequence[str], what: str,
+               still_valid: Callable[[], bool] = lambda: True) -> T:
+    """`kept` under a key of the caller's (``entry_key``): the result is kept only where ``still_valid()`` holds
+    once it is computed (`kept`: the store has not changed meanwhile; a key of the input's content: always)."""
+    folder = kept_folder(kind)
     found = read_entry(folder, key, tables, restore)
     if found is not None:
         with suppress(OSError):  # recently used, pruned last; a cache of another user's or read-only: as it is
             os.utime(folder / f"{key}.json")
         return found
     result = compute()
-    if store.revision() != revision:  # written to meanwhile: the result may hold rows of a later revision
+    if not still_valid():  # e.g. the store was written to meanwhile: the result may hold rows of a later revision
         return result
     try:
         write_entry(folder, key, state(result))
@@ -110,6 +118,15 @@ def kept(store: Queries, kind: str, request: Mapping[str, object], compute: Call
     except (OSError, ValueError, TypeError, NotImplementedError, ArrowException) as exc:
         warnings.warn(f"could not keep {what} in {folder}: {exc}", stacklevel=2)
     return result
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of a table's column names, dtypes and values (pandas' hash of each row; the index left out): the key
+    of a result computed from that table alone, which no write to the store that leaves the table as it was can
+    make stale."""
+    digest = hashlib.sha256(json.dumps([[str(c) for c in frame.columns], [str(t) for t in frame.dtypes]]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def write_entry(folder: Path, key: str, state: State) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from recommender.cli_args import add_db_argument
 from recommender.contracts import ADAPTIVE_BUDGETS, DEFAULT_PROTOCOL
 from recommender.errors import UserError
 from recommender.models.cli import cost_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STRATEGIES = ("auto", "similarity", "lr", "ucb")
 # chosen on inner leave-one-dataset-out folds of SHiFT vision (`--tune` chooses again on the store's history);
@@ -122,14 +126,13 @@ def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, can
     modality = row.get("modality") if isinstance(row.get("modality"), str) else None
     fixed = {} if args.tune else DEFAULTS["similarity"]
 
-    def fit() -> Auto:
+    def training() -> pd.DataFrame:
         history, _ = store.scored_history(modality, args.select)
-        return Auto(similarity=fixed).fit(history[(history["dataset"] != args.dataset)
-                                                  & history["performance"].notna()])
+        return history[(history["dataset"] != args.dataset) & history["performance"].notna()]
 
     request = {"command": "next", "modality": modality, "select": args.select, "without": args.dataset,
                "similarity": fixed}
-    est = fitted_auto(store, request, fit)
+    est = fitted_auto(store, request, training, lambda train: Auto(similarity=fixed).fit(train))
     history, stored = est.history_, store.scores()
     mine = stored[stored["dataset"] == args.dataset]
     candidates = candidates.assign(protocol=protocol)

@@ -131,17 +131,18 @@ def fit_auto(store: Store, scores: Sequence[str], modality: str | None) -> tuple
     from recommender.models.auto import Auto
     from recommender.models.fit_cache import fitted_auto
 
-    def fit() -> Auto:
+    def training() -> pd.DataFrame:
         try:
             history, _ = store.scored_history(modality, "val", scores)
         except UserError as exc:  # an empty store, or none of this modality
             raise TooLittleHistory(str(exc)) from None
         if history["dataset"].nunique() < 2:
             raise TooLittleHistory(f"the store holds fewer than 2 {modality or ''} datasets to learn from")
-        return Auto(tuple(scores)).fit(history)
+        return history
 
     try:
-        est = fitted_auto(store, {"command": "rank", "modality": modality, "scores": list(scores)}, fit)
+        est = fitted_auto(store, {"command": "rank", "modality": modality, "scores": list(scores)}, training,
+                          lambda history: Auto(tuple(scores)).fit(history))
     except TooLittleHistory as exc:
         return None, str(exc)
     return est, (f"fitted on the store's {len(est.history_)} {modality or ''} pairs of "

@@ -1,11 +1,13 @@
 """recommender.models.fit_cache: a fitted `auto` kept between calls is the same `auto`, bit for bit; a write to the
-store, another request, changed code or a damaged entry fits again; a cache that cannot be written costs time,
-never the answer. And `Store.revision`, which the key rests on."""
+store that changes the training history, another request, changed code or a damaged entry fits again, a write that
+leaves the history as it was does not; a cache that cannot be written costs time, never the answer. And
+`Store.revision`, which the first key rests on."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +46,12 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return db
 
 
-def _counting_fit(store, calls: list[int]):
-    """A fit of `auto` on the store's image history that counts its calls."""
-    def fit() -> Auto:
+def _counting(store, calls: list[int]) -> tuple[Callable[[], pd.DataFrame], Callable[[pd.DataFrame], Auto]]:
+    """The store's image history, and a fit of `auto` on it that counts its calls."""
+    def fit(history: pd.DataFrame) -> Auto:
         calls.append(1)
-        history, _ = store.scored_history("image")
         return Auto().fit(history)
-    return fit
+    return (lambda: store.scored_history("image")[0]), fit
 
 
 CANDIDATES = pd.DataFrame({"model": MODELS, "dataset": "new", "protocol": "p"})
@@ -96,78 +97,97 @@ def test_a_wrong_state_field_is_refused(field: str, value: object, message: str)
 
 def test_a_second_call_reads_the_fit_and_a_write_to_the_store_refits(store, tmp_path: Path) -> None:
     calls: list[int] = []
-    first = fitted_auto(store, {"for": "test"}, _counting_fit(store, calls))
-    second = fitted_auto(open_store(store.url), {"for": "test"}, _counting_fit(store, calls))
+    first = fitted_auto(store, {"for": "test"}, *_counting(store, calls))
+    second = fitted_auto(open_store(store.url), {"for": "test"}, *_counting(store, calls))
     assert len(calls) == 1
     _same(first, second)
-    assert fitted_auto(store, {"for": "another"}, _counting_fit(store, calls)) is not None and len(calls) == 2
+    assert fitted_auto(store, {"for": "another"}, *_counting(store, calls)) is not None and len(calls) == 2
 
     _jobs(range(6, 7), 4).to_csv(tmp_path / "more.csv", index=False)  # a new dataset: the history has changed
     ingest_file(store, tmp_path / "more.csv", kind="jobs")
-    third = fitted_auto(store, {"for": "test"}, _counting_fit(store, calls))
+    third = fitted_auto(store, {"for": "test"}, *_counting(store, calls))
     assert len(calls) == 3 and third.history_["dataset"].nunique() == 7
 
 
 def test_changed_code_refits(store, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    fitted_auto(store, {}, _counting_fit(store, calls))
+    fitted_auto(store, {}, *_counting(store, calls))
     monkeypatch.setattr(kept, "code_fingerprint", lambda: "another version")
-    fitted_auto(store, {}, _counting_fit(store, calls))
+    fitted_auto(store, {}, *_counting(store, calls))
     assert len(calls) == 2
 
 
 def test_a_cache_that_cannot_be_touched_still_answers(store, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    first = fitted_auto(store, {}, _counting_fit(store, calls))
+    first = fitted_auto(store, {}, *_counting(store, calls))
 
     def refuse(*args: object) -> None:
         raise PermissionError("another user's cache")
 
     monkeypatch.setattr(kept.os, "utime", refuse)  # marking the entry used fails: the entry still serves
-    _same(first, fitted_auto(store, {}, _counting_fit(store, calls)))
+    _same(first, fitted_auto(store, {}, *_counting(store, calls)))
     assert len(calls) == 1
 
 
-def test_a_fit_during_which_the_store_changed_is_not_kept(store, tmp_path: Path) -> None:
+def test_a_fit_during_which_the_store_changed_is_kept_for_its_history_only(store, tmp_path: Path) -> None:
     calls: list[int] = []
-    fit = _counting_fit(store, calls)
+    history, fit = _counting(store, calls)
 
-    def fit_then_write() -> Auto:
-        fitted = fit()
+    def fit_then_write(train: pd.DataFrame) -> Auto:
+        fitted = fit(train)
         _jobs(range(6, 7), 5).to_csv(tmp_path / "meanwhile.csv", index=False)
         ingest_file(store, tmp_path / "meanwhile.csv", kind="jobs")  # another process writes during the fit
         return fitted
 
-    fitted_auto(store, {}, fit_then_write)
-    assert not list(fits_folder().glob("*.json"))  # the fit saw rows of the older revision only: not kept
-    assert fitted_auto(store, {}, fit).history_["dataset"].nunique() == 7 and len(calls) == 2
+    fitted_auto(store, {}, history, fit_then_write)
+    # the fit saw the older rows: kept under their content, not under the store's revision, which it does not hold
+    assert len(list(fits_folder().glob("*.json"))) == 1
+    assert fitted_auto(store, {}, history, fit).history_["dataset"].nunique() == 7 and len(calls) == 2
+
+
+def test_a_write_that_leaves_the_training_history_as_it_was_reads_the_fit(store, tmp_path: Path) -> None:
+    """A user logs a result on their own dataset (no facts: not in the image history the fit learns from): the
+    store's revision moves, the fit is read by the history's content, not fitted again, and answers the same."""
+    calls: list[int] = []
+    first = fitted_auto(store, {}, *_counting(store, calls))
+    before = store.revision()
+    pd.DataFrame([{"model": "m1", "dataset": "mine", "metric": "top1", "protocol": "p", "value": 0.7}]).to_csv(
+        tmp_path / "mine.csv", index=False)
+    ingest_file(store, tmp_path / "mine.csv", kind="jobs")
+    assert store.revision() != before
+    _same(first, fitted_auto(store, {}, *_counting(store, calls)))
+    assert len(calls) == 1
+    fitted_auto(store, {"for": "another request"}, *_counting(store, calls))  # the request is in both keys
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("damage", ["table bytes", "json", "field", "missing table", "table name"])
 def test_a_damaged_entry_is_fitted_again_and_replaced(store, damage: str) -> None:
     calls: list[int] = []
-    first = fitted_auto(store, {}, _counting_fit(store, calls))
-    (entry,) = fits_folder().glob("*.json")
-    table = entry.with_name(f"{entry.stem}.history.arrow")
-    if damage == "table bytes":
-        table.write_bytes(table.read_bytes()[:-10])
-    elif damage == "json":
-        entry.write_text("{not json")
-    elif damage == "field":
-        state = json.loads(entry.read_text())
-        state["values"]["intercepts"] = "x"
-        entry.write_text(json.dumps(state))
-    elif damage == "table name":  # tables other than auto's own are never read, checksum or not
-        state = json.loads(entry.read_text())
-        state["tables"]["extra"] = state["tables"]["history"]
-        table.with_name(f"{entry.stem}.extra.arrow").write_bytes(table.read_bytes())
-        entry.write_text(json.dumps(state))
-    else:
-        table.unlink()
-    again = fitted_auto(store, {}, _counting_fit(store, calls))
+    first = fitted_auto(store, {}, *_counting(store, calls))
+    entries = list(fits_folder().glob("*.json"))
+    assert len(entries) == 2  # under the store's revision and under the history's content: both damaged
+    for entry in entries:
+        table = entry.with_name(f"{entry.stem}.history.arrow")
+        if damage == "table bytes":
+            table.write_bytes(table.read_bytes()[:-10])
+        elif damage == "json":
+            entry.write_text("{not json")
+        elif damage == "field":
+            state = json.loads(entry.read_text())
+            state["values"]["intercepts"] = "x"
+            entry.write_text(json.dumps(state))
+        elif damage == "table name":  # tables other than auto's own are never read, checksum or not
+            state = json.loads(entry.read_text())
+            state["tables"]["extra"] = state["tables"]["history"]
+            table.with_name(f"{entry.stem}.extra.arrow").write_bytes(table.read_bytes())
+            entry.write_text(json.dumps(state))
+        else:
+            table.unlink()
+    again = fitted_auto(store, {}, *_counting(store, calls))
     assert len(calls) == 2
     _same(first, again)
-    fitted_auto(store, {}, _counting_fit(store, calls))  # the entry was replaced: read, not fitted
+    fitted_auto(store, {}, *_counting(store, calls))  # the entry was replaced: read, not fitted
     assert len(calls) == 2
 
 
@@ -176,7 +196,7 @@ def test_an_unwritable_cache_warns_and_still_answers(store, tmp_path: Path, monk
     monkeypatch.setenv("RECOMMENDER_CACHE", str(tmp_path / "file"))
     calls: list[int] = []
     with pytest.warns(UserWarning, match="could not keep the fitted auto in"):
-        fitted = fitted_auto(store, {}, _counting_fit(store, calls))
+        fitted = fitted_auto(store, {}, *_counting(store, calls))
     assert fitted.history_["dataset"].nunique() == 6 and len(calls) == 1
 
 
