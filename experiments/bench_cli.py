@@ -20,10 +20,12 @@ The package's modules are compiled to bytecode first (`compileall`), as pip does
 otherwise, where Python writes no bytecode ($PYTHONDONTWRITEBYTECODE), every command would compile the package
 again, which no installed copy does (numpy and pandas, the floor, come compiled).
 
-`next` and `rank` fit `auto` on the store's history once per store revision and keep the fit, and `recommend` and
-`next` keep the pair table they start from ($RECOMMENDER_CACHE/fits and /pairs, here a folder of the run's own):
+`next` and `rank` fit `auto` on the store's history once per store revision and keep the fit (also under the
+history's content, which a result logged on the dataset `next` ranks leaves as it was), and `recommend` and `next`
+keep the pair table they start from ($RECOMMENDER_CACHE/fits and /pairs, here a folder of the run's own):
 `recommend` and `next` are timed both with an empty cache (each run computes) and with what they keep (each run
-reads it); `rank` with its features and the fit kept.
+reads it), and `next` right after `history ingest` logged one more result on its dataset (the loop of a user who
+logs each fine-tuning job); `rank` with its features and the fit kept.
 """
 
 from __future__ import annotations
@@ -183,6 +185,19 @@ def main() -> None:
                      "`import numpy, pandas`", median_of(args.repeats, lambda: next_with("auto")), imports))
         rows.append(("`next --strategy similarity` (2 observed results)", "`import numpy, pandas`",
                      median_of(args.repeats, lambda: next_with("similarity")), imports))
+        store = open_store(db)
+        metric, tried = store.default_metric(PROTOCOL), iter(store.pair_table(PROTOCOL, MODALITY)["model"].unique())
+
+        def next_after_logging() -> tuple[float, float]:
+            """One more result on my-pets logged by `history ingest` (untimed), then `next` on what the store holds:
+            the pair table is computed again, auto's fit read by its history's content."""
+            job = root / "job.csv"
+            job.write_text(f"model,dataset,protocol,metric,value\n{next(tried)},my-pets,{PROTOCOL},{metric},0.8\n")
+            run([*CLI, "history", "--db", db, "ingest", str(job), "--quiet"])
+            return run([*CLI, "next", "--db", db, "--dataset", "my-pets", "--modality", MODALITY, "--budget", "3"])
+
+        rows.append(("`next` (auto) right after `history ingest` of one more result on the dataset",
+                     "`import numpy, pandas`", median_of(args.repeats, next_after_logging), imports))
         rank = [*CLI, "rank", "--db", db, "--data", "bbc_news", "--n", "300", "--zoo", "text-offline", "--scores",
                 "logme,hscore_reg,lfc,parc", "--top-k", "3", "--cache", str(root / "features"), "--quiet"]
         run(rank)  # fills the feature cache and keeps auto's fit

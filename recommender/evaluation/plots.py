@@ -28,6 +28,10 @@ FAMILY_COLOURS: dict[str, str] = {
 }
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 PANEL_INCHES = (4.6, 4.9)  # per scatter panel: its axes stay above 3 inches after 3-line titles and labels
+# the scatter grid's margins in inches (left, right, bottom, above each panel, between columns): room for tick
+# labels, an axis label and a 3-line title at 10 points, fixed rather than measured (`tight_layout` draws every
+# text once more to measure it, half of a figure's cost)
+SCATTER_MARGINS = (0.7, 0.35, 0.55, 0.62, 0.75)
 SCORE_LABELS = {"logme": "LogME", "hscore": "H-score", "hscore_reg": "regularised H-score", "lfc": "LFC",
                 "parc": "PARC", "knn": "kNN accuracy", "leep": "LEEP", "nce": "NCE", "sfda": "SFDA", "emms": "EMMS"}
 AGNOSTIC_LABELS = {"imagenet": "ImageNet top-1 (%)", "size": "parameters (millions)",
@@ -181,9 +185,15 @@ def scatter_figure(predictions: pd.DataFrame, results: pd.DataFrame, dataset: st
            Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor="none", markeredgecolor="#444444",
                   label=f"top-{budget} picks (ring in the strategy's colour)"),
            Line2D([], [], linestyle="", marker="*", markersize=10, color="black", label="best model")]
-    fig.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / fig.get_figheight()),
+    fig.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()),
                ncols=key_cols, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - header / fig.get_figheight()))
+    left, right, bottom, title, gap = SCATTER_MARGINS
+    width, height = fig.get_size_inches()
+    panel_width = (width - left - right - gap * (cols - 1)) / cols
+    panel_height = (height - header - title - bottom - (bottom + title) * (rows - 1)) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - (header + title) / height, wspace=gap / panel_width,
+                        hspace=(bottom + title) / panel_height)
     return fig
 
 

@@ -280,3 +280,40 @@ def test_scatter_grid_panels_axes_and_picks(small_eval):
     top3 = d1.nlargest(3, "score_logme")
     assert sorted(map(tuple, np.asarray(picks))) == sorted(zip(top3["score_logme"], top3["performance"], strict=True))
     assert "4 of 8 models unranked" in panels[0].get_title()
+
+
+def test_scatter_grid_texts_never_overlap(small_eval):
+    """The grid's fixed margins (no `tight_layout`) hold 3-line titles, axis and tick labels: on a 3 x 3 grid of
+    seven panels, no two texts of the figure (suptitle, key, titles, axis labels, tick labels) overlap, none leaves
+    the figure, and no text overlaps another panel's axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    _, ev = small_eval
+    names = {"lr": ["lr", "lr+logme", "fm", "auto", "mean-perf"]}  # copies of lr's rows under other names
+    preds = pd.concat([ev.predictions] + [ev.predictions[ev.predictions["strategy"] == "lr"].assign(strategy=n)
+                                          for n in names["lr"][1:]], ignore_index=True)
+    results = pd.concat([ev.results] + [ev.results[ev.results["strategy"] == "lr"].assign(strategy=n)
+                                        for n in names["lr"][1:]], ignore_index=True)
+    fig = scatter_figure(preds, results, "d1", budget=3)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # places the tick labels
+    renderer = canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 7 and len(panels[0].get_title().splitlines()) == 3  # the unranked note: a third line
+    texts = [(None, t) for t in (fig._suptitle, *fig.legends)]
+    for i, ax in enumerate(panels):
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())  # ticks outside them are not drawn
+        ticks = [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]
+        ticks += [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1]
+        texts += [(i, t) for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ticks) if t.get_text()]
+    boxes = [(i, t.get_window_extent(renderer)) for i, t in texts]
+    whole = fig.bbox
+    for i, box in boxes:
+        assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and whole.y0 <= box.y0 and box.y1 <= whole.y1
+        for j, ax in enumerate(panels):
+            if j != i:
+                assert not box.overlaps(ax.get_window_extent(renderer))
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            if boxes[a][0] != boxes[b][0] or boxes[a][0] is None:  # texts of one panel: matplotlib places them
+                assert not boxes[a][1].overlaps(boxes[b][1]), (texts[a][1], texts[b][1])
