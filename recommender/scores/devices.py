@@ -19,13 +19,18 @@ def gpu_possible() -> bool:
     return not sys.platform.startswith("linux") or any(Path(path).exists() for path in GPU_PATHS)
 
 
-def default_device() -> str:
-    """'cuda' when torch sees a CUDA device, else 'cpu'."""
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device, asked only where `gpu_possible` allows one."""
     if not gpu_possible():
-        return "cpu"
+        return False
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.cuda.is_available()
+
+
+def default_device() -> str:
+    """'cuda' when torch sees a CUDA device, else 'cpu'."""
+    return "cuda" if cuda_available() else "cpu"
 
 
 def resolve_device(choice: str) -> str | None:
@@ -38,15 +43,12 @@ def resolve_device(choice: str) -> str | None:
         return None
     if choice == "torch:cpu":
         return "cpu"
-    if choice == "auto" and not gpu_possible():
-        return None
+    if choice == "auto":
+        return "cuda" if cuda_available() else None
+    if not cuda_available():
+        raise UserError(f"--device {choice}: torch sees no CUDA device here; use --device auto or cpu")
     import torch
 
-    available = torch.cuda.is_available()
-    if choice == "auto":
-        return "cuda" if available else None
-    if not available:
-        raise UserError(f"--device {choice}: torch sees no CUDA device here; use --device auto or cpu")
     index = int(choice.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
         raise UserError(f"--device {choice}: torch sees {torch.cuda.device_count()} CUDA device(s) (0 to "
