@@ -19,7 +19,8 @@ z-scored over the candidates, and the true z-scored result ``t`` is modelled as 
   agree with the observed ones (`recommender.models.similarity.SimilaritySearch`).
 
 A guard compares `auto` with each single source on the same inner folds (the line refitted without each fold) and
-falls back to the best single source where `auto` is worse by more than the folds' standard error.
+falls back to the best single source where `auto` is worse by more than the folds' standard error; the output says
+whether the combination ranked the folds better than that source, worse, or alike (`Guard`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from recommender.models.estimator import check_fitted
 from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import Ranker
 from recommender.models.reliability import (
+    MAX_RELIABILITY,
     MIN_OBSERVED,
     Posterior,
     agreements,
@@ -55,6 +57,7 @@ COVERAGE = 0.68  # the printed interval's nominal coverage
 # shrinkage of the sources' correlation matrix chosen among on inner folds: 1 ignores their correlations (each
 # source weighted by its reliability alone), which few candidates per task estimate poorly
 SHRINKAGES = (0.1, 0.4, 0.7, 1.0)
+MIN_RELIABILITY = 0.05  # the guard's single source keeps ordering the pool where its predicted reliability is nil
 
 
 
@@ -284,16 +287,23 @@ class Auto(Ranker):
                 residuals.extend((record.truth - combined.mean) / combined.std)
         return pd.DataFrame(taus, columns=["auto", *self.sources_], dtype=float), np.asarray(residuals)
 
-    def _guard(self) -> str | None:
-        """The best single source where `auto` ranked the inner folds worse than it by more than their standard
-        error, else None."""
+    def guard(self) -> Guard | None:
+        """The inner folds' comparison of the combination with the best single source they measured (None with
+        fewer than two folds or no measured source)."""
+        check_fitted(self, "inner_taus_")
         taus = self.inner_taus_
         measured = [s for s, b in zip(self.sources_, self.intercepts_, strict=True) if np.isfinite(b)]
         if len(taus) < 2 or not measured:
             return None
         best = str(taus[measured].mean().idxmax())  # among the sources the folds measured
         difference = taus["auto"] - taus[best]
-        return best if difference.mean() < -difference.std() / np.sqrt(len(difference)) else None
+        return Guard(best, float(taus["auto"].mean()), float(taus[best].mean()),
+                     float(difference.std() / np.sqrt(len(difference))))
+
+    def _guard(self) -> str | None:
+        """The best single source where the combination ranked the inner folds clearly worse than it, else None."""
+        guard = self.guard()
+        return guard.best if guard is not None and guard.verdict == "worse" else None
 
     def _combine(self, z: np.ndarray, intercepts: np.ndarray, slope: float,
                  observed: tuple[np.ndarray, np.ndarray] | None = None, shrinkage: float | None = None
@@ -355,17 +365,18 @@ class Auto(Ranker):
                 continue
             positions = test.index.get_indexer(values.index)
             fallback = self._fallback(combined, observed)
-            score[positions] = combined.mean if fallback is None else values[fallback].to_numpy()
+            if fallback is not None:
+                combined = alone(combined, source_matrix(values[[fallback]])[0][:, 0], fallback)
+            score[positions] = combined.mean
             spread[positions] = combined.std * self.spread_factor_
-            weights = combined.weight if fallback is None else (combined.weight.index == fallback).astype(float)
-            rows.extend({"group": group, "source": source, "reliability": combined.reliability[source],
-                         "weight": float(weight)}
-                        for source, weight in zip(combined.weight.index, weights, strict=True))
+            rows.extend({"group": group, "source": source, "reliability": reliability, "weight": weight}
+                        for source, reliability, weight in zip(combined.weight.index, combined.reliability,
+                                                               combined.weight.astype(float), strict=True))
         return Assessment(score, spread, pd.DataFrame(rows, columns=["group", "source", "reliability", "weight"]))
 
     def predict(self, test: pd.DataFrame, budget: int | None = None, observed: pd.DataFrame | None = None,
                 history: np.ndarray | None = None) -> np.ndarray:
-        """The posterior mean of each pair's z-scored result (the guard's single source where it fell back)."""
+        """The posterior mean of each pair's z-scored result (of the guard's single source where it fell back)."""
         return self.assess(test, observed, history).score
 
     def _fallback(self, combined: Posterior, observed: pd.DataFrame | None = None) -> str | None:
@@ -396,6 +407,43 @@ class Auto(Ranker):
             search = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))).fit(own)
             similar = search.session(candidates)
         return AutoSession(self, candidates, similar)
+
+
+def alone(combined: Posterior, z: np.ndarray, name: str) -> Posterior:
+    """The posterior given one source of a group: its z-scores (``z``) times its predicted reliability, at least
+    ``MIN_RELIABILITY`` so that it still orders the pool, and the variance that reliability leaves."""
+    r = float(np.clip(combined.reliability[name], MIN_RELIABILITY, MAX_RELIABILITY))
+    weight = pd.Series(np.where(combined.weight.index == name, r, 0.0), index=combined.weight.index)
+    return Posterior(z * r, float(np.sqrt(1 - r * r)), combined.reliability, weight)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """`Auto.guard`: the inner folds' mean weighted tau of the combination and of its best single source, and the
+    standard error of their difference over the folds."""
+
+    best: str
+    combined: float
+    single: float
+    error: float
+
+    @property
+    def verdict(self) -> str:
+        """"better" or "worse" where the combination's mean differs from the source's by more than the standard
+        error, else "cannot tell"."""
+        difference = self.combined - self.single
+        return "better" if difference > self.error else "worse" if difference < -self.error else "cannot tell"
+
+    def says(self, label: str) -> str:
+        """What the guard decided, in words (``label``: how the source is named to the user)."""
+        numbers = f"weighted tau {self.combined:.2f} against {self.single:.2f}, standard error {self.error:.2f}"
+        if self.verdict == "worse":
+            return (f"on inner folds the combination ranked worse than {label} alone ({numbers}), which therefore "
+                    "orders the pool")
+        if self.verdict == "better":
+            return f"on inner folds the combination ranked better than {label} alone ({numbers})"
+        return (f"on inner folds the combination and {label} alone ranked alike ({numbers}): the folds cannot tell "
+                "them apart")
 
 
 @dataclass(frozen=True)
@@ -447,4 +495,6 @@ class AutoSession(Session):
         head = (f"weights after your {len(observed)} result(s)" if moved else
                 f"{len(observed)} result(s) observed, fewer than the {MIN_OBSERVED} a correlation needs: weights as "
                 f"the history predicts")
-        return f"{head}: {', '.join(parts) or 'none'}"
+        guard = None if moved else self.auto.guard()  # from MIN_OBSERVED results on, they weigh the sources
+        said = f" ({guard.says(guard.best)})" if guard is not None and guard.best in after.index else ""
+        return f"{head}: {', '.join(parts) or 'none'}{said}"

@@ -180,9 +180,9 @@ def auto_evidence(auto: Auto, explained: pd.DataFrame, origin: str) -> str:
                                         strict=True))
     unused = [label.get(s, s) for s in auto.sources_ if s not in set(explained["source"])]
     text = f"auto ({origin}): weights {used or 'none'}"
-    if auto.fallback_ is not None and auto.fallback_ in set(explained["source"]):
-        text += (f"; on inner folds the combination ranked worse than {label.get(auto.fallback_, auto.fallback_)} "
-                 f"alone, which therefore orders the pool")
+    guard = auto.guard()
+    if guard is not None and (guard.verdict != "worse" or guard.best in set(explained["source"])):
+        text += f"; {guard.says(label.get(guard.best, guard.best))}"
     text += f"; not used (absent here, or never measured on the history): {', '.join(unused)}" if unused else ""
     return text + "; spread: half-width of the 68% interval of each result, in standard deviations of the pool"
 

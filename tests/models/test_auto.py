@@ -125,18 +125,44 @@ def test_other_protocols_history_is_weighed_by_cross_protocol_folds() -> None:
     assert "other-history" in set(auto.explain(test)["source"])
 
 
-def test_guard_falls_back_only_when_auto_is_clearly_worse() -> None:
+def test_guard_falls_back_only_when_auto_is_clearly_worse_and_says_which_case() -> None:
+    """The best single source orders the pool only where the inner folds rank the combination below it by more than
+    their standard error; `Guard.says` tells the user which case it is: worse, better, or alike."""
     auto = Auto()
     auto.sources_ = ["history", "other-history", "s"]
     auto.intercepts_ = np.array([0.5, np.nan, 0.1])  # no fold measured other-history
     auto.inner_taus_ = pd.DataFrame({"auto": [0.1, 0.2, 0.1, 0.2], "history": [0.5, 0.6, 0.5, 0.6],
                                      "other-history": 0.0, "s": 0.0})
-    assert auto._guard() == "history"  # worse by 0.4, standard error 0
+    assert auto._guard() == "history" and auto.guard().verdict == "worse"  # worse by 0.4, standard error 0
+    assert "ranked worse than history alone (weighted tau 0.15 against 0.55, standard error 0.00), which therefore " \
+           "orders the pool" in auto.guard().says("history")
     auto.inner_taus_ = auto.inner_taus_.assign(history=-0.3, s=-0.2)
-    assert auto._guard() is None  # the unmeasured source's 0 (no opinion) is never the one to fall back to
+    # the unmeasured source's 0 (no opinion) is never the one compared: s is, and auto beats it by 0.35
+    assert auto.guard().best == "s" and auto.guard().verdict == "better" and auto._guard() is None
+    assert "ranked better than s alone" in auto.guard().says("s")
     auto.inner_taus_ = pd.DataFrame({"auto": [0.5, 0.2, 0.6, 0.1], "history": [0.2, 0.5, 0.3, 0.5],
                                      "other-history": 0.0, "s": 0.0})
-    assert auto._guard() is None  # worse by 0.05 on average, standard error 0.15: within the noise
+    # worse by 0.05 on average, standard error of the difference std([.3, -.3, .3, -.4], ddof=1) / 2 = 0.1768
+    guard = auto.guard()
+    assert guard.verdict == "cannot tell" and auto._guard() is None
+    assert guard.error == pytest.approx(np.std([0.3, -0.3, 0.3, -0.4], ddof=1) / 2, abs=1e-12)
+    assert "the folds cannot tell them apart" in guard.says("history")
+
+
+def test_a_fallback_is_a_posterior_in_z_units() -> None:
+    """Where the guard falls back, the ranking is the source's own order, and the prediction is its z-scores over the
+    pool times its predicted reliability, with the variance that reliability leaves: z units like the truth, so the
+    spread means the same as the combination's."""
+    train = _gaussian_history(8, 30, {"good": 0.8, "weak": 0.2}, seed=21)
+    test = _gaussian_history(1, 30, {"good": 0.8, "weak": 0.2}, seed=22).assign(dataset="new")
+    auto = Auto().fit(train)
+    auto.fallback_ = "weak"  # as if the guard had fallen back to it
+    explained = auto.explain(test).set_index("source")
+    r = float(np.clip(explained.loc["weak", "reliability"], 0.05, 0.95))
+    weak = test["score_weak"].to_numpy(dtype=float)
+    np.testing.assert_allclose(auto.predict(test), (weak - weak.mean()) / weak.std() * r, rtol=1e-12)
+    np.testing.assert_allclose(auto.spread(test), np.sqrt(1 - r * r) * auto.spread_factor_, rtol=1e-12)
+    assert explained["weight"].to_dict() == {**dict.fromkeys(explained.index, 0.0), "weak": r}
 
 
 def test_parameters_and_names() -> None:
