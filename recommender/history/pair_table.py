@@ -33,15 +33,17 @@ class PairTables(Queries):
 
     def logged_results(self, protocol: str, dataset: str, select: str = "val", metric: str | None = None
                        ) -> tuple[pd.DataFrame, dict[str, int]]:
-        """One dataset's pairs under one protocol in its ``metric`` (default: the protocol's), as `pairs` gives them,
-        whatever facts the store holds of the dataset: a dataset of the user's own has none, and a pair table of one
-        modality leaves it out. Also the number of its jobs under each other metric (other units: not used)."""
+        """One dataset's pairs under one protocol in its ``metric`` (default: the protocol's), as `pairs` gives them
+        but named ``dataset`` as asked (an alias too), whatever facts the store holds of the dataset: a dataset of the
+        user's own has none, and a pair table of one modality leaves it out. Also the number of its jobs under each
+        other metric (other units: not used)."""
         jobs = self.jobs(protocol=protocol, dataset=dataset, columns=[*AGGREGATED, "metric"])
         if jobs.empty:
             return best_over_hparams(jobs, select), {}
         mine = jobs["metric"] == (metric or self.default_metric(protocol))
         others = jobs.loc[~mine, "metric"].astype(str).value_counts()
-        return best_over_hparams(jobs[mine], select), {str(name): int(n) for name, n in others.items()}
+        pairs = best_over_hparams(jobs[mine], select).assign(dataset=dataset)
+        return pairs, {str(name): int(n) for name, n in others.items()}
 
     def performance_matrix(self, protocol: str, select: str = "val", metric: str | None = None) -> pd.DataFrame:
         """Models x datasets performance under one protocol (NaN where a pair was not run)."""

@@ -209,7 +209,9 @@ def recommend(est: PairRecommender, store: Store, request: Request) -> Recommend
     for row in rows:
         name = cast(str, row["dataset"])  # lookup_dataset_row's own name
         mine = (candidates["dataset"] == name).to_numpy()
-        logged = store.logged_results(protocol, name, select, metrics[protocol]) if protocol in metrics else None
+        # a dataset the pair table left out (no facts in the store: the user's own) has its logged jobs read apart
+        absent = protocol in metrics and not (pairs["dataset"] == name).any()
+        logged = store.logged_results(protocol, name, select, metrics[protocol]) if absent else None
         table, found = _dataset_table(est, candidates.loc[mine].reset_index(drop=True), predicted[mine], pairs,
                                       name, request, protocol, history, logged, metrics.get(protocol, ""))
         tables.append(table)
