@@ -181,7 +181,7 @@ def auto_evidence(auto: Auto, explained: pd.DataFrame, origin: str) -> str:
     unused = [label.get(s, s) for s in auto.sources_ if s not in set(explained["source"])]
     text = f"auto ({origin}): weights {used or 'none'}"
     guard = auto.guard()
-    if guard is not None and (guard.verdict != "worse" or guard.best in set(explained["source"])):
+    if guard is not None and guard.best in set(explained["source"]):  # said where that source could order the pool
         text += f"; {guard.says(label.get(guard.best, guard.best))}"
     text += f"; not used (absent here, or never measured on the history): {', '.join(unused)}" if unused else ""
     return text + "; spread: half-width of the 68% interval of each result, in standard deviations of the pool"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from recommender.models.auto import Auto
-from recommender.zoo.rank import rank_pool
+from recommender.zoo.rank import auto_evidence, rank_pool
 from recommender.zoo.zoos import package_installed
 
 
@@ -50,3 +50,19 @@ def test_rank_without_history_says_the_scores_alone_order_the_pool(cli, tmp_path
     empty = cli(*base, "--db", empty_store_url)
     assert empty.code == 0, empty.err
     assert "note: no jobs stored; run `recommender history init`; the scores alone order the pool" in empty.out
+
+
+def test_the_evidence_line_says_what_the_guard_found_where_its_source_is_in_the_pool() -> None:
+    """`rank`'s line names the guard's comparison when the best single source of the inner folds is among the
+    pool's sources (it could order the pool); a source the pool lacks is not compared there."""
+    auto = Auto()
+    auto.sources_ = ["history", "other-history", "logme"]
+    auto.intercepts_ = np.array([0.5, np.nan, 0.3])
+    auto.inner_taus_ = pd.DataFrame({"auto": [0.1, 0.2, 0.1, 0.2], "history": 0.0, "other-history": 0.0,
+                                     "logme": [0.5, 0.6, 0.5, 0.6]})
+    explained = pd.DataFrame({"source": ["logme"], "reliability": [0.4], "weight": [0.4]})
+    line = auto_evidence(auto, explained, "test")
+    assert ("on inner folds the combination ranked worse than logme alone (weighted tau 0.15 against 0.55, standard "
+            "error 0.00), which therefore orders the pool") in line
+    without = explained.assign(source="history")
+    assert "on inner folds" not in auto_evidence(auto, without, "test")
