@@ -85,8 +85,12 @@ class PairTables(Queries):
         """
         stored = self.protocols() if stored is None else stored  # read once: it counts every job
         names = protocol_names(protocol, list(stored["protocol"].unique()))
-        pairs = pd.concat([self.pairs(name, select, metric, modality, stored).assign(protocol=name) for name in names],
-                          ignore_index=True)
+        metrics = pd.DataFrame({"protocol": names, "metric": [metric or self.default_metric(name, stored)
+                                                              for name in names]})
+        # one query and one aggregation for every protocol: each protocol's jobs in its metric
+        jobs = self.jobs(protocol=names, modality=modality, columns=["protocol", "metric", *AGGREGATED])
+        jobs = jobs.merge(metrics, on=["protocol", "metric"])
+        pairs = best_over_hparams(jobs, select, by=["protocol"])
         models = self.model_features().drop(columns=["source", "extra"])
         datasets = self.dataset_features().drop(columns=["source", "extra"]).rename(
             columns={"examples": EXAMPLES_FULL})

@@ -76,16 +76,22 @@ class Queries:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone() if has_meta else None
             return parse_version(has_meta is not None, None if row is None else row[0], self.url)
 
-    def jobs(self, protocol: str | None = None, model: str | None = None, dataset: str | None = None,
+    def jobs(self, protocol: str | Sequence[str] | None = None, model: str | None = None, dataset: str | None = None,
              metric: str | None = None, source: str | None = None, modality: str | None = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The jobs of a selection (every given filter must match), hyper-parameters as a JSON text column;
-        only ``columns`` where named (reading fewer is faster)."""
+        """The jobs of a selection (every given filter must match; ``protocol``: one, or any of several),
+        hyper-parameters as a JSON text column; only ``columns`` where named (reading fewer is faster)."""
         chosen = "*" if columns is None else _columns(["id", "key", *columns])
         dataset = None if dataset is None else self.resolve_dataset(dataset)
-        given = {name: value for name, value in (("protocol", protocol), ("model", model), ("dataset", dataset),
+        several = {f"protocol{i}": name for i, name in enumerate(protocol)} if not isinstance(protocol, str | None) \
+            else {}
+        one = protocol if isinstance(protocol, str) else None
+        given = {name: value for name, value in (("protocol", one), ("model", model), ("dataset", dataset),
                                                   ("metric", metric), ("source", source)) if value is not None}
         where = [f'"{name}" = :{name}' for name in given]
+        if not isinstance(protocol, str | None):
+            where.append(f"protocol IN ({', '.join(f':{name}' for name in several) or 'NULL'})")
+            given.update(several)
         if modality is not None:
             where.append("dataset IN (SELECT dataset FROM datasets WHERE modality = :modality)")
             given["modality"] = modality

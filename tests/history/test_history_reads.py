@@ -29,6 +29,8 @@ def every_read(store) -> dict[str, pd.DataFrame]:
         "jobs": store.jobs(), "jobs vtab1k top1": store.jobs(protocol="vtab1k", metric="top1"),
         "jobs columns": store.jobs(protocol="vtab1k", modality="image", columns=["model", "test_value"]),
         "jobs none": store.jobs(model="no such model"), "aliases": store.aliases(),
+        "jobs of protocols": store.jobs(protocol=["vtab1k", "parc"], columns=["protocol", "model"]),
+        "jobs of no protocol": store.jobs(protocol=[]),
         "protocol facts": store.protocol_facts(), "protocol examples": store.protocol_examples(),
         "protocols": store.protocols(), "models": store.model_features(), "datasets": store.dataset_features(),
         "scores": store.scores(), "scores named": store.scores(["logme", "hscore_reg"]),
@@ -99,3 +101,21 @@ def test_kept_pairs_are_the_pair_table_and_follow_writes(store, tmp_path, monkey
     after, _ = store.kept_pairs("vtab1k", "image")
     pd.testing.assert_frame_equal(after, store.pair_table("vtab1k", "image"), check_exact=True)
     assert len(list((tmp_path / "cache" / "pairs").glob("*.json"))) == 2 and entry.exists()
+
+
+def test_a_pair_table_of_several_protocols_is_theirs_one_by_one(store) -> None:
+    """`pair_table` reads and aggregates every protocol's jobs at once (one query, one grouping); its rows are exactly
+    each protocol's `pairs` (jobs of that protocol in its own metric, the best over hyper-parameters), and a job
+    list of several protocols is theirs one by one in id order."""
+    for modality, select in ((None, "val"), ("image", "test"), ("text", "val")):
+        table = store.pair_table("all", modality, select=select)
+        names = sorted(store.protocols()["protocol"].unique())
+        each = pd.concat([store.pairs(name, select, modality=modality).assign(protocol=name) for name in names],
+                         ignore_index=True).sort_values(["protocol", "dataset", "model"], ignore_index=True)
+        pd.testing.assert_frame_equal(table[["protocol", "model", "dataset", "performance", "selected_by"]],
+                                      each[["protocol", "model", "dataset", "performance", "selected_by"]],
+                                      check_exact=True, check_dtype=False)
+    both = store.jobs(protocol=["vtab1k", "parc"], columns=["protocol", "model"])
+    one_by_one = pd.concat([store.jobs(protocol=name, columns=["protocol", "model"]) for name in ("vtab1k", "parc")])
+    assert len(both) == len(one_by_one) > 0 and set(both["protocol"]) == {"vtab1k", "parc"}
+    assert store.jobs(protocol=[]).empty
