@@ -83,13 +83,12 @@ class Queries:
         hyper-parameters as a JSON text column; only ``columns`` where named (reading fewer is faster)."""
         chosen = "*" if columns is None else _columns(["id", "key", *columns])
         dataset = None if dataset is None else self.resolve_dataset(dataset)
-        several = {f"protocol{i}": name for i, name in enumerate(protocol)} if not isinstance(protocol, str | None) \
-            else {}
         one = protocol if isinstance(protocol, str) else None
         given = {name: value for name, value in (("protocol", one), ("model", model), ("dataset", dataset),
                                                   ("metric", metric), ("source", source)) if value is not None}
         where = [f'"{name}" = :{name}' for name in given]
-        if not isinstance(protocol, str | None):
+        if protocol is not None and one is None:  # any of several (none: no job)
+            several = {f"protocol{i}": name for i, name in enumerate(protocol)}
             where.append(f"protocol IN ({', '.join(f':{name}' for name in several) or 'NULL'})")
             given.update(several)
         if modality is not None:
