@@ -1,8 +1,10 @@
 """`auto`: one ranking from every piece of evidence a task has, each trusted as far as it has earned for this task.
 
-The sources are the history prior (each model's mean z-scored result over the training history, `mean-perf`) and
-every transferability score the pairs hold. Within one ranking group (a dataset under a protocol) each source is
-z-scored over the candidates, and the true z-scored result ``t`` is modelled as jointly Gaussian with them:
+The sources are the history priors (each model's mean z-scored result over the training history under the pairs'
+own protocol and under the others, `mean-perf`; and LR on model and dataset facts fitted on the own protocol's
+history, `history-lr`) and every transferability score the pairs hold. Within one ranking group (a dataset under a
+protocol) each source is z-scored over the candidates, and the true z-scored result ``t`` is modelled as jointly
+Gaussian with them:
 
 - the sources' correlations with each other, ``C``, are measured on the candidates themselves (no result needed);
 - each source's correlation with the truth, its reliability ``r_s``, is predicted from how well that source agrees
@@ -34,7 +36,9 @@ import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
 from recommender.models.estimator import check_fitted
-from recommender.models.params import FOLDS, OPTIONS, Rule, instance, number, tuple_of
+from recommender.models.features import PairEncoder
+from recommender.models.linear import LinearRecommender, block_sources
+from recommender.models.params import FLAG, FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import Ranker
 from recommender.models.reliability import (
     MAX_RELIABILITY,
@@ -46,12 +50,17 @@ from recommender.models.reliability import (
     posterior,
     source_matrix,
 )
-from recommender.models.selection import inner_folds, rankable, weighted_tau
+from recommender.models.selection import Fold, inner_folds, rankable, weighted_tau
 from recommender.models.session import MIN_CORRELATION, Ranking, Session
 from recommender.models.similarity import SimilaritySearch
 from recommender.normalise import ranking_groups, zscore_within
 
-PRIOR, OTHER = "history", "other-history"  # the history priors' source names: the pairs' own protocol, the others
+# the history priors' source names: the mean result under the pairs' own protocol and under the others; LR on the
+# own protocol's history, whose model x dataset-facts products let a model's prior move with the dataset
+PRIOR, OTHER, LEARNED = "history", "other-history", "history-lr"
+LABELS = {PRIOR: "history under your protocol", OTHER: "history under other protocols",
+          LEARNED: "LR on the history under your protocol"}  # as the output names them
+LEARNED_COLUMNS = block_sources("d_id", "d_side", "m_id", "m_side")  # what `history-lr` reads of the pairs
 HISTORY = ("model", "dataset", "protocol", "performance")  # what the priors are computed from
 COVERAGE = 0.68  # the printed interval's nominal coverage
 # shrinkage of the sources' correlation matrix chosen among on inner folds: 1 ignores their correlations (each
@@ -122,21 +131,23 @@ class Auto(Ranker):
     sources' correlation matrix towards the identity (None: chosen among ``SHRINKAGES`` on the inner folds);
     ``prior_strength`` is the number of observed results the
     predicted reliability is worth when `pooled`; ``similarity`` fixes parameters of the session's
-    `SimilaritySearch` (None: chosen on its inner folds)."""
+    `SimilaritySearch` (None: chosen on its inner folds); ``learned`` adds the `history-lr` source (LR fitted on
+    each protocol's history of at least two datasets, where the pairs hold model and dataset facts)."""
 
     adaptive = True  # `session`: the sequential protocol of SPEC §7
     PARAMETERS: ClassVar[dict[str, Rule]] = {
         "scores": tuple_of(instance(str, "a score name")), "max_inner_folds": FOLDS,
         "shrinkage": number(0, 1).or_none(), "prior_strength": number(0),
-        "similarity": OPTIONS}
+        "similarity": OPTIONS, "learned": FLAG}
 
     def __init__(self, scores: tuple[str, ...] = (), max_inner_folds: int = 20, shrinkage: float | None = None,
-                 prior_strength: float = 10.0, similarity: dict | None = None):
+                 prior_strength: float = 10.0, similarity: dict | None = None, learned: bool = True):
         self.scores = scores
         self.max_inner_folds = max_inner_folds
         self.shrinkage = shrinkage
         self.prior_strength = prior_strength
         self.similarity = similarity
+        self.learned = learned
 
     # --- fitting -------------------------------------------------------------------------------------------------
 
@@ -146,28 +157,67 @@ class Auto(Ranker):
             return list(self.scores)
         return [score_name(c) for c in train.columns if is_score_column(c) and train[c].notna().any()]
 
-    def _values(self, priors: Priors, pairs: pd.DataFrame) -> pd.DataFrame:
+    def _values(self, priors: Priors, pairs: pd.DataFrame, learned: np.ndarray) -> pd.DataFrame:
         """One column per source on the pairs: the history prior of their own protocol and that of every other
-        protocol (`Priors`), then each score (NaN where missing)."""
+        protocol (`Priors`), `history-lr` (``learned``), then each score (NaN where missing)."""
         own, other = priors.values(pairs)
-        columns = {PRIOR: own, OTHER: other}
-        for name in self.sources_[2:]:
+        columns = {PRIOR: own, OTHER: other, LEARNED: learned}
+        for name in self.sources_[3:]:
             score = score_column(name)
             columns[name] = (pd.to_numeric(pairs[score], errors="coerce").to_numpy(dtype=float)
                              if score in pairs.columns else np.full(len(pairs), np.nan))
         return pd.DataFrame(columns, index=pairs.index)
 
+    def _learned_protocols(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The row masks of the protocols `history-lr` is fitted on: those with at least two datasets, where
+        ``learned`` is on and the pairs hold every column it reads."""
+        if not self.learned or not set(LEARNED_COLUMNS) <= set(train.columns):
+            return {}
+        labels = _protocols(train)
+        return {p: (labels == p).to_numpy() for p in labels.unique()
+                if train.loc[(labels == p).to_numpy(), "dataset"].nunique() >= 2}
+
+    def _held_out_learned(self, train: pd.DataFrame, folds: list[Fold]) -> list[np.ndarray]:
+        """Per inner fold, `history-lr` on its held-out pairs as fitted without them (`LinearRecommender.held_out`;
+        NaN where the fold leaves the protocol's history fewer than two datasets)."""
+        out = [np.full(len(fold.test), np.nan) for fold in folds]
+        tested = [train.index.get_indexer(fold.test.index) for fold in folds]
+        for mask in self._learned_protocols(train).values():
+            own, positions = train.loc[mask], np.flatnonzero(mask)
+            held, where = [], []
+            for i, rows in enumerate(tested):
+                inside = np.isin(positions, rows)
+                if inside.any() and own.loc[~inside, "dataset"].nunique() >= 2:
+                    held.append(np.flatnonzero(inside))
+                    where.append(i)
+            for i, rows, predicted in zip(where, held, LinearRecommender().held_out(own, held), strict=True):
+                out[i][pd.Index(tested[i]).get_indexer(pd.Index(positions[rows]))] = predicted
+        return out
+
+    def _learned_values(self, pairs: pd.DataFrame) -> np.ndarray:
+        """`history-lr` on the pairs: each protocol's LR (NaN for another protocol, or without the columns)."""
+        out = np.full(len(pairs), np.nan)
+        if not self.learned_ or not set(LEARNED_COLUMNS) <= set(pairs.columns):
+            return out
+        labels = _protocols(pairs).to_numpy()
+        for protocol, est in self.learned_.items():
+            rows = labels == protocol
+            if rows.any():
+                out[rows] = est.predict(pairs.loc[rows])
+        return out
+
     def _records(self, train: pd.DataFrame) -> list[Record]:
         """The inner folds' held-out groups, each source computed as it would be on a new dataset."""
         records = []
         folds = inner_folds(train, self.max_inner_folds)
+        learned = self._held_out_learned(train, folds)
         # leaving datasets out keeps every other ranking group whole: the results are z-scored once
         whole = train["dataset"].nunique() >= 2
         zscored = zscore_within(train["performance"], ranking_groups(train)) if whole else None
-        for fold in folds:
+        for fold, fold_learned in zip(folds, learned, strict=True):
             priors = Priors.fit(fold.train, list(_protocols(fold.test).unique()),
                                 None if zscored is None else zscored.loc[fold.train.index])
-            values = self._values(priors, fold.test)
+            values = self._values(priors, fold.test, fold_learned)
             for _, rows in fold.test.groupby(ranking_groups(fold.test), sort=True):
                 truth = rows["performance"].to_numpy(dtype=float)
                 if not rankable(truth):
@@ -202,11 +252,12 @@ class Auto(Ranker):
 
     def fit(self, train: pd.DataFrame) -> Auto:
         """Inner-fold records, the reliability line, the shrinkage (chosen on the inner folds unless given), the
-        guard's comparison and the spread's factor; the history the priors are computed from."""
+        guard's comparison and the spread's factor; the history the priors are computed from, and each protocol's
+        `history-lr`."""
         self._validate_params()
         performance = pd.to_numeric(train["performance"], errors="coerce").astype(float)
         train = train.assign(performance=performance).loc[performance.notna()].reset_index(drop=True)
-        self.sources_ = [PRIOR, OTHER, *self._score_names(train)]
+        self.sources_ = [PRIOR, OTHER, LEARNED, *self._score_names(train)]
         records = self._records(train)
         self.intercepts_, self.slope_ = self._fit_line(records, len(self.sources_))
         lines = {dataset: self._fit_line([r for r in records if r.dataset != dataset], len(self.sources_))
@@ -221,20 +272,29 @@ class Auto(Ranker):
         self.fallback_ = self._guard()
         self.history_ = train[[c for c in HISTORY if c in train.columns]].copy()
         self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
+        self.learned_: dict[str, LinearRecommender] = {}
+        for protocol, mask in self._learned_protocols(train).items():
+            self.learned_[protocol] = LinearRecommender()
+            self.learned_[protocol].fit(train.loc[mask])
         return self
 
     # --- the fitted state as plain values (`recommender.models.fit_cache` keeps it between calls) ---------------
 
     def get_state(self) -> tuple[dict[str, object], dict[str, pd.DataFrame]]:
         """The fitted state: JSON values (parameters, sources, the reliability line, shrinkage, spread factor,
-        fallback) and tables (the history the priors come from, the inner folds' taus)."""
+        fallback, each `history-lr`'s parameters, encoder and intercept) and tables (the history the priors come
+        from, the inner folds' taus, the `history-lr` weights by protocol)."""
         check_fitted(self, "history_")
         params = self.get_params()
         values: dict[str, object] = {
             "params": {**params, "scores": list(params["scores"])}, "sources": list(self.sources_),
             "intercepts": [float(v) if np.isfinite(v) else None for v in self.intercepts_], "slope": self.slope_,
-            "shrinkage": self.shrinkage_, "spread_factor": self.spread_factor_, "fallback": self.fallback_}
-        return values, {"history": self.history_, "inner_taus": self.inner_taus_}
+            "shrinkage": self.shrinkage_, "spread_factor": self.spread_factor_, "fallback": self.fallback_,
+            "learned": [{"protocol": p, "params": est.get_params(), "encoder": est.encoder_.get_state(),
+                         "intercept": est.intercept_} for p, est in self.learned_.items()]}
+        weights = pd.DataFrame({"protocol": [p for p, est in self.learned_.items() for _ in est.weights_],
+                                "coef": np.concatenate([est.weights_ for est in self.learned_.values()] or [[]])})
+        return values, {"history": self.history_, "inner_taus": self.inner_taus_, "learned": weights}
 
     @classmethod
     def from_state(cls, values: dict[str, object], tables: dict[str, pd.DataFrame]) -> Auto:
@@ -269,6 +329,7 @@ class Auto(Ranker):
         est.inner_taus_ = taus
         est.history_ = history
         est.priors_ = Priors.fit(history, list(_protocols(history).unique()))
+        est.learned_ = _learned_from_state(values["learned"], tables["learned"])
         return est
 
     def _nested(self, records: list[Record], lines: dict[str, tuple[np.ndarray, float]], shrinkage: float
@@ -340,7 +401,7 @@ class Auto(Ranker):
         by the results)."""
         out = {}
         for group, rows in test.groupby(ranking_groups(test), sort=True):
-            values = self._values(self.priors_, rows)
+            values = self._values(self.priors_, rows, self._learned_values(rows))
             if history is not None:
                 values[PRIOR] = history[test.index.get_indexer(rows.index)]
             z, available = source_matrix(values)
@@ -407,6 +468,28 @@ class Auto(Ranker):
             search = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))).fit(own)
             similar = search.session(candidates)
         return AutoSession(self, candidates, similar)
+
+
+def _learned_from_state(entries: object, weights: pd.DataFrame) -> dict[str, LinearRecommender]:
+    """Each protocol's `history-lr` from `Auto.get_state`'s entries and weights, every field checked (a ValueError
+    names the first wrong one)."""
+    if not isinstance(entries, list) or list(weights.columns) != ["protocol", "coef"]:
+        raise ValueError("learned must be a list, its weights a table of protocol and coef")
+    learned = {}
+    for entry in entries:
+        if not (isinstance(entry, dict) and set(entry) == {"protocol", "params", "encoder", "intercept"}
+                and isinstance(entry["protocol"], str) and isinstance(entry["params"], dict)
+                and isinstance(entry["intercept"], float) and np.isfinite(entry["intercept"])):
+            raise ValueError("each learned entry must hold a protocol, params, an encoder and a finite intercept")
+        est = LinearRecommender(**entry["params"])
+        est._validate_params()
+        est.encoder_ = PairEncoder.from_state(est.features, entry["encoder"])
+        coef = weights.loc[weights["protocol"] == entry["protocol"], "coef"].to_numpy(dtype=float)
+        if coef.shape != est._weight_spec()["coef"][0] or not np.isfinite(coef).all():
+            raise ValueError(f"the learned weights of {entry['protocol']} do not fit its encoder")
+        est._set_weights({"coef": coef, "intercept": np.asarray(entry["intercept"])})
+        learned[entry["protocol"]] = est
+    return learned
 
 
 def alone(combined: Posterior, z: np.ndarray, name: str) -> Posterior:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from recommender.models.auto import Auto
 
 KIND = "fits"
-TABLES = ("history", "inner_taus")  # `Auto.get_state`'s tables
+TABLES = ("history", "inner_taus", "learned")  # `Auto.get_state`'s tables
 LIBRARIES = ("scipy", "scikit-learn")  # the fit's weighted taus and ridge stacks, besides numpy and pandas
 
 

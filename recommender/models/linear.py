@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from recommender.models.base import PairRecommender
-from recommender.models.features import BLOCKS
+from recommender.models.features import BLOCKS, PairEncoder
 from recommender.models.params import FEATURES, FLAG, TEXT, Rule, number
 from recommender.models.saved import ArraySpec
+from recommender.models.targets import normalise_target
+from recommender.normalise import ranking_groups
 
 
 def block_sources(*names: str) -> list[str]:
@@ -56,6 +58,32 @@ class LinearRecommender(PairRecommender):
 
         ridge = Ridge(alpha=self.alpha).fit(self._design(Z), t)
         self.weights_, self.bias_ = ridge.coef_, float(ridge.intercept_)
+
+    def held_out(self, X: pd.DataFrame, held: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """For each array of row positions in ``held``, those rows' predictions by this LR fitted on the other rows
+        of the pair table ``X`` (its ``performance`` the target), all for about the price of one fit. The encoder
+        is fitted once on the whole of X (on its features: no held-out result enters). With A the whole table's
+        penalised normal matrix (the intercept a column of ones, unpenalised), w its solution and P the held-out
+        rows, the refit's predictions are (I - Q)^-1 (P w - Q t), Q = P A^-1 P' (the Woodbury identity): one
+        inverse for every refit, and the design is sparse (one-hot blocks and their products). ``self`` is left
+        as it was."""
+        from scipy import linalg, sparse  # scipy loads where held-out predictions are computed
+
+        self._validate_params()
+        scratch = type(self)(**self.get_params())
+        scratch.encoder_ = PairEncoder(self.features).fit(X)
+        dense = scratch._design(scratch.encoder_.transform(X))
+        design = sparse.csr_array(np.hstack([dense, np.ones((len(dense), 1))]))
+        t = normalise_target(X["performance"].to_numpy(dtype=float), ranking_groups(X), self.target)
+        normal = (design.T @ design).toarray() + np.diag(np.append(np.full(dense.shape[1], self.alpha), 0.0))
+        inverse = linalg.inv(normal, check_finite=False)
+        w = inverse @ (design.T @ t)
+        out = []
+        for rows in held:
+            part = design[rows]
+            q = part @ (part @ inverse).T
+            out.append(linalg.solve(np.eye(len(rows)) - q, part @ w - q @ t[rows]))
+        return out
 
     def _predict_encoded(self, Z: np.ndarray) -> np.ndarray:
         """Linear scores, computed as Ridge.predict computes them."""

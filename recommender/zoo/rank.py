@@ -172,9 +172,7 @@ def auto_from_store(url: str | None, scores: Sequence[str], modality: str | None
 def auto_evidence(auto: Auto, explained: pd.DataFrame, origin: str) -> str:
     """What `auto` trusted on the pool, and how sure it is: each source's weight and predicted reliability
     (``explained``: `Auto.explain` on the pool)."""
-    from recommender.models.auto import OTHER, PRIOR
-
-    label = {PRIOR: "history under your protocol", OTHER: "history under other protocols"}
+    from recommender.models.auto import LABELS as label
     used = ", ".join(f"{label.get(source, source)} {weight:.2f} (reliability {reliability:.2f})" for source, weight,
                      reliability in zip(explained["source"].astype(str), explained["weight"], explained["reliability"],
                                         strict=True))
