@@ -61,6 +61,11 @@ PRIOR, OTHER, LEARNED = "history", "other-history", "history-lr"
 LABELS = {PRIOR: "history under your protocol", OTHER: "history under other protocols",
           LEARNED: "LR on the history under your protocol"}  # as the output names them
 LEARNED_COLUMNS = block_sources("d_id", "d_side", "m_id", "m_side")  # what `history-lr` reads of the pairs
+# the own protocol's history prior: its mean result, unless LR on its facts, or both, rank the inner folds better
+# by more than their standard error (the one-standard-error rule: a choice among several on few folds favours
+# the lucky one). Both at once let two priors from one history agree with each other whether or not the history
+# carries to the task, which is what a source's agreement is to measure
+PRIOR_CHOICES: tuple[tuple[str, ...], ...] = ((PRIOR,), (LEARNED,), (PRIOR, LEARNED))
 HISTORY = ("model", "dataset", "protocol", "performance")  # what the priors are computed from
 COVERAGE = 0.68  # the printed interval's nominal coverage
 # shrinkage of the sources' correlation matrix chosen among on inner folds: 1 ignores their correlations (each
@@ -258,22 +263,26 @@ class Auto(Ranker):
         performance = pd.to_numeric(train["performance"], errors="coerce").astype(float)
         train = train.assign(performance=performance).loc[performance.notna()].reset_index(drop=True)
         self.sources_ = [PRIOR, OTHER, LEARNED, *self._score_names(train)]
-        records = self._records(train)
-        self.intercepts_, self.slope_ = self._fit_line(records, len(self.sources_))
-        lines = {dataset: self._fit_line([r for r in records if r.dataset != dataset], len(self.sources_))
-                 for dataset in dict.fromkeys(r.dataset for r in records)}  # each inner dataset's, fitted without it
+        every = self._records(train)
+        learned = self.sources_.index(LEARNED)
         grid = SHRINKAGES if self.shrinkage is None else (self.shrinkage,)
-        nested = {value: self._nested(records, lines, value) for value in grid}
-        # the strength whose combination ranked the inner folds best (ties: the larger, the simpler model)
-        self.shrinkage_ = max(grid, key=lambda v: (nested[v][0]["auto"].mean() if len(nested[v][0]) else 0.0, v))
-        self.inner_taus_, residuals = nested[self.shrinkage_]
+        tried = {}
+        for kept in PRIOR_CHOICES if any(np.isfinite(r.z[:, learned]).all() for r in every) else PRIOR_CHOICES[:1]:
+            records = [_without(r, [self.sources_.index(s) for s in (PRIOR, LEARNED) if s not in kept]) for r in every]
+            line = self._fit_line(records, len(self.sources_))
+            lines = {dataset: self._fit_line([r for r in records if r.dataset != dataset], len(self.sources_))
+                     for dataset in dict.fromkeys(r.dataset for r in records)}  # each inner dataset's, without it
+            for value in grid:
+                tried[kept, value] = line, self._nested(records, lines, value)
+        kept, self.shrinkage_ = _chosen({c: tried[c][1][0]["auto"] for c in tried})
+        (self.intercepts_, self.slope_), (self.inner_taus_, residuals) = tried[kept, self.shrinkage_]
         # the interval's half-width in posterior standard deviations that held 68% of the inner folds' results
         self.spread_factor_ = float(np.quantile(np.abs(residuals), COVERAGE)) if len(residuals) else 1.0
         self.fallback_ = self._guard()
         self.history_ = train[[c for c in HISTORY if c in train.columns]].copy()
         self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
         self.learned_: dict[str, LinearRecommender] = {}
-        for protocol, mask in self._learned_protocols(train).items():
+        for protocol, mask in self._learned_protocols(train).items() if LEARNED in kept else ():
             self.learned_[protocol] = LinearRecommender()
             self.learned_[protocol].fit(train.loc[mask])
         return self
@@ -464,10 +473,36 @@ class Auto(Ranker):
         protocol = _protocols(candidates).iloc[0] if len(candidates) else ""
         own = self.history_.loc[_protocols(self.history_) == protocol]
         similar = None
-        if own["dataset"].nunique() >= 2:
+        if own["dataset"].nunique() >= 2 and np.isfinite(self.intercepts_[self.sources_.index(PRIOR)]):
             search = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))).fit(own)
             similar = search.session(candidates)
         return AutoSession(self, candidates, similar)
+
+
+def _chosen(taus: dict[tuple[tuple[str, ...], float], pd.Series]) -> tuple[tuple[str, ...], float]:
+    """The (prior, shrinkage) to keep, from each one's inner-fold taus of the combination: per prior the shrinkage
+    of the best mean (ties: the larger, the simpler model); the first prior of `PRIOR_CHOICES` unless another's
+    mean beats it by more than the standard error of their difference over the folds (then the best of those)."""
+
+    def mean(c: tuple[tuple[str, ...], float]) -> float:
+        return float(taus[c].mean()) if len(taus[c]) else 0.0
+
+    best: dict[tuple[str, ...], tuple[tuple[str, ...], float]] = {}
+    for prior, shrinkage in taus:
+        if prior not in best or (mean((prior, shrinkage)), shrinkage) > (mean(best[prior]), best[prior][1]):
+            best[prior] = (prior, shrinkage)
+    simple = best[PRIOR_CHOICES[0]]
+    difference = {p: taus[c] - taus[simple] for p, c in best.items()}
+    better = [c for p, c in best.items()
+              if len(taus[c]) >= 2 and difference[p].mean() > difference[p].std() / np.sqrt(len(taus[c]))]
+    return max(better, key=mean) if better else simple
+
+
+def _without(record: Record, sources: list[int]) -> Record:
+    """The record with the given sources unavailable (NaN columns)."""
+    z = record.z.copy()
+    z[:, sources] = np.nan
+    return Record(record.dataset, z, record.truth)
 
 
 def _learned_from_state(entries: object, weights: pd.DataFrame) -> dict[str, LinearRecommender]:

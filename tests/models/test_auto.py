@@ -250,3 +250,19 @@ def test_history_lr_carries_a_ranking_that_moves_with_the_dataset(synthetic_pair
     damaged = tables["learned"].iloc[1:]
     with pytest.raises(ValueError, match="learned weights of p"):
         Auto.from_state(values, {**tables, "learned": damaged})
+
+
+def test_the_history_prior_is_the_mean_unless_another_beats_it_by_more_than_the_folds_noise() -> None:
+    from recommender.models.auto import _chosen
+
+    mean, lr, both = ("history",), ("history-lr",), ("history", "history-lr")
+    base = pd.Series([0.2, 0.5, 0.3, 0.6])
+    # LR 0.02 better on average, but one fold 0.06 worse: the standard error of the difference, 0.027, exceeds the gain
+    noisy = {(mean, 0.1): base, (mean, 1.0): base - 0.1, (lr, 0.4): base + [0.04, 0.04, 0.06, -0.06],
+             (both, 1.0): base - 0.01}
+    assert _chosen(noisy) == (mean, 0.1)
+    # LR 0.03 better on every fold: beyond any noise; of two priors that pass, the better mean
+    clear = {**noisy, (lr, 0.4): base + 0.03, (both, 1.0): base + 0.02}
+    assert _chosen(clear) == (lr, 0.4)
+    # equal means within a prior: the larger shrinkage
+    assert _chosen({(mean, 0.1): base, (mean, 0.7): base}) == (mean, 0.7)
