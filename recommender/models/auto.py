@@ -2,7 +2,8 @@
 
 The sources are the history priors (each model's mean z-scored result over the training history under the pairs'
 own protocol and under the others, `mean-perf`; and LR on model and dataset facts fitted on the own protocol's
-history, `history-lr`) and every transferability score the pairs hold. Within one ranking group (a dataset under a
+history, `history-lr`; the own protocol's history enters as one of them or both, as the inner folds choose,
+`PRIOR_CHOICES`) and every transferability score the pairs hold. Within one ranking group (a dataset under a
 protocol) each source is z-scored over the candidates, and the true z-scored result ``t`` is modelled as jointly
 Gaussian with them:
 
@@ -283,8 +284,7 @@ class Auto(Ranker):
         self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
         self.learned_: dict[str, LinearRecommender] = {}
         for protocol, mask in self._learned_protocols(train).items() if LEARNED in kept else ():
-            self.learned_[protocol] = LinearRecommender()
-            self.learned_[protocol].fit(train.loc[mask])
+            self.learned_[protocol] = LinearRecommender().fit_sparse(train.loc[mask])
         return self
 
     # --- the fitted state as plain values (`recommender.models.fit_cache` keeps it between calls) ---------------
