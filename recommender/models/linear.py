@@ -71,10 +71,13 @@ class LinearRecommender(PairRecommender):
         if not self.interactions:
             return sparse.csr_array(Z)
         model_mask, side_mask = self._interaction_columns()
-        model, side = sparse.csc_array(Z[:, model_mask]), Z[:, side_mask]
-        # the products model column i x side column j sit at i * n_side + j, as in `_design`'s reshape
-        columns = [model[:, [i]].multiply(side) for i in range(model.shape[1])]
-        return sparse.hstack([sparse.csr_array(Z), *columns], format="csr")
+        model, side = sparse.coo_array(Z[:, model_mask]), Z[:, side_mask]
+        k = side.shape[1]
+        # each nonzero model value times every side column, at column i * k + j as in `_design`'s reshape
+        products = sparse.csr_array(((model.data[:, None] * side[model.row]).ravel(),
+                                     (np.repeat(model.row, k), (model.col[:, None] * k + np.arange(k)).ravel())),
+                                    shape=(len(Z), model.shape[1] * k))
+        return sparse.hstack([sparse.csr_array(Z), products], format="csr")
 
     def _sparse_ridge(self, design: sparse.csr_array, t: np.ndarray) -> Ridge:
         """Ridge on a sparse design by conjugate gradients, to a relative tolerance of 1e-10 (against the dense
