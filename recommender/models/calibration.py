@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.models.base import PairRecommender
+from recommender.models.linear import LinearRecommender
 from recommender.models.rankers import without_truth
 from recommender.models.selection import inner_folds, rankable
 from recommender.models.warm_start import WARM_START, model_factors, warm_update
@@ -21,12 +22,14 @@ from recommender.normalise import ranking_groups
 
 COVERAGE = 0.68
 MAX_FOLDS = 5  # refits at training time: each costs one more fit of the recommender
+# LR's held-out predictions cost one sparse solve each (`LinearRecommender.held_out`): as many folds as `auto` takes
+MAX_LR_FOLDS = 20
 
 
-def held_out_ratios(fitted: PairRecommender, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """For a recommender fitted on ``train``, each result of the held-out ``test``'s rankable groups as
-    |z-scored result - prediction| / posterior std (NaN where the std is 0)."""
-    predicted = np.asarray(fitted.predict(without_truth(test)), dtype=float)
+def held_out_ratios(train: pd.DataFrame, test: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
+    """Given a recommender's predictions of the held-out ``test`` from ``train``, each result of the test's
+    rankable groups as |z-scored result - prediction| / posterior std (NaN where the std is 0)."""
+    predicted = np.asarray(predicted, dtype=float)
     factors = model_factors(train)
     ratios = [np.array([])]
     for _, rows in test.groupby(ranking_groups(test), sort=True):
@@ -43,15 +46,19 @@ def held_out_ratios(fitted: PairRecommender, train: pd.DataFrame, test: pd.DataF
 
 def spread_factor(est: PairRecommender, pairs: pd.DataFrame, max_folds: int = MAX_FOLDS) -> tuple[float, int] | None:
     """The factor that makes ``COVERAGE`` of held-out z-scored results fall within prediction +- factor x posterior
-    std, from up to ``max_folds`` refits of an unfitted copy of ``est`` without one training dataset each, and the
-    number of datasets it was measured on; None for a raw target (the prediction is not in z units) or fewer than
-    two training datasets."""
+    std, from up to ``max_folds`` refits of an unfitted copy of ``est`` without one training dataset each (an LR:
+    up to ``MAX_LR_FOLDS``, its `held_out` predictions), and the number of datasets it was measured on; None for a
+    raw target (the prediction is not in z units) or fewer than two training datasets."""
     if est.target != "zscore" or pairs["dataset"].nunique() < 2:
         return None
-    ratios: list[np.ndarray] = []
-    for fold in inner_folds(pairs, max_folds):
-        fitted = type(est)(**est.get_params(deep=False)).fit(fold.train)
-        ratios.append(held_out_ratios(fitted, fold.train, fold.test))
+    folds = inner_folds(pairs, max(max_folds, MAX_LR_FOLDS) if isinstance(est, LinearRecommender) else max_folds)
+    if isinstance(est, LinearRecommender):
+        predicted = LinearRecommender(**est.get_params(deep=False)).held_out(
+            pairs, [pairs.index.get_indexer(fold.test.index) for fold in folds])
+    else:
+        predicted = [type(est)(**est.get_params(deep=False)).fit(fold.train).predict(without_truth(fold.test))
+                     for fold in folds]
+    ratios = [held_out_ratios(fold.train, fold.test, values) for fold, values in zip(folds, predicted, strict=True)]
     values = np.concatenate(ratios) if ratios else np.array([])
     values = values[np.isfinite(values)]
     return (float(np.quantile(values, COVERAGE)), sum(r.size > 0 for r in ratios)) if values.size else None
