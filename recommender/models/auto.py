@@ -201,10 +201,12 @@ class Auto(Ranker):
         return out
 
     def _learned_values(self, pairs: pd.DataFrame) -> np.ndarray:
-        """`history-lr` on the pairs: each protocol's LR (NaN for another protocol, or without the columns)."""
+        """`history-lr` on the pairs: each protocol's LR (NaN for another protocol). A fact the pairs lack is
+        unknown, as for a model or dataset the store has no facts of (`rank`'s pool: names and scores only)."""
         out = np.full(len(pairs), np.nan)
-        if not self.learned_ or not set(LEARNED_COLUMNS) <= set(pairs.columns):
+        if not self.learned_:
             return out
+        pairs = pairs.assign(**{c: np.nan for c in LEARNED_COLUMNS if c not in pairs.columns})
         labels = _protocols(pairs).to_numpy()
         for protocol, est in self.learned_.items():
             rows = labels == protocol

@@ -248,6 +248,9 @@ def test_history_lr_carries_a_ranking_that_moves_with_the_dataset(synthetic_pair
     assert tau(auto) > tau(without) + 0.2
     weights = auto.explain(test.drop(columns="performance")).groupby("source")["weight"].mean()
     assert weights.idxmax() == "history-lr"
+    # a pool of names alone (`rank`'s): its facts unknown, LR still ranks the models it learned
+    bare = auto.explain(test[["model", "dataset", "protocol"]])
+    assert "history-lr" in set(bare["source"])
     values, tables = auto.get_state()
     kept = Auto.from_state(values, tables)
     np.testing.assert_array_equal(kept.predict(test), auto.predict(test))
