@@ -51,6 +51,7 @@ def spread_factor(est: PairRecommender, pairs: pd.DataFrame, max_folds: int = MA
     raw target (the prediction is not in z units) or fewer than two training datasets."""
     if est.target != "zscore" or pairs["dataset"].nunique() < 2:
         return None
+    pairs = pairs.reset_index(drop=True)  # the folds' rows as positions
     folds = inner_folds(pairs, max(max_folds, MAX_LR_FOLDS) if isinstance(est, LinearRecommender) else max_folds)
     if isinstance(est, LinearRecommender):
         predicted = LinearRecommender(**est.get_params(deep=False)).held_out(

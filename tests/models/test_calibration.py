@@ -71,3 +71,9 @@ def test_train_saves_the_factor_and_recommend_prints_the_calibrated_spread(cli, 
     assert "spread: half-width of its 68% interval (calibrated on 6 held-out training datasets)" in plain.out
     rows = pd.read_json(io.StringIO(shown.out))
     assert (rows["spread"] > 0).all()
+
+
+def test_a_table_with_repeated_index_labels_is_calibrated_as_its_reset_copy() -> None:
+    train = pd.concat([_pairs(3, seed=1), _pairs(3, seed=2, first=3)])  # labels 0..89 twice
+    est = make_recommender("lr", features="d,m").fit(train)
+    assert spread_factor(est, train) == spread_factor(est, train.reset_index(drop=True))
