@@ -3,9 +3,10 @@
 A recommender's posterior standard deviation (the LR warm start's, `recommender.models.warm_start.warm_update`) is in
 the units of a Bayesian model whose prior is "the static prediction is right"; it says how far results may move,
 not how far they fall from the prediction. `spread_factor` refits the recommender without each of a few training
-datasets (`recommender.models.selection.inner_folds`), and finds the factor by which that standard deviation must
-be multiplied so that 68% of the held-out z-scored results fall within prediction +- factor x std. `train` saves
-it with the recommender, and `recommend` prints std x factor: the half-width of a 68% interval.
+datasets (`recommender.models.selection.inner_folds`; an LR without each of up to 20, by `LinearRecommender.held_out`),
+and finds the factor by which that standard deviation must be multiplied so that 68% of the held-out z-scored
+results fall within prediction +- factor x std. `train` saves it with the recommender, and `recommend` prints
+std x factor: the half-width of a 68% interval.
 """
 
 from __future__ import annotations
