@@ -30,14 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import pandas as pd
 
 from recommender.contracts import is_score_column, score_column, score_name
 from recommender.models.estimator import check_fitted
-from recommender.models.features import PairEncoder
 from recommender.models.linear import LinearRecommender, block_sources
 from recommender.models.params import FLAG, FOLDS, OPTIONS, Rule, instance, number, tuple_of
 from recommender.models.rankers import Ranker
@@ -508,8 +507,8 @@ def _without(record: Record, sources: list[int]) -> Record:
 
 
 def _learned_from_state(entries: object, weights: pd.DataFrame) -> dict[str, LinearRecommender]:
-    """Each protocol's `history-lr` from `Auto.get_state`'s entries and weights, every field checked (a ValueError
-    names the first wrong one)."""
+    """Each protocol's `history-lr` from `Auto.get_state`'s entries and weights, every field checked (a ValueError,
+    or `PairRecommender.with_encoder`'s UserError, names the first wrong one)."""
     if not isinstance(entries, list) or list(weights.columns) != ["protocol", "coef"]:
         raise ValueError("learned must be a list, its weights a table of protocol and coef")
     learned = {}
@@ -518,9 +517,7 @@ def _learned_from_state(entries: object, weights: pd.DataFrame) -> dict[str, Lin
                 and isinstance(entry["protocol"], str) and isinstance(entry["params"], dict)
                 and isinstance(entry["intercept"], float) and np.isfinite(entry["intercept"])):
             raise ValueError("each learned entry must hold a protocol, params, an encoder and a finite intercept")
-        est = LinearRecommender(**entry["params"])
-        est._validate_params()
-        est.encoder_ = PairEncoder.from_state(est.features, entry["encoder"])
+        est = cast(LinearRecommender, LinearRecommender.with_encoder(entry["params"], entry["encoder"]))
         coef = weights.loc[weights["protocol"] == entry["protocol"], "coef"].to_numpy(dtype=float)
         if coef.shape != est._weight_spec()["coef"][0] or not np.isfinite(coef).all():
             raise ValueError(f"the learned weights of {entry['protocol']} do not fit its encoder")

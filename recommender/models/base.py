@@ -130,20 +130,26 @@ class PairRecommender(Validated, Estimator, ABC):
         folder = Path(path)
         if meta["kind"] != cls.kind:
             raise UserError(f"{folder} holds a {meta['kind']!r} recommender, not a {cls.__name__}")
-        est = cls()
         try:
-            params = meta.get("params")
-            if not isinstance(params, dict) or set(params) != set(est.get_params()):
-                raise UserError(f'"params" must hold exactly the {cls.kind} hyper-parameters '
-                                f"{', '.join(sorted(est.get_params()))}")
-            bad = [k for k, v in params.items() if not isinstance(v, JSON_SCALARS)]
-            if bad:
-                raise UserError(f'"params"."{bad[0]}" must be a string, number, boolean or null')
-            est.set_params(**params)._validate_params()
-            est.encoder_ = PairEncoder.from_state(est.features, meta.get("encoder"))
+            est = cls.with_encoder(meta.get("params"), meta.get("encoder"))
             est.training_ = check_training(meta.get("training"))
         except UserError as exc:
             raise UserError(f"{folder / META_FILE}: {exc}") from None
         est._set_weights(read_weights(folder, meta, est._weight_spec()))
+        return est
+
+    @classmethod
+    def with_encoder(cls, params: object, encoder: object) -> PairRecommender:
+        """A recommender of checked hyper-parameters (exactly this kind's, JSON scalars) and encoder state, its
+        weights still to set (``_set_weights``); a one-line UserError names the first wrong field."""
+        est = cls()
+        if not isinstance(params, dict) or set(params) != set(est.get_params()):
+            raise UserError(f'"params" must hold exactly the {cls.kind} hyper-parameters '
+                            f"{', '.join(sorted(est.get_params()))}")
+        bad = [k for k, v in params.items() if not isinstance(v, JSON_SCALARS)]
+        if bad:
+            raise UserError(f'"params"."{bad[0]}" must be a string, number, boolean or null')
+        est.set_params(**params)._validate_params()
+        est.encoder_ = PairEncoder.from_state(est.features, encoder)
         est.n_features_ = est.encoder_.width
         return est

@@ -257,6 +257,10 @@ def test_history_lr_carries_a_ranking_that_moves_with_the_dataset(synthetic_pair
     damaged = tables["learned"].iloc[1:]
     with pytest.raises(ValueError, match="learned weights of p"):
         Auto.from_state(values, {**tables, "learned": damaged})
+    entry = values["learned"][0]
+    short = {**values, "learned": [{**entry, "params": {k: v for k, v in entry["params"].items() if k != "alpha"}}]}
+    with pytest.raises(UserError, match="must hold exactly the lr hyper-parameters"):
+        Auto.from_state(short, tables)
 
 
 def test_the_history_prior_is_the_mean_unless_another_beats_it_by_more_than_the_folds_noise() -> None:
