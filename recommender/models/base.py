@@ -58,6 +58,13 @@ class PairRecommender(Validated, Estimator, ABC):
 
     def fit(self, X: pd.DataFrame, y: object = None) -> PairRecommender:
         """Fit on pair-table rows; ``y`` defaults to the ``performance`` column."""
+        Z, t, datasets = self._encoded(X, y)
+        self._fit_encoded(Z, t, datasets)
+        return self
+
+    def _encoded(self, X: pd.DataFrame, y: object = None) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+        """What every fit starts from: the checked target (``y``, default the ``performance`` column), the encoder
+        fitted on X and the training summary set; returns the encoded X, the normalised target and the groups."""
         if y is None:
             if not isinstance(X, pd.DataFrame) or "performance" not in X.columns:
                 raise UserError("no target: pass y or a pair table with a 'performance' column")
@@ -68,10 +75,9 @@ class PairRecommender(Validated, Estimator, ABC):
         Z = self.encoder_.transform(X)
         # ranked and normalised within each dataset, or each (dataset, protocol) of a table with protocols
         datasets = ranking_groups(X) if "dataset" in X.columns else pd.Series("all", index=X.index)
-        self._fit_encoded(Z, normalise_target(target, datasets, self.target), datasets)
         self.n_features_ = Z.shape[1]
         self.training_ = training_summary(X)
-        return self
+        return Z, normalise_target(target, datasets, self.target), datasets
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted (normalised) performance of each pair; higher means a better pick."""

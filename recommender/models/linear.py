@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from recommender.models.base import PairRecommender, training_summary
+from recommender.models.base import PairRecommender
 from recommender.models.features import BLOCKS, PairEncoder
 from recommender.models.params import FEATURES, FLAG, TEXT, Rule, number
 from recommender.models.saved import ArraySpec
@@ -89,13 +89,9 @@ class LinearRecommender(PairRecommender):
     def fit_sparse(self, X: pd.DataFrame) -> LinearRecommender:
         """`fit` solved on the sparse design by conjugate gradients (`_sparse_ridge`): the same model to about 1e-9,
         where a history of thousands of models makes the dense design and its solve too large."""
-        self._validate_params()
-        self.encoder_ = PairEncoder(self.features).fit(X)
-        t = normalise_target(X["performance"].to_numpy(dtype=float), ranking_groups(X), self.target)
-        ridge = self._sparse_ridge(self._sparse_design(self.encoder_.transform(X)), t)
+        Z, t, _ = self._encoded(X)
+        ridge = self._sparse_ridge(self._sparse_design(Z), t)
         self.weights_, self.bias_ = np.asarray(ridge.coef_, dtype=float), float(ridge.intercept_)
-        self.n_features_ = self.encoder_.width
-        self.training_ = training_summary(X)
         return self
 
     def held_out(self, X: pd.DataFrame, held: Sequence[np.ndarray]) -> list[np.ndarray]:
