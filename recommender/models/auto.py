@@ -18,8 +18,9 @@ Gaussian with them:
 - results the user has observed on the task move each reliability towards the correlation seen on them
   (`pooled`): Fisher-z pooling of the predicted reliability (worth ``prior_strength`` results) with the observed
   correlation (worth ``n - 3``), from ``MIN_OBSERVED`` results on. In a session (`evaluate --adaptive`, one pick
-  at a time) the own protocol's history prior is also re-weighted towards the training datasets whose results
-  agree with the observed ones (`recommender.models.similarity.SimilaritySearch`).
+  at a time) the own protocol's history priors are also re-weighted towards the training datasets whose results
+  agree with the observed ones (`recommender.models.similarity.SimilaritySearch`): the mean becomes their weighted
+  mean, and `history-lr` is refitted with each training pair weighted as its dataset.
 
 A guard compares `auto` with each single source on the same inner folds (the line refitted without each fold) and
 falls back to the best single source where `auto` is worse by more than the folds' standard error; the output says
@@ -28,7 +29,7 @@ whether the combination ranked the folds better than that source, worse, or alik
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, cast
 
@@ -52,7 +53,7 @@ from recommender.models.reliability import (
 )
 from recommender.models.selection import Fold, inner_folds, rankable, weighted_tau
 from recommender.models.session import MIN_CORRELATION, Ranking, Session
-from recommender.models.similarity import SimilaritySearch
+from recommender.models.similarity import SimilaritySearch, SimilaritySession, moved_datasets
 from recommender.normalise import ranking_groups, zscore_within
 
 # the history priors' source names: the mean result under the pairs' own protocol and under the others; LR on the
@@ -199,15 +200,18 @@ class Auto(Ranker):
                 out[i][pd.Index(tested[i]).get_indexer(pd.Index(positions[rows]))] = predicted
         return out
 
-    def _learned_values(self, pairs: pd.DataFrame) -> np.ndarray:
-        """`history-lr` on the pairs: each protocol's LR (NaN for another protocol). A fact the pairs lack is
-        unknown, as for a model or dataset the store has no facts of (`rank`'s pool: names and scores only)."""
+    def _learned_values(self, pairs: pd.DataFrame, learned: Mapping[str, LinearRecommender] | None = None
+                        ) -> np.ndarray:
+        """`history-lr` on the pairs: each protocol's LR (``learned``, by default the fitted ones; NaN for another
+        protocol). A fact the pairs lack is unknown, as for a model or dataset the store has no facts of (`rank`'s
+        pool: names and scores only)."""
+        learned = self.learned_ if learned is None else learned
         out = np.full(len(pairs), np.nan)
-        if not self.learned_:
+        if not learned:
             return out
         pairs = pairs.assign(**{c: np.nan for c in LEARNED_COLUMNS if c not in pairs.columns})
         labels = _protocols(pairs).to_numpy()
-        for protocol, est in self.learned_.items():
+        for protocol, est in learned.items():
             rows = labels == protocol
             if rows.any():
                 out[rows] = est.predict(pairs.loc[rows])
@@ -281,11 +285,12 @@ class Auto(Ranker):
         # the interval's half-width in posterior standard deviations that held 68% of the inner folds' results
         self.spread_factor_ = float(np.quantile(np.abs(residuals), COVERAGE)) if len(residuals) else 1.0
         self.fallback_ = self._guard()
-        self.history_ = train[[c for c in HISTORY if c in train.columns]].copy()
-        self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
         self.learned_: dict[str, LinearRecommender] = {}
         for protocol, mask in self._learned_protocols(train).items() if LEARNED in kept else ():
             self.learned_[protocol] = LinearRecommender().fit_sparse(train.loc[mask])
+        # the history, with the facts `history-lr` reads where a session is to refit it
+        self.history_ = train[_history_columns(bool(self.learned_), train.columns)].copy()
+        self.priors_ = Priors.fit(self.history_, list(_protocols(self.history_).unique()))
         return self
 
     # --- the fitted state as plain values (`recommender.models.fit_cache` keeps it between calls) ---------------
@@ -293,7 +298,8 @@ class Auto(Ranker):
     def get_state(self) -> tuple[dict[str, object], dict[str, pd.DataFrame]]:
         """The fitted state: JSON values (parameters, sources, the reliability line, shrinkage, spread factor,
         fallback, each `history-lr`'s parameters, encoder and intercept) and tables (the history the priors come
-        from, the inner folds' taus, the `history-lr` weights by protocol)."""
+        from, with the facts `history-lr` was fitted on where there is one; the inner folds' taus; the `history-lr`
+        weights by protocol)."""
         check_fitted(self, "history_")
         params = self.get_params()
         values: dict[str, object] = {
@@ -328,8 +334,10 @@ class Auto(Ranker):
         if fallback is not None and not (isinstance(fallback, str) and fallback in sources):
             raise ValueError("fallback must be null or a source")
         history, taus = tables["history"], tables["inner_taus"]
-        if list(history.columns) != [c for c in HISTORY if c in history.columns] or "performance" not in history:
-            raise ValueError(f"the history must hold the columns {', '.join(HISTORY)}")
+        learned = _learned_from_state(values["learned"], tables["learned"])
+        if list(history.columns) != _history_columns(bool(learned), history.columns) or "performance" not in history:
+            raise ValueError(f"the history must hold the columns {', '.join(HISTORY)}"
+                             + (f" and the facts {', '.join(LEARNED_COLUMNS)}" if learned else ""))
         if list(taus.columns) != ["auto", *sources]:
             raise ValueError("the inner taus must hold auto and each source")
         est.sources_ = sources
@@ -339,7 +347,7 @@ class Auto(Ranker):
         est.inner_taus_ = taus
         est.history_ = history
         est.priors_ = Priors.fit(history, list(_protocols(history).unique()))
-        est.learned_ = _learned_from_state(values["learned"], tables["learned"])
+        est.learned_ = learned
         return est
 
     def _nested(self, records: list[Record], lines: dict[str, tuple[np.ndarray, float]], shrinkage: float
@@ -404,16 +412,16 @@ class Auto(Ranker):
     # --- prediction ----------------------------------------------------------------------------------------------
 
     def posteriors(self, test: pd.DataFrame, observed: pd.DataFrame | None = None,
-                   history: np.ndarray | None = None) -> dict[str, tuple[pd.DataFrame, Posterior | None]]:
+                   moved: Mapping[str, np.ndarray] | None = None) -> dict[str, tuple[pd.DataFrame, Posterior | None]]:
         """Per ranking group of the test pairs, its sources' values and posterior (None: no usable source).
         ``observed`` holds results the user measured on the test datasets (model, dataset, performance);
-        ``history`` (one value per test pair) replaces the own protocol's history prior (`AutoSession`: re-weighted
-        by the results)."""
+        ``moved`` (by source name, one value per test pair) replaces sources' values (`AutoSession`: the own
+        protocol's history priors re-weighted by the results)."""
         out = {}
         for group, rows in test.groupby(ranking_groups(test), sort=True):
             values = self._values(self.priors_, rows, self._learned_values(rows))
-            if history is not None:
-                values[PRIOR] = history[test.index.get_indexer(rows.index)]
+            for source, replaced in (moved or {}).items():
+                values[source] = replaced[test.index.get_indexer(rows.index)]
             z, available = source_matrix(values)
             z[:, [j for j in range(z.shape[1]) if j not in available]] = np.nan
             seen = None
@@ -425,13 +433,13 @@ class Auto(Ranker):
             out[str(group)] = (values, self._combine(z, self.intercepts_, self.slope_, seen))
         return out
 
-    def assess(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
-               ) -> Assessment:
+    def assess(self, test: pd.DataFrame, observed: pd.DataFrame | None = None,
+               moved: Mapping[str, np.ndarray] | None = None) -> Assessment:
         """The ranking, the spread and the explanation of the test pairs in one pass (see `predict`, `spread` and
         `explain`)."""
         score, spread = np.full(len(test), np.nan), np.full(len(test), np.nan)
         rows: list[dict] = []
-        for group, (values, combined) in self.posteriors(test, observed, history).items():
+        for group, (values, combined) in self.posteriors(test, observed, moved).items():
             if combined is None:
                 continue
             positions = test.index.get_indexer(values.index)
@@ -446,9 +454,9 @@ class Auto(Ranker):
         return Assessment(score, spread, pd.DataFrame(rows, columns=["group", "source", "reliability", "weight"]))
 
     def predict(self, test: pd.DataFrame, budget: int | None = None, observed: pd.DataFrame | None = None,
-                history: np.ndarray | None = None) -> np.ndarray:
+                moved: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """The posterior mean of each pair's z-scored result (of the guard's single source where it fell back)."""
-        return self.assess(test, observed, history).score
+        return self.assess(test, observed, moved).score
 
     def _fallback(self, combined: Posterior, observed: pd.DataFrame | None = None) -> str | None:
         """The guard's single source where it fell back and the group has that source, else None; never once
@@ -457,27 +465,37 @@ class Auto(Ranker):
             return None
         return self.fallback_ if self.fallback_ in combined.weight.index else None
 
-    def spread(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
-               ) -> np.ndarray:
+    def spread(self, test: pd.DataFrame, observed: pd.DataFrame | None = None,
+               moved: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """The half-width of each pair's 68% interval, in z units of its group (NaN without a usable source)."""
-        return self.assess(test, observed, history).spread
+        return self.assess(test, observed, moved).spread
 
-    def explain(self, test: pd.DataFrame, observed: pd.DataFrame | None = None, history: np.ndarray | None = None
-                ) -> pd.DataFrame:
+    def explain(self, test: pd.DataFrame, observed: pd.DataFrame | None = None,
+                moved: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
         """Per ranking group and source: the predicted reliability and the weight in the ranking."""
-        return self.assess(test, observed, history).explanation
+        return self.assess(test, observed, moved).explanation
 
     def session(self, candidates: pd.DataFrame) -> AutoSession:
-        """A session over one dataset's candidate pairs (without performance): `evaluate --adaptive` shows it
-        each pick's result, which moves the reliabilities (`pooled`). The history under the candidates' protocol
-        is re-weighted towards the datasets the results agree with (a `SimilaritySearch` fitted for the session)."""
+        """A session over one dataset's candidate pairs (without performance): `evaluate --adaptive` and `next` show
+        it each result, which moves the reliabilities (`pooled`) and re-weights the history under the candidates'
+        protocol towards the training datasets the results agree with (a `SimilaritySearch` fitted on that history
+        for the session): its mean prior becomes the weighted mean, its `history-lr` is refitted on the weighted
+        pairs."""
         protocol = _protocols(candidates).iloc[0] if len(candidates) else ""
-        own = self.history_.loc[_protocols(self.history_) == protocol]
+        own = self.history_.loc[(_protocols(self.history_) == protocol).to_numpy()]
+        measured = {s for s, b in zip(self.sources_, self.intercepts_, strict=True) if np.isfinite(b)}
+        reweighted = {s for s in (PRIOR, LEARNED) if s in measured and (s == PRIOR or protocol in self.learned_)}
         similar = None
-        if own["dataset"].nunique() >= 2 and np.isfinite(self.intercepts_[self.sources_.index(PRIOR)]):
+        if own["dataset"].nunique() >= 2 and reweighted:
             search = SimilaritySearch(**({"max_inner_folds": 4} | (self.similarity or {}))).fit(own)
-            similar = search.session(candidates)
-        return AutoSession(self, candidates, similar)
+            similar = cast(SimilaritySession, search.session(candidates))
+        return AutoSession(self, candidates, similar, own if LEARNED in reweighted else None, PRIOR in reweighted)
+
+
+def _history_columns(learned: bool, columns: pd.Index) -> list[str]:
+    """The kept history's columns: those of ``HISTORY`` among ``columns`` and, where a `history-lr` is kept (a
+    session refits it), every fact it reads."""
+    return [c for c in HISTORY if c in columns] + ([c for c in LEARNED_COLUMNS if c not in HISTORY] if learned else [])
 
 
 def _chosen(taus: dict[tuple[tuple[str, ...], float], pd.Series]) -> tuple[tuple[str, ...], float]:
@@ -574,44 +592,66 @@ class Assessment:
 
 
 class AutoSession(Session):
-    """`auto` on one dataset's candidates, its reliabilities moved by each result observed (`Auto.session`)."""
+    """`auto` on one dataset's candidates, its reliabilities moved by each result observed and the history under
+    their protocol re-weighted by them (`Auto.session`)."""
 
-    def __init__(self, auto: Auto, candidates: pd.DataFrame, similar: Session | None):
+    def __init__(self, auto: Auto, candidates: pd.DataFrame, similar: SimilaritySession | None,
+                 learned_history: pd.DataFrame | None, mean: bool):
         self.auto = auto
         self.candidates = candidates.reset_index(drop=True)
-        self.similar = similar
+        self.similar = similar  # the training datasets' weights, None where nothing is re-weighted
+        self.learned_history = learned_history  # the pairs `history-lr` is refitted on, None where it is not
+        self.mean = mean  # whether the mean prior is re-weighted
+
+    def _moved(self, picked: list[int], values: np.ndarray) -> tuple[dict[str, np.ndarray], str | None]:
+        """The re-weighted history priors' values on the candidates (none before the weights leave equal ones), and
+        which training datasets the results moved the weights towards."""
+        if self.similar is None:
+            return {}, None
+        weights, agreement = self.similar.weights(picked, values)
+        reason = moved_datasets(self.similar.names, weights, agreement, len(picked))
+        if np.ptp(weights) == 0:  # equal weights: the priors as fitted
+            return {}, reason
+        moved = {PRIOR: self.similar.rank(picked, values).score} if self.mean else {}
+        if self.learned_history is not None:
+            protocol = str(_protocols(self.candidates).iloc[0])
+            fitted = self.auto.learned_[protocol]
+            by_dataset = pd.Series(weights * len(weights), index=self.similar.names.astype(str))  # mean 1
+            sample_weight = by_dataset.reindex(self.learned_history["dataset"].astype(str)).to_numpy(dtype=float)
+            refitted = LinearRecommender(**fitted.get_params()).fit_sparse(self.learned_history, sample_weight)
+            moved[LEARNED] = self.auto._learned_values(self.candidates, {protocol: refitted})
+        return moved, reason
 
     def rank(self, picked: Sequence[int], values: Sequence[float] | np.ndarray, explain: bool = False) -> Ranking:
         """The posterior mean and spread of every candidate given the observed results of the picked ones."""
-        observed = self.candidates.loc[list(picked), ["model", "dataset"]].assign(
-            performance=np.asarray(values, dtype=float))
-        similar = None if self.similar is None else self.similar.rank(picked, values, explain=explain)
-        history = None if similar is None else similar.score
-        assessed = self.auto.assess(self.candidates, observed=observed, history=history)
+        picked, values = list(picked), np.asarray(values, dtype=float)
+        observed = self.candidates.loc[picked, ["model", "dataset"]].assign(performance=values)
+        moved, moved_reason = self._moved(picked, values)
+        assessed = self.auto.assess(self.candidates, observed=observed, moved=moved)
         reasons = None
         if explain:
-            reason = self.reason(observed, history, assessed.explanation)
-            if similar is not None and similar.reasons:
+            reason = self.reason(observed, moved, assessed.explanation)
+            if moved_reason is not None:
                 said = f"{len(picked)} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: "
-                reason += f"; the history under your protocol: {similar.reasons[0].removeprefix(said)}"
+                reason += f"; the history under your protocol: {moved_reason.removeprefix(said)}"
             reasons = [reason] * len(assessed.score)
         return Ranking(assessed.score, assessed.spread, reasons)
 
-    def reason(self, observed: pd.DataFrame, history: np.ndarray | None, explanation: pd.DataFrame) -> str:
+    def reason(self, observed: pd.DataFrame, moved: Mapping[str, np.ndarray], explanation: pd.DataFrame) -> str:
         """Each source's weight (``explanation``: `Auto.explain` given the observed results), and how far the
         observed results moved its reliability."""
         after = explanation.set_index("source")
-        moved = len(observed) >= MIN_OBSERVED
-        before = (self.auto.explain(self.candidates, history=history).set_index("source")["reliability"].astype(float)
-                  if moved else pd.Series(dtype=float))
+        shifted = len(observed) >= MIN_OBSERVED
+        before = (self.auto.explain(self.candidates, moved=moved).set_index("source")["reliability"].astype(float)
+                  if shifted else pd.Series(dtype=float))
         parts = [f"{source} {weight:.2f}" + (f" (reliability {before[source]:.2f} -> "
-                                             f"{reliability:.2f})" if moved and source in before.index
+                                             f"{reliability:.2f})" if shifted and source in before.index
                                              else f" (reliability {reliability:.2f})")
                  for source, weight, reliability in zip(after.index.astype(str), after["weight"], after["reliability"],
                                                         strict=True)]
-        head = (f"weights after your {len(observed)} result(s)" if moved else
+        head = (f"weights after your {len(observed)} result(s)" if shifted else
                 f"{len(observed)} result(s) observed, fewer than the {MIN_OBSERVED} a correlation needs: weights as "
                 f"the history predicts")
-        guard = None if moved else self.auto.guard()  # from MIN_OBSERVED results on, they weigh the sources
+        guard = None if shifted else self.auto.guard()  # from MIN_OBSERVED results on, they weigh the sources
         said = f" ({guard.says(guard.best)})" if guard is not None and guard.best in after.index else ""
         return f"{head}: {', '.join(parts) or 'none'}{said}"

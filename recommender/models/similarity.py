@@ -24,7 +24,10 @@ from recommender.models.session import (
 )
 
 
-class _SimilaritySession(Session):
+class SimilaritySession(Session):
+    """`SimilaritySearch` on one target's candidates: ``Z`` holds their z-scores on each training dataset
+    (``names``)."""
+
     def __init__(self, Z: np.ndarray, names: np.ndarray, beta: float, shrink: float, explore: float):
         self.Z, self.names, self.beta, self.shrink, self.explore = Z, names, beta, shrink, explore
         self.known = np.isfinite(Z)
@@ -109,4 +112,4 @@ class SimilaritySearch(AdaptiveRecommender):
 
     def _open(self, view: tuple[np.ndarray, np.ndarray], params: dict) -> Session:
         Z, names = view
-        return _SimilaritySession(Z, names, params["beta"], params["shrink"], params["explore"])
+        return SimilaritySession(Z, names, params["beta"], params["shrink"], params["explore"])
