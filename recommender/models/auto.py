@@ -39,7 +39,7 @@ import pandas as pd
 from recommender.contracts import is_score_column, score_column, score_name
 from recommender.models.estimator import check_fitted
 from recommender.models.linear import LinearRecommender, block_sources
-from recommender.models.params import FLAG, FOLDS, OPTIONS, Rule, instance, number, tuple_of
+from recommender.models.params import FLAG, FOLDS, OPTIONS, TEXT, Rule, instance, number, tuple_of
 from recommender.models.rankers import Ranker
 from recommender.models.reliability import (
     MAX_RELIABILITY,
@@ -51,7 +51,7 @@ from recommender.models.reliability import (
     posterior,
     source_matrix,
 )
-from recommender.models.selection import Fold, inner_folds, rankable, weighted_tau
+from recommender.models.selection import Fold, inner_folds, loo_folds, rankable, spread, weighted_tau
 from recommender.models.session import MIN_CORRELATION, Ranking, Session
 from recommender.models.similarity import SimilaritySearch, SimilaritySession, moved_datasets
 from recommender.normalise import ranking_groups, zscore_within
@@ -73,6 +73,9 @@ COVERAGE = 0.68  # the printed interval's nominal coverage
 # source weighted by its reliability alone), which few candidates per task estimate poorly
 SHRINKAGES = (0.1, 0.4, 0.7, 1.0)
 MIN_RELIABILITY = 0.05  # the guard's single source keeps ordering the pool where its predicted reliability is nil
+# datasets of the target protocol's history for the inner folds to hold out those alone: fewer make a standard error
+# (the guard's, the prior's choice) from fewer folds than `recommend`'s calibration refits
+MIN_PROTOCOL_DATASETS = 5
 
 
 
@@ -138,22 +141,28 @@ class Auto(Ranker):
     ``prior_strength`` is the number of observed results the
     predicted reliability is worth when `pooled`; ``similarity`` fixes parameters of the session's
     `SimilaritySearch` (None: chosen on its inner folds); ``learned`` adds the `history-lr` source (LR fitted on
-    each protocol's history of at least two datasets, where the pairs hold model and dataset facts)."""
+    each protocol's history of at least two datasets, where the pairs hold model and dataset facts); ``protocol``
+    names the protocol of the tasks the fit will rank (`next`'s, `rank`'s): where the history holds at least
+    ``MIN_PROTOCOL_DATASETS`` datasets under it, the inner folds hold out those datasets alone and measure the
+    sources on their groups under it, so that the reliabilities, the prior's choice and the guard are those of
+    tasks like the user's (None, or too few: every dataset, every group)."""
 
     adaptive = True  # `session`: the sequential protocol of SPEC §7
     PARAMETERS: ClassVar[dict[str, Rule]] = {
         "scores": tuple_of(instance(str, "a score name")), "max_inner_folds": FOLDS,
         "shrinkage": number(0, 1).or_none(), "prior_strength": number(0),
-        "similarity": OPTIONS, "learned": FLAG}
+        "similarity": OPTIONS, "learned": FLAG, "protocol": TEXT.or_none()}
 
     def __init__(self, scores: tuple[str, ...] = (), max_inner_folds: int = 20, shrinkage: float | None = None,
-                 prior_strength: float = 10.0, similarity: dict | None = None, learned: bool = True):
+                 prior_strength: float = 10.0, similarity: dict | None = None, learned: bool = True,
+                 protocol: str | None = None):
         self.scores = scores
         self.max_inner_folds = max_inner_folds
         self.shrinkage = shrinkage
         self.prior_strength = prior_strength
         self.similarity = similarity
         self.learned = learned
+        self.protocol = protocol
 
     # --- fitting -------------------------------------------------------------------------------------------------
 
@@ -217,10 +226,23 @@ class Auto(Ranker):
                 out[rows] = est.predict(pairs.loc[rows])
         return out
 
+    def _folds(self, train: pd.DataFrame) -> list[Fold]:
+        """The inner folds: `inner_folds`, or, where ``protocol`` names one with at least ``MIN_PROTOCOL_DATASETS``
+        datasets in the history, leave-one-dataset-out over those datasets (each left out under every protocol, as
+        `next` leaves the user's dataset out), tested on their pairs under it."""
+        if self.protocol is not None:
+            mine = (_protocols(train) == self.protocol).to_numpy()
+            datasets = set(train.loc[mine, "dataset"])
+            if len(datasets) >= MIN_PROTOCOL_DATASETS:
+                folds = [Fold(f.name, f.repeat, f.train, f.test.loc[mine[train.index.get_indexer(f.test.index)]])
+                         for f in loo_folds(train) if f.name in datasets]
+                return spread(folds, self.max_inner_folds)
+        return inner_folds(train, self.max_inner_folds)
+
     def _records(self, train: pd.DataFrame) -> list[Record]:
         """The inner folds' held-out groups, each source computed as it would be on a new dataset."""
         records = []
-        folds = inner_folds(train, self.max_inner_folds)
+        folds = self._folds(train)
         learned = self._held_out_learned(train, folds)
         # leaving datasets out keeps every other ranking group whole: the results are z-scored once
         whole = train["dataset"].nunique() >= 2
@@ -618,7 +640,7 @@ class AutoSession(Session):
             fitted = self.auto.learned_[protocol]
             by_dataset = pd.Series(weights * len(weights), index=self.similar.names.astype(str))  # mean 1
             sample_weight = by_dataset.reindex(self.learned_history["dataset"].astype(str)).to_numpy(dtype=float)
-            refitted = LinearRecommender(**fitted.get_params()).fit_sparse(self.learned_history, sample_weight)
+            refitted = fitted.reweighted(self.learned_history, sample_weight)
             moved[LEARNED] = self.auto._learned_values(self.candidates, {protocol: refitted})
         return moved, reason
 

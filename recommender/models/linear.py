@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -9,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from recommender.models.base import PairRecommender
+from recommender.models.estimator import check_fitted
 from recommender.models.features import BLOCKS, PairEncoder
 from recommender.models.params import FEATURES, FLAG, TEXT, Rule, number
 from recommender.models.saved import ArraySpec
-from recommender.models.targets import normalise_target
+from recommender.models.targets import check_target, normalise_target
 from recommender.normalise import ranking_groups
 
 if TYPE_CHECKING:
@@ -100,11 +102,19 @@ class LinearRecommender(PairRecommender):
         thousands of models makes the dense design and its solve too large. ``sample_weight``: each pair's weight in
         the squared loss (None: 1 each)."""
         Z, t, _ = self._encoded(X)
-        if sample_weight is not None and (len(sample_weight) != len(t) or not np.all(np.isfinite(sample_weight))
-                                          or np.any(np.asarray(sample_weight) < 0) or not np.any(sample_weight)):
-            raise ValueError("sample_weight must hold one finite, non-negative weight per pair, not all zero")
-        self.weights_, self.bias_ = self._sparse_ridge(self._sparse_design(Z), t, sample_weight)
+        self.weights_, self.bias_ = self._sparse_ridge(self._sparse_design(Z), t, _checked(sample_weight, len(t)))
         return self
+
+    def reweighted(self, X: pd.DataFrame, sample_weight: np.ndarray) -> LinearRecommender:
+        """A copy of this LR, fitted (`fit_sparse`) on ``X``, refitted with each pair of X weighted by
+        ``sample_weight``. The encoder is kept, not fitted again: fitted on the same pairs it would be the same, and
+        fitting it loads scikit-learn (a second), which a session's every step would pay."""
+        check_fitted(self, "encoder_")
+        t = normalise_target(check_target(X["performance"], len(X)), ranking_groups(X), self.target)
+        out = copy.copy(self)  # the encoder and what a saved LR holds, shared: only the weights are replaced
+        out.weights_, out.bias_ = self._sparse_ridge(self._sparse_design(self.encoder_.transform(X)), t,
+                                                     _checked(sample_weight, len(t)))
+        return out
 
     def held_out(self, X: pd.DataFrame, held: Sequence[np.ndarray]) -> list[np.ndarray]:
         """For each array of row positions in ``held``, those rows' predictions by this LR fitted on the other rows
@@ -150,3 +160,13 @@ class LinearRecommender(PairRecommender):
     def intercept_(self) -> float:
         """Fitted bias w0."""
         return self.bias_
+
+
+def _checked(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``sample_weight`` as floats, checked: one finite, non-negative weight per pair, not all zero (None: None)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=float)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or not w.any():
+        raise ValueError("sample_weight must hold one finite, non-negative weight per pair, not all zero")
+    return w

@@ -118,7 +118,8 @@ def run_next(args: argparse.Namespace) -> int:
 
 def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, candidates):  # noqa: ANN001, ANN201
     """`auto` fitted on every other dataset of the store's history of the dataset's modality (every protocol,
-    every stored score), the candidates with the protocol and the dataset's stored scores, and a note."""
+    every stored score; its inner folds on the protocol's datasets where it has enough), the candidates with the
+    protocol and the dataset's stored scores, and a note."""
     from recommender.models.auto import Auto
     from recommender.models.fit_cache import fitted_auto
     from recommender.models.pairs import wide_scores
@@ -131,8 +132,8 @@ def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, can
         return history[(history["dataset"] != args.dataset) & history["performance"].notna()]
 
     request = {"command": "next", "modality": modality, "select": args.select, "without": args.dataset,
-               "similarity": fixed}
-    est = fitted_auto(store, request, training, lambda train: Auto(similarity=fixed).fit(train))
+               "similarity": fixed, "protocol": protocol}
+    est = fitted_auto(store, request, training, lambda train: Auto(similarity=fixed, protocol=protocol).fit(train))
     history, stored = est.history_, store.scores()
     mine = stored[stored["dataset"] == args.dataset]
     candidates = candidates.assign(protocol=protocol)

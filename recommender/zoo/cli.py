@@ -167,7 +167,7 @@ def run_rank(args: argparse.Namespace) -> int:
     auto, auto_note = None, ""
     if recommender is None:  # the default: the store's history and the scores, each as far as it has earned
         pairs = pairs.assign(protocol=args.protocol)
-        auto, auto_note = auto_from_store(args.db, scores, ds.modality)
+        auto, auto_note = auto_from_store(args.db, scores, ds.modality, args.protocol)
     ranked, evidence = rank_pool(pairs, scores, recommender, stacking, auto)
     notes = [evidence, *(n for n in (left_out, source_head_note(pairs, scores), auto_note) if n)]
     if recommender is not None:  # the store's results on the dataset: tried models are never ranked first

@@ -124,10 +124,12 @@ def stacking_for(store: Store, recommender: PairRecommender, scores: Sequence[st
                     f"equal weights (the store holds no {', '.join(scores)} under {protocol} to fit them on)")
 
 
-def fit_auto(store: Store, scores: Sequence[str], modality: str | None) -> tuple[Auto | None, str]:
+def fit_auto(store: Store, scores: Sequence[str], modality: str | None, protocol: str | None = None
+             ) -> tuple[Auto | None, str]:
     """`auto` (`recommender.models.auto.Auto`) fitted on the store's history of the modality, every protocol, with
     the stored values of the scores computed (test values choose each pair's hyper-parameters where validation
-    ones are missing: the store's `val` selection); None and why where the store holds too little to learn from."""
+    ones are missing: the store's `val` selection), its inner folds on ``protocol``'s datasets where it has enough
+    (the protocol the user fine-tunes under); None and why where the store holds too little to learn from."""
     from recommender.models.auto import Auto
     from recommender.models.fit_cache import fitted_auto
 
@@ -141,8 +143,9 @@ def fit_auto(store: Store, scores: Sequence[str], modality: str | None) -> tuple
         return history
 
     try:
-        est = fitted_auto(store, {"command": "rank", "modality": modality, "scores": list(scores)}, training,
-                          lambda history: Auto(tuple(scores)).fit(history))
+        est = fitted_auto(store, {"command": "rank", "modality": modality, "scores": list(scores),
+                                  "protocol": protocol}, training,
+                          lambda history: Auto(tuple(scores), protocol=protocol).fit(history))
     except TooLittleHistory as exc:
         return None, str(exc)
     return est, (f"fitted on the store's {len(est.history_)} {modality or ''} pairs of "
@@ -153,17 +156,17 @@ class TooLittleHistory(Exception):
     """The store holds too little of the modality for `auto` to learn from (`fit_auto` says why)."""
 
 
-def auto_from_store(url: str | None, scores: Sequence[str], modality: str | None) -> tuple[tuple[Auto, str] | None,
-                                                                                          str]:
-    """``fit_auto`` on the store at ``url``, or None and a note saying why the scores alone order the pool (no
-    store, or too little history in it)."""
+def auto_from_store(url: str | None, scores: Sequence[str], modality: str | None, protocol: str | None = None
+                    ) -> tuple[tuple[Auto, str] | None, str]:
+    """``fit_auto`` on the store at ``url`` (for ``protocol``), or None and a note saying why the scores alone
+    order the pool (no store, or too little history in it)."""
     from recommender.history import open_store
 
     try:
         store = open_store(url)
     except UserError as exc:
         return None, f"{exc}; the scores alone order the pool (`recommender history init` loads the bundled history)"
-    fitted, origin = fit_auto(store, scores, modality)
+    fitted, origin = fit_auto(store, scores, modality, protocol)
     if fitted is None:
         return None, f"{origin}; the scores alone order the pool"
     return (fitted, origin), ""

@@ -318,6 +318,29 @@ def test_a_session_refits_history_lr_with_the_datasets_weighted_as_the_results_a
         Auto.from_state(values, {**tables, "history": tables["history"].drop(columns="family")})
 
 
+def test_a_protocol_named_measures_the_sources_on_its_own_datasets() -> None:
+    """Named the protocol of the tasks to rank, the inner folds hold out its datasets alone (each under every
+    protocol) and measure the sources there: a score that tracks the truth under A and not under B earns A's
+    reliability, not the mixture's; with fewer than MIN_PROTOCOL_DATASETS datasets under it, every dataset."""
+    from recommender.models.auto import MIN_PROTOCOL_DATASETS
+
+    def named(pairs: pd.DataFrame, prefix: str) -> pd.DataFrame:
+        return pairs.assign(dataset=prefix + pairs["dataset"])
+
+    a = named(_gaussian_history(6, 30, {"s": 0.8}, seed=21, protocol="A"), "a")
+    b = named(_gaussian_history(14, 30, {"s": 0.0}, seed=22, protocol="B"), "b")
+    train = pd.concat([a, b.assign(dataset=b["dataset"].where(b["dataset"] != "bd0", "ad0"))], ignore_index=True)
+    mine, anyone = Auto(protocol="A").fit(train), Auto().fit(train)
+    s = mine.sources_.index("s")
+    # one record per held-out A group; ad0's B group (the same dataset under B) is left out of training, not tested;
+    # without a protocol, every group of the 19 datasets (ad0 under both)
+    assert len(mine.inner_taus_) == 6 and len(anyone.inner_taus_) == 19 + 1
+    assert mine.intercepts_[s] > anyone.intercepts_[s] + 0.2
+    few = train.loc[~train["dataset"].isin(["ad1", "ad2"])].reset_index(drop=True)
+    assert few.loc[few["protocol"] == "A", "dataset"].nunique() < MIN_PROTOCOL_DATASETS
+    np.testing.assert_array_equal(Auto(protocol="A").fit(few).intercepts_, Auto().fit(few).intercepts_)
+
+
 def test_the_history_prior_is_the_mean_unless_another_beats_it_by_more_than_the_folds_noise() -> None:
     from recommender.models.auto import _chosen
 
