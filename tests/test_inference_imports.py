@@ -42,7 +42,8 @@ def test_next_imports_no_training_library(saved):
 
 def test_next_auto_imports_no_training_library_once_fitted(saved, tmp_path, monkeypatch):
     # the default `auto` fits on the store's history (scipy's weighted tau on inner folds) once per store revision;
-    # the next call reads that fit from the cache ($RECOMMENDER_CACHE, inherited by the fresh interpreter)
+    # the next call reads that fit from the cache ($RECOMMENDER_CACHE, inherited by the fresh interpreter). On this
+    # store the inner folds keep the mean prior: a session that refits `history-lr` loads scipy's sparse solver
     monkeypatch.setenv("RECOMMENDER_CACHE", str(tmp_path / "cache"))
     url, _, observed = saved
     argv = ["next", "--db", url, *NEW[:2], "--protocol", "p", "--observed", str(observed), "--budget", "3"]

@@ -631,7 +631,9 @@ class AutoSession(Session):
         if self.similar is None:
             return {}, None
         weights, agreement = self.similar.weights(picked, values)
-        reason = moved_datasets(self.similar.names, weights, agreement, len(picked))
+        prior = " and ".join(what for what, on in (("mean z-score", self.mean),
+                                                   ("LR", self.learned_history is not None)) if on)
+        reason = moved_datasets(self.similar.names, weights, agreement, len(picked), prior)
         if np.ptp(weights) == 0:  # equal weights: the priors as fitted
             return {}, reason
         moved = {PRIOR: self.similar.rank(picked, values).score} if self.mean else {}

@@ -74,17 +74,18 @@ class SimilaritySession(Session):
         return Ranking(mean + self.explore * spread, spread, reasons)
 
 
-def moved_datasets(names: np.ndarray, w: np.ndarray, r: np.ndarray, n: int) -> str:
+def moved_datasets(names: np.ndarray, w: np.ndarray, r: np.ndarray, n: int, prior: str = "mean z-score") -> str:
     """Which training datasets the n observed results moved the weights towards (weight against the equal share,
-    and the agreement r); below ``MIN_CORRELATION`` results, that there are too few for a correlation."""
+    and the agreement r); below ``MIN_CORRELATION`` results, that there are too few for a correlation. ``prior``
+    names what the weights weigh (`auto`'s session: its mean and its refitted LR)."""
     share = np.round(w * len(w), 9)  # against the equal share; equal to 9 decimals (rounding apart): the first named
     top = [d for d in np.argsort(-share, kind="stable")[:TOP_REASONS] if share[d] > 1]
     if n < MIN_CORRELATION:
         moved = f"; weight moved towards {', '.join(f'{names[d]} (x{w[d] * len(w):.1f})' for d in top)}" if top else ""
-        return (f"{n} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: mean z-score over "
+        return (f"{n} result(s) observed, fewer than the {MIN_CORRELATION} a correlation needs: {prior} over "
                 f"the {len(w)} training datasets{moved}")
     if not top:
-        return f"no training dataset agrees with the {n} results more than the others: the mean z-score"
+        return f"no training dataset agrees with the {n} results more than the others: the {prior}"
     return "agrees with " + ", ".join(f"{names[d]} (weight x{w[d] * len(w):.1f}, r {r[d]:+.2f})" for d in top)
 
 
