@@ -226,18 +226,35 @@ class Auto(Ranker):
                 out[rows] = est.predict(pairs.loc[rows])
         return out
 
+    def _protocol_datasets(self, history: pd.DataFrame) -> set[str] | None:
+        """The datasets under ``protocol`` that the inner folds hold out alone, or None where they hold out every
+        dataset (no protocol named, or fewer than ``MIN_PROTOCOL_DATASETS`` under it)."""
+        if self.protocol is None:
+            return None
+        datasets = set(history.loc[(_protocols(history) == self.protocol).to_numpy(), "dataset"].astype(str))
+        return datasets if len(datasets) >= MIN_PROTOCOL_DATASETS else None
+
     def _folds(self, train: pd.DataFrame) -> list[Fold]:
-        """The inner folds: `inner_folds`, or, where ``protocol`` names one with at least ``MIN_PROTOCOL_DATASETS``
-        datasets in the history, leave-one-dataset-out over those datasets (each left out under every protocol, as
-        `next` leaves the user's dataset out), tested on their pairs under it."""
-        if self.protocol is not None:
-            mine = (_protocols(train) == self.protocol).to_numpy()
-            datasets = set(train.loc[mine, "dataset"])
-            if len(datasets) >= MIN_PROTOCOL_DATASETS:
-                folds = [Fold(f.name, f.repeat, f.train, f.test.loc[mine[train.index.get_indexer(f.test.index)]])
-                         for f in loo_folds(train) if f.name in datasets]
-                return spread(folds, self.max_inner_folds)
-        return inner_folds(train, self.max_inner_folds)
+        """The inner folds: `inner_folds`, or, over ``protocol``'s datasets where `_protocol_datasets` names them,
+        leave-one-dataset-out (each left out under every protocol, as `next` leaves the user's dataset out), tested
+        on their pairs under it."""
+        datasets = self._protocol_datasets(train)
+        if datasets is None:
+            return inner_folds(train, self.max_inner_folds)
+        mine = (_protocols(train) == self.protocol).to_numpy()
+        folds = [Fold(f.name, f.repeat, f.train, f.test.loc[mine[train.index.get_indexer(f.test.index)]])
+                 for f in loo_folds(train) if str(f.name) in datasets]
+        return spread(folds, self.max_inner_folds)
+
+    @property
+    def measured_on(self) -> str:
+        """On which tasks the inner folds measured the sources, in words."""
+        check_fitted(self, "history_")
+        datasets = self._protocol_datasets(self.history_)
+        if datasets is not None:
+            return f"sources measured on the {len(datasets)} datasets under {self.protocol}"
+        few = "" if self.protocol is None else f" (fewer than {MIN_PROTOCOL_DATASETS} under {self.protocol})"
+        return f"sources measured on the datasets of every protocol{few}"
 
     def _records(self, train: pd.DataFrame) -> list[Record]:
         """The inner folds' held-out groups, each source computed as it would be on a new dataset."""

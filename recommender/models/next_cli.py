@@ -140,7 +140,7 @@ def auto_for_next(store, args: argparse.Namespace, row: dict, protocol: str, can
     if not mine.empty:  # scores logged for the dataset (`rank --log-scores`) join the evidence
         candidates = candidates.merge(wide_scores(mine[["model", "score", "value"]]), on="model", how="left")
     scores = ", ".join(sorted(mine["score"].unique()))
-    note = (f"{history['protocol'].nunique()} protocols, shrinkage {est.shrinkage_:g}, "
+    note = (f"{history['protocol'].nunique()} protocols, {est.measured_on}, shrinkage {est.shrinkage_:g}, "
             + (f"the scores {scores} stored for it" if scores else "no score stored for it"))
     return est, candidates, note
 

@@ -149,7 +149,7 @@ def fit_auto(store: Store, scores: Sequence[str], modality: str | None, protocol
     except TooLittleHistory as exc:
         return None, str(exc)
     return est, (f"fitted on the store's {len(est.history_)} {modality or ''} pairs of "
-                 f"{est.history_['protocol'].nunique()} protocol(s)")
+                 f"{est.history_['protocol'].nunique()} protocol(s), {est.measured_on}")
 
 
 class TooLittleHistory(Exception):

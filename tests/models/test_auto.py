@@ -336,9 +336,13 @@ def test_a_protocol_named_measures_the_sources_on_its_own_datasets() -> None:
     # without a protocol, every group of the 19 datasets (ad0 under both)
     assert len(mine.inner_taus_) == 6 and len(anyone.inner_taus_) == 19 + 1
     assert mine.intercepts_[s] > anyone.intercepts_[s] + 0.2
+    assert mine.measured_on == "sources measured on the 6 datasets under A"
+    assert anyone.measured_on == "sources measured on the datasets of every protocol"
     few = train.loc[~train["dataset"].isin(["ad1", "ad2"])].reset_index(drop=True)
     assert few.loc[few["protocol"] == "A", "dataset"].nunique() < MIN_PROTOCOL_DATASETS
-    np.testing.assert_array_equal(Auto(protocol="A").fit(few).intercepts_, Auto().fit(few).intercepts_)
+    too_few = Auto(protocol="A").fit(few)
+    np.testing.assert_array_equal(too_few.intercepts_, Auto().fit(few).intercepts_)
+    assert too_few.measured_on == "sources measured on the datasets of every protocol (fewer than 5 under A)"
 
 
 def test_the_history_prior_is_the_mean_unless_another_beats_it_by_more_than_the_folds_noise() -> None:
