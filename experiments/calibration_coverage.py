@@ -1,12 +1,15 @@
 """Is the spread `recommend` prints a 68% interval? Leave-one-dataset-out on the bundled histories.
 
 For each held-out dataset: train the recommender on the others, calibrate its spread as `recommender train` does
-(`recommender.models.calibration.spread_factor`, on up to 20 inner held-out training datasets for LR, 5 for FM),
+(`recommender.models.calibration.spread_factor`, on up to 20 inner held-out training datasets),
 predict the held-out dataset's models with the warm start's posterior std (no result observed), and count the true
 z-scored results inside prediction +- the printed spread. Test values choose each pair's best hyper-parameters.
 
     python experiments/calibration_coverage.py --out experiments/results
+    python experiments/calibration_coverage.py --kinds fm --out experiments/results
     python experiments/calibration_coverage.py --db sqlite:///my.db --kinds lr --out /tmp/cal
+
+Writes calibration_coverage.md for LR alone (the default), else calibration_coverage_<kinds>.md.
 """
 
 from __future__ import annotations
@@ -58,11 +61,13 @@ def main() -> int:
                              "mean factor": round(factor, 3), "results": n})
                 print(rows[-1], file=sys.stderr)
     table = pd.DataFrame(rows).set_index("history")
+    kinds = "" if args.kinds == "lr" else f" --kinds {args.kinds}"
     lines = ["# The spread `recommend` prints: coverage of its 68% interval, leave-one-dataset-out", "",
-             f"Command: `python experiments/calibration_coverage.py --out experiments/results` "
+             f"Command: `python experiments/calibration_coverage.py{kinds} --out experiments/results` "
              f"({time.perf_counter() - start:.0f} s on a 2-core machine). Target: 0.60-0.76.", "", markdown(table)]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "calibration_coverage.md").write_text("\n".join(lines) + "\n")
+    name = f"calibration_coverage{'' if args.kinds == 'lr' else '_' + args.kinds.replace(',', '_')}.md"
+    (args.out / name).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -2,10 +2,10 @@
 
 A recommender's posterior standard deviation (the LR warm start's, `recommender.models.warm_start.warm_update`) is in
 the units of a Bayesian model whose prior is "the static prediction is right"; it says how far results may move,
-not how far they fall from the prediction. `spread_factor` refits the recommender without each of a few training
-datasets (`recommender.models.selection.inner_folds`; an LR without each of up to 20, by `LinearRecommender.held_out`),
-and finds the factor by which that standard deviation must be multiplied so that 68% of the held-out z-scored
-results fall within prediction +- factor x std. `train` saves it with the recommender, and `recommend` prints
+not how far they fall from the prediction. `spread_factor` refits the recommender without each of its training
+datasets, up to 20 (`recommender.models.selection.inner_folds`; an LR by `LinearRecommender.held_out`, one sparse
+solve each), and finds the factor by which that standard deviation must be multiplied so that 68% of the held-out
+z-scored results fall within prediction +- factor x std. `train` saves it with the recommender, and `recommend` prints
 std x factor: the half-width of a 68% interval.
 """
 
@@ -22,9 +22,9 @@ from recommender.models.warm_start import WARM_START, model_factors, warm_update
 from recommender.normalise import ranking_groups
 
 COVERAGE = 0.68
-MAX_FOLDS = 5  # refits at training time: each costs one more fit of the recommender
-# LR's held-out predictions cost one sparse solve each (`LinearRecommender.held_out`): as many folds as `auto` takes
-MAX_LR_FOLDS = 20
+# refits at training time, each one more fit of the recommender (an FM on SHiFT vision: about a second): as many as
+# `auto`'s inner folds. Five pinned the factor only roughly: an FM's interval held 78% and 57% of held-out results
+MAX_FOLDS = 20
 
 
 def held_out_ratios(train: pd.DataFrame, test: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
@@ -48,12 +48,12 @@ def held_out_ratios(train: pd.DataFrame, test: pd.DataFrame, predicted: np.ndarr
 def spread_factor(est: PairRecommender, pairs: pd.DataFrame, max_folds: int = MAX_FOLDS) -> tuple[float, int] | None:
     """The factor that makes ``COVERAGE`` of held-out z-scored results fall within prediction +- factor x posterior
     std, from up to ``max_folds`` refits of an unfitted copy of ``est`` without one training dataset each (an LR:
-    up to ``MAX_LR_FOLDS``, its `held_out` predictions), and the number of datasets it was measured on; None for a
+    its `held_out` predictions), and the number of datasets it was measured on; None for a
     raw target (the prediction is not in z units) or fewer than two training datasets."""
     if est.target != "zscore" or pairs["dataset"].nunique() < 2:
         return None
     pairs = pairs.reset_index(drop=True)  # the folds' rows as positions
-    folds = inner_folds(pairs, max(max_folds, MAX_LR_FOLDS) if isinstance(est, LinearRecommender) else max_folds)
+    folds = inner_folds(pairs, max_folds)
     if isinstance(est, LinearRecommender):
         predicted = LinearRecommender(**est.get_params(deep=False)).held_out(
             pairs, [pairs.index.get_indexer(fold.test.index) for fold in folds])

@@ -34,7 +34,7 @@ def test_held_out_results_fall_inside_the_calibrated_interval_68_percent_of_the_
         train = _pairs(10, seed=seed)
         est = make_recommender("lr", features="d,m").fit(train)
         factor, measured = spread_factor(est, train)
-        assert measured == 10  # an LR: every training dataset held out, up to MAX_LR_FOLDS
+        assert measured == 10  # every training dataset held out, up to MAX_FOLDS
         factors = model_factors(train)
         for _, rows in _pairs(12, seed=seed + 1, first=100).groupby("dataset"):
             predicted = est.predict(rows.drop(columns="performance"))
