@@ -66,3 +66,21 @@ def test_the_evidence_line_says_what_the_guard_found_where_its_source_is_in_the_
             "error 0.00), which therefore orders the pool") in line
     without = explained.assign(source="history")
     assert "on inner folds" not in auto_evidence(auto, without, "test")
+
+
+def test_rank_fits_auto_for_the_protocol_named_and_says_on_which_tasks(tmp_path, monkeypatch) -> None:
+    # the store of make_store: 5 image datasets under p. Named p, auto's inner folds hold out p's datasets and the
+    # origin line says so; without a protocol (rank's default), every dataset, and a fit kept apart from the other
+    from recommend_helpers import make_store
+
+    from recommender.history import open_store
+    from recommender.zoo.rank import fit_auto
+
+    monkeypatch.setenv("RECOMMENDER_CACHE", str(tmp_path / "cache"))
+    url, _ = make_store(tmp_path)
+    named, origin = fit_auto(open_store(url), [], "image", "p")
+    assert named is not None and named.protocol == "p"
+    assert origin.endswith("pairs of 1 protocol(s), sources measured on the 5 datasets under p")
+    anyone, origin = fit_auto(open_store(url), [], "image")
+    assert anyone is not None and anyone.protocol is None
+    assert origin.endswith("sources measured on the datasets of every protocol")
