@@ -73,8 +73,8 @@ COVERAGE = 0.68  # the printed interval's nominal coverage
 # source weighted by its reliability alone), which few candidates per task estimate poorly
 SHRINKAGES = (0.1, 0.4, 0.7, 1.0)
 MIN_RELIABILITY = 0.05  # the guard's single source keeps ordering the pool where its predicted reliability is nil
-# datasets of the target protocol's history for the inner folds to hold out those alone: fewer make a standard error
-# (the guard's, the prior's choice) from fewer folds than `recommend`'s calibration refits
+# datasets under the target protocol for the inner folds to hold out those alone: with fewer, the guard's and the
+# prior choice's standard errors would rest on fewer than five folds
 MIN_PROTOCOL_DATASETS = 5
 
 
