@@ -643,23 +643,27 @@ class AutoSession(Session):
         self.mean = mean  # whether the mean prior is re-weighted
 
     def _moved(self, picked: list[int], values: np.ndarray) -> tuple[dict[str, np.ndarray], str | None]:
-        """The re-weighted history priors' values on the candidates (none before the weights leave equal ones), and
-        which training datasets the results moved the weights towards."""
+        """The re-weighted history priors' values on the candidates (none before the weights leave equal ones; LR
+        from ``MIN_OBSERVED`` results on), and which training datasets the results moved the weights towards."""
         if self.similar is None:
             return {}, None
         weights, agreement = self.similar.weights(picked, values)
-        prior = " and ".join(what for what, on in (("mean z-score", self.mean),
-                                                   ("LR", self.learned_history is not None)) if on)
-        reason = moved_datasets(self.similar.names, weights, agreement, len(picked), prior)
+        # LR is refitted from MIN_OBSERVED results on, as the reliabilities move: agreements of two or three results
+        # are mostly noise, and each refit costs `next` a sparse solve (and scipy's import)
+        refit = self.learned_history if len(picked) >= MIN_OBSERVED else None
+        prior = " and ".join(what for what, on in (("mean z-score", self.mean), ("LR", refit is not None)) if on)
+        reason = (moved_datasets(self.similar.names, weights, agreement, len(picked), prior) if prior else
+                  f"LR is refitted with its {len(weights)} training datasets weighted by your results from "
+                  f"{MIN_OBSERVED} results on")
         if np.ptp(weights) == 0:  # equal weights: the priors as fitted
             return {}, reason
         moved = {PRIOR: self.similar.rank(picked, values).score} if self.mean else {}
-        if self.learned_history is not None:
+        if refit is not None:
             protocol = str(_protocols(self.candidates).iloc[0])
             fitted = self.auto.learned_[protocol]
             by_dataset = pd.Series(weights * len(weights), index=self.similar.names.astype(str))  # mean 1
-            sample_weight = by_dataset.reindex(self.learned_history["dataset"].astype(str)).to_numpy(dtype=float)
-            refitted = fitted.reweighted(self.learned_history, sample_weight)
+            sample_weight = by_dataset.reindex(refit["dataset"].astype(str)).to_numpy(dtype=float)
+            refitted = fitted.reweighted(refit, sample_weight)
             moved[LEARNED] = self.auto._learned_values(self.candidates, {protocol: refitted})
         return moved, reason
 

@@ -271,9 +271,9 @@ def test_history_lr_carries_a_ranking_that_moves_with_the_dataset(synthetic_pair
 
 
 def test_a_session_refits_history_lr_with_the_datasets_weighted_as_the_results_agree(synthetic_pairs) -> None:
-    """From two results on, `history-lr` in a session is the LR refitted with each training pair weighted as the
+    """From four results on, `history-lr` in a session is the LR refitted with each training pair weighted as the
     similarity search weighs its dataset (mean weight 1): scikit-learn's Ridge given those weights, on the same
-    design; before that, and from a kept fit, the fitted one."""
+    design; before that the fitted one; from a kept fit the same."""
     from sklearn.linear_model import Ridge
 
     from recommender.models.features import PairEncoder
@@ -300,15 +300,21 @@ def test_a_session_refits_history_lr_with_the_datasets_weighted_as_the_results_a
                                                                                 ranking_groups(train)),
         sample_weight=train["dataset"].map(by_dataset).to_numpy())
     moved = {"history-lr": ridge.predict(reference._design(reference.encoder_.transform(candidates)))}
-    if session.mean:
-        moved["history"] = session.similar.rank(picks, truth[picks]).score
     expected = auto.assess(candidates, observed=observed, moved=moved).score
     # LSQR against the dense solve (1e-11 on SHiFT vision), passed through the Gaussian combination: 1e-7
     np.testing.assert_allclose(session.rank(picks, truth[picks]).score, expected, atol=1e-7)
     assert not np.allclose(expected, auto.assess(candidates, observed=observed).score, atol=1e-4)  # it moved
-    # one result: equal weights, the fitted LR
+    # one result: equal weights, the fitted LR; three: the weights move (the mean prior, where kept), LR waits for
+    # the fourth, as the reliabilities do
     np.testing.assert_array_equal(session.rank([0], truth[:1]).score,
                                   auto.assess(candidates, observed=observed.iloc[:1]).score)
+    three = picks[:3]
+    assert not session.mean  # here the inner folds chose LR alone: nothing else is re-weighted
+    np.testing.assert_array_equal(session.rank(three, truth[three]).score,
+                                  auto.assess(candidates, observed=observed.iloc[:3]).score)
+    reason = session.rank(three, truth[three], explain=True).reasons[0]
+    assert reason.endswith("the history under your protocol: LR is refitted with its 17 training datasets weighted "
+                           "by your results from 4 results on")
     # a kept fit holds the facts the refit reads and refits the same
     kept = Auto.from_state(*auto.get_state())
     np.testing.assert_array_equal(kept.session(candidates).rank(picks, truth[picks]).score,
