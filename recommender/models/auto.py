@@ -653,8 +653,8 @@ class AutoSession(Session):
         refit = self.learned_history if len(picked) >= MIN_OBSERVED else None
         prior = " and ".join(what for what, on in (("mean z-score", self.mean), ("LR", refit is not None)) if on)
         reason = (moved_datasets(self.similar.names, weights, agreement, len(picked), prior) if prior else
-                  f"LR is refitted with its {len(weights)} training datasets weighted by your results from "
-                  f"{MIN_OBSERVED} results on")
+                  f"LR is refitted with its {len(weights)} training datasets weighted by your results once "
+                  f"{MIN_OBSERVED} are observed")
         if np.ptp(weights) == 0:  # equal weights: the priors as fitted
             return {}, reason
         moved = {PRIOR: self.similar.rank(picked, values).score} if self.mean else {}

@@ -314,7 +314,7 @@ def test_a_session_refits_history_lr_with_the_datasets_weighted_as_the_results_a
                                   auto.assess(candidates, observed=observed.iloc[:3]).score)
     reason = session.rank(three, truth[three], explain=True).reasons[0]
     assert reason.endswith("the history under your protocol: LR is refitted with its 17 training datasets weighted "
-                           "by your results from 4 results on")
+                           "by your results once 4 are observed")
     # a kept fit holds the facts the refit reads and refits the same
     kept = Auto.from_state(*auto.get_state())
     np.testing.assert_array_equal(kept.session(candidates).rank(picks, truth[picks]).score,
