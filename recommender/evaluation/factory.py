@@ -28,12 +28,16 @@ def _learned(kind: str, tokens: Sequence[str], tune_trials: int) -> Learned:
     return Learned(kind, ",".join(["d", "m", *tokens]), tune_trials=tune_trials)
 
 
-def make_strategy(spec: str, budgets: tuple[int, ...] = EVALUATION_BUDGETS, tune_trials: int = 0) -> Strategy:
-    """The strategy a name stands for (see `catalog.HELP`); learned ones are tuned with `tune_trials` Optuna trials."""
-    return _build(parse_strategy(spec), budgets, tune_trials)
+def make_strategy(spec: str, budgets: tuple[int, ...] = EVALUATION_BUDGETS, tune_trials: int = 0,
+                  protocol: str | None = None) -> Strategy:
+    """The strategy a name stands for (see `catalog.HELP`); learned ones are tuned with `tune_trials` Optuna trials;
+    ``protocol``: the one protocol whose pairs are ranked, where there is one (`auto` measures its sources on that
+    protocol's datasets, as `next` does, where the training history holds others too)."""
+    return _build(parse_strategy(spec), budgets, tune_trials, protocol)
 
 
-def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int) -> Strategy:
+def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int, protocol: str | None = None
+           ) -> Strategy:
     """The strategy of a parsed name."""
     form = parsed.form
     if form == "oracle":
@@ -43,7 +47,7 @@ def _build(parsed: StrategySpec, budgets: tuple[int, ...], tune_trials: int) -> 
     if form == "combined":
         from recommender.models.auto import Auto
 
-        return Auto(parsed.tokens)
+        return Auto(parsed.tokens, protocol=protocol)
     if form == "history-accuracy":
         return HistoryAccuracy()
     if form == "agnostic":

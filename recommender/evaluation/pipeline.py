@@ -45,14 +45,16 @@ def run_evaluation(pairs: pd.DataFrame, split: str, strategies: Sequence[str] | 
                    keep: Callable[[Fold], bool] | None = None, sources: Sequence[str] = (),
                    seeds: Sequence[int] = (0, 1, 2, 3, 4), test_fraction: float = 0.2,
                    protocols: Sequence[str] | None = None, train_protocols: Sequence[str] = ()) -> EvaluationRun:
-    """Evaluate the strategies (names, or built ones by name) on a split of the pair table.
+    """Evaluate the strategies (names, or built ones by name) on a split of the pair table. Names are built by
+    `make_strategy`, told the ranked protocol where ``protocols`` names one.
 
     The pairs are checked (`check_pairs`; broken runs dropped unless not ``drop_broken``), and what is set aside
     joins ``issues`` (records noted before). The folds are `make_folds`' (``sources``, ``seeds``,
     ``test_fraction``, ``protocols``, ``train_protocols``), only those ``keep`` accepts, merged into one where
     ``fit_once`` (`fitted_once`). A split that gives no fold is a user error."""
+    ranked = protocols[0] if protocols is not None and len(protocols) == 1 else None  # `auto` is measured on it
     built = dict(strategies) if isinstance(strategies, Mapping) else {
-        name: make_strategy(name, budgets, tune_trials) for name in strategies}
+        name: make_strategy(name, budgets, tune_trials, ranked) for name in strategies}
     checked, set_aside = check_pairs(pairs, drop_broken=drop_broken)
     folds = make_folds(checked, split, sources=sources, seeds=seeds, test_fraction=test_fraction,
                        protocols=protocols, train_protocols=train_protocols)

@@ -266,3 +266,25 @@ def test_cross_protocol_adaptive_sees_only_the_target_truth_of_its_picks(name, t
     hidden = fold.test.drop(columns=["performance", "selected_by"])
     _assert_only_picked_truth_reaches(lambda v: _first_picks(est, hidden, v), fold.test["performance"].to_numpy(),
                                       _scramble)
+
+
+def test_auto_is_told_the_protocol_ranked_where_one_is(monkeypatch):
+    """`evaluate --protocol p` (with --train-protocols as extra history) builds `auto` measured on p's datasets, as
+    `next` is; several protocols ranked, or none named: every dataset."""
+    import recommender.evaluation.pipeline as pipeline
+    from recommender.models.auto import Auto
+
+    assert make_strategy("auto", protocol="p").protocol == "p" and make_strategy("auto").protocol is None
+    built: list = []
+
+    def spy(*args, **kwargs):
+        built.append(make_strategy(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(pipeline, "make_strategy", spy)
+    pairs = pd.concat([pair_table().assign(protocol="p"), pair_table().assign(protocol="q")], ignore_index=True)
+    for protocols, expected in ((["p"], "p"), (["p", "q"], None), (None, None)):
+        built.clear()
+        pipeline.run_evaluation(pairs, "loo", ["mean-perf", "auto"], (1,), protocols=protocols)
+        (auto,) = [s for s in built if isinstance(s, Auto)]
+        assert auto.protocol == expected
