@@ -405,12 +405,16 @@ class Auto(Ranker):
                 residuals.extend((record.truth - combined.mean) / combined.std)
         return pd.DataFrame(taus, columns=["auto", *self.sources_], dtype=float), np.asarray(residuals)
 
+    def _measured(self) -> list[str]:
+        """The sources the inner folds measured (a finite intercept), in the order of ``sources_``."""
+        return [s for s, b in zip(self.sources_, self.intercepts_, strict=True) if np.isfinite(b)]
+
     def guard(self) -> Guard | None:
         """The inner folds' comparison of the combination with the best single source they measured (None with
         fewer than two folds or no measured source)."""
         check_fitted(self, "inner_taus_")
         taus = self.inner_taus_
-        measured = [s for s, b in zip(self.sources_, self.intercepts_, strict=True) if np.isfinite(b)]
+        measured = self._measured()
         if len(taus) < 2 or not measured:
             return None
         best = str(taus[measured].mean().idxmax())  # among the sources the folds measured
@@ -522,7 +526,7 @@ class Auto(Ranker):
         pairs."""
         protocol = _protocols(candidates).iloc[0] if len(candidates) else ""
         own = self.history_.loc[(_protocols(self.history_) == protocol).to_numpy()]
-        measured = {s for s, b in zip(self.sources_, self.intercepts_, strict=True) if np.isfinite(b)}
+        measured = self._measured()
         reweighted = {s for s in (PRIOR, LEARNED) if s in measured and (s == PRIOR or protocol in self.learned_)}
         similar = None
         if own["dataset"].nunique() >= 2 and reweighted:

@@ -73,11 +73,15 @@ class PairRecommender(Validated, Estimator, ABC):
         self._validate_params()
         self.encoder_ = PairEncoder(self.features).fit(X)
         Z = self.encoder_.transform(X)
-        # ranked and normalised within each dataset, or each (dataset, protocol) of a table with protocols
-        datasets = ranking_groups(X) if "dataset" in X.columns else pd.Series("all", index=X.index)
         self.n_features_ = Z.shape[1]
         self.training_ = training_summary(X)
-        return Z, normalise_target(target, datasets, self.target), datasets
+        return Z, *self._normalised(X, target)
+
+    def _normalised(self, X: pd.DataFrame, target: np.ndarray) -> tuple[np.ndarray, pd.Series]:
+        """The checked target of the pairs X normalised as ``self.target`` says, and the groups it is normalised
+        within: each dataset, or each (dataset, protocol) of a table with protocols."""
+        datasets = ranking_groups(X) if "dataset" in X.columns else pd.Series("all", index=X.index)
+        return normalise_target(target, datasets, self.target), datasets
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted (normalised) performance of each pair; higher means a better pick."""

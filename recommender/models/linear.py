@@ -11,11 +11,10 @@ import pandas as pd
 
 from recommender.models.base import PairRecommender
 from recommender.models.estimator import check_fitted
-from recommender.models.features import BLOCKS, PairEncoder
+from recommender.models.features import BLOCKS
 from recommender.models.params import FEATURES, FLAG, TEXT, Rule, number
 from recommender.models.saved import ArraySpec
-from recommender.models.targets import check_target, normalise_target
-from recommender.normalise import ranking_groups
+from recommender.models.targets import check_target
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -110,7 +109,7 @@ class LinearRecommender(PairRecommender):
         ``sample_weight``. The encoder is kept, not fitted again: fitted on the same pairs it would be the same, and
         fitting it loads scikit-learn (a second), which a session's every step would pay."""
         check_fitted(self, "encoder_")
-        t = normalise_target(check_target(X["performance"], len(X)), ranking_groups(X), self.target)
+        t, _ = self._normalised(X, check_target(X["performance"], len(X)))
         out = copy.copy(self)  # the encoder and what a saved LR holds, shared: only the weights are replaced
         out.weights_, out.bias_ = self._sparse_ridge(self._sparse_design(self.encoder_.transform(X)), t,
                                                      _checked(sample_weight, len(t)))
@@ -120,11 +119,9 @@ class LinearRecommender(PairRecommender):
         """For each array of row positions in ``held``, those rows' predictions by this LR fitted on the other rows
         of the pair table ``X`` (its ``performance`` the target) as `fit_sparse` fits; the encoder is fitted once
         on the whole of X (on its features: no held-out result enters). ``self`` is left as it was."""
-        self._validate_params()
         scratch = type(self)(**self.get_params())
-        scratch.encoder_ = PairEncoder(self.features).fit(X)
-        design = scratch._sparse_design(scratch.encoder_.transform(X))
-        t = normalise_target(X["performance"].to_numpy(dtype=float), ranking_groups(X), self.target)
+        Z, t, _ = scratch._encoded(X)  # the encoder fitted on every row, as `fit` fits it
+        design = scratch._sparse_design(Z)
         out = []
         for rows in held:
             keep = np.setdiff1d(np.arange(len(t)), rows)
